@@ -1,0 +1,143 @@
+"""The registry of job kinds, and the context a job function runs with in the worker.
+
+A job kind is a plain function `run(ctx: JobContext) -> dict | None` registered under a
+name. The worker process imports the job modules (by default `sidecar.edit3d_jobs`; more with
+`edit3d-sidecar --job-module`), looks the kind up by name and calls it. The server imports
+the same modules to check kind names and parameters before queueing, so modules that define
+kinds keep heavy imports (torch, edit3d's method) inside the functions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edit3d.progress import CancelToken, ProgressEvent
+from sidecar.errors import SidecarError
+
+DEFAULT_JOB_MODULES: tuple[str, ...] = ("sidecar.edit3d_jobs",)
+"""Modules whose import registers the built-in job kinds."""
+
+_MIN_PROGRESS_INTERVAL_S = 0.05
+"""Progress reports closer together than this are coalesced (the last step always goes)."""
+
+
+@dataclass
+class JobContext:
+    """What a job function gets: its parameters, where its session lives, and channels back."""
+
+    job_id: str
+    """Id of the job (unique within one sidecar run)."""
+    kind: str
+    """Name of the job kind."""
+    params: dict
+    """Validated parameters from the request."""
+    session_dir: Path | None
+    """The session's directory, or None for session-less kinds."""
+    cancel: CancelToken
+    """Checked by edit3d between iterations and denoising steps."""
+    device: str
+    """Torch device the sidecar was started for ("cuda", "cpu")."""
+    profile: str
+    """Model profile: "real" (published weights) or "tiny" (pipeline checks only)."""
+    cache: dict[str, object]
+    """Lives as long as the worker process: keeps loaded models warm between jobs."""
+    send: Callable[[tuple], None] = field(repr=False)
+    """Sends one message to the server (used by `progress` and `preview`)."""
+    _last_progress: float = field(default=0.0, repr=False)
+
+    @property
+    def workspace_dir(self) -> Path:
+        if self.session_dir is None:
+            raise SidecarError("bad_request", f"job kind {self.kind!r} has no session")
+        return self.session_dir / "workspace"
+
+    @property
+    def exports_dir(self) -> Path:
+        if self.session_dir is None:
+            raise SidecarError("bad_request", f"job kind {self.kind!r} has no session")
+        path = self.session_dir / "exports"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def progress(self, event: ProgressEvent) -> None:
+        """Report progress (an edit3d ProgressCallback)."""
+        now = time.monotonic()
+        last_step = event.total > 0 and event.step >= event.total
+        if not last_step and now - self._last_progress < _MIN_PROGRESS_INTERVAL_S:
+            return
+        self._last_progress = now
+        self.send(("progress", self.job_id, asdict(event)))
+
+    def preview(self, image: np.ndarray, **details: object) -> None:
+        """Send a preview frame (float32 [H, W, 3] in [0, 1]) with small details."""
+        array = np.ascontiguousarray(image, dtype=np.float32)
+        if array.ndim != 3 or array.shape[2] not in (3, 4):
+            raise ValueError(f"preview image must be [H, W, 3|4], got shape {array.shape}")
+        self.send(("preview", self.job_id, {"image": array, **details}))
+
+
+JobFunction = Callable[[JobContext], "dict | None"]
+ParamValidator = Callable[[dict], dict]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A named kind of job."""
+
+    name: str
+    """Name clients use in `job.submit`."""
+    run: JobFunction
+    """Runs in the worker process; returns a small result map (arrays allowed)."""
+    needs_session: bool = True
+    """Whether a job of this kind belongs to a session (most do)."""
+    validate: ParamValidator | None = None
+    """Checks parameters in the server before queueing; raises SidecarError/ValueError."""
+    description: str = ""
+    """One line for `capabilities`."""
+
+
+_KINDS: dict[str, JobKind] = {}
+
+
+def register_job_kind(kind: JobKind) -> None:
+    """Register (or replace) a job kind."""
+    _KINDS[kind.name] = kind
+
+
+def job_kind(
+    name: str,
+    *,
+    needs_session: bool = True,
+    validate: ParamValidator | None = None,
+    description: str = "",
+) -> Callable[[JobFunction], JobFunction]:
+    """Decorator form of `register_job_kind`."""
+
+    def decorate(run: JobFunction) -> JobFunction:
+        register_job_kind(JobKind(name, run, needs_session, validate, description))
+        return run
+
+    return decorate
+
+
+def get_job_kind(name: object) -> JobKind:
+    kind = _KINDS.get(name) if isinstance(name, str) else None
+    if kind is None:
+        raise SidecarError("unknown_job_kind", f"no job kind {name!r}; known: {sorted(_KINDS)}")
+    return kind
+
+
+def job_kinds() -> dict[str, JobKind]:
+    return dict(_KINDS)
+
+
+def load_job_modules(modules: Iterable[str]) -> None:
+    """Import the modules that register job kinds."""
+    for module in modules:
+        importlib.import_module(module)

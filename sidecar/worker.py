@@ -1,0 +1,107 @@
+"""The worker process: runs one job at a time for the server, over a multiprocessing pipe.
+
+Messages server → worker: ``("run", job_id, kind, session_dir | None, params)``, ``("stop",)``.
+Messages worker → server: ``("ready", pid)``, ``("started", job_id)``,
+``("progress", job_id, progress_event_dict)``, ``("preview", job_id, {"image": array, ...})``,
+``("finished", job_id, result)``, ``("failed", job_id, reason, message, traceback)``,
+``("cancelled", job_id)``.
+
+The worker lives in its own process (spawn start method) so that anything a job does to the
+process — an exception, CUDA running out of memory, a segfault in an extension — costs only
+that job: the server sees the pipe close, fails the job with the exit reason and starts a
+fresh worker. Cancellation is a shared `multiprocessing.Event` that edit3d polls through a
+`CancelToken` between iterations and denoising steps.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from edit3d.progress import Cancelled, CancelToken
+from sidecar.kinds import JobContext, get_job_kind, load_job_modules
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How the worker runs jobs (picklable: it crosses the spawn boundary)."""
+
+    device: str = "cpu"
+    """Torch device for every job."""
+    profile: str = "real"
+    """Model profile: "real" or "tiny"."""
+    job_modules: tuple[str, ...] = ()
+    """Modules that register job kinds, imported at worker start."""
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker if the server dies (kill -9 leaves no orphan job)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    return name == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+def _run_job(conn, options: WorkerOptions, cancel_event, cache: dict, message: tuple) -> None:
+    _tag, job_id, kind_name, session_dir, params = message
+    parent_pid = os.getppid()
+
+    def cancel_requested() -> bool:
+        # A worker whose server is gone must stop too (belt and braces with PDEATHSIG).
+        return cancel_event.is_set() or os.getppid() != parent_pid
+
+    ctx = JobContext(
+        job_id=job_id,
+        kind=kind_name,
+        params=params,
+        session_dir=Path(session_dir) if session_dir else None,
+        cancel=CancelToken(predicate=cancel_requested),
+        device=options.device,
+        profile=options.profile,
+        cache=cache,
+        send=conn.send,
+    )
+    conn.send(("started", job_id))
+    try:
+        result = get_job_kind(kind_name).run(ctx)
+        conn.send(("finished", job_id, result or {}))
+    except Cancelled:
+        conn.send(("cancelled", job_id))
+    except Exception as exc:  # every failure of a job is reported, none kills the worker
+        reason = "out_of_memory" if _is_out_of_memory(exc) else "exception"
+        message_text = f"{type(exc).__name__}: {exc}"
+        conn.send(("failed", job_id, reason, message_text, traceback.format_exc()))
+
+
+def worker_main(conn, cancel_event, options: WorkerOptions) -> None:
+    """Entry point of the worker process."""
+    _die_with_parent()
+    # Ctrl-C in a terminal reaches the whole process group; the server decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    load_job_modules(options.job_modules)
+    cache: dict = {}
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return  # server gone
+        if message[0] == "stop":
+            return
+        if message[0] == "run":
+            _run_job(conn, options, cancel_event, cache, message)

@@ -1,0 +1,74 @@
+"""Deterministic job kinds for testing the job lifecycle (imported with --job-module).
+
+They exercise the machinery honestly: real progress through the real pipe, cooperative
+cancel through the real shared event, real exceptions, a real abort and a real SIGSEGV.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+
+from edit3d.progress import ProgressEvent
+from sidecar.kinds import JobContext, job_kind
+
+
+def _validate_count(params: dict) -> dict:
+    steps = params.get("steps", 5)
+    if not isinstance(steps, int) or not 0 <= steps <= 100_000:
+        raise ValueError(f"steps must be an integer in [0, 100000], got {steps!r}")
+    delay = params.get("delay_s", 0.01)
+    if not isinstance(delay, (int, float)) or not 0 <= delay <= 10:
+        raise ValueError(f"delay_s must be in [0, 10], got {delay!r}")
+    return {"steps": steps, "delay_s": float(delay), "preview": bool(params.get("preview"))}
+
+
+@job_kind("test.count", needs_session=False, validate=_validate_count)
+def count(ctx: JobContext) -> dict:
+    """Counts `steps` steps of `delay_s`, reporting each, checking cancel each step."""
+    steps, delay = ctx.params["steps"], ctx.params["delay_s"]
+    for step in range(1, steps + 1):
+        ctx.cancel.raise_if_cancelled()
+        time.sleep(delay)
+        ctx.progress(ProgressEvent("count", step, steps, loss=1.0 / step))
+        if ctx.params["preview"] and step == 1:
+            image = np.zeros((4, 6, 3), np.float32)
+            image[0, 0] = (1.0, 0.5, 0.25)
+            ctx.preview(image, view_name="frame_00000.png")
+    ctx.cache["runs"] = int(ctx.cache.get("runs", 0)) + 1  # type: ignore[arg-type]
+    return {"counted": steps, "worker_pid": os.getpid(), "warm_runs": ctx.cache["runs"]}
+
+
+@job_kind("test.session_count", validate=_validate_count)
+def session_count(ctx: JobContext) -> dict:
+    """Like test.count, but belongs to a session and writes a file there."""
+    result = count(ctx)
+    (ctx.exports_dir / f"{ctx.job_id}.txt").write_text(str(result["counted"]))
+    return result
+
+
+@job_kind("test.raise", needs_session=False)
+def raise_error(ctx: JobContext) -> dict:
+    raise RuntimeError("deliberate failure in test.raise")
+
+
+@job_kind("test.abort", needs_session=False)
+def abort(ctx: JobContext) -> dict:
+    os.abort()
+
+
+@job_kind("test.segfault", needs_session=False)
+def segfault(ctx: JobContext) -> dict:
+    os.kill(os.getpid(), signal.SIGSEGV)
+    time.sleep(5)
+    return {}
+
+
+@job_kind("test.ignore_cancel", needs_session=False)
+def ignore_cancel(ctx: JobContext) -> dict:
+    """Never checks its cancel token (a stuck job): only the cancel deadline stops it."""
+    time.sleep(float(ctx.params.get("seconds", 30)))
+    return {}
