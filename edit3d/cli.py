@@ -16,6 +16,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "edit3d.scene.commands",
     "edit3d.models.commands",
+    "edit3d.segmentation.commands",
 )
 
 
