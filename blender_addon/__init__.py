@@ -1,0 +1,34 @@
+"""Edit3D for Blender: edit a captured scene with words through a GPU sidecar.
+
+Structure: one PropertyGroup on the Scene (`scene.edit3d`, props.py), add-on preferences
+(preferences.py), operators (operators.py), sidebar panels (panels.py), the one sidecar
+link and its poll timer (connection.py), and plain scene data conversions (scene_io.py).
+Registering opens no socket: the network is touched only when the user connects.
+"""
+
+from __future__ import annotations
+
+import bpy
+
+from . import connection, operators, panels, preferences, props
+
+classes = (
+    *props.classes,
+    *preferences.classes,
+    *operators.classes,
+    *panels.classes,
+)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    props.register_scene_property()
+
+
+def unregister() -> None:
+    # bpy 4.5 hangs at exit while a timer is registered: stop it before anything else
+    connection.shutdown()
+    props.unregister_scene_property()
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

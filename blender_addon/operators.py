@@ -1,0 +1,481 @@
+"""Operators: each sends one request (never waits) or works on local scene data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bpy
+from bpy.props import StringProperty
+
+from . import connection, scene_io
+from .preferences import get_preferences
+
+
+def split_queries(text: str) -> tuple[str, ...]:
+    """Comma-separated queries → a tuple: "hair, red shirt" → ("hair", "red shirt")."""
+    return tuple(q.strip() for q in text.split(",") if q.strip())
+
+
+class _SidecarOperator:
+    """Shared checks of operators that talk to the sidecar."""
+
+    needs_session = True
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        props = context.scene.edit3d
+        return connection.is_ready() and (bool(props.session_id) or not cls.needs_session)
+
+    def submit(self, context: bpy.types.Context, message: Any, route=None) -> set[str]:
+        try:
+            connection.submit_job(context, message, route)
+        except (ConnectionError, ValueError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class EDIT3D_OT_connect(bpy.types.Operator):
+    """Connect to the sidecar named in the add-on preferences"""
+
+    bl_idname = "edit3d.connect"
+    bl_label = "Connect"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = connection.settings_from_preferences(get_preferences(context))
+        try:
+            connection.connect(context, settings)
+        except (PermissionError, ValueError, OSError) as exc:
+            self.report({"ERROR"}, f"Cannot connect: {exc}")
+            return {"CANCELLED"}
+        except ImportError as exc:
+            self.report({"ERROR"}, f"The bundled pyzmq/msgpack wheels did not load: {exc}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Connecting to {connection.endpoint_label(settings)}")
+        return {"FINISHED"}
+
+
+class EDIT3D_OT_disconnect(bpy.types.Operator):
+    """Close the connection (jobs on the sidecar keep running)"""
+
+    bl_idname = "edit3d.disconnect"
+    bl_label = "Disconnect"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        connection.disconnect(context)
+        return {"FINISHED"}
+
+
+class EDIT3D_OT_start_sidecar(bpy.types.Operator):
+    """Start a sidecar on this machine with the Python set in the preferences"""
+
+    bl_idname = "edit3d.start_sidecar"
+    bl_label = "Start Local Sidecar"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        prefs = get_preferences(context)
+        workdir = bpy.path.abspath(prefs.sidecar_workdir) if prefs.sidecar_workdir else ""
+        if not workdir:
+            self.report({"ERROR"}, "Set the sidecar workdir in the add-on preferences")
+            return {"CANCELLED"}
+        try:
+            conn_file = connection.start_local_sidecar(
+                bpy.path.abspath(prefs.sidecar_python), workdir,
+                device=prefs.sidecar_device, tiny=prefs.sidecar_tiny,
+            )  # fmt: skip
+        except (OSError, RuntimeError) as exc:
+            self.report({"ERROR"}, f"Cannot start the sidecar: {exc}")
+            return {"CANCELLED"}
+        prefs.connection_file = str(conn_file)
+        self.report({"INFO"}, f"Sidecar starting; connect once {conn_file} exists")
+        return {"FINISHED"}
+
+
+class EDIT3D_OT_stop_sidecar(bpy.types.Operator):
+    """Stop the sidecar this Blender started (sessions stay on disk)"""
+
+    bl_idname = "edit3d.stop_sidecar"
+    bl_label = "Stop Local Sidecar"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        if not connection.stop_local_sidecar():
+            self.report({"WARNING"}, "No sidecar started from this Blender is running")
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class EDIT3D_OT_create_session(_SidecarOperator, bpy.types.Operator):
+    """Create a session on the sidecar from the chosen dataset or nerfstudio run"""
+
+    bl_idname = "edit3d.create_session"
+    bl_label = "Create Session"
+    needs_session = False
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        props = context.scene.edit3d
+        msgs = connection.messages()
+        kwargs: dict[str, Any] = {"name": props.session_name or "scene", "preset": props.preset}
+        if props.source == "DATASET":
+            kwargs["dataset_path"] = props.dataset_path
+        elif props.source == "NERFSTUDIO_RUN":
+            kwargs["nerfstudio_run"] = props.nerfstudio_run
+        else:
+            self.report({"ERROR"}, "Uploading a local dataset is not available in this version")
+            return {"CANCELLED"}
+        if not any(kwargs.get(k) for k in ("dataset_path", "nerfstudio_run")):
+            self.report({"ERROR"}, "Enter the dataset path (or run config) on the sidecar machine")
+            return {"CANCELLED"}
+        try:
+            message = msgs.SessionCreate(**kwargs)
+        except ValueError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        connection.request(context, message, _on_session_created, _session_error)
+        return {"FINISHED"}
+
+
+def _on_session_created(context: Any, summary: Any) -> None:
+    props = context.scene.edit3d
+    props.session_id = summary.session_id
+    props.event_seq = -1
+    connection.open_session(context, summary.session_id)
+
+
+def _session_error(context: Any, text: str) -> None:
+    connection.report_error(context, f"Session request refused: {text}")
+
+
+class EDIT3D_OT_open_session(_SidecarOperator, bpy.types.Operator):
+    """Open an existing session on the sidecar (refreshes turns and cameras)"""
+
+    bl_idname = "edit3d.open_session"
+    bl_label = "Open Session"
+    needs_session = False
+
+    session_id: StringProperty(name="Session")
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        props = context.scene.edit3d
+        session_id = self.session_id or props.session_id
+        if not session_id:
+            self.report({"ERROR"}, "No session id given")
+            return {"CANCELLED"}
+        if session_id != props.session_id:
+            props.event_seq = -1
+        connection.request(
+            context, connection.messages().SessionOpen(session_id=session_id),
+            _on_session_opened, _session_error,
+        )  # fmt: skip
+        return {"FINISHED"}
+
+
+def _on_session_opened(context: Any, summary: Any) -> None:
+    connection._on_session_summary(context, summary)
+
+
+class EDIT3D_OT_import_cameras(bpy.types.Operator):
+    """Create one camera per dataset view of the open session, at its exact pose"""
+
+    bl_idname = "edit3d.import_cameras"
+    bl_label = "Import Dataset Cameras"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return connection.LINK.views is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            cameras = connection.import_session_cameras(context)
+        except (LookupError, ValueError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Imported {len(cameras)} cameras")
+        return {"FINISHED"}
+
+
+class EDIT3D_OT_import_transforms(bpy.types.Operator):
+    """Import the cameras of a local nerfstudio transforms.json (no sidecar needed)"""
+
+    bl_idname = "edit3d.import_transforms"
+    bl_label = "Import transforms.json Cameras"
+
+    filepath: StringProperty(subtype="FILE_PATH")
+    filter_glob: StringProperty(default="*.json", options={"HIDDEN"})
+
+    def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            names, pinholes = scene_io.read_transforms_json(bpy.path.abspath(self.filepath))
+        except (OSError, ValueError, KeyError) as exc:
+            self.report({"ERROR"}, f"Cannot read {self.filepath}: {exc}")
+            return {"CANCELLED"}
+        coll = context.scene.edit3d.camera_collection
+        scene_io.import_cameras(context.scene, names, pinholes, coll)
+        self.report({"INFO"}, f"Imported {len(names)} cameras")
+        return {"FINISHED"}
+
+
+class EDIT3D_OT_train_base(_SidecarOperator, bpy.types.Operator):
+    """Train the base NeRF of the session on the sidecar"""
+
+    bl_idname = "edit3d.train_base"
+    bl_label = "Train Base"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        props = context.scene.edit3d
+        msg = connection.messages().JobTrainBase(
+            session_id=props.session_id, steps=props.base_steps, preset=props.preset
+        )
+        return self.submit(context, msg)
+
+
+def _active_camera(op: bpy.types.Operator, context: bpy.types.Context) -> Any:
+    camera = context.scene.camera
+    if camera is None or camera.type != "CAMERA":
+        op.report({"ERROR"}, "The scene has no active camera")
+        return None
+    return camera
+
+
+class EDIT3D_OT_preview_masks(_SidecarOperator, bpy.types.Operator):
+    """Segment the edit/keep regions in the active camera's view (caption, heatmap, mask)"""
+
+    bl_idname = "edit3d.preview_masks"
+    bl_label = "Preview Masks"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        props = context.scene.edit3d
+        camera = _active_camera(self, context)
+        if camera is None:
+            return {"CANCELLED"}
+        msg = connection.messages().JobPreviewMasks(
+            session_id=props.session_id,
+            camera=connection.camera_message(context, camera),
+            edit_queries=split_queries(props.edit_queries),
+            keep_queries=split_queries(props.keep_queries),
+            caption=None if props.auto_caption or not props.caption else props.caption,
+        )
+        return self.submit(context, msg)
+
+
+class EDIT3D_OT_run_turn(_SidecarOperator, bpy.types.Operator):
+    """Run an editing turn from the checked-out turn with the instruction and regions"""
+
+    bl_idname = "edit3d.run_turn"
+    bl_label = "Run Turn"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        props = context.scene.edit3d
+        if not props.instruction.strip():
+            self.report({"ERROR"}, "Write an instruction first")
+            return {"CANCELLED"}
+        msg = connection.messages().JobRunTurn(
+            session_id=props.session_id,
+            instruction=props.instruction,
+            edit_queries=split_queries(props.edit_queries),
+            keep_queries=split_queries(props.keep_queries),
+            caption=None if props.auto_caption or not props.caption else props.caption,
+            mode=props.mode,
+            steps=props.turn_steps,
+            parent_turn=props.head or None,
+            seed=props.seed,
+        )
+        return self.submit(context, msg)
+
+
+class EDIT3D_OT_cancel_job(bpy.types.Operator):
+    """Cancel the current job on the sidecar"""
+
+    bl_idname = "edit3d.cancel_job"
+    bl_label = "Cancel Job"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        props = context.scene.edit3d
+        return connection.is_ready() and props.job_state in connection.ACTIVE_JOB_STATES
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            connection.cancel_job(context)
+        except LookupError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+def _selected_turn(context: bpy.types.Context) -> Any:
+    props = context.scene.edit3d
+    if 0 <= props.active_turn_index < len(props.turns):
+        return props.turns[props.active_turn_index]
+    return None
+
+
+class EDIT3D_OT_checkout_turn(_SidecarOperator, bpy.types.Operator):
+    """Make the selected turn the head: undo to it; the next turn branches from it"""
+
+    bl_idname = "edit3d.checkout_turn"
+    bl_label = "Check Out Turn"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        props = context.scene.edit3d
+        turn = _selected_turn(context)
+        if turn is None:
+            self.report({"ERROR"}, "Select a turn in the list")
+            return {"CANCELLED"}
+        msg = connection.messages().TurnCheckout(session_id=props.session_id, turn_id=turn.turn_id)
+        connection.request(context, msg, _refresh_after, _session_error)
+        return {"FINISHED"}
+
+
+def _refresh_after(context: Any, _reply: Any) -> None:
+    props = context.scene.edit3d
+    connection.open_session(context, props.session_id)
+
+
+class EDIT3D_OT_resume_turn(_SidecarOperator, bpy.types.Operator):
+    """Resume the selected interrupted turn from its last checkpoint"""
+
+    bl_idname = "edit3d.resume_turn"
+    bl_label = "Resume Turn"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        turn = _selected_turn(context)
+        if turn is None or turn.status != "interrupted":
+            self.report({"ERROR"}, "Select an interrupted turn")
+            return {"CANCELLED"}
+        msg = connection.messages().JobResumeTurn(
+            session_id=context.scene.edit3d.session_id, turn_id=turn.turn_id
+        )
+        return self.submit(context, msg)
+
+
+class EDIT3D_OT_discard_turn(_SidecarOperator, bpy.types.Operator):
+    """Discard the selected interrupted turn"""
+
+    bl_idname = "edit3d.discard_turn"
+    bl_label = "Discard Turn"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        turn = _selected_turn(context)
+        if turn is None or turn.status != "interrupted":
+            self.report({"ERROR"}, "Select an interrupted turn")
+            return {"CANCELLED"}
+        msg = connection.messages().JobDiscardTurn(
+            session_id=context.scene.edit3d.session_id, turn_id=turn.turn_id
+        )
+        connection.request(context, msg, _refresh_after, _session_error)
+        return {"FINISHED"}
+
+
+class EDIT3D_OT_refine(_SidecarOperator, bpy.types.Operator):
+    """Super-resolution fine-tune of the head turn (paper Sec. 3.3)"""
+
+    bl_idname = "edit3d.refine"
+    bl_label = "Refine (Super-Resolution)"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        props = context.scene.edit3d
+        msg = connection.messages().JobRefine(
+            session_id=props.session_id, turn_id=props.head or None
+        )
+        return self.submit(context, msg)
+
+
+class EDIT3D_OT_render_camera(_SidecarOperator, bpy.types.Operator):
+    """Render the active camera (pose, lens, shift, resolution) from the head turn"""
+
+    bl_idname = "edit3d.render_camera"
+    bl_label = "Render Active Camera"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        camera = _active_camera(self, context)
+        if camera is None:
+            return {"CANCELLED"}
+        try:
+            connection.render_camera(context, camera)
+        except (ConnectionError, ValueError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class EDIT3D_OT_show_image(bpy.types.Operator):
+    """Show an Edit3D image in an Image Editor"""
+
+    bl_idname = "edit3d.show_image"
+    bl_label = "Show in Image Editor"
+
+    image_name: StringProperty(name="Image")
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        image = bpy.data.images.get(self.image_name)
+        if image is None:
+            self.report({"ERROR"}, f"No image {self.image_name!r} yet")
+            return {"CANCELLED"}
+        screen = getattr(context, "screen", None)
+        areas = [] if screen is None else [a for a in screen.areas if a.type == "IMAGE_EDITOR"]
+        if not areas:
+            self.report({"WARNING"}, "Open an Image Editor to see the image")
+            return {"CANCELLED"}
+        areas[0].spaces.active.image = image
+        return {"FINISHED"}
+
+
+class EDIT3D_OT_export(_SidecarOperator, bpy.types.Operator):
+    """Export the head turn's point cloud or mesh, into the scene and/or as a file"""
+
+    bl_idname = "edit3d.export"
+    bl_label = "Export"
+
+    into_scene: bpy.props.BoolProperty(name="Into scene", default=True)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        props = context.scene.edit3d
+        msg = connection.messages().JobExport(
+            session_id=props.session_id,
+            turn_id=props.head or None,
+            kind=props.export_kind,
+            format=props.export_format,
+            budget=props.export_points,
+            return_arrays=self.into_scene,
+        )
+        route = connection.JobRoute("job.export", into_scene=self.into_scene)
+        return self.submit(context, msg, route)
+
+
+class EDIT3D_OT_clear_reports(bpy.types.Operator):
+    """Clear the messages kept from the sidecar"""
+
+    bl_idname = "edit3d.clear_reports"
+    bl_label = "Clear Messages"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        context.scene.edit3d.reports.clear()
+        return {"FINISHED"}
+
+
+classes = (
+    EDIT3D_OT_connect,
+    EDIT3D_OT_disconnect,
+    EDIT3D_OT_start_sidecar,
+    EDIT3D_OT_stop_sidecar,
+    EDIT3D_OT_create_session,
+    EDIT3D_OT_open_session,
+    EDIT3D_OT_import_cameras,
+    EDIT3D_OT_import_transforms,
+    EDIT3D_OT_train_base,
+    EDIT3D_OT_preview_masks,
+    EDIT3D_OT_run_turn,
+    EDIT3D_OT_cancel_job,
+    EDIT3D_OT_checkout_turn,
+    EDIT3D_OT_resume_turn,
+    EDIT3D_OT_discard_turn,
+    EDIT3D_OT_refine,
+    EDIT3D_OT_render_camera,
+    EDIT3D_OT_show_image,
+    EDIT3D_OT_export,
+    EDIT3D_OT_clear_reports,
+)

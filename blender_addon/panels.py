@@ -1,0 +1,239 @@
+"""Sidebar panels (3D viewport, tab "Edit3D"). They only read `scene.edit3d`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bpy
+
+from .connection import ACTIVE_JOB_STATES
+
+STATUS_ICONS = {
+    "running": "PLAY",
+    "interrupted": "PAUSE",
+    "finished": "CHECKMARK",
+    "failed": "ERROR",
+    "cancelled": "CANCEL",
+}
+CONNECTION_ICONS = {
+    "DISCONNECTED": "UNLINKED",
+    "CONNECTING": "SORTTIME",
+    "CONNECTED": "LINKED",
+    "LOST": "ERROR",
+}
+
+
+def format_eta(seconds: float) -> str:
+    """ETA text: "" when unknown (negative)."""
+    if seconds < 0:
+        return ""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def draw_job(layout: Any, props: Any) -> None:
+    """Progress bar, ETA and cancel of the current job (every panel that starts one)."""
+    if props.job_state == "NONE":
+        return
+    box = layout.box()
+    header = box.row()
+    header.label(text=f"{props.job_kind or 'job'}: {props.job_state.lower()}", icon="SETTINGS")
+    if props.job_state in ACTIVE_JOB_STATES:
+        header.operator("edit3d.cancel_job", text="", icon="CANCEL")
+    if props.job_state == "QUEUED":
+        box.label(text=f"{props.queue_position} job(s) ahead")
+    elif props.job_state == "RUNNING":
+        text = f"{props.step}/{props.total}" if props.total else "working"
+        eta = format_eta(props.eta_s)
+        if eta:
+            text += f"  ETA {eta}"
+        box.progress(factor=props.progress, type="BAR", text=text)
+        if props.loss > 0:
+            box.label(text=f"loss {props.loss:.4f}")
+    if props.job_message:
+        box.label(text=props.job_message, icon="INFO")
+
+
+class Edit3DPanelMixin:
+    """Shared placement of every Edit3D panel."""
+
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Edit3D"
+
+
+class EDIT3D_UL_turns(bpy.types.UIList):
+    """Turn history: status, id, instruction."""
+
+    def draw_item(
+        self, context: Any, layout: Any, data: Any, item: Any, icon: Any, active_data: Any,
+        active_propname: str, index: int = 0, flt_flag: int = 0,
+    ) -> None:  # fmt: skip
+        head = context.scene.edit3d.head
+        row = layout.row(align=True)
+        row.label(text="", icon=STATUS_ICONS.get(item.status, "QUESTION"))
+        marker = "● " if item.turn_id == head else ""
+        row.label(text=f"{marker}{item.turn_id}")
+        row.label(text=item.instruction or item.kind)
+
+
+class VIEW3D_PT_edit3d_connection(Edit3DPanelMixin, bpy.types.Panel):
+    bl_label = "Edit3D Connection"
+
+    def draw(self, context: Any) -> None:
+        layout = self.layout
+        props = context.scene.edit3d
+        state = props.connection_state
+        row = layout.row()
+        row.label(text=state.title(), icon=CONNECTION_ICONS.get(state, "QUESTION"))
+        if state in ("DISCONNECTED",):
+            row.operator("edit3d.connect", icon="LINKED")
+        else:
+            row.operator("edit3d.disconnect", icon="UNLINKED")
+        if props.connection_message:
+            layout.label(text=props.connection_message, icon="INFO")
+        if state == "CONNECTED":
+            col = layout.column(align=True)
+            col.label(text=f"Sidecar {props.server_version}")
+            col.label(text=f"Device: {props.device}")
+            if props.gpu_memory_total_gb > 0:
+                col.label(
+                    text=f"GPU memory: {props.gpu_memory_free_gb:.1f} free of "
+                    f"{props.gpu_memory_total_gb:.1f} GB"
+                )
+        for report in list(props.reports)[-3:]:
+            layout.label(text=report.message, icon="ERROR" if report.level == "ERROR" else "INFO")
+        if len(props.reports):
+            layout.operator("edit3d.clear_reports", icon="X")
+
+
+class VIEW3D_PT_edit3d_scene(Edit3DPanelMixin, bpy.types.Panel):
+    bl_label = "Scene"
+    bl_parent_id = "VIEW3D_PT_edit3d_connection"
+
+    def draw(self, context: Any) -> None:
+        layout = self.layout
+        props = context.scene.edit3d
+        if props.session_id:
+            layout.label(text=f"Session {props.session_name} ({props.session_id})", icon="FILE_3D")
+        else:
+            layout.prop(props, "session_name")
+        layout.prop(props, "source")
+        if props.source == "DATASET":
+            layout.prop(props, "dataset_path")
+        elif props.source == "UPLOAD":
+            layout.prop(props, "upload_dir")
+        else:
+            layout.prop(props, "nerfstudio_run")
+        layout.prop(props, "preset")
+        row = layout.row(align=True)
+        row.operator("edit3d.create_session", icon="ADD")
+        row.operator("edit3d.open_session", icon="FILE_REFRESH").session_id = props.session_id
+        layout.prop(props, "camera_collection")
+        row = layout.row(align=True)
+        row.operator("edit3d.import_cameras", icon="CAMERA_DATA")
+        row.operator("edit3d.import_transforms", text="", icon="FILEBROWSER")
+        row = layout.row(align=True)
+        row.prop(props, "base_steps")
+        row.operator("edit3d.train_base", icon="PLAY")
+        draw_job(layout, props)
+
+
+class VIEW3D_PT_edit3d_turns(Edit3DPanelMixin, bpy.types.Panel):
+    bl_label = "Turns"
+    bl_parent_id = "VIEW3D_PT_edit3d_connection"
+
+    def draw(self, context: Any) -> None:
+        layout = self.layout
+        props = context.scene.edit3d
+        layout.template_list(
+            "EDIT3D_UL_turns", "", props, "turns", props, "active_turn_index", rows=4
+        )
+        row = layout.row(align=True)
+        row.operator("edit3d.checkout_turn", icon="LOOP_BACK")
+        selected = props.turns[props.active_turn_index] if (
+            0 <= props.active_turn_index < len(props.turns)) else None  # fmt: skip
+        if selected is not None and selected.status == "interrupted":
+            row.operator("edit3d.resume_turn", icon="PLAY")
+            row.operator("edit3d.discard_turn", icon="TRASH")
+        if selected is not None and (selected.edit_queries or selected.keep_queries):
+            layout.label(text=f"edit: {selected.edit_queries}  keep: {selected.keep_queries}")
+        col = layout.column()
+        col.prop(props, "instruction")
+        col.prop(props, "edit_queries")
+        col.prop(props, "keep_queries")
+        row = col.row(align=True)
+        row.prop(props, "auto_caption")
+        sub = row.row()
+        sub.enabled = not props.auto_caption
+        sub.prop(props, "caption", text="")
+        row = col.row(align=True)
+        row.prop(props, "mode", expand=True)
+        col.prop(props, "turn_steps")
+        col.prop(props, "seed")
+        row = layout.row(align=True)
+        row.operator("edit3d.preview_masks", icon="MOD_MASK")
+        row.operator("edit3d.run_turn", icon="PLAY")
+        _draw_mask_preview(layout, props)
+        draw_job(layout, props)
+
+
+def _draw_mask_preview(layout: Any, props: Any) -> None:
+    if props.mask_image is None and props.heatmap_image is None:
+        return
+    box = layout.box()
+    if props.mask_caption:
+        box.label(text=f"caption: {props.mask_caption}")
+    for image in (props.heatmap_image, props.mask_image):
+        if image is None:
+            continue
+        row = box.row()
+        row.template_icon(icon_value=image.preview_ensure().icon_id, scale=5.0)
+        row.operator("edit3d.show_image", text=image.name, icon="IMAGE").image_name = image.name
+
+
+class VIEW3D_PT_edit3d_preview(Edit3DPanelMixin, bpy.types.Panel):
+    bl_label = "Preview"
+    bl_parent_id = "VIEW3D_PT_edit3d_connection"
+
+    def draw(self, context: Any) -> None:
+        layout = self.layout
+        props = context.scene.edit3d
+        layout.operator("edit3d.render_camera", icon="RENDER_STILL")
+        row = layout.row(align=True)
+        row.prop(props, "live_preview")
+        sub = row.row()
+        sub.active = props.live_preview
+        sub.prop(props, "live_interval_s")
+        if props.preview_image is not None:
+            image = props.preview_image
+            layout.template_icon(icon_value=image.preview_ensure().icon_id, scale=8.0)
+            layout.operator("edit3d.show_image", icon="IMAGE").image_name = image.name
+
+
+class VIEW3D_PT_edit3d_export(Edit3DPanelMixin, bpy.types.Panel):
+    bl_label = "Export"
+    bl_parent_id = "VIEW3D_PT_edit3d_connection"
+
+    def draw(self, context: Any) -> None:
+        layout = self.layout
+        props = context.scene.edit3d
+        layout.prop(props, "export_kind")
+        layout.prop(props, "export_format")
+        layout.prop(props, "export_points")
+        row = layout.row(align=True)
+        row.operator("edit3d.export", text="Into Scene", icon="IMPORT").into_scene = True
+        row.operator("edit3d.export", text="Save on Sidecar", icon="FILE_TICK").into_scene = False
+        layout.operator("edit3d.refine", icon="SHADERFX")
+        draw_job(layout, props)
+
+
+classes = (
+    EDIT3D_UL_turns,
+    VIEW3D_PT_edit3d_connection,
+    VIEW3D_PT_edit3d_scene,
+    VIEW3D_PT_edit3d_turns,
+    VIEW3D_PT_edit3d_preview,
+    VIEW3D_PT_edit3d_export,
+)

@@ -1,0 +1,107 @@
+"""Add-on preferences: where the sidecar is, how to authenticate, and a local sidecar."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import BoolProperty, FloatProperty, StringProperty
+
+
+def addon_package() -> str:
+    """The add-on's package name (bl_ext.<repo>.edit3d when installed as an extension)."""
+    return __package__ or "edit3d"
+
+
+def get_preferences(context: bpy.types.Context | None = None) -> EDIT3D_AP_preferences:
+    ctx = context or bpy.context
+    return ctx.preferences.addons[addon_package()].preferences
+
+
+class EDIT3D_AP_preferences(bpy.types.AddonPreferences):
+    """Sidecar endpoint and key, timeouts, and the local sidecar launcher."""
+
+    bl_idname = addon_package()
+
+    connection_file: StringProperty(
+        name="Connection file",
+        subtype="FILE_PATH",
+        description="The JSON file the sidecar writes (endpoint + key); preferred over the "
+        "fields below",
+    )
+    endpoint: StringProperty(
+        name="Endpoint", default="tcp://127.0.0.1:5555", description="ZeroMQ endpoint"
+    )
+    key_hex: StringProperty(
+        name="Key", subtype="PASSWORD", description="Shared HMAC key (hex) of the sidecar"
+    )
+    request_timeout_s: FloatProperty(
+        name="Request timeout",
+        default=10.0,
+        min=0.5,
+        max=600.0,
+        unit="TIME_ABSOLUTE",
+        description="A request with no reply after this long is reported as failed",
+    )
+    heartbeat_interval_s: FloatProperty(
+        name="Heartbeat interval",
+        default=2.0,
+        min=0.2,
+        max=60.0,
+        unit="TIME_ABSOLUTE",
+        description="How often a connected add-on checks that the sidecar still answers",
+    )
+    lost_after_s: FloatProperty(
+        name="Lost after",
+        default=6.0,
+        min=0.5,
+        max=600.0,
+        unit="TIME_ABSOLUTE",
+        description="Silence after which the sidecar is shown as lost (and reconnected)",
+    )
+    poll_interval_s: FloatProperty(
+        name="Poll interval",
+        default=0.1,
+        min=0.02,
+        max=2.0,
+        unit="TIME_ABSOLUTE",
+        description="How often the add-on reads the socket (never blocking)",
+    )
+    sidecar_python: StringProperty(
+        name="Sidecar Python",
+        subtype="FILE_PATH",
+        description="Python executable of an environment where edit3d is installed",
+    )
+    sidecar_workdir: StringProperty(
+        name="Sidecar workdir", subtype="DIR_PATH", description="Sessions are kept here"
+    )
+    sidecar_device: StringProperty(name="Device", default="cuda")
+    sidecar_tiny: BoolProperty(
+        name="Tiny models",
+        description="Run the sidecar with tiny random models: a pipeline check, never an edit",
+    )
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        col = layout.column(heading="Sidecar")
+        col.prop(self, "connection_file")
+        sub = col.column()
+        sub.active = not self.connection_file
+        sub.prop(self, "endpoint")
+        sub.prop(self, "key_hex")
+        col = layout.column(heading="Timing")
+        col.prop(self, "request_timeout_s")
+        col.prop(self, "heartbeat_interval_s")
+        col.prop(self, "lost_after_s")
+        col.prop(self, "poll_interval_s")
+        box = layout.box()
+        box.label(text="Local sidecar", icon="CONSOLE")
+        box.prop(self, "sidecar_python")
+        box.prop(self, "sidecar_workdir")
+        row = box.row()
+        row.prop(self, "sidecar_device")
+        row.prop(self, "sidecar_tiny")
+        row = box.row()
+        row.operator("edit3d.start_sidecar", icon="PLAY")
+        row.operator("edit3d.stop_sidecar", icon="PAUSE")
+
+
+classes = (EDIT3D_AP_preferences,)

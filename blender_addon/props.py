@@ -1,0 +1,168 @@
+"""The add-on's state on the Scene: one PropertyGroup, `scene.edit3d`.
+
+Everything the panel shows lives here, so the poll step only writes properties and the panel
+only reads them.
+"""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
+
+CONNECTION_STATES = (
+    ("DISCONNECTED", "Disconnected", "Not connected to a sidecar"),
+    ("CONNECTING", "Connecting", "Handshake sent, waiting for the sidecar"),
+    ("CONNECTED", "Connected", "The sidecar answered the handshake"),
+    ("LOST", "Lost", "The sidecar stopped answering; retrying"),
+)
+
+JOB_STATES = (
+    ("NONE", "None", "No job"),
+    ("SUBMITTED", "Submitted", "Request sent, no answer yet"),
+    ("QUEUED", "Queued", "Waiting behind other jobs"),
+    ("RUNNING", "Running", "Running on the sidecar"),
+    ("FINISHED", "Finished", "Finished"),
+    ("FAILED", "Failed", "Failed on the sidecar"),
+    ("CANCELLED", "Cancelled", "Cancelled"),
+)
+
+PRESETS = (
+    ("small", "Small", "Reduced nerfacto for quick iterations"),
+    ("paper", "Paper", "The paper's nerfacto settings (30k iterations)"),
+    ("tiny", "Tiny", "Pipeline check only (CPU tests); never a real result"),
+)
+
+
+class EDIT3D_PG_turn(bpy.types.PropertyGroup):
+    """One entry of the session's turn history."""
+
+    turn_id: StringProperty(name="Turn")
+    parent: StringProperty(name="Parent")
+    kind: StringProperty(name="Kind", description="base, edit or refine")
+    status: StringProperty(name="Status")
+    instruction: StringProperty(name="Instruction")
+    edit_queries: StringProperty(name="Edit region")
+    keep_queries: StringProperty(name="Keep region")
+    caption: StringProperty(name="Caption")
+
+
+class EDIT3D_PG_report(bpy.types.PropertyGroup):
+    """A message from the sidecar kept for the panel (errors arrive between operators)."""
+
+    level: StringProperty(name="Level")
+    message: StringProperty(name="Message")
+
+
+class EDIT3D_PG_scene(bpy.types.PropertyGroup):
+    """Connection, session, job, turn and export state of the Edit3D add-on."""
+
+    # connection
+    connection_state: EnumProperty(name="Connection", items=CONNECTION_STATES)
+    connection_message: StringProperty(name="Connection message")
+    server_version: StringProperty(name="Sidecar version")
+    device: StringProperty(name="Device")
+    gpu_memory_total_gb: FloatProperty(name="GPU memory", precision=1)
+    gpu_memory_free_gb: FloatProperty(name="GPU memory free", precision=1)
+    capabilities: StringProperty(name="Capabilities")
+    last_contact: FloatProperty(name="Last contact", description="time.monotonic() of it")
+
+    # session and scene
+    session_id: StringProperty(name="Session")
+    session_name: StringProperty(name="Name", default="scene")
+    source: EnumProperty(
+        name="Source",
+        items=(
+            ("DATASET", "Dataset on sidecar", "A nerfstudio dataset path on the sidecar machine"),
+            ("UPLOAD", "Upload dataset", "A dataset folder on this machine, sent to the sidecar"),
+            ("NERFSTUDIO_RUN", "Nerfstudio run", "An existing nerfstudio run (config.yml)"),
+        ),
+    )
+    dataset_path: StringProperty(name="Dataset", description="Path on the sidecar machine")
+    upload_dir: StringProperty(name="Local dataset", subtype="DIR_PATH")
+    nerfstudio_run: StringProperty(name="Run config", description="config.yml on the sidecar")
+    preset: EnumProperty(name="Preset", items=PRESETS)
+    base_steps: IntProperty(name="Base steps", default=30000, min=1)
+    camera_collection: StringProperty(name="Cameras", default="Edit3D Cameras")
+
+    # job
+    job_id: StringProperty(name="Job")
+    job_kind: StringProperty(name="Job kind")
+    job_state: EnumProperty(name="Job state", items=JOB_STATES)
+    queue_position: IntProperty(name="Queue position")
+    progress: FloatProperty(name="Progress", subtype="FACTOR", min=0.0, max=1.0)
+    step: IntProperty(name="Step")
+    total: IntProperty(name="Total")
+    loss: FloatProperty(name="Loss", precision=4)
+    eta_s: FloatProperty(name="ETA", unit="TIME_ABSOLUTE", default=-1.0)
+    job_message: StringProperty(name="Job message")
+    event_seq: IntProperty(name="Last event sequence", default=-1)
+
+    # turns
+    turns: CollectionProperty(type=EDIT3D_PG_turn)
+    active_turn_index: IntProperty(name="Active turn")
+    head: StringProperty(name="Head turn")
+    instruction: StringProperty(name="Instruction", description="What to change")
+    edit_queries: StringProperty(
+        name="Edit region", description="Comma-separated words naming what to edit (empty: all)"
+    )
+    keep_queries: StringProperty(
+        name="Keep region", description="Comma-separated words naming what must not change"
+    )
+    auto_caption: BoolProperty(
+        name="Auto caption", default=True, description="Let the sidecar caption the view"
+    )
+    caption: StringProperty(name="Caption", description="Scene caption used by segmentation")
+    mode: EnumProperty(
+        name="Mode",
+        items=(
+            ("edit3d", "Edit3D", "Multi-turn: condition on the previous turn's renders"),
+            ("in2n", "IN2N", "Baseline: condition on the original dataset images"),
+        ),
+    )
+    turn_steps: IntProperty(name="Steps", default=15000, min=1)
+    seed: IntProperty(name="Seed", default=0, min=0)
+
+    # previews
+    preview_image: PointerProperty(name="Render", type=bpy.types.Image)
+    mask_image: PointerProperty(name="Mask", type=bpy.types.Image)
+    heatmap_image: PointerProperty(name="Heatmap", type=bpy.types.Image)
+    mask_caption: StringProperty(name="Mask caption")
+    live_preview: BoolProperty(
+        name="Live preview", description="Render the active camera while training"
+    )
+    live_interval_s: FloatProperty(name="Interval", default=5.0, min=0.5, unit="TIME_ABSOLUTE")
+
+    # export
+    export_kind: EnumProperty(
+        name="Export",
+        items=(
+            ("point_cloud", "Point cloud", "Coloured points on the scene's surfaces"),
+            ("mesh", "Mesh", "Coloured triangle mesh"),
+        ),
+    )
+    export_format: EnumProperty(
+        name="Format", items=(("ply", "PLY", ""), ("obj", "OBJ", ""), ("glb", "glTF binary", ""))
+    )
+    export_points: IntProperty(name="Points", default=200000, min=1)
+    export_save_path: StringProperty(name="Save to", subtype="FILE_PATH")
+
+    reports: CollectionProperty(type=EDIT3D_PG_report)
+
+
+classes = (EDIT3D_PG_turn, EDIT3D_PG_report, EDIT3D_PG_scene)
+
+
+def register_scene_property() -> None:
+    bpy.types.Scene.edit3d = PointerProperty(type=EDIT3D_PG_scene)
+
+
+def unregister_scene_property() -> None:
+    del bpy.types.Scene.edit3d
