@@ -1,0 +1,80 @@
+"""Edit3D wire protocol: signed ZeroMQ + msgpack messages between Blender and the sidecar.
+
+Pure Python (msgpack, pyzmq, numpy); relative imports only, because the package is also
+vendored into the Blender add-on. The specification is SPEC.md next to this file.
+"""
+
+from .client import Client
+from .codec import Codec, Envelope, ReplayGuard
+from .connection import (
+    ConnectionFileError,
+    ConnectionInfo,
+    configure_curve_client,
+    configure_curve_server,
+    curve_available,
+    curve_keypair,
+    is_loopback,
+    load_connection_file,
+    load_curve_keypair,
+    new_key,
+    write_connection_file,
+    write_curve_keypair,
+)
+from .errors import ErrorCode, ProtocolError, RemoteError, RequestTimeout, VersionMismatch
+from .messages import *  # noqa: F403  (the message set is the package's vocabulary)
+from .messages import (
+    EVENT_TYPES,
+    MESSAGE_TYPES,
+    Camera,
+    Header,
+    JobInfo,
+    Message,
+    SessionInfo,
+    TurnInfo,
+)
+from .schema import DTYPES, Record, Rule
+from .server import EventLog, Incoming, InsecureBindError, ServerEndpoint
+from .version import PROTOCOL_VERSION
+from .wire import Limits
+
+__all__ = [
+    "DTYPES",
+    "EVENT_TYPES",
+    "MESSAGE_TYPES",
+    "PROTOCOL_VERSION",
+    "Client",
+    "Codec",
+    "ConnectionFileError",
+    "ConnectionInfo",
+    "Envelope",
+    "ErrorCode",
+    "EventLog",
+    "Header",
+    "Incoming",
+    "InsecureBindError",
+    "Limits",
+    "Message",
+    "ProtocolError",
+    "Record",
+    "RemoteError",
+    "ReplayGuard",
+    "RequestTimeout",
+    "Rule",
+    "ServerEndpoint",
+    "VersionMismatch",
+    "configure_curve_client",
+    "configure_curve_server",
+    "curve_available",
+    "curve_keypair",
+    "is_loopback",
+    "load_connection_file",
+    "load_curve_keypair",
+    "new_key",
+    "write_connection_file",
+    "write_curve_keypair",
+    *(cls.__name__ for cls in MESSAGE_TYPES.values()),
+    "Camera",
+    "JobInfo",
+    "SessionInfo",
+    "TurnInfo",
+]

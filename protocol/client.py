@@ -1,0 +1,366 @@
+"""Client side: a DEALER socket that never blocks, with requests, events and resync.
+
+Used by the Blender add-on (from one `bpy.app.timers` callback), by the demo and by tests.
+Not thread-safe: use one Client from one thread.
+
+Idempotency: a retried request is a *new* message (fresh msg_id, so the replay guard does
+not reject it); `request(..., retries=n)` is therefore allowed only for message types marked
+idempotent (handshake, heartbeat, session.list/open, job.status/cancel, events.since).
+Job submissions are never retried automatically: after a timeout, ask `job.status`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from .codec import Codec, Envelope
+from .connection import ConnectionInfo, configure_curve_client, load_connection_file
+from .errors import ErrorCode, ProtocolError, RemoteError, RequestTimeout, VersionMismatch
+from .messages import (
+    ErrorReply,
+    EventsReplayed,
+    EventsSince,
+    Handshake,
+    HandshakeReply,
+    Message,
+)
+from .wire import Limits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _EventStream:
+    """Ordering state of one session's events."""
+
+    last_seq: int | None = None
+    """Highest sequence number delivered in order."""
+    held: dict[int, Envelope] = field(default_factory=dict)
+    """Events that arrived after a gap, held until the gap is filled."""
+    resync_id: str | None = None
+    """msg_id of the outstanding events.since request."""
+    resync_deadline: float = 0.0
+    """When to give up waiting for the resync and deliver what is held."""
+
+
+class Client:
+    """Talks to a sidecar: handshake, requests with timeouts, server-pushed events.
+
+    ``request()`` waits (polling, never a blocking receive) for the reply; ``send()`` +
+    ``poll()`` never wait and suit a UI timer. Events of each session are delivered in
+    sequence order; a gap triggers an ``events.since`` resync, and so does ``reconnect()``.
+    """
+
+    def __init__(
+        self,
+        connection: ConnectionInfo | str | os.PathLike[str] | None = None,
+        *,
+        endpoint: str | None = None,
+        key: bytes | None = None,
+        curve_server_public_key: str | None = None,
+        client_name: str = "",
+        limits: Limits | None = None,
+        context: zmq.Context[Any] | None = None,
+        codec: Codec | None = None,
+        resync_timeout_s: float = 5.0,
+    ) -> None:
+        if connection is not None and not isinstance(connection, ConnectionInfo):
+            connection = load_connection_file(connection)
+        if connection is None:
+            if endpoint is None or key is None:
+                raise ValueError("give a connection (file or ConnectionInfo) or endpoint and key")
+            connection = ConnectionInfo(endpoint=endpoint, key=key,
+                                        curve_server_public_key=curve_server_public_key)
+        self.connection = connection
+        self.codec = codec or Codec(connection.key, limits=limits)
+        self.client_name = client_name
+        self.resync_timeout_s = resync_timeout_s
+        self.client_id = uuid.uuid4().hex.encode("ascii")
+        self.server: HandshakeReply | None = None
+        self.stats: Counter[str] = Counter()
+        self._context = context or zmq.Context.instance()
+        self._socket: zmq.Socket[Any] | None = None
+        self._inbox: deque[Envelope] = deque()
+        self._replies: dict[str, Envelope] = {}
+        self._waiting: set[str] = set()
+        self._pending: set[str] = set()
+        self._streams: dict[str, _EventStream] = {}
+        self._version_error: ProtocolError | None = None
+
+    # ----------------------------------------------------------------- connection
+
+    @property
+    def endpoint(self) -> str:
+        return self.connection.endpoint
+
+    @property
+    def connected(self) -> bool:
+        return self._socket is not None and self.server is not None
+
+    def connect(self, timeout_s: float = 5.0) -> HandshakeReply:
+        """Open the socket and handshake; raises RequestTimeout or VersionMismatch."""
+        if self._socket is None:
+            self._open_socket()
+        previous = self.server
+        self.server = None
+        hello = Handshake(client_version=self.codec.version, client_name=self.client_name)
+        try:
+            reply = self.request(hello, timeout_s=timeout_s)
+        except RequestTimeout:
+            raise RequestTimeout(
+                f"no handshake reply from {self.endpoint} within {timeout_s:g} s: "
+                "is the sidecar running, and is the endpoint/key right?"
+            ) from None
+        if not isinstance(reply, HandshakeReply):
+            raise ProtocolError(ErrorCode.INVALID_FIELD,
+                                f"handshake answered with {reply.type_name!r}")
+        if reply.server_version[0] != self.codec.version[0]:
+            raise VersionMismatch(self._version_text(reply.server_version))
+        if previous is not None and previous.server_id != reply.server_id:
+            log.info("sidecar restarted (%s -> %s)", previous.server_id, reply.server_id)
+        self.server = reply
+        return reply
+
+    def reconnect(self, timeout_s: float = 5.0) -> HandshakeReply:
+        """Fresh socket, handshake, then resync every followed session."""
+        self._close_socket()
+        reply = self.connect(timeout_s)
+        self._resync_all()
+        return reply
+
+    def close(self) -> None:
+        """Close the socket at once (linger 0); pending requests are abandoned."""
+        self._close_socket()
+        self.server = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _open_socket(self) -> None:
+        sock = self._context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.ROUTING_ID, self.client_id)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.codec.limits.socket_max_message)
+        if self.connection.curve_server_public_key:
+            configure_curve_client(sock, self.connection.curve_server_public_key)
+        sock.connect(self.endpoint)
+        self._socket = sock
+
+    def _close_socket(self) -> None:
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+
+    def _version_text(self, server_version: tuple[int, int] | None) -> str:
+        mine = ".".join(map(str, self.codec.version))
+        theirs = "a different major version" if server_version is None else (
+            ".".join(map(str, server_version)))
+        return (f"sidecar at {self.endpoint} speaks protocol {theirs}, this client {mine}: "
+                "update the add-on or the sidecar so the major versions match")
+
+    # ----------------------------------------------------------------- requests
+
+    def send(self, message: Message, *, session: str | None = None) -> str:
+        """Queue a request without waiting; its reply comes out of `poll()`. Returns msg_id."""
+        msg_id = self._send(message, session)
+        self._pending.add(msg_id)
+        return msg_id
+
+    def request(self, message: Message, *, timeout_s: float = 10.0, retries: int = 0,
+                session: str | None = None) -> Message:
+        """Send and wait for the reply (polling); `error` replies raise RemoteError."""
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
+        if retries and not message.idempotent:
+            raise ValueError(f"retries={retries} refused: {message.type_name!r} is not "
+                             "idempotent (check job.status after a timeout instead)")
+        for attempt in range(retries + 1):
+            msg_id = self._send(message, session)
+            reply = self._wait_reply(msg_id, time.monotonic() + timeout_s)
+            if reply is not None:
+                return self._unwrap(reply)
+            self.stats["timeouts"] += 1
+            if attempt < retries:
+                # A fresh socket discards whatever is stuck in the old one's queue.
+                self._close_socket()
+                self._open_socket()
+                self._resync_all()
+        raise RequestTimeout(f"no reply to {message.type_name!r} from {self.endpoint} within "
+                             f"{timeout_s:g} s ({retries + 1} attempt(s))")
+
+    def _send(self, message: Message, session: str | None) -> str:
+        if self._socket is None:
+            self._open_socket()
+        assert self._socket is not None
+        msg_id = uuid.uuid4().hex
+        frames = self.codec.pack(message, session=session, msg_id=msg_id)
+        try:
+            self._socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            raise RequestTimeout(f"send queue to {self.endpoint} is full") from None
+        self.stats["sent"] += 1
+        return msg_id
+
+    def _wait_reply(self, msg_id: str, deadline: float) -> Envelope | None:
+        self._waiting.add(msg_id)
+        try:
+            while True:
+                if msg_id in self._replies:
+                    return self._replies.pop(msg_id)
+                if self._version_error is not None:
+                    error, self._version_error = self._version_error, None
+                    raise VersionMismatch(self._version_text(None) + f" ({error.message})")
+                remaining_ms = int((deadline - time.monotonic()) * 1000)
+                if remaining_ms <= 0:
+                    return None
+                self._receive(min(remaining_ms, 50))
+        finally:
+            self._waiting.discard(msg_id)
+
+    def _unwrap(self, reply: Envelope) -> Message:
+        message = reply.message
+        if isinstance(message, ErrorReply):
+            if message.code == ErrorCode.UNSUPPORTED_VERSION:
+                raise VersionMismatch(self._version_text(None) + f" ({message.message})")
+            raise RemoteError(message.code, message.message, message.detail)
+        return message
+
+    # ----------------------------------------------------------------- receiving
+
+    def poll(self, timeout_ms: int = 0, max_messages: int = 1000) -> list[Envelope]:
+        """Replies to `send()` and events received so far, in order (never blocks longer
+        than `timeout_ms`)."""
+        self._receive(timeout_ms, max_messages)
+        self._expire_resyncs()
+        delivered = list(self._inbox)
+        self._inbox.clear()
+        return delivered
+
+    def _receive(self, timeout_ms: int, max_messages: int = 1000) -> None:
+        sock = self._socket
+        if sock is None or not sock.poll(timeout_ms, zmq.POLLIN):
+            return
+        for _ in range(max_messages):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            try:
+                envelope = self.codec.unpack(frames)
+            except ProtocolError as exc:
+                self.stats["dropped"] += 1
+                log.warning("dropped message from %s: %s", self.endpoint, exc)
+                if exc.authenticated and exc.code == ErrorCode.UNSUPPORTED_VERSION:
+                    self._version_error = exc
+                continue
+            self.stats["received"] += 1
+            self._route(envelope)
+
+    def _route(self, envelope: Envelope) -> None:
+        header = envelope.header
+        if header.seq is not None and header.session is not None:
+            self._on_event(header.session, header.seq, envelope)
+            return
+        parent = header.parent_id
+        if parent in self._waiting:
+            self._replies[parent] = envelope
+        elif isinstance(envelope.message, EventsReplayed) and self._is_resync_reply(envelope):
+            self._finish_resync(envelope)
+        elif parent in self._pending:
+            self._pending.discard(parent)
+            self._inbox.append(envelope)
+        else:
+            self.stats["orphan_replies"] += 1
+            log.info("dropped %s answering unknown or expired request %s", header.type, parent)
+
+    # ----------------------------------------------------------------- events and resync
+
+    def follow(self, session_id: str, last_seq: int = 0) -> None:
+        """Track a session's events from `last_seq` (e.g. a session summary's last_seq)."""
+        stream = self._streams.setdefault(session_id, _EventStream())
+        stream.last_seq = last_seq
+
+    def last_seq(self, session_id: str) -> int | None:
+        """Highest in-order event sequence number delivered for a session."""
+        stream = self._streams.get(session_id)
+        return None if stream is None else stream.last_seq
+
+    def resync(self, session_id: str) -> str:
+        """Ask the server to re-send a session's events after the last one delivered."""
+        stream = self._streams.setdefault(session_id, _EventStream())
+        after = stream.last_seq or 0
+        stream.resync_id = self._send(EventsSince(session_id=session_id, after_seq=after), None)
+        stream.resync_deadline = time.monotonic() + self.resync_timeout_s
+        self.stats["resyncs"] += 1
+        return stream.resync_id
+
+    def _resync_all(self) -> None:
+        for session_id, stream in self._streams.items():
+            if stream.last_seq is not None:
+                self.resync(session_id)
+
+    def _on_event(self, session: str, seq: int, envelope: Envelope) -> None:
+        stream = self._streams.setdefault(session, _EventStream())
+        if stream.last_seq is None:
+            stream.last_seq = seq - 1  # first event seen: no history to ask for
+        if seq <= stream.last_seq or seq in stream.held:
+            self.stats["duplicate_events"] += 1
+            return
+        stream.held[seq] = envelope
+        self._deliver_in_order(stream)
+        if stream.held and stream.resync_id is None:
+            self.stats["gaps"] += 1
+            self.resync(session)
+
+    def _deliver_in_order(self, stream: _EventStream) -> None:
+        assert stream.last_seq is not None
+        while stream.last_seq + 1 in stream.held:
+            stream.last_seq += 1
+            self._inbox.append(stream.held.pop(stream.last_seq))
+
+    def _is_resync_reply(self, envelope: Envelope) -> bool:
+        message = envelope.message
+        assert isinstance(message, EventsReplayed)
+        stream = self._streams.get(message.session_id)
+        return stream is not None and stream.resync_id == envelope.header.parent_id
+
+    def _finish_resync(self, envelope: Envelope) -> None:
+        message = envelope.message
+        assert isinstance(message, EventsReplayed)
+        stream = self._streams[message.session_id]
+        stream.resync_id = None
+        assert stream.last_seq is not None
+        if message.last_seq < stream.last_seq:
+            stream.last_seq = message.last_seq  # the server's numbering restarted
+        elif not message.complete or stream.last_seq < message.last_seq:
+            stream.last_seq = message.last_seq  # events were lost for good: skip past them
+        for seq in [s for s in stream.held if s <= stream.last_seq]:
+            del stream.held[seq]
+        self._deliver_in_order(stream)
+        self._inbox.append(envelope)  # the app learns a resync happened (and if complete)
+        if stream.held:  # still a gap the server could not fill: give up on it
+            self._flush_held(stream)
+
+    def _expire_resyncs(self) -> None:
+        now = time.monotonic()
+        for stream in self._streams.values():
+            if stream.resync_id is not None and now > stream.resync_deadline:
+                self.stats["resync_timeouts"] += 1
+                stream.resync_id = None
+                self._flush_held(stream)
+
+    def _flush_held(self, stream: _EventStream) -> None:
+        for seq in sorted(stream.held):
+            self._inbox.append(stream.held.pop(seq))
+            stream.last_seq = seq

@@ -1,0 +1,349 @@
+"""The wire format: one class packs, signs, verifies and unpacks every message."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import math
+import struct
+import time
+import types
+import typing
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import ErrorCode, ProtocolError
+from .messages import MESSAGE_TYPES, Header, Message
+from .schema import DTYPES, Record, record_fields
+from .version import PROTOCOL_VERSION
+from .wire import Limits, pack_map, unpack_map
+
+SIGNATURE_BYTES = 32
+MAX_ARRAY_RANK = 8
+Frame = bytes | memoryview
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A verified, decoded message and its header."""
+
+    header: Header
+    message: Message
+
+    @property
+    def msg_id(self) -> str:
+        return self.header.msg_id
+
+
+# --------------------------------------------------------------------------- body <-> records
+
+
+def encode_record(record: Record, buffers: list[memoryview]) -> dict[str, Any]:
+    """Body map of a record; arrays are appended to `buffers` and replaced by descriptors."""
+    return {
+        name: _to_wire(getattr(record, name), buffers) for name, _, _ in record_fields(type(record))
+    }
+
+
+def _to_wire(value: Any, buffers: list[memoryview]) -> Any:
+    if isinstance(value, np.ndarray):
+        return _array_descriptor(value, buffers)
+    if isinstance(value, Record):
+        return encode_record(value, buffers)
+    if isinstance(value, tuple):
+        return [_to_wire(item, buffers) for item in value]
+    return value
+
+
+def _array_descriptor(array: np.ndarray, buffers: list[memoryview]) -> dict[str, Any]:
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    # A no-op (no copy) for the C-contiguous arrays senders normally hold.
+    array = np.ascontiguousarray(array)
+    buffers.append(memoryview(array.reshape(-1).view(np.uint8)))
+    return {"__array__": len(buffers) - 1, "dtype": array.dtype.str, "shape": list(array.shape)}
+
+
+def decode_record(cls: type[Record], body: Any, buffers: Sequence[memoryview], where: str,
+                  used: set[int]) -> Record:
+    """Build a record from its body map (unknown keys ignored); validation runs in __init__."""
+    if not isinstance(body, dict):
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"{where}: expected a map")
+    kwargs = {}
+    for name, annotation, _ in record_fields(cls):
+        if name not in body:
+            if not _has_default(cls, name):
+                raise ProtocolError(ErrorCode.MISSING_FIELD, f"{where}.{name} is required")
+            continue
+        kwargs[name] = _from_wire(body[name], annotation, buffers, f"{where}.{name}", used)
+    return cls(**kwargs)
+
+
+def _has_default(cls: type, name: str) -> bool:
+    f = cls.__dataclass_fields__[name]  # type: ignore[attr-defined]
+    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+
+
+def _from_wire(value: Any, annotation: Any, buffers: Sequence[memoryview], where: str,
+               used: set[int]) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (types.UnionType, typing.Union):
+        if value is None:
+            return None
+        members = [m for m in typing.get_args(annotation) if m is not type(None)]
+        if len(members) == 1:
+            return _from_wire(value, members[0], buffers, where, used)
+        return value  # scalar unions: validated by the record
+    if annotation is np.ndarray:
+        return _array_from_descriptor(value, buffers, where, used)
+    if isinstance(annotation, type) and issubclass(annotation, Record):
+        return decode_record(annotation, value, buffers, where, used)
+    if origin is tuple and isinstance(value, list):
+        args = typing.get_args(annotation)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(
+                _from_wire(v, args[0], buffers, f"{where}[{i}]", used) for i, v in enumerate(value)
+            )
+        if len(args) == len(value):
+            return tuple(
+                _from_wire(v, a, buffers, f"{where}[{i}]", used)
+                for i, (v, a) in enumerate(zip(value, args, strict=True))
+            )
+    return value
+
+
+def _array_from_descriptor(value: Any, buffers: Sequence[memoryview], where: str,
+                           used: set[int]) -> np.ndarray:
+    def bad(message: str) -> ProtocolError:
+        return ProtocolError(ErrorCode.BAD_ARRAY, f"{where}: {message}")
+
+    if not isinstance(value, dict) or set(value) != {"__array__", "dtype", "shape"}:
+        raise bad("expected an array descriptor {__array__, dtype, shape}")
+    index, dtype, shape = value["__array__"], value["dtype"], value["shape"]
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(buffers):
+        raise bad(f"buffer index {index!r} out of range (have {len(buffers)} buffers)")
+    if index in used:
+        raise bad(f"buffer {index} referenced twice")
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise bad(f"dtype {dtype!r} not allowed (allowed: {sorted(DTYPES)})")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > MAX_ARRAY_RANK
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise bad(f"shape {shape!r} must be a list of at most {MAX_ARRAY_RANK} non-negative ints")
+    buffer = buffers[index]
+    expected = math.prod(shape) * np.dtype(dtype).itemsize  # Python ints: no overflow
+    if expected != buffer.nbytes:
+        raise bad(f"shape {shape} x {dtype} needs {expected} bytes, buffer has {buffer.nbytes}")
+    used.add(index)
+    return np.frombuffer(buffer, dtype=np.dtype(dtype)).reshape(shape)
+
+
+# --------------------------------------------------------------------------- replay protection
+
+
+class ReplayGuard:
+    """Rejects msg_ids seen within the window and timestamps outside ±window.
+
+    Remembers at most `max_ids` ids (LRU by arrival). When an id still inside the window
+    must be forgotten, messages not newer than it are refused from then on, so eviction
+    never reopens a replay.
+    """
+
+    def __init__(self, window_s: float = 300.0, max_ids: int = 100_000,
+                 clock: Callable[[], float] = time.time) -> None:
+        if not window_s > 0:
+            raise ValueError(f"window_s must be positive, got {window_s!r}")
+        if max_ids < 1:
+            raise ValueError(f"max_ids must be at least 1, got {max_ids!r}")
+        self.window_s = window_s
+        self.max_ids = max_ids
+        self._clock = clock
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._floor_ts = -math.inf
+
+    def check(self, msg_id: str, ts: float) -> None:
+        now = self._clock()
+        if abs(now - ts) > self.window_s:
+            raise ProtocolError(ErrorCode.STALE, f"timestamp {ts:.3f} is {now - ts:+.1f} s "
+                                f"from now; window is ±{self.window_s:g} s", parent_id=msg_id)
+        if msg_id in self._seen or ts <= self._floor_ts:
+            raise ProtocolError(ErrorCode.REPLAYED, f"message {msg_id} replayed",
+                                parent_id=msg_id)
+        self._forget_old(now)
+        self._seen[msg_id] = ts
+
+    def _forget_old(self, now: float) -> None:
+        while self._seen:
+            oldest_id, oldest_ts = next(iter(self._seen.items()))
+            expired = now - oldest_ts > self.window_s
+            if not expired and len(self._seen) < self.max_ids:
+                return
+            del self._seen[oldest_id]
+            if not expired:
+                self._floor_ts = max(self._floor_ts, oldest_ts)
+
+
+# --------------------------------------------------------------------------- codec
+
+
+class Codec:
+    """Packs, signs, verifies and unpacks protocol messages.
+
+    Frames of one message::
+
+        [signature, header, body, buffer_0, ..., buffer_k]
+
+        signature  32 bytes: HMAC-SHA256(key, u64be(n) || u64be(len f1) || f1 || ...)
+                   over the frame count n (signature excluded) and every later frame,
+                   each length-prefixed so frames cannot be re-split or dropped
+        header     msgpack map {v: [major, minor], type, msg_id, parent_id, ts, session, seq}
+        body       msgpack map of the message's fields; each numpy array is replaced by
+                   {"__array__": i, "dtype": "<f4", "shape": [...]}
+        buffer_i   the raw little-endian bytes of array i (sent and received zero-copy)
+
+    Unpacking checks, in order: frame count and sizes, the signature (constant-time), header
+    (version, replay window), body (msgpack structure, then the message schema). Any failure
+    raises `ProtocolError`; `.answerable` is False for signature/replay failures, which a
+    receiver drops without reply. Decoded arrays are read-only views of the received frames.
+    """
+
+    def __init__(
+        self,
+        key: bytes,
+        *,
+        limits: Limits | None = None,
+        replay_window_s: float = 300.0,
+        max_seen_ids: int = 100_000,
+        version: tuple[int, int] = PROTOCOL_VERSION,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(key, bytes) or len(key) < 16:
+            raise ValueError("key must be at least 16 random bytes (see new_key())")
+        self._key = key
+        self.limits = limits or Limits()
+        self.version = version
+        self._clock = clock
+        self.replay_guard = ReplayGuard(replay_window_s, max_seen_ids, clock)
+
+    # ----------------------------------------------------------------- signing
+
+    def sign(self, frames: Sequence[Frame]) -> bytes:
+        """HMAC-SHA256 over the frame count and each length-prefixed frame."""
+        mac = hmac.new(self._key, struct.pack(">Q", len(frames)), hashlib.sha256)
+        for frame in frames:
+            view = memoryview(frame)
+            mac.update(struct.pack(">Q", view.nbytes))
+            mac.update(view)
+        return mac.digest()
+
+    # ----------------------------------------------------------------- pack
+
+    def pack(
+        self,
+        message: Message,
+        *,
+        parent_id: str | None = None,
+        session: str | None = None,
+        seq: int | None = None,
+        msg_id: str | None = None,
+    ) -> list[Frame]:
+        """Signed frames for `message`; arrays are passed as memoryviews (no copy)."""
+        if not isinstance(message, Message):
+            raise TypeError(f"message must be a protocol Message, got {type(message).__name__}")
+        header = Header(
+            v=self.version, type=message.type_name, msg_id=msg_id or uuid.uuid4().hex,
+            parent_id=parent_id, ts=self._clock(), session=session, seq=seq,
+        )
+        buffers: list[memoryview] = []
+        body = pack_map(encode_record(message, buffers))
+        frames: list[Frame] = [pack_map(encode_record(header, [])), body, *buffers]
+        self._check_outgoing(frames, message)
+        return [self.sign(frames), *frames]
+
+    def _check_outgoing(self, frames: list[Frame], message: Message) -> None:
+        limits = self.limits
+        caps = [limits.max_header_bytes, limits.max_body_bytes]
+        caps += [limits.max_buffer_bytes] * (len(frames) - 2)
+        if len(frames) - 2 > limits.max_buffers:
+            raise ProtocolError(ErrorCode.TOO_LARGE, f"{message.type_name}: "
+                                f"{len(frames) - 2} arrays exceed {limits.max_buffers}")
+        for i, (frame, cap) in enumerate(zip(frames, caps, strict=True)):
+            if memoryview(frame).nbytes > cap:
+                raise ProtocolError(ErrorCode.TOO_LARGE, f"{message.type_name}: frame {i + 1} "
+                                    f"is {memoryview(frame).nbytes} bytes (cap {cap})")
+
+    # ----------------------------------------------------------------- unpack
+
+    def unpack(self, frames: Sequence[Any]) -> Envelope:
+        """Verify and decode received frames (bytes, memoryviews or zmq.Frame objects)."""
+        views = [memoryview(frame) for frame in frames]
+        self._check_frame_sizes(views)
+        expected = self.sign(views[1:])
+        if not hmac.compare_digest(expected, views[0].tobytes()):
+            raise ProtocolError(ErrorCode.BAD_SIGNATURE, "signature does not match")
+        try:
+            header = self._decode_header(views[1])
+            self.replay_guard.check(header.msg_id, header.ts)
+            message = self._decode_body(header, views[2], views[3:])
+        except ProtocolError as exc:
+            exc.authenticated = True
+            raise
+        return Envelope(header, message)
+
+    def _check_frame_sizes(self, views: list[memoryview]) -> None:
+        limits = self.limits
+        if not 3 <= len(views) <= 3 + limits.max_buffers:
+            raise ProtocolError(ErrorCode.BAD_FRAMES, f"{len(views)} frames; a message has "
+                                f"3 to {3 + limits.max_buffers}")
+        if views[0].nbytes != SIGNATURE_BYTES:
+            raise ProtocolError(ErrorCode.BAD_SIGNATURE, f"signature frame is "
+                                f"{views[0].nbytes} bytes, expected {SIGNATURE_BYTES}")
+        caps = [limits.max_header_bytes, limits.max_body_bytes]
+        caps += [limits.max_buffer_bytes] * (len(views) - 3)
+        for i, (view, cap) in enumerate(zip(views[1:], caps, strict=True)):
+            if view.nbytes > cap:
+                # Dropped: without a verified header there is nobody to answer.
+                raise ProtocolError(ErrorCode.TOO_LARGE,
+                                    f"frame {i + 1} is {view.nbytes} bytes (cap {cap})")
+
+    def _decode_header(self, frame: memoryview) -> Header:
+        raw = unpack_map(frame, self.limits, self.limits.max_header_bytes, "header")
+        msg_id = raw.get("msg_id") if isinstance(raw.get("msg_id"), str) else None
+        try:
+            header = decode_record(Header, raw, (), "header", set())
+        except ProtocolError as exc:
+            raise ProtocolError(ErrorCode.BAD_HEADER, exc.message, parent_id=None) from None
+        if header.v[0] != self.version[0]:
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED_VERSION,
+                f"peer speaks protocol {header.v[0]}.{header.v[1]}, this side "
+                f"{self.version[0]}.{self.version[1]}; the major versions must match",
+                parent_id=msg_id,
+            )
+        return header
+
+    def _decode_body(self, header: Header, frame: memoryview,
+                     buffers: list[memoryview]) -> Message:
+        try:
+            cls = MESSAGE_TYPES.get(header.type)
+            if cls is None:
+                raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {header.type!r}")
+            raw = unpack_map(frame, self.limits, self.limits.max_body_bytes, "body")
+            used: set[int] = set()
+            message = decode_record(cls, raw, buffers, header.type, used)
+            if len(used) != len(buffers):
+                raise ProtocolError(ErrorCode.BAD_FRAMES, f"{len(buffers) - len(used)} "
+                                    "buffer frames are not referenced by the body")
+        except ProtocolError as exc:
+            exc.parent_id = header.msg_id
+            raise
+        assert isinstance(message, Message)
+        return message

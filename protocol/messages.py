@@ -1,0 +1,871 @@
+"""The message set: one frozen, validated dataclass per wire type (see SPEC.md).
+
+Adding a field: give it a default so older peers (which omit it) still validate; receivers
+ignore fields they do not know. Adding a type: decorate a `Message` subclass with
+`@message("family.name")`. Removing or retyping a field is a major-version change.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from .errors import ErrorCode, ProtocolError
+from .schema import Record, Scalars, param, record
+
+ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+"""Session, turn, job and upload ids: safe as file names."""
+MSG_ID = r"[0-9a-f]{32}"
+TYPE_NAME = r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*"
+PRESET = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+MAX_QUERIES = 16
+MAX_VIEWS = 100_000
+MAX_INT32 = 2**31 - 1
+GiB = 1 << 30
+
+MESSAGE_TYPES: dict[str, type[Message]] = {}
+"""Every message class by its wire type name."""
+
+
+class Message(Record):
+    """A record that travels as the body of one wire message."""
+
+    type_name: ClassVar[str]
+    """Wire type name, e.g. "job.render"."""
+    direction: ClassVar[Literal["request", "reply", "event"]]
+    """Who sends it: client requests, server replies, server-pushed events."""
+    idempotent: ClassVar[bool] = False
+    """Safe to send twice (the client may retry it)."""
+
+
+def message(
+    type_name: str, direction: Literal["request", "reply", "event"], *, idempotent: bool = False
+) -> Any:
+    """Register a `Message` subclass under its wire type name (and make it a record)."""
+
+    def wrap(cls: type[Message]) -> type[Message]:
+        if type_name in MESSAGE_TYPES:
+            raise ValueError(f"message type {type_name!r} registered twice")
+        cls.type_name = type_name
+        cls.direction = direction
+        cls.idempotent = idempotent
+        MESSAGE_TYPES[type_name] = record(cls)
+        return cls
+
+    return wrap
+
+
+def _fail(where: str, message: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.INVALID_FIELD, f"{where}: {message}")
+
+
+# --------------------------------------------------------------------------- header
+
+
+@record
+class Header(Record):
+    """The header frame of every message."""
+
+    v: tuple[int, int] = param(ge=0, le=65535)
+    """Protocol version (major, minor) of the sender."""
+    type: str = param(pattern=TYPE_NAME, max_len=64)
+    """Wire type name of the body."""
+    msg_id: str = param(pattern=MSG_ID)
+    """uuid4 hex; unique per message (replay protection)."""
+    parent_id: str | None = param(None, pattern=MSG_ID)
+    """For replies and job events: the msg_id of the request they answer."""
+    ts: float = param(ge=0.0)
+    """Sender's clock, unix seconds."""
+    session: str | None = param(None, pattern=ID)
+    """Session the message concerns (always set on events)."""
+    seq: int | None = param(None, ge=1)
+    """Per-session event sequence number (events only), starting at 1."""
+
+
+# --------------------------------------------------------------------------- nested records
+
+
+@record
+class Camera(Record):
+    """A pinhole camera in the dataset's world frame (OpenGL: looks down -Z, +Y up)."""
+
+    c2w: np.ndarray = param(dtypes=("<f8",), shape=(4, 4))
+    """Camera-to-world 4x4, float64."""
+    fx: float = param(ge=1e-3, le=1e7)
+    """Focal length in pixels (x)."""
+    fy: float = param(ge=1e-3, le=1e7)
+    """Focal length in pixels (y)."""
+    cx: float = param(ge=-1e6, le=1e6)
+    """Principal point x in pixels."""
+    cy: float = param(ge=-1e6, le=1e6)
+    """Principal point y in pixels."""
+    width: int = param(ge=1, le=8192)
+    """Image width in pixels."""
+    height: int = param(ge=1, le=8192)
+    """Image height in pixels."""
+    name: str | None = param(None, max_len=1024)
+    """Dataset view (image file name) this camera came from, if any."""
+
+    def check(self) -> None:
+        if not np.allclose(self.c2w[3], (0.0, 0.0, 0.0, 1.0)):
+            raise _fail("Camera.c2w", f"bottom row must be [0, 0, 0, 1], got {self.c2w[3]}")
+
+
+@record
+class SessionInfo(Record):
+    """One line of a session list."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+    name: str = param(max_len=200)
+    """Human name."""
+    created_ts: float = param(ge=0.0)
+    """Creation time, unix seconds."""
+    head: str | None = param(None, pattern=ID)
+    """Checked-out turn id (None before the base is trained)."""
+    turn_count: int = param(0, ge=0, le=MAX_INT32)
+    """Number of turns (base included)."""
+    busy: bool = False
+    """A job of this session is queued or running."""
+
+
+@record
+class TurnInfo(Record):
+    """One node of a session's turn history."""
+
+    turn_id: str = param(pattern=ID)
+    """Turn id."""
+    parent: str | None = param(None, pattern=ID)
+    """Parent turn (None for the base)."""
+    kind: Literal["base", "edit", "refine"]
+    """What the turn did."""
+    status: Literal["running", "interrupted", "finished", "failed", "cancelled"]
+    """Turn state; interrupted turns can be resumed or discarded."""
+    instruction: str | None = param(None, max_len=2000)
+    """Edit instruction (edit turns)."""
+    created_ts: float = param(ge=0.0)
+    """Start time, unix seconds."""
+    finished_ts: float | None = param(None, ge=0.0)
+    """End time, unix seconds."""
+    step: int = param(0, ge=0, le=MAX_INT32)
+    """Iterations done."""
+    total_steps: int = param(0, ge=0, le=MAX_INT32)
+    """Iterations planned."""
+    params: Scalars = param(default_factory=dict)
+    """The turn's parameters (mode, edit_rate, seed, ...)."""
+
+
+JobState = Literal["queued", "running", "finished", "failed", "cancelled"]
+
+
+@record
+class JobInfo(Record):
+    """State of one job."""
+
+    job_id: str = param(pattern=ID)
+    """Job id."""
+    session_id: str = param(pattern=ID)
+    """Session the job belongs to."""
+    kind: str = param(pattern=TYPE_NAME, max_len=64)
+    """Request type that created it, e.g. "job.run_turn"."""
+    state: JobState
+    """Job state."""
+    queue_position: int | None = param(None, ge=0, le=MAX_INT32)
+    """0 = running, n = n jobs ahead; None once done."""
+    step: int = param(0, ge=0, le=MAX_INT32)
+    """Progress step."""
+    total: int = param(0, ge=0, le=MAX_INT32)
+    """Progress total (0 = unknown)."""
+    submitted_ts: float = param(ge=0.0)
+    """Submission time, unix seconds."""
+    last_progress_ts: float | None = param(None, ge=0.0)
+    """Time of the last progress report, unix seconds."""
+    message: str = param("", max_len=4096)
+    """Last progress message or failure reason."""
+
+
+# --------------------------------------------------------------------------- handshake, health
+
+
+@message("handshake", "request", idempotent=True)
+class Handshake(Message):
+    """First request of a client: versions must agree on the major number."""
+
+    client_version: tuple[int, int] = param(ge=0, le=65535)
+    """Client's protocol version (major, minor)."""
+    client_name: str = param("", max_len=200)
+    """Free text, e.g. "blender-addon 0.1.0"."""
+
+
+@message("handshake.reply", "reply")
+class HandshakeReply(Message):
+    """The server's identity and resources."""
+
+    server_version: tuple[int, int] = param(ge=0, le=65535)
+    """Server's protocol version (major, minor)."""
+    server_id: str = param(pattern=ID)
+    """Random id of this server process; a change means the server restarted."""
+    sidecar_version: str = param("", max_len=64)
+    """Sidecar software version."""
+    device: str = param(max_len=200)
+    """Compute device, e.g. "cuda:0" or "cpu"."""
+    gpu_name: str | None = param(None, max_len=200)
+    """GPU model name."""
+    gpu_memory_total: int | None = param(None, ge=0)
+    """Total GPU memory in bytes."""
+    gpu_memory_free: int | None = param(None, ge=0)
+    """Free GPU memory in bytes."""
+    capabilities: tuple[str, ...] = param((), max_len=64, max_items=256)
+    """Feature names, e.g. "ip2p", "adss", "refine", "export.mesh", "upload"."""
+    sessions: tuple[SessionInfo, ...] = param((), max_items=10_000)
+    """Existing sessions."""
+
+
+@message("heartbeat", "request", idempotent=True)
+class Heartbeat(Message):
+    """Liveness probe (answered even while a job runs)."""
+
+
+@message("heartbeat.reply", "reply")
+class HeartbeatReply(Message):
+    """Liveness, and separately the progress clock of the running job."""
+
+    server_time: float = param(ge=0.0)
+    """Server clock, unix seconds."""
+    busy: bool = False
+    """A job is running."""
+    running_job_id: str | None = param(None, pattern=ID)
+    """The running job."""
+    last_progress_ts: float | None = param(None, ge=0.0)
+    """When the running job last reported progress (a stuck job shows an old value)."""
+    queue_length: int = param(0, ge=0, le=MAX_INT32)
+    """Jobs waiting."""
+
+
+@message("error", "reply")
+class ErrorReply(Message):
+    """A request failed; `code` is stable (ErrorCode values), `message` is for humans."""
+
+    code: str = param(pattern=r"[a-z_]{1,64}", max_len=64)
+    """Stable error code."""
+    message: str = param(max_len=4096)
+    """Human-readable explanation."""
+    detail: str = param("", max_len=65536)
+    """Extra context (e.g. a traceback for internal errors)."""
+
+
+@message("ok", "reply")
+class Ok(Message):
+    """A request without a payload succeeded."""
+
+    detail: str = param("", max_len=4096)
+    """Optional note."""
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+@message("session.create", "request")
+class SessionCreate(Message):
+    """Create a session from a dataset or a nerfstudio run on the sidecar machine.
+
+    With neither, the session starts empty and is filled by uploads.
+    """
+
+    name: str = param(max_len=200)
+    """Human name."""
+    dataset_path: str | None = param(None, path="absolute_or_relative")
+    """Dataset folder on the sidecar machine (transforms.json or COLMAP)."""
+    nerfstudio_run: str | None = param(None, path="absolute_or_relative")
+    """A nerfstudio run's config.yml on the sidecar machine (its model becomes the base)."""
+    preset: str = param("small", pattern=PRESET)
+    """Field preset name ("paper", "small", "tiny")."""
+
+    def check(self) -> None:
+        if self.dataset_path is not None and self.nerfstudio_run is not None:
+            raise _fail("SessionCreate", "give dataset_path or nerfstudio_run, not both")
+
+
+@message("session.list", "request", idempotent=True)
+class SessionList(Message):
+    """List sessions."""
+
+
+@message("session.list.reply", "reply")
+class SessionListReply(Message):
+    """All sessions."""
+
+    sessions: tuple[SessionInfo, ...] = param((), max_items=10_000)
+    """Sessions, oldest first."""
+
+
+@message("session.open", "request", idempotent=True)
+class SessionOpen(Message):
+    """Fetch a session's summary (and subscribe to its events)."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+
+
+@message("session.delete", "request")
+class SessionDelete(Message):
+    """Delete a session and its files (refused while one of its jobs runs)."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+
+
+@message("session.summary", "reply")
+class SessionSummary(Message):
+    """A session: turn history, head and dataset views (poses as arrays)."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+    name: str = param(max_len=200)
+    """Human name."""
+    preset: str = param("small", pattern=PRESET)
+    """Field preset."""
+    head: str | None = param(None, pattern=ID)
+    """Checked-out turn."""
+    turns: tuple[TurnInfo, ...] = param((), max_items=10_000)
+    """All turns, in creation order."""
+    view_names: tuple[str, ...] = param((), max_len=1024, max_items=MAX_VIEWS)
+    """Dataset views (image file names), same order as the arrays."""
+    view_c2w: np.ndarray = param(
+        default_factory=lambda: np.zeros((0, 4, 4)), dtypes=("<f8",), shape=(None, 4, 4)
+    )
+    """[N, 4, 4] float64 camera-to-world, world frame."""
+    view_intrinsics: np.ndarray = param(
+        default_factory=lambda: np.zeros((0, 6)), dtypes=("<f8",), shape=(None, 6)
+    )
+    """[N, 6] float64: fx, fy, cx, cy, width, height."""
+    last_seq: int = param(0, ge=0)
+    """Sequence number of the session's latest event."""
+
+    def check(self) -> None:
+        n = len(self.view_names)
+        if self.view_c2w.shape[0] != n or self.view_intrinsics.shape[0] != n:
+            raise _fail("SessionSummary", f"{n} view names but arrays of length "
+                        f"{self.view_c2w.shape[0]} and {self.view_intrinsics.shape[0]}")
+
+
+@message("turn.checkout", "request")
+class TurnCheckout(Message):
+    """Make a finished turn the head (undo; the next turn branches from it)."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+    turn_id: str = param(pattern=ID)
+    """Turn to check out."""
+
+
+# --------------------------------------------------------------------------- uploads
+
+
+@message("upload.begin", "request")
+class UploadBegin(Message):
+    """Start uploading one file into a session (for a remote sidecar)."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+    path: str = param(path="relative", max_len=1024)
+    """Destination, relative to the session's upload folder."""
+    size: int = param(ge=0, le=64 * GiB)
+    """File size in bytes."""
+    sha256: str = param(pattern=r"[0-9a-f]{64}")
+    """Hex SHA-256 of the whole file."""
+
+
+@message("upload.ready", "reply")
+class UploadReady(Message):
+    """The upload may proceed in chunks of at most `chunk_size` bytes."""
+
+    upload_id: str = param(pattern=ID)
+    """Upload id."""
+    chunk_size: int = param(ge=1, le=64 << 20)
+    """Largest chunk accepted, bytes."""
+
+
+@message("upload.chunk", "request")
+class UploadChunk(Message):
+    """One chunk; chunks are written at `offset` (re-sending a chunk is harmless)."""
+
+    upload_id: str = param(pattern=ID)
+    """Upload id."""
+    offset: int = param(ge=0, le=64 * GiB)
+    """Byte offset of this chunk."""
+    data: np.ndarray = param(dtypes=("|u1",), ndim=(1,), max_bytes=64 << 20)
+    """The bytes, uint8 [n]."""
+
+
+@message("upload.commit", "request")
+class UploadCommit(Message):
+    """Finish: the server checks size and SHA-256, then moves the file in place."""
+
+    upload_id: str = param(pattern=ID)
+    """Upload id."""
+
+
+@message("upload.abort", "request")
+class UploadAbort(Message):
+    """Give up an upload and delete its partial file."""
+
+    upload_id: str = param(pattern=ID)
+    """Upload id."""
+
+
+@message("upload.done", "reply")
+class UploadDone(Message):
+    """A committed file."""
+
+    path: str = param(path="relative", max_len=1024)
+    """Where it landed, relative to the session's upload folder."""
+    size: int = param(ge=0)
+    """Bytes."""
+    sha256: str = param(pattern=r"[0-9a-f]{64}")
+    """Verified SHA-256."""
+
+
+# --------------------------------------------------------------------------- jobs (requests)
+
+
+@message("job.train_base", "request")
+class JobTrainBase(Message):
+    """Train the base NeRF (paper Sec. 4.1)."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+    steps: int | None = param(None, ge=1, le=10_000_000)
+    """Iterations (None = the preset's)."""
+    preset: str | None = param(None, pattern=PRESET)
+    """Override the session's field preset."""
+    dataset_path: str | None = param(None, path="relative", max_len=1024)
+    """Dataset inside the session's upload folder (for uploaded sessions)."""
+
+
+@message("job.preview_masks", "request")
+class JobPreviewMasks(Message):
+    """Run ADSS on one render and return heatmaps, chosen SAM masks and the soft mask."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+    camera: Camera | None = None
+    """Camera to render (or give view_name)."""
+    view_name: str | None = param(None, max_len=1024)
+    """Dataset view to use (or give camera)."""
+    turn_id: str | None = param(None, pattern=ID)
+    """Turn whose model renders the image (None = head)."""
+    edit_queries: tuple[str, ...] = param((), max_len=200, max_items=MAX_QUERIES)
+    """Regions to edit."""
+    keep_queries: tuple[str, ...] = param((), max_len=200, max_items=MAX_QUERIES)
+    """Regions to keep (inverse mode)."""
+    caption: str | None = param(None, max_len=500)
+    """Caption to prepend (None = generated with BLIP)."""
+
+    def check(self) -> None:
+        if (self.camera is None) == (self.view_name is None):
+            raise _fail("JobPreviewMasks", "give exactly one of camera and view_name")
+        if not self.edit_queries and not self.keep_queries:
+            raise _fail("JobPreviewMasks", "give at least one edit or keep query")
+
+
+@message("job.run_turn", "request")
+class JobRunTurn(Message):
+    """One editing turn (paper Sec. 3.1-3.2)."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+    instruction: str = param(max_len=2000, pattern=r"(?s).*\S.*")
+    """Edit instruction for InstructPix2Pix."""
+    edit_queries: tuple[str, ...] = param((), max_len=200, max_items=MAX_QUERIES)
+    """Regions to edit (ADSS); empty with no keep queries = edit everywhere."""
+    keep_queries: tuple[str, ...] = param((), max_len=200, max_items=MAX_QUERIES)
+    """Regions to keep (inverse mode)."""
+    caption: str | None = param(None, max_len=500)
+    """Caption for ADSS (None = generated)."""
+    mode: Literal["edit3d", "in2n"] = "edit3d"
+    """edit3d = condition on the previous turn's renders; in2n = the baseline."""
+    steps: int | None = param(None, ge=1, le=10_000_000)
+    """Iterations (None = preset)."""
+    preset: str | None = param(None, pattern=PRESET)
+    """Named turn preset."""
+    parent_turn: str | None = param(None, pattern=ID)
+    """Turn to edit from (None = head)."""
+    edit_rate: int = param(10, ge=1, le=100_000)
+    """Re-edit one view every this many iterations."""
+    edit_count: int = param(1, ge=1, le=1000)
+    """Views re-edited each time."""
+    lr: float | None = param(None, ge=1e-9, le=1.0)
+    """Field learning rate during the turn (None = 0.0025)."""
+    seed: int = param(0, ge=0, le=2**32 - 1)
+    """Random seed."""
+    editor: str = param("ip2p", max_len=200, pattern=r"[A-Za-z0-9_.:-]+")
+    """Editor spec ("ip2p" or "package.module:Factory")."""
+
+
+@message("job.resume_turn", "request")
+class JobResumeTurn(Message):
+    """Resume an interrupted turn from its last checkpoint."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+    turn_id: str = param(pattern=ID)
+    """Interrupted turn."""
+
+
+@message("job.discard_turn", "request")
+class JobDiscardTurn(Message):
+    """Discard an interrupted (or failed/cancelled) turn; finished turns are never removed."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+    turn_id: str = param(pattern=ID)
+    """Turn to discard."""
+
+
+@message("job.refine", "request")
+class JobRefine(Message):
+    """Super-resolution fine-tune (paper Sec. 3.3), creating a refine turn."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+    turn_id: str | None = param(None, pattern=ID)
+    """Turn to refine (None = head)."""
+    steps: int | None = param(None, ge=1, le=10_000_000)
+    """Iterations (None = preset)."""
+    scale: Literal[2, 4] = 4
+    """Upscaling factor."""
+    faces: bool = True
+    """Restore faces with GFPGAN where detected."""
+
+
+@message("job.render", "request")
+class JobRender(Message):
+    """Render one camera from a turn's model."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+    camera: Camera
+    """Camera in the world frame."""
+    turn_id: str | None = param(None, pattern=ID)
+    """Turn (None = head)."""
+    outputs: tuple[Literal["rgb", "depth", "accumulation"], ...] = param(("rgb",), max_items=3)
+    """Which images to return."""
+
+    def check(self) -> None:
+        if not self.outputs or len(set(self.outputs)) != len(self.outputs):
+            raise _fail("JobRender.outputs", f"need distinct outputs, got {list(self.outputs)}")
+
+
+@message("job.export", "request")
+class JobExport(Message):
+    """Export geometry in the world frame (and a file inside the session)."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+    turn_id: str | None = param(None, pattern=ID)
+    """Turn (None = head)."""
+    kind: Literal["point_cloud", "mesh"] = "point_cloud"
+    """What to export."""
+    format: Literal["ply", "obj", "glb"] = "ply"
+    """File format."""
+    budget: int = param(1_000_000, ge=1, le=50_000_000)
+    """Points (point cloud) or faces (mesh) at most."""
+    crop_min: tuple[float, float, float] | None = param(None, ge=-1e6, le=1e6)
+    """Crop box corner, world frame (None = scene bounds)."""
+    crop_max: tuple[float, float, float] | None = param(None, ge=-1e6, le=1e6)
+    """Opposite crop box corner."""
+    return_arrays: bool = True
+    """Send the geometry back as arrays (else only the file path)."""
+
+    def check(self) -> None:
+        if (self.crop_min is None) != (self.crop_max is None):
+            raise _fail("JobExport", "give both crop_min and crop_max, or neither")
+        if self.crop_min is not None and self.crop_max is not None and not all(
+            lo < hi for lo, hi in zip(self.crop_min, self.crop_max, strict=True)
+        ):
+            raise _fail("JobExport", f"crop_min {self.crop_min} must be below {self.crop_max}")
+
+
+@message("job.cancel", "request", idempotent=True)
+class JobCancel(Message):
+    """Cancel a queued or running job (cooperative; a job.cancelled event follows)."""
+
+    job_id: str = param(pattern=ID)
+    """Job id."""
+
+
+@message("job.status", "request", idempotent=True)
+class JobStatus(Message):
+    """State of one job, of a session's jobs, or of all jobs."""
+
+    job_id: str | None = param(None, pattern=ID)
+    """One job (None = filter by session)."""
+    session_id: str | None = param(None, pattern=ID)
+    """A session's jobs (None with no job_id = all)."""
+
+
+@message("job.accepted", "reply")
+class JobAccepted(Message):
+    """A job was queued; its events carry this job_id."""
+
+    job_id: str = param(pattern=ID)
+    """Job id."""
+    kind: str = param(pattern=TYPE_NAME, max_len=64)
+    """Request type."""
+    queue_position: int = param(ge=0, le=MAX_INT32)
+    """0 = starts now; n = n jobs ahead."""
+
+
+@message("job.state", "reply")
+class JobStateReply(Message):
+    """Reply to job.status."""
+
+    jobs: tuple[JobInfo, ...] = param((), max_items=10_000)
+    """Matching jobs."""
+
+
+# --------------------------------------------------------------------------- results
+
+
+@message("render.result", "event")
+class RenderResult(Message):
+    """Images of a render job (pushed as an event, or as the direct reply)."""
+
+    job_id: str = param(pattern=ID)
+    """Job id."""
+    turn_id: str | None = param(None, pattern=ID)
+    """Turn that rendered."""
+    camera: Camera
+    """The camera rendered."""
+    rgb: np.ndarray | None = param(None, dtypes=("|u1", "<f4"), shape=(None, None, 3))
+    """[H, W, 3] row 0 = top; uint8 or float32 in [0, 1]."""
+    depth: np.ndarray | None = param(None, dtypes=("<f4",), ndim=(2,), nonfinite=True)
+    """[H, W] float32 distance along the ray, world units (inf = nothing hit)."""
+    accumulation: np.ndarray | None = param(None, dtypes=("<f4",), ndim=(2,))
+    """[H, W] float32 opacity."""
+
+
+@message("export.result", "event")
+class ExportResult(Message):
+    """Geometry of an export job, world frame."""
+
+    job_id: str = param(pattern=ID)
+    """Job id."""
+    turn_id: str | None = param(None, pattern=ID)
+    """Turn exported."""
+    kind: Literal["point_cloud", "mesh"]
+    """What was exported."""
+    format: Literal["ply", "obj", "glb"]
+    """File format written."""
+    path: str = param(path="relative", max_len=1024)
+    """File, relative to the session folder."""
+    points: np.ndarray | None = param(None, dtypes=("<f4",), shape=(None, 3))
+    """[N, 3] float32 positions (vertices for a mesh)."""
+    colors: np.ndarray | None = param(None, dtypes=("|u1", "<f4"), shape=(None, 3))
+    """[N, 3] uint8 or float32 colours."""
+    normals: np.ndarray | None = param(None, dtypes=("<f4",), shape=(None, 3))
+    """[N, 3] float32 unit normals."""
+    faces: np.ndarray | None = param(None, dtypes=("<i4",), shape=(None, 3))
+    """[M, 3] int32 vertex indices (meshes)."""
+
+    def check(self) -> None:
+        n = None if self.points is None else len(self.points)
+        for name in ("colors", "normals"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise _fail(f"ExportResult.{name}", f"has {len(value)} rows, points has {n}")
+        faces = self.faces
+        if faces is not None and faces.size and (n is None or faces.min() < 0 or faces.max() >= n):
+            raise _fail("ExportResult.faces", f"indices must lie in [0, {n})")
+
+
+@message("masks.result", "event")
+class MasksResult(Message):
+    """ADSS preview: caption, per-query heatmaps and chosen SAM masks, fused soft mask."""
+
+    job_id: str = param(pattern=ID)
+    """Job id."""
+    caption: str = param(max_len=500)
+    """Caption used."""
+    queries: tuple[str, ...] = param(max_len=200, max_items=2 * MAX_QUERIES)
+    """Edit then keep queries."""
+    roles: tuple[Literal["edit", "keep"], ...] = param(max_items=2 * MAX_QUERIES)
+    """Role of each query."""
+    heatmaps: np.ndarray = param(dtypes=("<f4",), ndim=(3,))
+    """[Q, H, W] float32 Grad-CAM maps in [0, 1]."""
+    masks: np.ndarray = param(dtypes=("|b1", "|u1"), ndim=(3,))
+    """[Q, H, W] chosen SAM mask per query."""
+    iou: np.ndarray = param(dtypes=("<f4",), ndim=(1,))
+    """[Q] IoU of the chosen mask with the thresholded heatmap."""
+    runner_up_iou: np.ndarray = param(dtypes=("<f4",), ndim=(1,), nonfinite=True)
+    """[Q] IoU of the second-best mask (NaN if none)."""
+    soft_mask: np.ndarray = param(dtypes=("<f4",), ndim=(2,))
+    """[H, W] float32 fused soft mask, 1 = edit."""
+
+    def check(self) -> None:
+        q = len(self.queries)
+        if len(self.roles) != q or self.heatmaps.shape[0] != q or self.masks.shape[0] != q:
+            raise _fail("MasksResult", f"{q} queries but roles/heatmaps/masks disagree")
+        if self.iou.shape != (q,) or self.runner_up_iou.shape != (q,):
+            raise _fail("MasksResult", "iou arrays must have one entry per query")
+        if not self.heatmaps.shape[1:] == self.masks.shape[1:] == self.soft_mask.shape:
+            raise _fail("MasksResult", "heatmaps, masks and soft_mask sizes differ")
+
+
+# --------------------------------------------------------------------------- events
+
+
+@message("job.queued", "event")
+class JobQueued(Message):
+    """A job waits; `position` jobs are ahead of it."""
+
+    job_id: str = param(pattern=ID)
+    """Job id."""
+    kind: str = param(pattern=TYPE_NAME, max_len=64)
+    """Request type."""
+    position: int = param(ge=0, le=MAX_INT32)
+    """Jobs ahead."""
+
+
+@message("job.started", "event")
+class JobStarted(Message):
+    """A job started running."""
+
+    job_id: str = param(pattern=ID)
+    """Job id."""
+    kind: str = param(pattern=TYPE_NAME, max_len=64)
+    """Request type."""
+    turn_id: str | None = param(None, pattern=ID)
+    """Turn the job creates or works on."""
+
+
+@message("job.progress", "event")
+class JobProgress(Message):
+    """Progress of the running job."""
+
+    job_id: str = param(pattern=ID)
+    """Job id."""
+    step: int = param(ge=0, le=MAX_INT32)
+    """Steps done."""
+    total: int = param(0, ge=0, le=MAX_INT32)
+    """Steps planned (0 = unknown)."""
+    loss: float | None = param(None, nonfinite=True)
+    """Current training loss (NaN is reported, not hidden)."""
+    eta_s: float | None = param(None, ge=0.0)
+    """Estimated seconds left."""
+    message: str = param("", max_len=4096)
+    """Phase, e.g. "pre-rendering views"."""
+
+
+@message("job.preview", "event")
+class JobPreview(Message):
+    """A preview frame during a job."""
+
+    job_id: str = param(pattern=ID)
+    """Job id."""
+    step: int = param(0, ge=0, le=MAX_INT32)
+    """Step at which it was rendered."""
+    image: np.ndarray = param(dtypes=("|u1",), shape=(None, None, None))
+    """[H, W, 3 or 4] uint8, row 0 = top."""
+    view_name: str | None = param(None, max_len=1024)
+    """Dataset view shown, if any."""
+
+    def check(self) -> None:
+        if self.image.shape[2] not in (3, 4):
+            raise _fail("JobPreview.image", f"needs 3 or 4 channels, got {self.image.shape[2]}")
+
+
+@message("job.finished", "event")
+class JobFinished(Message):
+    """A job finished; `result` summarises it (e.g. turn id, timings, file paths)."""
+
+    job_id: str = param(pattern=ID)
+    """Job id."""
+    kind: str = param(pattern=TYPE_NAME, max_len=64)
+    """Request type."""
+    turn_id: str | None = param(None, pattern=ID)
+    """Turn created or touched."""
+    result: Scalars = param(default_factory=dict)
+    """Summary values."""
+
+
+@message("job.failed", "event")
+class JobFailed(Message):
+    """A job failed (exception, worker crash, out of memory)."""
+
+    job_id: str = param(pattern=ID)
+    """Job id."""
+    kind: str = param(pattern=TYPE_NAME, max_len=64)
+    """Request type."""
+    reason: str = param(max_len=4096)
+    """One-line reason."""
+    traceback: str = param("", max_len=65536)
+    """Traceback from the worker, if any."""
+
+
+@message("job.cancelled", "event")
+class JobCancelled(Message):
+    """A job stopped on request."""
+
+    job_id: str = param(pattern=ID)
+    """Job id."""
+    kind: str = param(pattern=TYPE_NAME, max_len=64)
+    """Request type."""
+    turn_id: str | None = param(None, pattern=ID)
+    """Turn left cancelled (resumable only if interrupted)."""
+
+
+# --------------------------------------------------------------------------- resync
+
+
+@message("events.since", "request", idempotent=True)
+class EventsSince(Message):
+    """Ask for a session's events after `after_seq` (they are re-sent, then events.replayed)."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+    after_seq: int = param(ge=0)
+    """Last sequence number the client has (0 = none)."""
+
+
+@message("events.replayed", "reply")
+class EventsReplayed(Message):
+    """End of a resync: events (after_seq, last_seq] were re-sent unless `complete` is False.
+
+    When the ring no longer holds them, `complete` is False, nothing was re-sent and `jobs`
+    is a snapshot; the client should re-open the session to refresh its summary.
+    """
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+    after_seq: int = param(ge=0)
+    """As requested."""
+    last_seq: int = param(ge=0)
+    """The session's latest sequence number."""
+    replayed: int = param(0, ge=0)
+    """Events re-sent before this reply."""
+    complete: bool = True
+    """All missed events were re-sent."""
+    jobs: tuple[JobInfo, ...] = param((), max_items=10_000)
+    """The session's current jobs (snapshot)."""
+
+
+EVENT_TYPES = frozenset(
+    name for name, cls in MESSAGE_TYPES.items() if cls.direction == "event"
+)
+"""Types pushed by the server with a session and a sequence number."""
+
+__all__ = [
+    "EVENT_TYPES",
+    "MESSAGE_TYPES",
+    "Camera",
+    "Header",
+    "JobInfo",
+    "Message",
+    "SessionInfo",
+    "TurnInfo",
+    "message",
+    *(cls.__name__ for cls in MESSAGE_TYPES.values()),
+]
