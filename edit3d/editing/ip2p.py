@@ -35,6 +35,9 @@ from edit3d.progress import CancelToken
 SIZE_MULTIPLE = 8
 """Diffusion image sides are rounded to a multiple of this (the SD VAE downsamples 8×)."""
 
+EMBEDDING_CACHE_SIZE = 16
+"""Instructions whose text states are kept (a turn uses one; the sidecar may run many)."""
+
 
 @dataclass(frozen=True)
 class InstructPix2PixConfig:
@@ -193,6 +196,8 @@ class InstructPix2PixEditor:
             text = self._encode_text(instruction)
             empty = self._encode_text("")
             cached = torch.cat([text, empty, empty])
+            if len(self._embedding_cache) >= EMBEDDING_CACHE_SIZE:
+                self._embedding_cache.pop(next(iter(self._embedding_cache)))
             self._embedding_cache[instruction] = cached
         return cached
 

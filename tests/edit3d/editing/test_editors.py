@@ -150,3 +150,27 @@ def test_real_ip2p_without_weights_says_how_to_get_them(
     monkeypatch.delenv(model_path_env_var("instruct-pix2pix"), raising=False)
     with pytest.raises(ModelNotAvailable, match="edit3d models fetch instruct-pix2pix"):
         load_editor("ip2p")
+
+
+def test_real_ip2p_loads_weights_from_local_path(tmp_path: Path) -> None:
+    """The "ip2p" spec goes registry → load_real; tiny weights saved to disk stand in here."""
+    from edit3d.models.ip2p import build_tiny
+
+    tiny = build_tiny(seed=3, device="cpu")
+    for name in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        getattr(tiny, name).save_pretrained(tmp_path / name)
+    editor = load_editor("ip2p", local_path=tmp_path, resolution=32, diffusion_steps=3)
+    assert not is_pipeline_check(editor)
+    reference = InstructPix2PixEditor(tiny, InstructPix2PixConfig(resolution=32, diffusion_steps=3))
+    render = np.random.default_rng(1).random((12, 20, 3)).astype(np.float32)
+    expected = reference.edit(render, render, "add snow", view_name="v", seed=4)
+    actual = editor.edit(render, render, "add snow", view_name="v", seed=4)
+    np.testing.assert_allclose(actual, expected, atol=1e-5)
+
+
+def test_ip2p_is_registered_with_a_pinned_source() -> None:
+    from edit3d.models.registry import get_spec
+
+    spec = get_spec("instruct-pix2pix")
+    assert spec.source.repo_id == "timbrooks/instruct-pix2pix"
+    assert spec.source.pinned

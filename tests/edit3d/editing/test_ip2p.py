@@ -297,3 +297,15 @@ def _hand_ddim(calls: list[dict], eps: torch.Tensor, alphas_cumprod: torch.Tenso
         predicted_x0 = (latents - (1 - alpha).sqrt() * eps) / alpha.sqrt()
         latents = alpha_prev.sqrt() * predicted_x0 + (1 - alpha_prev).sqrt() * eps
     return latents
+
+
+def test_tiny_bundle_weights_follow_the_seed() -> None:
+    first, again, other = (build_tiny(seed=s, device="cpu") for s in (5, 5, 6))
+
+    def weights(bundle: IP2PComponents) -> torch.Tensor:
+        return bundle.unet.conv_in.weight
+
+    torch.testing.assert_close(weights(first), weights(again))
+    assert not torch.allclose(weights(first), weights(other))
+    assert first.unet.config.in_channels == 8
+    assert first.unet.config.cross_attention_dim == first.text_encoder.config.hidden_size
