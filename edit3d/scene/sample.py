@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -637,16 +638,37 @@ def _write_view(root: Path, objects: Sequence[SceneObject], view: CameraView) ->
         _write_png(root / "masks" / obj.id / f"{stem}.png", mask.astype(np.uint8) * 255)
 
 
+def _prepare_out_dir(root: Path) -> Path:
+    """An empty folder, or an earlier sample scene cleared so no stale view survives."""
+    if root.exists() and any(root.iterdir()):
+        if not _is_sample_scene(root):
+            raise ValueError(f"out_dir {root} is not empty and does not hold a sample scene")
+        for sub in ("images", "masks", "depth"):
+            if (root / sub).is_dir():
+                shutil.rmtree(root / sub)
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _is_sample_scene(root: Path) -> bool:
+    try:
+        return json.loads((root / "objects.json").read_text()).get("format") == SCENE_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def make_sample_scene(
     out_dir: str | Path, *, num_views: int = 36, resolution: int = 64, seed: int = 0
 ) -> SampleScene:
-    """Write the sample scene to `out_dir` and return it. Same arguments, same bytes."""
+    """Write the sample scene to `out_dir` and return it. Same arguments, same bytes.
+
+    `out_dir` must be empty, missing, or an earlier sample scene (which is replaced).
+    """
     if not 24 <= num_views <= 60:
         raise ValueError(f"num_views must be in [24, 60], got {num_views}")
     if not 32 <= resolution <= 128:
         raise ValueError(f"resolution must be in [32, 128], got {resolution}")
-    root = Path(out_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    root = _prepare_out_dir(Path(out_dir))
     rng = np.random.default_rng(seed)
     objects = _build_objects(rng)
     views = _orbit_views(num_views, resolution, rng)

@@ -256,3 +256,15 @@ def test_cli_writes_a_scene(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_rejects_out_of_range_arguments(tmp_path: Path, kwargs: dict, name: str) -> None:
     with pytest.raises(ValueError, match=name):
         make_sample_scene(tmp_path, **kwargs)
+
+
+def test_rewriting_replaces_an_earlier_scene_but_not_other_folders(tmp_path: Path) -> None:
+    make_sample_scene(tmp_path / "s", num_views=30, resolution=32)
+    rewritten = make_sample_scene(tmp_path / "s", num_views=24, resolution=32)
+    assert len(list((rewritten.root / "images").iterdir())) == 24
+    assert len(list((rewritten.root / "masks" / "ground").iterdir())) == 24
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="out_dir"):
+        make_sample_scene(tmp_path / "other", num_views=24, resolution=32)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "keep me"
