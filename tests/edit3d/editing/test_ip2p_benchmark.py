@@ -1,0 +1,57 @@
+"""The GPU benchmark script's CPU smoke mode runs and its projection adds up."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parents[3] / "benchmarks" / "gpu_ip2p_nerfacto.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("gpu_ip2p_nerfacto", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while executing it
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def test_smoke_run_reports_consistent_numbers(bench, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bench.json"
+    argv = ["--smoke", "--edits", "1", "--iters", "2", "--turn-iters", "500", "--views", "7"]
+    assert bench.main([*argv, "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    ip2p, nerf, turn = result["ip2p"], result["nerfacto"], result["turn"]
+    assert ip2p["diffusion_steps"] == 20
+    assert ip2p["diffusion_size_hw"] == [48, 64]  # 369x497 render, long side 64
+    assert ip2p["edit_seconds_mean"] > 0 and len(ip2p["edit_seconds"]) == 1
+    assert nerf["iters_per_s"] > 0 and nerf["rays_per_iter"] == 256
+    assert turn["edits"] == 50  # 500 iterations, one edit every 10
+    assert turn["train_minutes"] == pytest.approx(500 * nerf["iter_seconds"] / 60)
+    assert turn["edit_minutes"] == pytest.approx(50 * ip2p["edit_seconds_mean"] / 60)
+    assert turn["prerender_minutes"] == pytest.approx(
+        7 * 369 * 497 / nerf["render_rays_per_s"] / 60
+    )
+    assert turn["edit3d_turn_minutes"] == pytest.approx(
+        turn["train_minutes"] + turn["edit_minutes"] + turn["prerender_minutes"]
+    )
+    printed = capsys.readouterr().out
+    assert "44.62 min" in printed
+    assert "SMOKE RUN" in printed
+
+
+def test_full_size_request_without_cuda_refuses(bench, capsys) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: the full run would start")
+    assert bench.main([]) == 2
+    assert "--smoke" in capsys.readouterr().err
