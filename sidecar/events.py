@@ -1,103 +1,107 @@
-"""Per-session event streams with sequence numbers, a bounded ring for resync, subscribers.
+"""Event streams: per-session sequence numbers, a bounded ring for resync, subscribers.
 
-Every event of a session gets the next sequence number of that session (1, 2, 3, ...). A
-client that lost its connection asks for the events after the last number it saw; if they
-fell out of the ring, or the sidecar restarted (a new `epoch`), the answer says a full
-resync (a fresh `session.open`) is needed instead of silently skipping events.
+Each session has a `protocol.server.EventLog` (numbering from 1, ring bounded by count and
+bytes). Events are pushed to every client subscribed to the session (it created, opened or
+resynced it, or submitted one of its jobs); a client the socket can no longer reach
+(ROUTER_MANDATORY → EHOSTUNREACH) is dropped from every subscription.
 
-Preview images are large: the ring keeps their metadata only; the newest preview of each job
-is kept separately and can be fetched again.
+Sequence numbers keep increasing across sidecar restarts: a mark is saved in session.json
+every `MARK_EVERY` events and at shutdown, and a restarted sidecar starts after
+`mark + MARK_EVERY`, above anything the previous run can have sent. A client resyncing with
+a number from before the restart then gets `complete=False` and re-opens the session.
 """
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
-GLOBAL_CHANNEL = ""
-"""Channel of events that belong to no session (e.g. sidecar-wide notices)."""
+from protocol.messages import Message
+from protocol.server import EventLog
 
+MARK_EVERY = 256
+"""Events between two saved sequence marks."""
 
-@dataclass(frozen=True)
-class Event:
-    """One event of one session's stream."""
-
-    session_id: str
-    """Session the event belongs to ("" for sidecar-wide events)."""
-    seq: int
-    """Position in the session's stream, from 1, without gaps."""
-    kind: str
-    """What happened: "job.queued", "job.progress", "job.finished", ..."""
-    data: dict
-    """Small msgpack-able details."""
-    time: float = field(default_factory=time.time)
-    """Wall-clock seconds since the epoch when it was recorded."""
+Pusher = Callable[[list[bytes], Message, str, int, "str | None"], list[bytes]]
+"""Sends one event to identities; returns the identities it reached."""
 
 
-@dataclass(frozen=True)
-class Backlog:
-    """Answer to `since(seq)`: the missed events, or a request to resync from scratch."""
+class EventHub:
+    """All sessions' event logs and subscriber sets."""
 
-    epoch: str
-    events: list[Event]
-    resync_required: bool
-    last_seq: int
-
-
-class EventLog:
-    """Sequence numbering, ring buffers and subscriber sets for every session."""
-
-    def __init__(self, capacity: int = 1024) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity}")
-        self.capacity = capacity
-        self.epoch = uuid.uuid4().hex
-        self._rings: dict[str, deque[Event]] = {}
-        self._last_seq: dict[str, int] = {}
+    def __init__(
+        self,
+        push: Pusher,
+        *,
+        load_mark: Callable[[str], int | None],
+        save_mark: Callable[[str, int], None],
+        max_events: int = 1024,
+        max_bytes: int = 256 << 20,
+    ) -> None:
+        self._push = push
+        self._load_mark = load_mark
+        self._save_mark = save_mark
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        self._logs: dict[str, EventLog] = {}
         self._subscribers: dict[str, set[bytes]] = {}
 
-    def append(self, session_id: str, kind: str, data: dict) -> Event:
-        seq = self._last_seq.get(session_id, 0) + 1
-        self._last_seq[session_id] = seq
-        event = Event(session_id, seq, kind, data)
-        ring = self._rings.setdefault(session_id, deque(maxlen=self.capacity))
-        ring.append(event)
-        return event
+    def log(self, session_id: str) -> EventLog:
+        log = self._logs.get(session_id)
+        if log is None:
+            mark = self._load_mark(session_id)
+            start = 0 if mark is None else mark + MARK_EVERY
+            log = EventLog(self._max_events, self._max_bytes, start_seq=start)
+            self._logs[session_id] = log
+        return log
 
     def last_seq(self, session_id: str) -> int:
-        return self._last_seq.get(session_id, 0)
+        return self.log(session_id).last_seq
 
-    def since(self, session_id: str, seq: int, epoch: str | None = None) -> Backlog:
-        """Events with sequence number > `seq` (for a client that saw up to `seq`)."""
-        last = self.last_seq(session_id)
-        if epoch is not None and epoch != self.epoch:
-            return Backlog(self.epoch, [], True, last)
-        if seq < 0 or seq > last:
-            return Backlog(self.epoch, [], True, last)
-        ring = self._rings.get(session_id, deque())
-        missed = [event for event in ring if event.seq > seq]
-        complete = (not missed and seq == last) or (missed and missed[0].seq == seq + 1)
-        return Backlog(self.epoch, missed if complete else [], not complete, last)
+    def publish(self, session_id: str, message: Message, parent_id: str | None = None) -> int:
+        """Number the event, keep it for resync and push it to the session's subscribers."""
+        log = self.log(session_id)
+        seq = log.append(message, parent_id)
+        if seq % MARK_EVERY == 0:
+            self._save_mark(session_id, seq)
+        targets = sorted(self._subscribers.get(session_id, ()))
+        if targets:
+            reached = set(self._push(targets, message, session_id, seq, parent_id))
+            for identity in targets:
+                if identity not in reached:
+                    self.drop_subscriber(identity)
+        return seq
+
+    def replay(self, identity: bytes, session_id: str, after_seq: int) -> tuple[int, bool]:
+        """Re-send the events after `after_seq` to one client: (count re-sent, complete)."""
+        log = self.log(session_id)
+        if after_seq > log.last_seq:
+            return 0, False  # numbers this run never issued: the client saw a previous run
+        missed = log.since(after_seq)
+        if missed is None:
+            return 0, False
+        for seq, message, parent_id in missed:
+            if not self._push([identity], message, session_id, seq, parent_id):
+                self.drop_subscriber(identity)
+                return 0, False
+        return len(missed), True
+
+    def save_marks(self) -> None:
+        """Persist every session's last number (at shutdown)."""
+        for session_id, log in self._logs.items():
+            if log.last_seq:
+                self._save_mark(session_id, log.last_seq)
 
     # ----- subscribers -------------------------------------------------------------------
     def subscribe(self, session_id: str, identity: bytes) -> None:
         self._subscribers.setdefault(session_id, set()).add(identity)
 
-    def unsubscribe(self, session_id: str, identity: bytes) -> None:
-        self._subscribers.get(session_id, set()).discard(identity)
-
     def drop_subscriber(self, identity: bytes) -> None:
-        """Forget a client everywhere (it vanished: the socket reported it unreachable)."""
         for members in self._subscribers.values():
             members.discard(identity)
 
     def subscribers(self, session_id: str) -> list[bytes]:
-        return sorted(self._subscribers.get(session_id, set()))
+        return sorted(self._subscribers.get(session_id, ()))
 
-    def forget_session(self, session_id: str) -> Iterable[bytes]:
-        """Drop a deleted session's ring and subscribers; returns who was subscribed."""
-        self._rings.pop(session_id, None)
-        return self._subscribers.pop(session_id, set())
+    def forget_session(self, session_id: str) -> None:
+        self._logs.pop(session_id, None)
+        self._subscribers.pop(session_id, None)

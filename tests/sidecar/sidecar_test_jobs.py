@@ -2,6 +2,9 @@
 
 They exercise the machinery honestly: real progress through the real pipe, cooperative
 cancel through the real shared event, real exceptions, a real abort and a real SIGSEGV.
+Each kind also declares its request message, so clients submit it over the real protocol
+exactly like a built-in job (the module is imported by the test client, the server and the
+worker alike).
 """
 
 from __future__ import annotations
@@ -10,10 +13,53 @@ import os
 import signal
 import time
 
+# protocol resolves inherited annotations in this module's namespace
+from typing import ClassVar, Literal  # noqa: F401
+
 import numpy as np
 
 from edit3d.progress import ProgressEvent
+from protocol.messages import ID, Message, message
+from protocol.schema import param
 from sidecar.kinds import JobContext, job_kind
+
+
+@message("test.count", "request")
+class TestCount(Message):
+    """Count steps with progress."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+    steps: int = param(5, ge=0, le=100_000)
+    """Steps to count."""
+    delay_s: float = param(0.01, ge=0.0, le=10.0)
+    """Sleep per step."""
+    preview: bool = False
+    """Send one preview frame at step 1."""
+
+
+@message("test.raise", "request")
+class TestRaise(Message):
+    """Fail with an exception."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+
+
+@message("test.abort", "request")
+class TestAbort(Message):
+    """Abort the worker process."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+
+
+@message("test.segfault", "request")
+class TestSegfault(Message):
+    """Kill the worker with SIGSEGV."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
 
 
 def _validate_count(params: dict) -> dict:

@@ -1,0 +1,287 @@
+"""Request handlers: one thin function per request type.
+
+Each takes the `Sidecar` and the verified request, calls the session store, the job manager
+or `sidecar.workspaces` (which calls edit3d), and returns the reply message. A refusal is a
+`SidecarError`, which the loop turns into an error reply with a stable code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from protocol import messages as m
+from protocol.server import Incoming
+from protocol.version import PROTOCOL_VERSION
+from sidecar import __version__, workspaces
+from sidecar.errors import SidecarError
+from sidecar.kinds import job_kinds
+
+if TYPE_CHECKING:
+    from sidecar.server import Sidecar
+
+Handler = Callable[["Sidecar", Incoming], "m.Message | None"]
+UPLOAD_CHUNK_BYTES = 8 << 20
+PREPARE_KIND = "session.prepare"
+
+
+# ----- handshake and health ------------------------------------------------------------
+
+
+def handshake(sidecar: Sidecar, incoming: Incoming) -> m.Message:
+    sessions = tuple(_session_info(sidecar, meta) for meta in sidecar.store.list())
+    capabilities = [*sorted(job_kinds()), "upload", f"profile.{sidecar.config.profile}"]
+    return m.HandshakeReply(
+        server_version=PROTOCOL_VERSION,
+        server_id=sidecar.server_id,
+        sidecar_version=__version__,
+        device=sidecar.config.device,
+        gpu_name=None,
+        capabilities=tuple(capabilities),
+        sessions=sessions,
+    )
+
+
+def heartbeat(sidecar: Sidecar, incoming: Incoming) -> m.Message:
+    running = sidecar.jobs.running
+    return m.HeartbeatReply(
+        server_time=_now(),
+        busy=running is not None,
+        running_job_id=None if running is None else running.id,
+        last_progress_ts=None if running is None else running.last_progress_at,
+        queue_length=len(sidecar.jobs.queued()),
+    )
+
+
+# ----- sessions ------------------------------------------------------------------------
+
+
+def session_create(sidecar: Sidecar, incoming: Incoming) -> m.Message:
+    request: m.SessionCreate = incoming.message  # type: ignore[assignment]
+    source, path = "upload", None
+    if request.dataset_path is not None:
+        source, path = "dataset", _existing_path(request.dataset_path, "dataset_path")
+    elif request.nerfstudio_run is not None:
+        source, path = "nerfstudio_run", _existing_path(request.nerfstudio_run, "nerfstudio_run")
+    meta = sidecar.store.create(request.name, source=source, source_path=path,
+                                preset=request.preset)
+    session_id = meta["id"]
+    sidecar.hub.subscribe(session_id, incoming.identity)
+    if path is not None:
+        # Reading the dataset runs nerfstudio's dataparser: done by the worker, not here.
+        sidecar.jobs.submit(PREPARE_KIND, session_id, {})
+    return _summary(sidecar, session_id)
+
+
+def session_list(sidecar: Sidecar, incoming: Incoming) -> m.Message:
+    return m.SessionListReply(
+        sessions=tuple(_session_info(sidecar, meta) for meta in sidecar.store.list())
+    )
+
+
+def session_open(sidecar: Sidecar, incoming: Incoming) -> m.Message:
+    session_id = incoming.message.session_id  # type: ignore[attr-defined]
+    summary = _summary(sidecar, session_id)
+    sidecar.hub.subscribe(session_id, incoming.identity)
+    return summary
+
+
+def session_delete(sidecar: Sidecar, incoming: Incoming) -> m.Message:
+    session_id = incoming.message.session_id  # type: ignore[attr-defined]
+    sidecar.store.session_dir(session_id)  # not_found first
+    if sidecar.jobs.session_busy(session_id):
+        raise SidecarError("session_busy", f"session {session_id} has a queued or running job")
+    sidecar.store.delete(session_id)
+    sidecar.hub.forget_session(session_id)
+    return m.Ok(detail=f"deleted {session_id}")
+
+
+def turn_checkout(sidecar: Sidecar, incoming: Incoming) -> m.Message:
+    request: m.TurnCheckout = incoming.message  # type: ignore[assignment]
+    root = sidecar.store.workspace_dir(request.session_id)
+    if sidecar.jobs.session_busy(request.session_id):
+        raise SidecarError("session_busy", "wait for the session's job to end before checkout")
+    if not workspaces.workspace_exists(root):
+        raise SidecarError("not_found", "the session has no turns yet")
+    try:
+        workspaces.checkout(root, request.turn_id)
+    except (KeyError, ValueError) as exc:
+        raise SidecarError("bad_request", str(exc)) from exc
+    return _summary(sidecar, request.session_id)
+
+
+# ----- uploads -------------------------------------------------------------------------
+
+
+def upload_begin(sidecar: Sidecar, incoming: Incoming) -> m.Message:
+    request: m.UploadBegin = incoming.message  # type: ignore[assignment]
+    upload_id = sidecar.store.begin_upload(
+        request.session_id, request.path, request.size, request.sha256
+    )
+    return m.UploadReady(upload_id=upload_id, chunk_size=UPLOAD_CHUNK_BYTES)
+
+
+def upload_chunk(sidecar: Sidecar, incoming: Incoming) -> m.Message:
+    request: m.UploadChunk = incoming.message  # type: ignore[assignment]
+    received = sidecar.store.write_chunk(request.upload_id, request.offset,
+                                         np.ascontiguousarray(request.data).tobytes())
+    return m.Ok(detail=str(received))
+
+
+def upload_commit(sidecar: Sidecar, incoming: Incoming) -> m.Message:
+    request: m.UploadCommit = incoming.message  # type: ignore[assignment]
+    upload = sidecar.store._get_upload(request.upload_id)
+    relative, size, sha = upload.relative_path, upload.size, upload.sha256
+    sidecar.store.commit_upload(request.upload_id)
+    return m.UploadDone(path=relative, size=size, sha256=sha)
+
+
+def upload_abort(sidecar: Sidecar, incoming: Incoming) -> m.Message:
+    sidecar.store.abort_upload(incoming.message.upload_id)  # type: ignore[attr-defined]
+    return m.Ok()
+
+
+# ----- jobs ----------------------------------------------------------------------------
+
+
+def submit_job(sidecar: Sidecar, incoming: Incoming) -> m.Message:
+    """Any request whose type is a registered job kind: queue it, answer at once."""
+    request = incoming.message
+    params = {f.name: getattr(request, f.name) for f in dataclasses.fields(request)}
+    session_id = params.pop("session_id", None)
+    if session_id is not None:
+        sidecar.store.session_dir(session_id)  # not_found before queueing
+        sidecar.hub.subscribe(session_id, incoming.identity)
+    job = sidecar.jobs.submit(request.type_name, session_id, params)
+    return m.JobAccepted(job_id=job.id, kind=job.kind, queue_position=sidecar.jobs_ahead(job))
+
+
+def job_cancel(sidecar: Sidecar, incoming: Incoming) -> m.Message:
+    job = sidecar.jobs.cancel(incoming.message.job_id)  # type: ignore[attr-defined]
+    return m.JobStateReply(jobs=(sidecar.job_info(job),))
+
+
+def job_status(sidecar: Sidecar, incoming: Incoming) -> m.Message:
+    request: m.JobStatus = incoming.message  # type: ignore[assignment]
+    if request.job_id is not None:
+        jobs = [sidecar.jobs.get(request.job_id)]
+    else:
+        jobs = sidecar.jobs.jobs(request.session_id)
+    return m.JobStateReply(jobs=tuple(sidecar.job_info(job) for job in jobs))
+
+
+def events_since(sidecar: Sidecar, incoming: Incoming) -> m.Message:
+    request: m.EventsSince = incoming.message  # type: ignore[assignment]
+    sidecar.store.session_dir(request.session_id)
+    sidecar.hub.subscribe(request.session_id, incoming.identity)
+    replayed, complete = sidecar.hub.replay(incoming.identity, request.session_id,
+                                            request.after_seq)
+    jobs = () if complete else tuple(
+        sidecar.job_info(job) for job in sidecar.jobs.jobs(request.session_id)
+    )
+    return m.EventsReplayed(
+        session_id=request.session_id,
+        after_seq=request.after_seq,
+        last_seq=sidecar.hub.last_seq(request.session_id),
+        replayed=replayed,
+        complete=complete,
+        jobs=jobs,
+    )
+
+
+# ----- helpers -------------------------------------------------------------------------
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+def _existing_path(text: str, field_name: str) -> str:
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise SidecarError("not_found", f"{field_name} {text!r} does not exist on "
+                           f"{platform.node() or 'the sidecar machine'}")
+    return str(path.resolve())
+
+
+def _created_ts(meta: dict) -> float:
+    import calendar
+    import time
+
+    try:
+        return float(calendar.timegm(time.strptime(meta["created"], "%Y-%m-%dT%H:%M:%SZ")))
+    except (KeyError, ValueError):
+        return 0.0
+
+
+def _session_info(sidecar: Sidecar, meta: dict) -> m.SessionInfo:
+    summary = _workspace_summary(sidecar, meta["id"])
+    return m.SessionInfo(
+        session_id=meta["id"],
+        name=meta["name"],
+        created_ts=_created_ts(meta),
+        head=summary.head,
+        turn_count=len(summary.turns),
+        busy=sidecar.jobs.session_busy(meta["id"]),
+    )
+
+
+def _workspace_summary(sidecar: Sidecar, session_id: str) -> workspaces.WorkspaceSummary:
+    return workspaces.summarize(sidecar.store.workspace_dir(session_id))
+
+
+def _summary(sidecar: Sidecar, session_id: str) -> m.SessionSummary:
+    meta = sidecar.store.read(session_id)
+    summary = _workspace_summary(sidecar, session_id)
+    names, c2w, intrinsics = workspaces.load_views(sidecar.store.session_dir(session_id))
+    turns = tuple(
+        m.TurnInfo(
+            turn_id=turn.turn_id,
+            parent=turn.parent,
+            kind=turn.kind,  # type: ignore[arg-type]
+            status=turn.status,  # type: ignore[arg-type]
+            instruction=turn.instruction,
+            created_ts=turn.created_ts,
+            finished_ts=turn.finished_ts,
+            step=turn.step,
+            total_steps=turn.total_steps,
+            params=turn.params,
+        )
+        for turn in summary.turns
+    )
+    return m.SessionSummary(
+        session_id=session_id,
+        name=meta["name"],
+        preset=meta.get("preset", "small"),
+        head=summary.head,
+        turns=turns,
+        view_names=tuple(names),
+        view_c2w=c2w,
+        view_intrinsics=intrinsics,
+        last_seq=sidecar.hub.last_seq(session_id),
+    )
+
+
+HANDLERS: dict[str, Handler] = {
+    "handshake": handshake,
+    "heartbeat": heartbeat,
+    "session.create": session_create,
+    "session.list": session_list,
+    "session.open": session_open,
+    "session.delete": session_delete,
+    "turn.checkout": turn_checkout,
+    "upload.begin": upload_begin,
+    "upload.chunk": upload_chunk,
+    "upload.commit": upload_commit,
+    "upload.abort": upload_abort,
+    "job.cancel": job_cancel,
+    "job.status": job_status,
+    "events.since": events_since,
+}

@@ -1,0 +1,340 @@
+"""The sidecar's socket loop: one ROUTER socket, a poller with a short timeout, a dispatch
+table from request type to a thin handler, and the job manager pumped every turn.
+
+The loop never waits on a job: jobs run in the worker process; their reports arrive on a
+pipe that is polled together with the socket. Heartbeats and status requests are answered
+while a job runs, and report the time of the job's last progress separately from liveness.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+from protocol.connection import ConnectionInfo, new_key, write_connection_file
+from protocol.messages import (
+    JobCancelled,
+    JobFailed,
+    JobFinished,
+    JobInfo,
+    JobPreview,
+    JobProgress,
+    JobQueued,
+    JobStarted,
+    Message,
+)
+from protocol.server import Incoming, ServerEndpoint
+from sidecar.errors import SidecarError
+from sidecar.events import EventHub
+from sidecar.jobs import Job, JobLimits, JobManager
+from sidecar.kinds import DEFAULT_JOB_MODULES, job_kinds, load_job_modules
+from sidecar.sessions import SessionLimits, SessionStore
+from sidecar.worker import WorkerOptions
+
+log = logging.getLogger("sidecar")
+
+CONNECTION_FILE = "connection.json"
+CURVE_KEY_FILE = "curve_server.key"
+
+# Sidecar error codes → the protocol's stable codes (the precise one goes in `detail`).
+_PROTOCOL_CODES = {
+    "bad_request": "invalid_field",
+    "not_found": "not_found",
+    "session_busy": "conflict",
+    "unsafe_path": "invalid_field",
+    "too_large": "too_large",
+    "checksum_mismatch": "invalid_field",
+    "bad_offset": "conflict",
+    "exists": "conflict",
+    "unknown_job_kind": "unknown_type",
+    "queue_full": "busy",
+    "not_ready": "conflict",
+    "internal": "internal",
+}
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How one sidecar runs."""
+
+    workdir: Path
+    """Folder holding sessions/, the lock and the connection file."""
+    bind: str = "tcp://127.0.0.1:0"
+    """ZeroMQ endpoint to bind (port 0 = pick a free port)."""
+    device: str = "cpu"
+    """Torch device for jobs."""
+    profile: str = "real"
+    """Model profile for jobs: "real" or "tiny"."""
+    curve: bool = False
+    """Encrypt the socket with CURVE (needed for a non-loopback bind)."""
+    allow_insecure_remote: bool = False
+    """Allow a non-loopback bind without CURVE (trusted networks only)."""
+    job_modules: tuple[str, ...] = DEFAULT_JOB_MODULES
+    """Modules that register job kinds (the server checks kinds, the worker runs them)."""
+    poll_timeout_ms: int = 20
+    """Longest wait of one loop turn."""
+    job_limits: JobLimits = field(default_factory=JobLimits)
+    """Queue bounds and the cancel deadline."""
+    session_limits: SessionLimits = field(default_factory=SessionLimits)
+    """Upload limits."""
+
+
+class Sidecar:
+    """The server: sessions, jobs, events and the socket."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.server_id = uuid.uuid4().hex[:16]
+        self.started_at = time.time()
+        load_job_modules(config.job_modules)
+        self.store = SessionStore(config.workdir, config.session_limits)
+        self.store.clean_stale_state()
+        self.endpoint = self._bind()
+        self.hub = EventHub(
+            self._push, load_mark=self._load_seq_mark, save_mark=self._save_seq_mark
+        )
+        self.jobs = JobManager(
+            WorkerOptions(config.device, config.profile, config.job_modules),
+            self._on_job_event,
+            config.job_limits,
+            session_dir_resolver=lambda sid: str(self.store.session_dir(sid)),
+        )
+        self.recovered: dict[str, list[str]] = {}
+        self._running = True
+        from sidecar.handlers import HANDLERS  # late: handlers import this module's types
+
+        self._handlers = HANDLERS
+
+    # ----- setup -------------------------------------------------------------------------
+    def _bind(self) -> ServerEndpoint:
+        key = new_key()
+        curve_secret = curve_public = None
+        if self.config.curve:
+            from protocol.connection import load_curve_keypair, write_curve_keypair
+
+            key_file = self.config.workdir / CURVE_KEY_FILE
+            if not key_file.exists():
+                write_curve_keypair(key_file)
+            curve_public, curve_secret = load_curve_keypair(key_file)
+        endpoint = ServerEndpoint(
+            self.config.bind,
+            key,
+            curve_secret_key=curve_secret,
+            allow_insecure_remote=self.config.allow_insecure_remote,
+        )
+        import os
+
+        self.connection_file = write_connection_file(
+            self.config.workdir / CONNECTION_FILE,
+            ConnectionInfo(endpoint.endpoint, key, pid=os.getpid(),
+                           curve_server_public_key=curve_public),
+        )
+        return endpoint
+
+    def recover_sessions(self) -> dict[str, list[str]]:
+        """Turns a killed sidecar left running become interrupted (finished ones untouched)."""
+        from sidecar import workspaces
+
+        for meta in self.store.list():
+            session_id = meta["id"]
+            try:
+                interrupted = workspaces.recover(self.store.workspace_dir(session_id))
+            except Exception:  # one broken session must not keep the others offline
+                log.exception("recovery of session %s failed", session_id)
+                continue
+            self._fail_stale_jobs(session_id)
+            if interrupted:
+                self.recovered[session_id] = interrupted
+        return self.recovered
+
+    def _fail_stale_jobs(self, session_id: str) -> None:
+        meta = self.store.read(session_id)
+        for record in meta.get("jobs", []):
+            if record.get("state") in ("queued", "running"):
+                record = {**record, "state": "failed", "reason": "sidecar_stopped",
+                          "error": "the sidecar stopped before the job ended"}
+                self.store.record_job(session_id, record)
+
+    # ----- the loop ----------------------------------------------------------------------
+    def serve_forever(self) -> None:
+        while self._running:
+            self.step()
+
+    def stop(self) -> None:
+        """Ask the loop to end after the current turn (safe from a signal handler)."""
+        self._running = False
+
+    def step(self) -> None:
+        """One turn: wait briefly for a request or a worker report, handle what arrived."""
+        poller = zmq.Poller()
+        poller.register(self.endpoint.socket, zmq.POLLIN)
+        worker_fd = self.jobs.fileno()
+        if worker_fd is not None:
+            poller.register(worker_fd, zmq.POLLIN)
+        try:
+            ready = dict(poller.poll(self.config.poll_timeout_ms))
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EINTR:
+                return
+            raise
+        if self.endpoint.socket in ready:
+            for _ in range(64):  # bounded, so job reports are never starved
+                incoming = self.endpoint.recv(0)
+                if incoming is None:
+                    break
+                self._dispatch(incoming)
+        self.jobs.poll()
+
+    def _dispatch(self, incoming: Incoming) -> None:
+        message = incoming.message
+        parent = incoming.envelope.msg_id
+        handler = self._handlers.get(type(message).type_name)
+        if handler is None and type(message).type_name in job_kinds():
+            from sidecar.handlers import submit_job
+
+            handler = submit_job
+        try:
+            if handler is None:
+                raise SidecarError(
+                    "unknown_job_kind", f"this sidecar does not serve {message.type_name!r}"
+                )
+            reply = handler(self, incoming)
+        except SidecarError as exc:
+            self.endpoint.error(incoming.identity, _PROTOCOL_CODES[exc.code], exc.message,
+                                parent_id=parent, detail=exc.code)
+            return
+        except Exception as exc:  # a handler bug answers `internal`, never kills the loop
+            log.exception("handler for %s failed", message.type_name)
+            self.endpoint.error(incoming.identity, "internal", f"{type(exc).__name__}: {exc}",
+                                parent_id=parent, detail=traceback.format_exc()[-60000:])
+            return
+        if reply is not None:
+            self.endpoint.reply(incoming.identity, reply, parent_id=parent)
+
+    # ----- events ------------------------------------------------------------------------
+    def _push(self, identities: list[bytes], message: Message, session: str, seq: int,
+              parent_id: str | None) -> list[bytes]:
+        return self.endpoint.push_event(identities, message, session=session, seq=seq,
+                                        parent_id=parent_id)
+
+    def _load_seq_mark(self, session_id: str) -> int | None:
+        try:
+            mark = self.store.read(session_id).get("event_seq_mark")
+        except SidecarError:
+            return None
+        return int(mark) if isinstance(mark, int) else None
+
+    def _save_seq_mark(self, session_id: str, seq: int) -> None:
+        with contextlib.suppress(SidecarError):  # the session was deleted meanwhile
+            self.store.update(session_id, event_seq_mark=seq)
+
+    def jobs_ahead(self, job: Job) -> int:
+        """Protocol queue position: 0 = running or starts now, n = n jobs ahead."""
+        position = self.jobs.position(job)
+        if position is None or position == 0:
+            return 0
+        return position - 1 + (1 if self.jobs.running is not None else 0)
+
+    def job_info(self, job: Job) -> JobInfo:
+        progress = job.progress or {}
+        message = job.error or str(progress.get("message", "") or "")
+        return JobInfo(
+            job_id=job.id,
+            session_id=job.session_id or "",
+            kind=job.kind,
+            state=job.state,
+            queue_position=None if job.state not in ("queued", "running") else self.jobs_ahead(job),
+            step=int(progress.get("step", 0)),
+            total=int(progress.get("total", 0)),
+            submitted_ts=job.created,
+            last_progress_ts=job.last_progress_at,
+            message=message[:4096],
+        )
+
+    def _on_job_event(self, job: Job, kind: str, data: dict) -> None:
+        """Turn a job manager report into protocol events (and session history)."""
+        if job.session_id is None:
+            return
+        for message in self._job_messages(job, kind, data):
+            self.hub.publish(job.session_id, message)
+        if kind in ("job.queued", "job.started", "job.finished", "job.failed",
+                    "job.cancelled"):
+            self.store.record_job(job.session_id, _history_record(job))
+
+    def _job_messages(self, job: Job, kind: str, data: dict) -> list[Message]:
+        turn_id = (job.result or {}).get("turn_id") or job.params.get("turn_id")
+        if kind in ("job.queued", "job.position"):
+            return [JobQueued(job_id=job.id, kind=job.kind, position=self.jobs_ahead(job))]
+        if kind == "job.started":
+            return [JobStarted(job_id=job.id, kind=job.kind, turn_id=job.params.get("turn_id"))]
+        if kind == "job.progress":
+            return [_progress_message(job.id, data)]
+        if kind == "job.preview":
+            return [_preview_message(job.id, job, data)]
+        if kind == "job.finished":
+            result = dict(data.get("result") or {})
+            extra = [result.pop("event")] if isinstance(result.get("event"), Message) else []
+            summary = {k: v for k, v in result.items()
+                       if v is None or isinstance(v, (str, int, float, bool))}
+            return [*extra, JobFinished(job_id=job.id, kind=job.kind, turn_id=turn_id,
+                                        result=summary)]
+        if kind == "job.failed":
+            reason = f"{data.get('reason')}: {data.get('error')}"
+            return [JobFailed(job_id=job.id, kind=job.kind, reason=reason[:4096],
+                              traceback=(data.get("traceback") or "")[-65536:])]
+        if kind == "job.cancelled":
+            return [JobCancelled(job_id=job.id, kind=job.kind, turn_id=turn_id)]
+        return []
+
+    # ----- shutdown ----------------------------------------------------------------------
+    def close(self) -> None:
+        """Cancel/stop the job, save event marks, close the socket. Sessions stay on disk."""
+        self.jobs.shutdown(timeout_s=10.0)
+        self.hub.save_marks()
+        self.endpoint.close()
+
+
+def _progress_message(job_id: str, data: dict) -> JobProgress:
+    loss = data.get("loss")
+    eta = data.get("eta_s")
+    return JobProgress(
+        job_id=job_id,
+        step=max(0, int(data.get("step", 0))),
+        total=max(0, int(data.get("total", 0))),
+        loss=None if loss is None else float(loss),
+        eta_s=None if eta is None or not np.isfinite(eta) else max(0.0, float(eta)),
+        message=str(data.get("message") or data.get("phase") or "")[:4096],
+    )
+
+
+def _preview_message(job_id: str, job: Job, data: dict) -> JobPreview:
+    image = np.asarray(data["image"])
+    if image.dtype != np.uint8:
+        image = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    step = int((job.progress or {}).get("step", 0))
+    view = data.get("view_name")
+    return JobPreview(job_id=job_id, step=step, image=image,
+                      view_name=None if view is None else str(view))
+
+
+def _history_record(job: Job) -> dict:
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "state": job.state,
+        "created": job.created,
+        "started": job.started,
+        "ended": job.ended,
+        "reason": job.reason,
+        "error": job.error,
+        "turn_id": (job.result or {}).get("turn_id") or job.params.get("turn_id"),
+        "cancel_latency_s": job.cancel_latency_s,
+    }

@@ -1,0 +1,131 @@
+"""The sidecar's only window onto edit3d's Workspace: summaries, recovery, checkout.
+
+Everything here reads or changes a session's `workspace/` through `edit3d.workspace`'s
+public API, imported lazily so the server starts without torch. The views of a session
+(names, poses, intrinsics in the world frame) are cached by the worker in `views.npz` next
+to the workspace, because reading a dataset runs nerfstudio's dataparser.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sidecar.fsutil import atomic_write_bytes
+
+VIEWS_FILE = "views.npz"
+
+
+@dataclass(frozen=True)
+class TurnSummary:
+    """One turn as the sidecar reports it."""
+
+    turn_id: str
+    parent: str | None
+    kind: str
+    status: str
+    instruction: str | None
+    created_ts: float
+    finished_ts: float | None
+    step: int
+    total_steps: int
+    params: dict
+
+
+@dataclass(frozen=True)
+class WorkspaceSummary:
+    """Head and turn history of a session's workspace."""
+
+    head: str | None
+    turns: list[TurnSummary]
+
+
+def workspace_exists(root: Path) -> bool:
+    return (Path(root) / "workspace.json").is_file()
+
+
+def summarize(root: Path) -> WorkspaceSummary:
+    """Head and turns of the workspace at `root` (empty before it exists)."""
+    if not workspace_exists(root):
+        return WorkspaceSummary(None, [])
+    from edit3d.workspace import Workspace
+
+    workspace = Workspace.open(root)
+    turns = [_turn_summary(record) for record in workspace.turns]
+    return WorkspaceSummary(workspace.head, turns)
+
+
+def _scalar_params(spec: object) -> dict:
+    if spec is None:
+        return {}
+    items = spec.items() if isinstance(spec, dict) else vars(spec).items()
+    return {
+        str(k): v for k, v in items if v is None or isinstance(v, (str, int, float, bool))
+    }
+
+
+def _turn_summary(record: object) -> TurnSummary:
+    spec = getattr(record, "spec", None)
+    timings = getattr(record, "timings", None) or {}
+    progress = getattr(record, "progress", None) or {}
+    return TurnSummary(
+        turn_id=str(record.id),
+        parent=getattr(record, "parent", None),
+        kind=str(record.kind),
+        status=str(record.status),
+        instruction=getattr(spec, "instruction", None) if spec is not None else None,
+        created_ts=float(timings.get("created", timings.get("started", 0.0)) or 0.0),
+        finished_ts=timings.get("finished"),
+        step=int(progress.get("step", 0) or 0),
+        total_steps=int(progress.get("total", 0) or 0),
+        params=_scalar_params(spec),
+    )
+
+
+def recover(root: Path) -> list[str]:
+    """After an unclean stop: turns left "running" become "interrupted"; returns their ids."""
+    if not workspace_exists(root):
+        return []
+    from edit3d.workspace import Workspace
+
+    workspace = Workspace.open(root)
+    return list(workspace.mark_interrupted())
+
+
+def checkout(root: Path, turn_id: str) -> None:
+    from edit3d.workspace import Workspace
+
+    Workspace.open(root).checkout(turn_id)
+
+
+# ----- views cache (written by jobs in the worker, read by the server) -------------------
+
+
+def save_views(session_dir: Path, views: list) -> None:
+    """Cache `edit3d.scene.cameras.CameraView`s of a session for `session.open`."""
+    names = np.array([view.name for view in views], dtype=object)
+    c2w = np.stack([view.c2w for view in views]) if views else np.zeros((0, 4, 4))
+    intrinsics = np.array(
+        [[v.intrinsics.fx, v.intrinsics.fy, v.intrinsics.cx, v.intrinsics.cy,
+          v.intrinsics.width, v.intrinsics.height] for v in views],
+        dtype=np.float64,
+    ).reshape(-1, 6)
+    buffer = io.BytesIO()
+    np.savez(buffer, names=np.array([str(n) for n in names]), c2w=c2w, intrinsics=intrinsics)
+    atomic_write_bytes(Path(session_dir) / VIEWS_FILE, buffer.getvalue())
+
+
+def load_views(session_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(names, c2w [N,4,4], intrinsics [N,6]) or empty arrays when not cached yet."""
+    path = Path(session_dir) / VIEWS_FILE
+    if not path.is_file():
+        return [], np.zeros((0, 4, 4)), np.zeros((0, 6))
+    with np.load(path, allow_pickle=False) as data:
+        return (
+            [str(n) for n in data["names"]],
+            np.asarray(data["c2w"], dtype=np.float64),
+            np.asarray(data["intrinsics"], dtype=np.float64),
+        )
