@@ -93,3 +93,27 @@ def test_heatmap_is_image_sized_and_normalised(itm, image):
     assert heatmap.dtype == np.float32
     assert heatmap.min() == pytest.approx(0.0, abs=1e-6)
     assert heatmap.max() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_the_real_loader_reads_a_saved_checkpoint_folder(itm, image, tmp_path):
+    itm.model.save_pretrained(tmp_path)
+    itm.processor.save_pretrained(tmp_path)
+    loaded = load_model("blip-itm-large-coco", "real", local_path=tmp_path)
+    assert type(loaded.model) is type(itm.model)
+    before = BlipGradCam(itm.model, itm.processor).patch_map(image, "a cube", "hair")
+    after = BlipGradCam(loaded.model, loaded.processor).patch_map(image, "a cube", "hair")
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-12)
+
+
+def test_blip_special_tokens_are_added_in_lavis_order():
+    from transformers import BertTokenizer
+
+    from edit3d.models.blip import ensure_blip_special_tokens
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hair"]
+    tokenizer = BertTokenizer(vocab={t: i for i, t in enumerate(vocab)})
+    ensure_blip_special_tokens(tokenizer, vocab_size=8)
+    assert tokenizer.convert_tokens_to_ids(["[DEC]", "[ENC]"]) == [6, 7]
+    assert tokenizer.bos_token == "[DEC]"
+    with pytest.raises(ValueError, match="embeddings"):
+        ensure_blip_special_tokens(tokenizer, vocab_size=7)
