@@ -315,8 +315,8 @@ def _remedies(spec: ModelSpec) -> str:
         "Provide it in one of two ways:\n"
         f"  1. on a machine with network access run `edit3d models fetch {spec.name}` "
         f"(it downloads to {models_dir()}; set {MODELS_DIR_ENV} to use another folder);\n"
-        f"  2. point at {what}: set {model_path_env_var(spec.name)}=/path/to/it, or pass "
-        "local_path= (--model-path where a command offers it)."
+        f"  2. point at {what}: set {model_path_env_var(spec.name)}=/path/to/it "
+        "(or pass local_path=... to load_model)."
     )
 
 
