@@ -64,8 +64,8 @@ def _to_wire(value: Any, buffers: list[memoryview]) -> Any:
 def _array_descriptor(array: np.ndarray, buffers: list[memoryview]) -> dict[str, Any]:
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("<"))
-    # A no-op (no copy) for the C-contiguous arrays senders normally hold.
-    array = np.ascontiguousarray(array)
+    if not array.flags.c_contiguous:  # senders normally hold contiguous arrays: no copy
+        array = array.copy(order="C")
     buffers.append(memoryview(array.reshape(-1).view(np.uint8)))
     return {"__array__": len(buffers) - 1, "dtype": array.dtype.str, "shape": list(array.shape)}
 
@@ -143,7 +143,7 @@ def _array_from_descriptor(value: Any, buffers: Sequence[memoryview], where: str
     if expected != buffer.nbytes:
         raise bad(f"shape {shape} x {dtype} needs {expected} bytes, buffer has {buffer.nbytes}")
     used.add(index)
-    return np.frombuffer(buffer, dtype=np.dtype(dtype)).reshape(shape)
+    return np.frombuffer(buffer, dtype=np.dtype(dtype)).reshape(tuple(shape))
 
 
 # --------------------------------------------------------------------------- replay protection

@@ -16,7 +16,6 @@ import dataclasses
 import math
 import posixpath
 import re
-import sys
 import types
 import typing
 from collections.abc import Callable
@@ -129,8 +128,8 @@ def _values_equal(a: object, b: object) -> bool:
 @cache
 def record_fields(cls: type) -> tuple[tuple[str, Any, Rule], ...]:
     """(name, resolved annotation, rule) for every field of a record class."""
-    module = sys.modules[cls.__module__]
-    hints = typing.get_type_hints(cls, globalns=vars(module) | {"np": np, "Scalars": Scalars})
+    # Each class's annotations resolve in its own module; these names are always known.
+    hints = typing.get_type_hints(cls, localns={"np": np, "Scalars": Scalars})
     return tuple(
         (f.name, hints[f.name], f.metadata.get("rule", Rule()))
         for f in dataclasses.fields(cls)
@@ -296,6 +295,8 @@ def _check_array(value: Any, rule: Rule, where: str) -> np.ndarray:
     if not isinstance(value, np.ndarray):
         message = f"expected a numpy array, got {type(value).__name__}"
         raise _invalid(where, message, ErrorCode.BAD_ARRAY)
+    if value.dtype.byteorder == ">":  # the wire is little-endian: normalise once, here
+        value = value.astype(value.dtype.newbyteorder("<"))
     dtype = value.dtype.str
     allowed = rule.dtypes if rule.dtypes is not None else tuple(sorted(DTYPES))
     if dtype not in DTYPES or dtype not in allowed:
@@ -307,7 +308,7 @@ def _check_array(value: Any, rule: Rule, where: str) -> np.ndarray:
         raise _invalid(where, message, ErrorCode.BAD_ARRAY)
     if value.dtype.kind == "f" and not rule.nonfinite and not np.isfinite(value).all():
         raise _invalid(where, "array contains NaN or inf")
-    if value.dtype.kind == "b" and value.size and value.view(np.uint8).max() > 1:
+    if value.dtype.kind == "b" and value.size and value.reshape(-1).view(np.uint8).max() > 1:
         raise _invalid(where, "bool array holds bytes other than 0 and 1", ErrorCode.BAD_ARRAY)
     return value
 
