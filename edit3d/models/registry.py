@@ -81,6 +81,8 @@ class HubSource:
     """Only files matching one of these globs are fetched (empty: all files)."""
     ignore_patterns: tuple[str, ...] = ()
     """Files matching one of these globs are skipped (e.g. monolithic .ckpt copies)."""
+    prefer_safetensors: bool = True
+    """Skip pickled .bin weights where the same folder has safetensors of that precision."""
     license: str = ""
     """Licence of the published weights, as stated by the publisher."""
     size_bytes: int | None = None
@@ -434,12 +436,12 @@ def _fetch_hub(source: HubSource, folder: Path) -> dict:
         raise FetchError("fetching hub models needs the huggingface_hub package") from error
     expected = _hub_file_metadata(source)
     try:
+        # Exactly the files chosen (and later verified) from the commit's listing.
         snapshot_download(
             source.repo_id,
             revision=source.revision,
             local_dir=folder,
-            allow_patterns=list(source.allow_patterns) or None,
-            ignore_patterns=list(source.ignore_patterns) or None,
+            allow_patterns=sorted(expected),
         )
     except Exception as error:
         raise FetchError(f"downloading {source.repo_id}@{source.revision} failed: {error}") from (
@@ -467,9 +469,27 @@ def _hub_file_metadata(source: HubSource) -> dict[str, tuple[int | None, str | N
         if source.wants(sibling.rfilename):
             lfs = sibling.lfs
             metadata[sibling.rfilename] = (sibling.size, lfs.sha256 if lfs else None)
+    if source.prefer_safetensors:
+        metadata = {k: v for k, v in metadata.items() if k not in _pickle_duplicates(metadata)}
     if not metadata:
         raise FetchError(f"{source.repo_id}@{source.revision} lists no files to fetch")
     return metadata
+
+
+def _pickle_duplicates(paths: Mapping[str, object]) -> set[str]:
+    """Pickled weights (.bin and their index) in folders that also hold safetensors of the same
+    precision: the same tensors twice, and the pickled copy is the unsafe one to load."""
+    safetensor_groups = {
+        (str(Path(p).parent), ".fp16." in Path(p).name)
+        for p in paths
+        if p.endswith((".safetensors", ".safetensors.index.json"))
+    }
+    return {
+        p
+        for p in paths
+        if p.endswith((".bin", ".bin.index.json"))
+        and (str(Path(p).parent), ".fp16." in Path(p).name) in safetensor_groups
+    }
 
 
 def _verify_hub_files(

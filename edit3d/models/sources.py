@@ -27,7 +27,9 @@ INSTRUCT_PIX2PIX = HubSource(
         "unet/*",
         "vae/*",
     ),
-    ignore_patterns=("*.ckpt", *_NON_TORCH_WEIGHTS),
+    # The loaders read the default (fp32) files and cast; the .fp16 variants would double
+    # the download.
+    ignore_patterns=("*.ckpt", "*.fp16.*", *_NON_TORCH_WEIGHTS),
     license="MIT (model card); fine-tuned from Stable Diffusion 1.5 (CreativeML OpenRAIL-M)",
 )
 

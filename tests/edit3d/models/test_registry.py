@@ -6,6 +6,7 @@ and the hub path is exercised with huggingface_hub's two network calls replaced.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import sys
 from pathlib import Path
@@ -235,10 +236,11 @@ class _FakeHub:
         return SimpleNamespace(rfilename=name, size=len(data), lfs=lfs)
 
     def snapshot_download(self, repo_id: str, *, revision: str, local_dir: Path, **kwargs):
-        self.calls.append(("snapshot_download", repo_id, revision, kwargs.get("ignore_patterns")))
+        allowed = kwargs.get("allow_patterns")
+        self.calls.append(("snapshot_download", repo_id, revision, allowed))
         for name, data in self.files.items():
-            if name.endswith(".h5"):
-                continue  # honoured ignore pattern
+            if allowed is not None and not any(fnmatch.fnmatch(name, p) for p in allowed):
+                continue
             target = Path(local_dir) / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(b"x" + data[1:] if name == self.corrupt else data)
@@ -250,7 +252,13 @@ def _hub_files() -> dict[str, bytes]:
 
     buffer = io.BytesIO()
     torch.save(_linear(5).state_dict(), buffer)
-    return {"config.json": b"{}", LINEAR_FILE: buffer.getvalue(), "tf_model.h5": b"h5"}
+    return {
+        "config.json": b"{}",
+        LINEAR_FILE: buffer.getvalue(),
+        "tf_model.h5": b"h5",
+        "sub/model.safetensors": b"safe",
+        "sub/pytorch_model.bin": b"pickled duplicate",
+    }
 
 
 def _install(fake: _FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -271,7 +279,11 @@ def test_hub_fetch_asks_for_the_pinned_revision_and_verifies(
         path = registry.fetch("test-hub")
         assert path == models_dir / "test-hub"
         assert ("model_info", "someone/linear", HUB_REVISION, True) in fake.calls
-        assert ("snapshot_download", "someone/linear", HUB_REVISION, ["*.h5"]) in fake.calls
+        # Only what the listing, the ignore patterns and the safetensors preference leave.
+        wanted = ["config.json", LINEAR_FILE, "sub/model.safetensors"]
+        assert ("snapshot_download", "someone/linear", HUB_REVISION, sorted(wanted)) in fake.calls
+        on_disk = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+        assert on_disk == sorted([*wanted, registry.VERIFIED_MARKER])
         assert registry.is_cached("test-hub")
         loaded = load_model("test-hub")
         assert loaded["path"] == path
