@@ -70,3 +70,242 @@ def prepare_session(ctx: JobContext) -> dict:
     count = _cache_views(ctx, None)
     _workspace(ctx)
     return {"views": count}
+
+
+# ----- helpers shared by the kinds -------------------------------------------------------
+
+
+def _camera_view(camera: object):
+    """A protocol Camera record → edit3d CameraView (both world frame, OpenGL)."""
+    from edit3d.scene.cameras import CameraView, Intrinsics
+
+    intrinsics = Intrinsics(camera.fx, camera.fy, camera.cx, camera.cy,  # type: ignore[attr-defined]
+                            camera.width, camera.height)  # type: ignore[attr-defined]
+    return CameraView(camera.name or "camera", camera.c2w, intrinsics)  # type: ignore[attr-defined]
+
+
+def _protocol_camera(view: object):
+    from protocol.messages import Camera
+
+    intr = view.intrinsics  # type: ignore[attr-defined]
+    return Camera(c2w=view.c2w, fx=intr.fx, fy=intr.fy, cx=intr.cx,  # type: ignore[attr-defined]
+                  cy=intr.cy, width=intr.width, height=intr.height,
+                  name=view.name)  # type: ignore[attr-defined]
+
+
+def _field(ctx: JobContext, workspace, turn_id: str | None):
+    """The field of a turn, cached in the warm worker until the workspace changes."""
+    key = ("field", str(ctx.workspace_dir), turn_id or workspace.head)
+    cached = ctx.cache.get("field")
+    if isinstance(cached, tuple) and cached[0] == key:
+        return cached[1]
+    field = workspace.load_field(turn_id)
+    ctx.cache["field"] = (key, field)
+    return field
+
+
+def _forget_field(ctx: JobContext) -> None:
+    ctx.cache.pop("field", None)
+
+
+def _segmenter(ctx: JobContext):
+    from edit3d.segmentation.adss import AdssSegmenter
+
+    segmenter = ctx.cache.get("adss")
+    if segmenter is None:
+        segmenter = AdssSegmenter(ctx.profile, device=ctx.device)  # type: ignore[arg-type]
+        ctx.cache["adss"] = segmenter
+    return segmenter
+
+
+# ----- the kinds ---------------------------------------------------------------------------
+
+
+@job_kind("job.train_base", description="train the base NeRF (Sec. 4.1)")
+def train_base(ctx: JobContext) -> dict:
+    dataset = ctx.params.get("dataset_path")
+    dataset_dir = _uploaded(ctx, dataset) if dataset else None
+    if dataset_dir is not None and not (ctx.session_dir / workspaces.VIEWS_FILE).exists():
+        _cache_views(ctx, dataset_dir)
+    workspace = _workspace(ctx, dataset_dir, ctx.params.get("preset"))
+    _forget_field(ctx)
+    record = workspace.train_base(steps=ctx.params.get("steps"), progress=ctx.progress,
+                                  cancel=ctx.cancel)
+    return {"turn_id": record.id}
+
+
+def _turn_spec(ctx: JobContext):
+    from edit3d.editing.turns import TurnSpec
+
+    p = ctx.params
+    options = {"steps": p["steps"]} if p.get("steps") else {}
+    if p.get("lr") is not None:
+        options["lr"] = p["lr"]
+    return TurnSpec(
+        instruction=p["instruction"],
+        edit_queries=tuple(p.get("edit_queries", ())),
+        keep_queries=tuple(p.get("keep_queries", ())),
+        caption=p.get("caption"),
+        mode=p.get("mode", "edit3d"),
+        edit_rate=p.get("edit_rate", 10),
+        edit_count=p.get("edit_count", 1),
+        seed=p.get("seed", 0),
+        editor=p.get("editor", "ip2p"),
+        **options,
+    )
+
+
+def _editor_spec(ctx: JobContext, spec: str) -> str:
+    """The tiny profile swaps the real InstructPix2Pix for its pipeline-check model."""
+    return "ip2p-tiny" if ctx.profile == "tiny" and spec == "ip2p" else spec
+
+
+@job_kind("job.run_turn", description="one editing turn (Sec. 3.1-3.2)")
+def run_turn(ctx: JobContext) -> dict:
+    import dataclasses
+
+    workspace = _workspace(ctx)
+    spec = _turn_spec(ctx)
+    spec = dataclasses.replace(spec, editor=_editor_spec(ctx, spec.editor))
+    needs_masks = bool(spec.edit_queries or spec.keep_queries)
+    _forget_field(ctx)
+    record = workspace.run_turn(
+        spec,
+        parent=ctx.params.get("parent_turn"),
+        mask_provider=_segmenter(ctx).mask_provider() if needs_masks else None,
+        progress=ctx.progress,
+        cancel=ctx.cancel,
+    )
+    return {"turn_id": record.id, "tiny_profile": ctx.profile == "tiny"}
+
+
+@job_kind("job.resume_turn", description="resume an interrupted turn from its checkpoint")
+def resume_turn(ctx: JobContext) -> dict:
+    workspace = _workspace(ctx)
+    _forget_field(ctx)
+    record = workspace.resume_turn(ctx.params["turn_id"], progress=ctx.progress,
+                                   cancel=ctx.cancel)
+    return {"turn_id": record.id}
+
+
+@job_kind("job.discard_turn", description="discard an interrupted, failed or cancelled turn")
+def discard_turn(ctx: JobContext) -> dict:
+    workspace = _workspace(ctx)
+    _forget_field(ctx)
+    workspace.discard_turn(ctx.params["turn_id"])
+    return {"turn_id": ctx.params["turn_id"], "discarded": True}
+
+
+@job_kind("job.render", description="render a world-frame camera from a turn")
+def render(ctx: JobContext) -> dict:
+    from protocol.messages import RenderResult
+
+    workspace = _workspace(ctx)
+    field = _field(ctx, workspace, ctx.params.get("turn_id"))
+    ctx.cancel.raise_if_cancelled()
+    result = field.render(_camera_view(ctx.params["camera"]))
+    outputs = set(ctx.params.get("outputs", ("rgb",)))
+    event = RenderResult(
+        job_id=ctx.job_id,
+        turn_id=ctx.params.get("turn_id") or workspace.head,
+        camera=ctx.params["camera"],
+        rgb=result.rgb.astype("float32") if "rgb" in outputs else None,
+        depth=result.depth.astype("float32") if "depth" in outputs else None,
+        accumulation=result.accumulation.astype("float32") if "accumulation" in outputs
+        else None,
+    )
+    return {"turn_id": event.turn_id, "event": event}
+
+
+@job_kind("job.preview_masks", description="ADSS masks for one render (Sec. 3.2)")
+def preview_masks(ctx: JobContext) -> dict:
+    import numpy as np
+
+    from protocol.messages import MasksResult
+
+    workspace = _workspace(ctx)
+    field = _field(ctx, workspace, ctx.params.get("turn_id"))
+    camera = ctx.params.get("camera")
+    view = _camera_view(camera) if camera is not None else field.view(ctx.params["view_name"])
+    image = field.render(view).rgb
+    ctx.cancel.raise_if_cancelled()
+    edit, keep = tuple(ctx.params["edit_queries"]), tuple(ctx.params["keep_queries"])
+    preview = _segmenter(ctx).preview(image, edit, keep, ctx.params.get("caption"))
+    queries = (*edit, *keep)
+    runner_up = [preview.matches[q].runner_up for q in queries]
+    event = MasksResult(
+        job_id=ctx.job_id,
+        caption=preview.caption[:500],
+        queries=queries,
+        roles=tuple(["edit"] * len(edit) + ["keep"] * len(keep)),
+        heatmaps=np.stack([preview.heatmaps[q] for q in queries]).astype(np.float32),
+        masks=np.stack([preview.matches[q].mask for q in queries]).astype(bool),
+        iou=np.array([preview.matches[q].iou for q in queries], dtype=np.float32),
+        runner_up_iou=np.array([np.nan if r is None else r.iou for r in runner_up],
+                               dtype=np.float32),
+        soft_mask=preview.soft_mask.astype(np.float32),
+    )
+    ctx.preview(image, view_name=view.name)
+    return {"caption": preview.caption, "tiny_profile": ctx.profile == "tiny", "event": event}
+
+
+@job_kind("job.refine", description="super-resolution fine-tune (Sec. 3.3)")
+def refine(ctx: JobContext) -> dict:
+    workspace = _workspace(ctx)
+    _forget_field(ctx)
+    record = workspace.refine(
+        turn_id=ctx.params.get("turn_id"), steps=ctx.params.get("steps"),
+        scale=ctx.params.get("scale", 4), faces=ctx.params.get("faces", True),
+        profile=ctx.profile, progress=ctx.progress, cancel=ctx.cancel,
+    )
+    return {"turn_id": record.id}
+
+
+def _crop(params: dict):
+    from edit3d.export.sampling import CropBox
+
+    if params.get("crop_min") is None:
+        return None
+    return CropBox(tuple(params["crop_min"]), tuple(params["crop_max"]))
+
+
+@job_kind("job.export", description="point cloud or mesh in the world frame")
+def export(ctx: JobContext) -> dict:
+    import numpy as np
+
+    from edit3d.export.files import write_geometry
+    from protocol.messages import ExportResult
+
+    workspace = _workspace(ctx)
+    turn_id = ctx.params.get("turn_id") or workspace.head
+    field = _field(ctx, workspace, turn_id)
+    kind, fmt = ctx.params.get("kind", "point_cloud"), ctx.params.get("format", "ply")
+    geometry = _export_geometry(ctx, field, kind)
+    name = f"{kind}-{turn_id}-{ctx.job_id}.{fmt}"
+    write_geometry(ctx.exports_dir / name, geometry, fmt)
+    points = geometry.points if kind == "point_cloud" else geometry.vertices
+    event = ExportResult(
+        job_id=ctx.job_id, turn_id=turn_id, kind=kind, format=fmt, path=f"exports/{name}",
+        points=points.astype(np.float32) if ctx.params.get("return_arrays", True) else None,
+        colors=geometry.colors.astype(np.float32) if ctx.params.get("return_arrays", True)
+        else None,
+        normals=None if geometry.normals is None or not ctx.params.get("return_arrays", True)
+        else geometry.normals.astype(np.float32),
+        faces=geometry.faces.astype(np.int32) if kind == "mesh"
+        and ctx.params.get("return_arrays", True) else None,
+    )
+    return {"turn_id": turn_id, "path": f"exports/{name}", "count": len(points),
+            "event": event}
+
+
+def _export_geometry(ctx: JobContext, field, kind: str):
+    if kind == "mesh":
+        from edit3d.export.mesh import export_mesh
+
+        return export_mesh(field, crop=_crop(ctx.params), progress=ctx.progress,
+                           cancel=ctx.cancel)
+    from edit3d.export.pointcloud import PointCloudConfig, export_point_cloud
+
+    config = PointCloudConfig(num_points=int(ctx.params.get("budget", 1_000_000)))
+    return export_point_cloud(field, config, crop=_crop(ctx.params), progress=ctx.progress,
+                              cancel=ctx.cancel)
