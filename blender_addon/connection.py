@@ -159,9 +159,9 @@ def add_report(context: Any, level: str, message: str) -> None:
 
 
 def _pop_window_report(context: Any, message: str) -> None:
-    """Show a popup when there is a window (never headless)."""
+    """Show a popup when Blender has a UI (popup_menu crashes a background Blender)."""
     wm = getattr(context, "window_manager", None)
-    if wm is None or not getattr(wm, "windows", None):
+    if bpy.app.background or wm is None or not getattr(wm, "windows", None):
         return
 
     def draw(menu: Any, _context: Any) -> None:

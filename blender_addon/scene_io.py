@@ -58,8 +58,8 @@ def apply_intrinsics(
     """Set lens, sensor and shift of a camera datablock from pixel intrinsics.
 
     The fit is HORIZONTAL with the default 36 mm sensor, so lens = fx·sensor_width/W; fy is
-    carried by the scene's pixel aspect (see pixel_aspect_for). Shift is in units of the
-    larger image side, as Blender defines it.
+    carried by the scene's pixel aspect (see pixel_aspect_for). With a horizontal fit Blender
+    measures shift in units of the image width (y scaled by the pixel aspect).
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"width, height must be positive, got {width}x{height}")
@@ -68,9 +68,9 @@ def apply_intrinsics(
     cam.sensor_width = DEFAULT_SENSOR_WIDTH_MM
     cam.lens_unit = "MILLIMETERS"
     cam.lens = fx * DEFAULT_SENSOR_WIDTH_MM / width
-    side = float(max(width, height))
-    cam.shift_x = (width / 2.0 - cx) / side
-    cam.shift_y = (cy - height / 2.0) / side
+    ycor = fx / fy  # Blender's pixel_aspect_y / pixel_aspect_x
+    cam.shift_x = (width / 2.0 - cx) / width
+    cam.shift_y = (cy - height / 2.0) * ycor / width
 
 
 def set_render_resolution(scene: bpy.types.Scene, width: int, height: int, fx: float, fy: float):
@@ -195,9 +195,9 @@ def pinhole_from_camera(
 ) -> CameraPinhole:
     """The inverse of create_camera_object: Blender camera → c2w + pixel intrinsics.
 
-    Respects sensor fit (AUTO fits sensor_width to the larger side, measured with the pixel
-    aspect; HORIZONTAL uses sensor_width along x; VERTICAL uses sensor_height along y) and
-    shift_x/shift_y (units of the larger image side).
+    Follows Blender's view plane: the fitted side (AUTO: the larger one, measured with the
+    pixel aspect, using sensor_width; HORIZONTAL: x with sensor_width; VERTICAL: y with
+    sensor_height) spans the sensor, and shift_x/shift_y are in units of that side.
     """
     if obj.type != "CAMERA":
         raise ValueError(f"object {obj.name!r} is a {obj.type}, not a CAMERA")
@@ -205,20 +205,17 @@ def pinhole_from_camera(
     if cam.type != "PERSP":
         raise ValueError(f"camera {obj.name!r} has type {cam.type}; only PERSP is supported")
     width, height = size if size is not None else render_size(scene)
-    aspect_x, aspect_y = scene.render.pixel_aspect_x, scene.render.pixel_aspect_y
-    fit = cam.sensor_fit
+    ycor = scene.render.pixel_aspect_y / scene.render.pixel_aspect_x
+    fit, sensor = cam.sensor_fit, cam.sensor_width
     if fit == "AUTO":
-        fit = "HORIZONTAL" if width * aspect_x >= height * aspect_y else "VERTICAL_AUTO"
-    if fit == "HORIZONTAL":
-        fx = cam.lens / cam.sensor_width * width
-        fy = fx * aspect_x / aspect_y
-    else:
-        sensor = cam.sensor_width if fit == "VERTICAL_AUTO" else cam.sensor_height
-        fy = cam.lens / sensor * height
-        fx = fy * aspect_y / aspect_x
-    side = float(max(width, height))
-    cx = width / 2.0 - cam.shift_x * side
-    cy = height / 2.0 + cam.shift_y * side
+        fit = "VERTICAL" if ycor * height > width else "HORIZONTAL"
+    elif fit == "VERTICAL":
+        sensor = cam.sensor_height
+    view_side = width if fit == "HORIZONTAL" else ycor * height
+    fx = cam.lens * view_side / sensor
+    fy = fx / ycor
+    cx = width / 2.0 - cam.shift_x * view_side
+    cy = height / 2.0 + cam.shift_y * view_side / ycor
     c2w = np.array(obj.matrix_world, dtype=np.float64)
     return CameraPinhole(c2w, float(fx), float(fy), float(cx), float(cy), width, height)
 
