@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -47,7 +48,7 @@ PAPER_IMAGE_SIZE = (369, 497)
 """(height, width) of the paper's timed scene."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class BenchSettings:
     """What one run measures and on which sizes."""
 
@@ -261,14 +262,74 @@ def time_nerfacto(settings: BenchSettings) -> dict[str, Any]:
     }
 
 
-def project_turn(settings: BenchSettings, edits: dict, nerf: dict) -> dict[str, float]:
-    """Minutes of one turn: iterations + one edit per edit_rate iterations (+ pre-render)."""
-    train_min = settings.turn_iters * nerf["iter_seconds"] / 60.0
+def time_edit3d_field(settings: BenchSettings) -> dict[str, Any]:
+    """The project's own training step and renderer (``edit3d.field``) on the sample scene.
+
+    This is the loop a turn runs: rays sampled from in-memory targets, nerfacto step, and a
+    full render of a paper-sized view for the pre-render. Returns {"error": ...} when the
+    field module cannot run, so the nerfstudio numbers above still come out.
+    """
+    try:
+        from edit3d.field import NerfactoField, get_preset
+        from edit3d.scene.sample import make_sample_scene
+    except ImportError as error:
+        return {"error": f"edit3d.field not available: {error}"}
+    height, width = PAPER_IMAGE_SIZE
+    with tempfile.TemporaryDirectory() as folder:
+        scene = make_sample_scene(Path(folder) / "scene", num_views=24, resolution=64)
+        config = dataclasses.replace(
+            get_preset(settings.field_preset), rays_per_batch=settings.rays
+        )
+        field = NerfactoField.from_dataset(scene.root, config, settings.device)
+        targets = field.make_targets(field.dataset_images())
+        for _ in range(settings.warmup_iters):
+            field.train_step(targets, lr=2.5e-3)
+        _reset_peak_memory(settings.device)
+        seconds = _timed_total(
+            lambda _: field.train_step(targets, lr=2.5e-3), settings.iters, settings.device
+        )
+        train_memory = _peak_memory_gib(settings.device)
+        render_size = (height, width) if settings.full_size_ip2p else (48, 64)
+        view = field.views[0]
+        render_seconds = _timed_repeats(
+            lambda _: field.render(view, width=render_size[1], height=render_size[0]),
+            2,
+            settings.device,
+        )
+    per_view = float(np.mean(render_seconds)) * (height * width) / (render_size[0] * render_size[1])
+    return {
+        "field_settings": f"edit3d.field preset {settings.field_preset!r}, sample scene",
+        "rays_per_iter": settings.rays,
+        "iters_per_s": settings.iters / seconds,
+        "iter_seconds": seconds / settings.iters,
+        "train_peak_memory_gib": train_memory,
+        "render_size_hw": render_size,
+        "render_seconds": render_seconds,
+        "paper_view_render_seconds": per_view,
+    }
+
+
+def project_turn(
+    settings: BenchSettings, edits: dict, nerf: dict, field: dict
+) -> dict[str, float | str]:
+    """Minutes of one turn: iterations + one edit per edit_rate iterations (+ pre-render).
+
+    Uses the project's own loop (``field``) when it ran, else the bare nerfstudio model.
+    """
+    height, width = PAPER_IMAGE_SIZE
+    if "error" not in field:
+        basis = "edit3d.field"
+        iter_seconds = field["iter_seconds"]
+        prerender_min = settings.views * field["paper_view_render_seconds"] / 60.0
+    else:
+        basis = "nerfstudio model"
+        iter_seconds = nerf["iter_seconds"]
+        prerender_min = settings.views * height * width / nerf["render_rays_per_s"] / 60.0
+    train_min = settings.turn_iters * iter_seconds / 60.0
     edit_count = settings.turn_iters // settings.edit_rate
     edit_min = edit_count * edits["edit_seconds_mean"] / 60.0
-    height, width = PAPER_IMAGE_SIZE
-    prerender_min = settings.views * height * width / nerf["render_rays_per_s"] / 60.0
     return {
+        "basis": basis,
         "train_minutes": train_min,
         "edits": edit_count,
         "edit_minutes": edit_min,
@@ -278,7 +339,9 @@ def project_turn(settings: BenchSettings, edits: dict, nerf: dict) -> dict[str, 
     }
 
 
-def report(settings: BenchSettings, edits: dict, nerf: dict, turn: dict, device: str) -> str:
+def report(
+    settings: BenchSettings, edits: dict, nerf: dict, field: dict, turn: dict, device: str
+) -> str:
     height, width = PAPER_IMAGE_SIZE
     dh, dw = edits["diffusion_size_hw"]
     lines = [
@@ -293,8 +356,10 @@ def report(settings: BenchSettings, edits: dict, nerf: dict, turn: dict, device:
         f"  iterations per second: {nerf['iters_per_s']:.2f} "
         f"({1000 * nerf['iter_seconds']:.1f} ms/iter); peak memory "
         f"{nerf['train_peak_memory_gib']:.2f} GiB; render {nerf['render_rays_per_s']:.0f} rays/s",
-        f"projected {settings.turn_iters}-iteration turn, one edit every {settings.edit_rate} "
-        f"iterations ({turn['edits']} edits), {settings.views} views of {width}x{height}:",
+        *_field_lines(field),
+        f"projected {settings.turn_iters}-iteration turn ({turn['basis']} timings), one edit "
+        f"every {settings.edit_rate} iterations ({turn['edits']} edits), {settings.views} "
+        f"views of {width}x{height}:",
         f"  training {turn['train_minutes']:.2f} min + edits {turn['edit_minutes']:.2f} min "
         f"= {turn['in2n_turn_minutes']:.2f} min (IN2N-style turn)",
         f"  + pre-render {turn['prerender_minutes']:.2f} min "
@@ -306,6 +371,19 @@ def report(settings: BenchSettings, edits: dict, nerf: dict, turn: dict, device:
     if not settings.full_size_ip2p:
         lines.append("  SMOKE RUN: tiny networks; these numbers say nothing about real timings")
     return "\n".join(lines)
+
+
+def _field_lines(field: dict) -> list[str]:
+    if "error" in field:
+        return [f"edit3d.field loop: not measured ({field['error']})"]
+    rh, rw = field["render_size_hw"]
+    return [
+        f"edit3d.field loop ({field['field_settings']}), {field['rays_per_iter']} rays/iter",
+        f"  iterations per second: {field['iters_per_s']:.2f} "
+        f"({1000 * field['iter_seconds']:.1f} ms/iter); peak memory "
+        f"{field['train_peak_memory_gib']:.2f} GiB; {rw}x{rh} render "
+        f"{np.mean(field['render_seconds']):.3f} s",
+    ]
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -463,15 +541,17 @@ def main(argv: list[str] | None = None) -> int:
     with _offline():
         edits = time_edits(settings)
         nerf = time_nerfacto(settings)
-    turn = project_turn(settings, edits, nerf)
+        field = time_edit3d_field(settings)
+    turn = project_turn(settings, edits, nerf, field)
     device = _device_name(settings.device)
-    print(report(settings, edits, nerf, turn, device))
+    print(report(settings, edits, nerf, field, turn, device))
     if json_path is not None:
         payload = {
             "device": device,
-            "settings": asdict(settings),
+            "settings": dataclasses.asdict(settings),
             "ip2p": edits,
             "nerfacto": nerf,
+            "edit3d_field": field,
             "turn": turn,
             "paper_turn_minutes": PAPER_TURN_MINUTES,
         }
