@@ -1,0 +1,178 @@
+"""Named field configurations: "paper" (Sec. 4.1), "small" (quick GPU runs), "tiny" (CPU tests).
+
+A preset is one flat, JSON-able dataclass; `FieldConfig.nerfacto_config()` turns it into
+nerfstudio's `NerfactoModelConfig`. Checkpoints store the dataclass as a dict, so a field
+reloads with exactly the settings it was trained with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class FieldConfig:
+    """Settings of one nerfacto field and of its training loop."""
+
+    base_steps: int = 30_000
+    """Iterations of base training on the dataset (paper Sec. 4.1: 30k)."""
+    turn_steps: int = 15_000
+    """Iterations of one editing turn (paper Sec. 4.1: ~15k)."""
+    base_lr: float = 0.005
+    """Adam learning rate of the NeRF parameters while fitting the dataset (paper: 0.005)."""
+    edit_lr: float = 0.0025
+    """Adam learning rate of the NeRF parameters during editing turns (paper: 0.0025)."""
+    camera_lr: float = 3e-4
+    """Adam learning rate of the camera pose refinement (paper: 3e-4, unchanged across turns)."""
+    camera_optimizer: Literal["off", "SO3xR3", "SE3"] = "SO3xR3"
+    """nerfstudio camera pose refinement mode."""
+    rays_per_batch: int = 4096
+    """Rays sampled across all views per training iteration."""
+    render_chunk: int = 4096
+    """Rays per forward pass when rendering a full image."""
+    max_image_size: int | None = None
+    """Longest side training images are resized to when loaded (None: as stored)."""
+    hidden_dim: int = 64
+    """Width of nerfacto's density MLP."""
+    hidden_dim_color: int = 64
+    """Width of nerfacto's colour MLP."""
+    num_levels: int = 16
+    """Hash grid levels of the main field."""
+    max_res: int = 2048
+    """Finest hash grid resolution of the main field."""
+    log2_hashmap_size: int = 19
+    """log2 of the hash table size per level of the main field."""
+    proposal_samples: tuple[int, ...] = (256, 96)
+    """Samples per ray for each proposal network."""
+    nerf_samples: int = 48
+    """Samples per ray for the main field."""
+    proposal_hidden_dim: int = 16
+    """Width of the proposal density MLPs."""
+    proposal_log2_hashmap_size: int = 17
+    """log2 hash table size of the proposal networks."""
+    proposal_max_res: tuple[int, ...] = (128, 256)
+    """Finest hash grid resolution of each proposal network."""
+    proposal_warmup: int = 5000
+    """Steps over which proposal updates are spaced out (nerfstudio default 5000)."""
+    appearance_embed_dim: int = 32
+    """Per-image appearance embedding size (0 disables it)."""
+    background_color: Literal["random", "last_sample", "black", "white"] = "last_sample"
+    """How nerfacto fills rays that leave the scene."""
+    checkpoint_every: int = 1000
+    """Iterations between periodic resumable checkpoints inside a turn or base training."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Further NerfactoModelConfig fields passed through unchanged (power users)."""
+
+    def __post_init__(self) -> None:
+        for name in ("base_steps", "turn_steps", "rays_per_batch", "render_chunk", "nerf_samples"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"FieldConfig.{name} must be positive, got {getattr(self, name)}")
+        if len(self.proposal_samples) != len(self.proposal_max_res):
+            raise ValueError(
+                "FieldConfig.proposal_samples and proposal_max_res need one entry per proposal "
+                f"network, got {self.proposal_samples} and {self.proposal_max_res}"
+            )
+
+    def nerfacto_config(self, device: str) -> Any:
+        """nerfstudio's NerfactoModelConfig for these settings (torch hash grid off CUDA)."""
+        from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
+        from nerfstudio.models.nerfacto import NerfactoModelConfig
+
+        implementation = "tcnn" if device.startswith("cuda") and _tcnn_available() else "torch"
+        proposal_args = [
+            {
+                "hidden_dim": self.proposal_hidden_dim,
+                "log2_hashmap_size": self.proposal_log2_hashmap_size,
+                "num_levels": 5,
+                "max_res": max_res,
+                "use_linear": False,
+            }
+            for max_res in self.proposal_max_res
+        ]
+        return NerfactoModelConfig(
+            hidden_dim=self.hidden_dim,
+            hidden_dim_color=self.hidden_dim_color,
+            num_levels=self.num_levels,
+            max_res=self.max_res,
+            log2_hashmap_size=self.log2_hashmap_size,
+            num_proposal_samples_per_ray=tuple(self.proposal_samples),
+            num_nerf_samples_per_ray=self.nerf_samples,
+            num_proposal_iterations=len(self.proposal_samples),
+            proposal_net_args_list=proposal_args,
+            proposal_warmup=self.proposal_warmup,
+            use_appearance_embedding=self.appearance_embed_dim > 0,
+            appearance_embed_dim=max(self.appearance_embed_dim, 1),
+            background_color=self.background_color,
+            eval_num_rays_per_chunk=self.render_chunk,
+            implementation=implementation,
+            camera_optimizer=CameraOptimizerConfig(mode=self.camera_optimizer),
+            **self.extra,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FieldConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for name in ("proposal_samples", "proposal_max_res"):
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values)
+
+
+def _tcnn_available() -> bool:
+    try:
+        import tinycudann  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+PRESETS: dict[str, FieldConfig] = {
+    "paper": FieldConfig(),
+    "small": FieldConfig(
+        base_steps=5000,
+        turn_steps=3000,
+        rays_per_batch=2048,
+        max_image_size=512,
+        log2_hashmap_size=17,
+        proposal_samples=(128, 64),
+        nerf_samples=32,
+        proposal_warmup=1000,
+        checkpoint_every=500,
+    ),
+    "tiny": FieldConfig(
+        base_steps=300,
+        turn_steps=200,
+        camera_optimizer="off",
+        rays_per_batch=512,
+        render_chunk=2048,
+        max_image_size=64,
+        hidden_dim=32,
+        hidden_dim_color=32,
+        num_levels=8,
+        max_res=256,
+        log2_hashmap_size=14,
+        proposal_samples=(32, 16),
+        nerf_samples=16,
+        proposal_hidden_dim=16,
+        proposal_log2_hashmap_size=12,
+        proposal_max_res=(64, 128),
+        proposal_warmup=100,
+        appearance_embed_dim=8,
+        checkpoint_every=50,
+    ),
+}
+"""Named presets; "paper" follows Sec. 4.1 (30k base iterations, 15k per turn, lr 0.005 /
+0.0025 / camera 3e-4)."""
+
+
+def get_preset(name: str) -> FieldConfig:
+    """The preset called `name` ("paper", "small", "tiny")."""
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
+    return PRESETS[name]

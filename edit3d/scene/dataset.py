@@ -1,0 +1,226 @@
+"""Datasets on disk → views in the dataset's world frame, images, and nerfstudio's transform.
+
+Supported layouts:
+
+* nerfstudio (`transforms.json`, also what `ns-process-data` writes for COLMAP captures);
+* Blender-synthetic (`transforms_train.json` with `camera_angle_x`).
+
+The world frame is the frame of the poses *as written in the file*. nerfstudio's own
+dataparsers compute the re-orientation and scale it trains in, so a field built here uses
+exactly the transform an `ns-train` run on the same folder uses:
+
+    c2w_nerfstudio = T @ c2w_world, then translation * scale
+
+with `T` the 3x4 `dataparser_transform` (for `ns-process-data` output, the part of it that
+undoes `applied_transform` is folded in, because the file's poses already carry it).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from edit3d.scene.cameras import CameraView, Intrinsics
+
+DatasetFormat = Literal["nerfstudio", "blender"]
+
+
+@dataclass
+class SceneDataset:
+    """A dataset's training views in its world frame, with lazy image access."""
+
+    root: Path
+    """Folder of the dataset."""
+    format: DatasetFormat
+    """Which layout was read."""
+    views: list[CameraView]
+    """Training views in nerfstudio's training order (sorted by file name), world frame."""
+    image_paths: dict[str, Path]
+    """Image file of each view, keyed by view name (the `file_path` as written)."""
+    transform: np.ndarray
+    """[3, 4] world → nerfstudio rotation+translation, applied before `scale`."""
+    scale: float
+    """nerfstudio's dataparser scale (world units → field units)."""
+    scene_aabb: np.ndarray
+    """[2, 3] nerfstudio scene box in field units."""
+    distortion: dict[str, np.ndarray] = field(default_factory=dict)
+    """OpenCV distortion [k1, k2, k3, k4, p1, p2] of views that have any."""
+    alpha_color: tuple[float, float, float] | None = None
+    """Background that RGBA images are composited over (Blender-synthetic: white)."""
+
+    def image(self, name: str, *, max_size: int | None = None) -> np.ndarray:
+        """The view's image, float32 [H, W, 3] in [0, 1], shrunk so its longest side ≤ max_size."""
+        if name not in self.image_paths:
+            raise ValueError(f"name must be a view of this dataset, got {name!r}")
+        return load_image(self.image_paths[name], max_size=max_size, alpha_color=self.alpha_color)
+
+    def images(self, *, max_size: int | None = None) -> dict[str, np.ndarray]:
+        return {view.name: self.image(view.name, max_size=max_size) for view in self.views}
+
+    def nerfstudio_cameras(self) -> Any:
+        """The training cameras exactly as nerfstudio's dataparser returns them (for checks)."""
+        return _run_dataparser(self.root, self.format).cameras
+
+
+def load_dataset(path: str | Path) -> SceneDataset:
+    """Read a dataset folder (or its transforms file) in the nerfstudio or Blender layout."""
+    path = Path(path)
+    root = path.parent if path.is_file() else path
+    if (root / "transforms.json").is_file():
+        return _load_nerfstudio(root)
+    if (root / "transforms_train.json").is_file():
+        return _load_blender(root)
+    raise ValueError(
+        f"path must hold transforms.json (nerfstudio / ns-process-data) or "
+        f"transforms_train.json (Blender-synthetic), got {str(path)!r}"
+    )
+
+
+def load_image(
+    path: Path, *, max_size: int | None = None, alpha_color: tuple[float, ...] | None = None
+) -> np.ndarray:
+    """An image file as float32 [H, W, 3] in [0, 1], optionally downscaled (area filter)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.load()
+        if max_size is not None and max(img.size) > max_size:
+            ratio = max_size / max(img.size)
+            size = (max(1, round(img.width * ratio)), max(1, round(img.height * ratio)))
+            img = img.convert("RGBA").resize(size, Image.Resampling.BOX)
+        array = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
+    rgb, alpha = array[..., :3], array[..., 3:4]
+    if alpha_color is not None:
+        rgb = rgb * alpha + np.asarray(alpha_color, dtype=np.float32) * (1.0 - alpha)
+    return np.ascontiguousarray(rgb, dtype=np.float32)
+
+
+# --- nerfstudio layout -------------------------------------------------------------------
+
+
+def _load_nerfstudio(root: Path) -> SceneDataset:
+    meta = json.loads((root / "transforms.json").read_text())
+    frames = sorted(meta["frames"], key=lambda f: str(root / f["file_path"]))
+    views, paths, distortion = [], {}, {}
+    for frame in frames:
+        name = frame["file_path"]
+        views.append(
+            CameraView(name, np.asarray(frame["transform_matrix"]), _intrinsics(meta, frame))
+        )
+        paths[name] = root / name
+        coeffs = np.array([_get(meta, frame, k, 0.0) for k in ("k1", "k2", "k3", "k4", "p1", "p2")])
+        if np.any(coeffs != 0.0):
+            distortion[name] = coeffs
+    outputs = _run_dataparser(root, "nerfstudio")
+    transform = np.asarray(outputs.dataparser_transform, dtype=np.float64)
+    scale = float(outputs.dataparser_scale)
+    if "applied_transform" in meta:
+        # The file's poses already carry applied_transform; nerfstudio's reported transform
+        # starts from the pre-applied (COLMAP) frame, so undo it once here.
+        applied = np.vstack([np.asarray(meta["applied_transform"], dtype=np.float64), [0, 0, 0, 1]])
+        transform = (np.vstack([transform, [0, 0, 0, 1]]) @ np.linalg.inv(applied))[:3]
+        scale /= float(meta.get("applied_scale", 1.0))
+    dataset = SceneDataset(
+        root=root,
+        format="nerfstudio",
+        views=views,
+        image_paths=paths,
+        transform=transform,
+        scale=scale,
+        scene_aabb=np.asarray(outputs.scene_box.aabb, dtype=np.float64),
+        distortion=distortion,
+    )
+    _check_against_dataparser(dataset, outputs.cameras)
+    return dataset
+
+
+def _get(meta: dict, frame: dict, key: str, default: Any = None) -> Any:
+    return frame.get(key, meta.get(key, default))
+
+
+def _intrinsics(meta: dict, frame: dict) -> Intrinsics:
+    keys = ("fl_x", "fl_y", "cx", "cy", "w", "h")
+    values = {k: _get(meta, frame, k) for k in keys}
+    missing = [k for k, v in values.items() if v is None]
+    if missing:
+        raise ValueError(f"frame {frame.get('file_path')!r} lacks intrinsics {missing}")
+    return Intrinsics(
+        fx=float(values["fl_x"]),
+        fy=float(values["fl_y"]),
+        cx=float(values["cx"]),
+        cy=float(values["cy"]),
+        width=int(values["w"]),
+        height=int(values["h"]),
+    )
+
+
+# --- Blender-synthetic layout ----------------------------------------------------------------
+
+
+def _load_blender(root: Path) -> SceneDataset:
+    meta = json.loads((root / "transforms_train.json").read_text())
+    outputs = _run_dataparser(root, "blender")
+    first = Path(str(outputs.image_filenames[0]))
+    from PIL import Image
+
+    with Image.open(first) as img:
+        width, height = img.size
+    focal = 0.5 * width / np.tan(0.5 * float(meta["camera_angle_x"]))
+    intrinsics = Intrinsics(focal, focal, width / 2.0, height / 2.0, width, height)
+    views, paths = [], {}
+    for frame in meta["frames"]:
+        name = frame["file_path"]
+        views.append(CameraView(name, np.asarray(frame["transform_matrix"]), intrinsics))
+        paths[name] = root / (name.replace("./", "") + ".png")
+    transform = np.eye(4)[:3]
+    dataset = SceneDataset(
+        root=root,
+        format="blender",
+        views=views,
+        image_paths=paths,
+        transform=transform,
+        scale=float(outputs.dataparser_scale),
+        scene_aabb=np.asarray(outputs.scene_box.aabb, dtype=np.float64),
+        alpha_color=(1.0, 1.0, 1.0),
+    )
+    _check_against_dataparser(dataset, outputs.cameras)
+    return dataset
+
+
+# --- nerfstudio's dataparsers ------------------------------------------------------------
+
+
+def _run_dataparser(root: Path, fmt: DatasetFormat) -> Any:
+    """nerfstudio's DataparserOutputs for all images (no train/eval split, no auto-downscale)."""
+    if fmt == "blender":
+        from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+
+        return BlenderDataParserConfig(data=root).setup().get_dataparser_outputs("train")
+    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+
+    config = NerfstudioDataParserConfig(data=root, eval_mode="all", downscale_factor=1)
+    return config.setup().get_dataparser_outputs("train")
+
+
+def _check_against_dataparser(dataset: SceneDataset, cameras: Any) -> None:
+    """Our world→nerfstudio mapping must reproduce nerfstudio's own training poses."""
+    ours = np.stack(
+        [world_c2w_to_nerfstudio(v.c2w, dataset.transform, dataset.scale) for v in dataset.views]
+    )
+    theirs = cameras.camera_to_worlds.detach().cpu().numpy().astype(np.float64)
+    if ours.shape != theirs.shape or not np.allclose(ours, theirs, atol=1e-4):
+        raise RuntimeError(
+            f"{dataset.root}: poses disagree with nerfstudio's dataparser "
+            "(frame order or transform); refusing to train in a different frame"
+        )
+
+
+def world_c2w_to_nerfstudio(c2w: np.ndarray, transform: np.ndarray, scale: float) -> np.ndarray:
+    """[4, 4] world camera-to-world → nerfstudio's [3, 4] camera-to-world (field units)."""
+    out = (np.vstack([transform, [0.0, 0.0, 0.0, 1.0]]) @ np.asarray(c2w, dtype=np.float64))[:3]
+    out[:, 3] *= scale
+    return out
