@@ -341,16 +341,15 @@ class Client:
         stream = self._streams[message.session_id]
         stream.resync_id = None
         assert stream.last_seq is not None
-        if message.last_seq < stream.last_seq:
-            stream.last_seq = message.last_seq  # the server's numbering restarted
-        elif not message.complete or stream.last_seq < message.last_seq:
-            stream.last_seq = message.last_seq  # events were lost for good: skip past them
-        for seq in [s for s in stream.held if s <= stream.last_seq]:
-            del stream.held[seq]
-        self._deliver_in_order(stream)
+        # Re-sent events came before this reply on the same pipe and were delivered already.
+        # Anything still missing is gone for good (ring overflow), or the server restarted
+        # and numbers from scratch: adopt its number either way.
+        if not message.complete or message.last_seq < stream.last_seq:
+            stream.last_seq = message.last_seq
+        else:
+            stream.last_seq = max(stream.last_seq, message.last_seq)
         self._inbox.append(envelope)  # the app learns a resync happened (and if complete)
-        if stream.held:  # still a gap the server could not fill: give up on it
-            self._flush_held(stream)
+        self._flush_held(stream)  # held events are newer than anything lost: deliver them
 
     def _expire_resyncs(self) -> None:
         now = time.monotonic()
@@ -363,4 +362,4 @@ class Client:
     def _flush_held(self, stream: _EventStream) -> None:
         for seq in sorted(stream.held):
             self._inbox.append(stream.held.pop(seq))
-            stream.last_seq = seq
+            stream.last_seq = max(stream.last_seq or 0, seq)
