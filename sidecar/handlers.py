@@ -211,22 +211,12 @@ def _existing_path(text: str, field_name: str) -> str:
     return str(path.resolve())
 
 
-def _created_ts(meta: dict) -> float:
-    import calendar
-    import time
-
-    try:
-        return float(calendar.timegm(time.strptime(meta["created"], "%Y-%m-%dT%H:%M:%SZ")))
-    except (KeyError, ValueError):
-        return 0.0
-
-
 def _session_info(sidecar: Sidecar, meta: dict) -> m.SessionInfo:
     summary = _workspace_summary(sidecar, meta["id"])
     return m.SessionInfo(
         session_id=meta["id"],
         name=meta["name"],
-        created_ts=_created_ts(meta),
+        created_ts=float(meta.get("created_ts", 0.0)),
         head=summary.head,
         turn_count=len(summary.turns),
         busy=sidecar.jobs.session_busy(meta["id"]),

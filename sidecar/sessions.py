@@ -132,6 +132,7 @@ class SessionStore:
             "id": session_id,
             "name": name.strip(),
             "created": _now_iso(),
+            "created_ts": time.time(),
             "source": {"kind": source, "path": source_path},
             "preset": preset,
             "workspace_ready": False,
@@ -177,7 +178,7 @@ class SessionStore:
             except (OSError, ValueError, SidecarError):
                 continue
             sessions.append({k: v for k, v in meta.items() if k != "jobs"})
-        sessions.sort(key=lambda meta: str(meta.get("created", "")))
+        sessions.sort(key=lambda meta: float(meta.get("created_ts", 0.0)))
         return sessions
 
     def delete(self, session_id: str) -> None:
