@@ -120,8 +120,9 @@ class InstructPix2PixEditor:
     """Edits one rendered view following a text instruction (IN2N's procedure).
 
     ``edit`` is deterministic under a seed; without one, seeds are drawn from a stream
-    started at ``config.seed``, so a whole run is reproducible. Memory on CUDA with the
-    real fp16 weights at 512 px: about 4 GB.
+    started at ``config.seed``, so a whole run is reproducible. With the real weights on
+    CUDA the networks take about 2.1 GB (fp16); ``benchmarks/gpu_ip2p_nerfacto.py`` reports
+    the peak memory of an edit.
     """
 
     def __init__(
