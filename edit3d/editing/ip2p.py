@@ -109,8 +109,12 @@ def compressed_schedule(scheduler: Any, noise_level: int, steps: int) -> Any:
     its alpha. ``set_timesteps`` has been called on the returned scheduler.
     """
     betas = scheduler.betas.detach().cpu().numpy()
+    # The betas are final already: zero-SNR rescaling must not be applied a second time.
     compressed = type(scheduler).from_config(
-        scheduler.config, num_train_timesteps=noise_level, trained_betas=betas
+        scheduler.config,
+        num_train_timesteps=noise_level,
+        trained_betas=betas,
+        rescale_betas_zero_snr=False,
     )
     compressed.set_timesteps(steps)
     return compressed

@@ -309,3 +309,25 @@ def test_tiny_bundle_weights_follow_the_seed() -> None:
     assert not torch.allclose(weights(first), weights(other))
     assert first.unet.config.in_channels == 8
     assert first.unet.config.cross_attention_dim == first.text_encoder.config.hidden_size
+
+
+def test_compressed_schedule_equals_in2n_overwriting_num_train_timesteps() -> None:
+    """IN2N sets the scheduler's num_train_timesteps to T in place; the copy must match it."""
+    from edit3d.editing.ip2p import compressed_schedule
+    from edit3d.models.ip2p import sd_ddim_scheduler
+
+    base = sd_ddim_scheduler()
+    ours = compressed_schedule(base, 437, 20)
+    in2n = sd_ddim_scheduler()
+    in2n.register_to_config(num_train_timesteps=437)
+    in2n.set_timesteps(20)
+    torch.testing.assert_close(ours.timesteps, in2n.timesteps)
+    torch.testing.assert_close(ours.alphas_cumprod, base.alphas_cumprod)
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(1, 4, 8, 8, generator=generator)
+    for timestep in in2n.timesteps:
+        eps = torch.randn(1, 4, 8, 8, generator=generator)
+        expected = in2n.step(eps, timestep, latents).prev_sample
+        torch.testing.assert_close(ours.step(eps, timestep, latents).prev_sample, expected)
+        latents = expected
+    assert base.config.num_train_timesteps == 1000  # the shared scheduler is untouched
