@@ -36,12 +36,15 @@ PREPARE_KIND = "session.prepare"
 def handshake(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     sessions = tuple(_session_info(sidecar, meta) for meta in sidecar.store.list())
     capabilities = [*sorted(job_kinds()), "upload", f"profile.{sidecar.config.profile}"]
+    info = sidecar.jobs.device_info
     return m.HandshakeReply(
         server_version=PROTOCOL_VERSION,
         server_id=sidecar.server_id,
         sidecar_version=__version__,
         device=sidecar.config.device,
-        gpu_name=None,
+        gpu_name=info.get("gpu_name"),
+        gpu_memory_total=info.get("gpu_memory_total"),
+        gpu_memory_free=info.get("gpu_memory_free"),
         capabilities=tuple(capabilities),
         sessions=sessions,
     )

@@ -158,6 +158,8 @@ class JobManager:
         self._worker: _Worker | None = None
         self._finished_order: collections.deque[str] = collections.deque()
         self.worker_restarts = 0
+        self.device_info: dict = {}
+        """What the last worker reported about its device (GPU name, memory)."""
 
     # ----- queries -----------------------------------------------------------------------
     def get(self, job_id: object) -> Job:
@@ -286,11 +288,16 @@ class JobManager:
             self._end(job, "cancelled", forced=True)
             self._running = None
 
+    def ensure_worker(self) -> None:
+        """Start the worker now (it then stays warm), instead of at the first job."""
+        if self._worker is None:
+            self._worker = _Worker(self.options)
+
     def _start_next(self) -> None:
         if self._running is not None or not self._queue:
             return
-        if self._worker is None:
-            self._worker = _Worker(self.options)
+        self.ensure_worker()
+        assert self._worker is not None
         job = self._jobs[self._queue.popleft()]
         self._running = job
         job.state = "running"
@@ -315,6 +322,7 @@ class JobManager:
         if tag == "ready":
             if self._worker is not None:
                 self._worker.ready = True
+            self.device_info = dict(message[2])
             return
         job = self._jobs.get(message[1])
         if job is None or job is not self._running:

@@ -107,6 +107,7 @@ class Sidecar:
             config.job_limits,
             session_dir_resolver=lambda sid: str(self.store.session_dir(sid)),
         )
+        self.jobs.ensure_worker()  # warm from the start; reports the device's name and memory
         self.recovered: dict[str, list[str]] = {}
         self._running = True
         from sidecar.handlers import HANDLERS  # late: handlers import this module's types
@@ -267,7 +268,9 @@ class Sidecar:
             self.hub.publish(job.session_id, message)
         if kind in ("job.queued", "job.started", "job.finished", "job.failed",
                     "job.cancelled"):
-            self.store.record_job(job.session_id, _history_record(job))
+            # The event mark rides along, so numbers stay increasing even after a kill -9.
+            self.store.record_job(job.session_id, _history_record(job),
+                                  event_seq_mark=self.hub.last_seq(job.session_id))
 
     def _job_messages(self, job: Job, kind: str, data: dict) -> list[Message]:
         turn_id = (job.result or {}).get("turn_id") or job.params.get("turn_id")

@@ -155,8 +155,8 @@ class SessionStore:
             atomic_write_json(self.session_dir(session_id) / "session.json", meta)
             return meta
 
-    def record_job(self, session_id: str, record: dict) -> None:
-        """Add or replace (by job id) a job in the session's history."""
+    def record_job(self, session_id: str, record: dict, **changes: object) -> None:
+        """Add or replace (by job id) a job in the session's history (+ other changes)."""
         with self._lock:
             try:
                 meta = self.read(session_id)
@@ -165,6 +165,7 @@ class SessionStore:
             jobs = [job for job in meta.get("jobs", []) if job.get("id") != record.get("id")]
             jobs.append(record)
             meta["jobs"] = jobs[-_MAX_JOB_HISTORY:]
+            meta.update(changes)
             atomic_write_json(self.session_dir(session_id) / "session.json", meta)
 
     def list(self) -> list[dict]:

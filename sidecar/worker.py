@@ -1,7 +1,7 @@
 """The worker process: runs one job at a time for the server, over a multiprocessing pipe.
 
 Messages server → worker: ``("run", job_id, kind, session_dir | None, params)``, ``("stop",)``.
-Messages worker → server: ``("ready", pid)``, ``("started", job_id)``,
+Messages worker → server: ``("ready", pid, device_info)``, ``("started", job_id)``,
 ``("progress", job_id, progress_event_dict)``, ``("preview", job_id, {"image": array, ...})``,
 ``("finished", job_id, result)``, ``("failed", job_id, reason, message, traceback)``,
 ``("cancelled", job_id)``.
@@ -51,6 +51,23 @@ def _die_with_parent() -> None:
         pass
 
 
+def device_info(device: str) -> dict:
+    """Name and memory of the job device (reported once per worker start)."""
+    info: dict = {"device": device}
+    if not device.startswith("cuda"):
+        return info
+    try:
+        import torch
+
+        index = torch.device(device).index or 0
+        free, total = torch.cuda.mem_get_info(index)
+        info.update(gpu_name=torch.cuda.get_device_name(index), gpu_memory_total=int(total),
+                    gpu_memory_free=int(free))
+    except Exception as exc:  # no driver, no device: the job that needs it will say so
+        info["error"] = f"{type(exc).__name__}: {exc}"
+    return info
+
+
 def _is_out_of_memory(exc: BaseException) -> bool:
     name = type(exc).__name__
     return name == "OutOfMemoryError" or "out of memory" in str(exc).lower()
@@ -95,7 +112,7 @@ def worker_main(conn, cancel_event, options: WorkerOptions) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     load_job_modules(options.job_modules)
     cache: dict = {}
-    conn.send(("ready", os.getpid()))
+    conn.send(("ready", os.getpid(), device_info(options.device)))
     while True:
         try:
             message = conn.recv()
