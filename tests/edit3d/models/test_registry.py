@@ -387,3 +387,29 @@ def test_source_validation() -> None:
         HubSource(repo_id="nameonly", revision=HUB_REVISION)
     assert not HubSource(repo_id="a/b", revision="main").pinned
     assert registry.model_path_env_var("gfpgan-v1.4") == "EDIT3D_MODEL_PATH_GFPGAN_V1_4"
+
+
+def _modules(built: object) -> list[torch.nn.Module]:
+    """The torch networks inside whatever a family's builder returns."""
+    if isinstance(built, torch.nn.Module):
+        return [built]
+    values = vars(built).values() if hasattr(built, "__dict__") else ()
+    return [value for value in values if isinstance(value, torch.nn.Module)]
+
+
+def _parameters(built: object) -> list[torch.Tensor]:
+    return [p.detach().clone() for m in _modules(built) for p in m.state_dict().values()]
+
+
+def test_every_registered_family_builds_a_seeded_tiny_model_offline() -> None:
+    specs = registry.registered()
+    assert specs, "no model family registered anything"
+    for name in specs:
+        first = _parameters(load_model(name, "tiny", seed=0))
+        assert first, f"{name}: tiny build holds no torch network"
+        same = _parameters(load_model(name, "tiny", seed=0))
+        other = _parameters(load_model(name, "tiny", seed=1))
+        assert all(torch.equal(a, b) for a, b in zip(first, same, strict=True)), name
+        assert not all(
+            a.shape == b.shape and torch.equal(a, b) for a, b in zip(first, other, strict=True)
+        ), name
