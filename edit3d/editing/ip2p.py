@@ -189,7 +189,8 @@ class InstructPix2PixEditor:
 
     def _to_tensor(self, image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
         """[H, W, 3] in [0, 1] → [1, 3, h, w] in [-1, 1] at the diffusion size."""
-        pixels = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+        # Renders may overshoot [0, 1] slightly; the VAE expects exactly [-1, 1].
+        pixels = torch.from_numpy(np.clip(image, 0.0, 1.0).astype(np.float32))
         pixels = pixels.permute(2, 0, 1)[None].to(self.components.device)
         pixels = _resize(pixels, size)
         return (pixels * 2.0 - 1.0).to(self.components.dtype)
@@ -302,3 +303,5 @@ def _check_image(argument: str, image: np.ndarray) -> None:
         raise ValueError(f"{argument} must be a [H, W, 3] numpy array, got {shape}")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"{argument} must not be empty, got shape {image.shape}")
+    if not np.all(np.isfinite(image)):
+        raise ValueError(f"{argument} holds non-finite values")

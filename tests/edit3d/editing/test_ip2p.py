@@ -236,6 +236,18 @@ def test_edit_rejects_images_that_are_not_rgb(tiny: IP2PComponents) -> None:
     editor = InstructPix2PixEditor(tiny, FAST)
     with pytest.raises(ValueError, match="condition"):
         editor.edit(_image(8, 8, 0), np.zeros((8, 8)), INSTRUCTION, view_name="v")
+    with pytest.raises(ValueError, match="render holds non-finite"):
+        editor.edit(np.full((8, 8, 3), np.nan), _image(8, 8, 0), INSTRUCTION, view_name="v")
+
+
+def test_overshooting_renders_are_clipped_before_encoding(tiny: IP2PComponents) -> None:
+    editor = InstructPix2PixEditor(tiny, FAST)
+    render = _image(16, 16, seed=13)
+    overshoot = render * 1.4 - 0.2  # same pixels where inside [0, 1], beyond it elsewhere
+    clipped = np.clip(overshoot, 0.0, 1.0)
+    a = editor.edit(overshoot, render, INSTRUCTION, view_name="v", seed=0)
+    b = editor.edit(clipped, render, INSTRUCTION, view_name="v", seed=0)
+    np.testing.assert_array_equal(a, b)
 
 
 def test_diffusion_size_keeps_aspect_on_multiples_of_eight() -> None:
