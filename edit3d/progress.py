@@ -57,7 +57,7 @@ class ProgressEvent:
     message: str = ""
     """Human-readable detail, e.g. the last edited view."""
     extra: dict[str, object] = field(default_factory=dict)
-    """Small JSON-able details (e.g. {"edited_view": "frame_00012.png"})."""
+    """Small JSON-able details (e.g. {"edited_view": "images/frame_00012.png"})."""
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
