@@ -7,7 +7,9 @@ checks that the document is current.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +72,16 @@ def _default_text(cls: type, name: str) -> str:
     return "required"
 
 
-def _field_doc(cls: type, name: str) -> str:
-    """The docstring under a field (read from the source)."""
-    import inspect
-
+@cache
+def _field_docs(cls: type) -> dict[str, str]:
+    """Field name -> the docstring written under it in the class body."""
     source = inspect.getsource(cls)
-    match = re.search(rf"\n    {name}: [^\n]*(?:\n        [^\n]*)*\n    \"\"\"(.*?)\"\"\"", source,
-                      re.S)
-    return " ".join(match.group(1).split()) if match else ""
+    pattern = r"\n    (\w+): [^\n]*(?:\n        [^\n]*)*\n    \"\"\"(.*?)\"\"\""
+    return {m.group(1): " ".join(m.group(2).split()) for m in re.finditer(pattern, source, re.S)}
+
+
+def _field_doc(cls: type, name: str) -> str:
+    return _field_docs(cls).get(name, "")
 
 
 def _table(cls: type[Record]) -> list[str]:
@@ -101,7 +105,8 @@ def render_message_tables() -> str:
     for direction, title in (("request", "Requests"), ("reply", "Replies"), ("event", "Events")):
         lines += [f"### {title}", ""]
         for name, cls in MESSAGE_TYPES.items():
-            if cls.direction != direction:
+            # Types registered outside this package (e.g. by tests) are not part of the spec.
+            if cls.direction != direction or not cls.__module__.startswith(__package__ or ""):
                 continue
             retry = " · idempotent" if cls.idempotent else ""
             first = (cls.__doc__ or "").strip().splitlines()[0]

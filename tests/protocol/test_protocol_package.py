@@ -17,8 +17,9 @@ PACKAGE = Path(protocol.__file__).parent
 def test_spec_lists_every_message_and_is_current() -> None:
     text = SPEC_PATH.read_text(encoding="utf-8")
     assert updated_spec(text) == text, "SPEC.md is stale: run `python -m protocol._doc`"
-    for type_name in MESSAGE_TYPES:
-        assert f"#### `{type_name}`" in text
+    for type_name, cls in MESSAGE_TYPES.items():
+        if cls.__module__.startswith("protocol."):
+            assert f"#### `{type_name}`" in text
 
 
 def test_package_imports_when_vendored_under_another_name(tmp_path: Path) -> None:
