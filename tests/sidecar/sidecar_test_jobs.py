@@ -118,3 +118,12 @@ def ignore_cancel(ctx: JobContext) -> dict:
     """Never checks its cancel token (a stuck job): only the cancel deadline stops it."""
     time.sleep(float(ctx.params.get("seconds", 30)))
     return {}
+
+
+class OutOfMemoryError(RuntimeError):
+    """Named like torch.cuda.OutOfMemoryError, which the worker recognises by name."""
+
+
+@job_kind("test.oom", needs_session=False)
+def out_of_memory(ctx: JobContext) -> dict:
+    raise OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")

@@ -126,3 +126,14 @@ def test_submit_checks_kind_params_and_session() -> None:
         manager.submit("test.session_count", None, {})
     assert no_session.value.code == "bad_request"
     assert manager.queued() == []
+
+
+def test_out_of_memory_fails_the_job_and_replaces_the_worker(manager) -> None:
+    before = manager.submit("test.count", None, {"steps": 1})
+    oom = manager.submit("test.oom", None, {})
+    after = manager.submit("test.count", None, {"steps": 1})
+    pump_until(manager, lambda: after.state in ("finished", "failed"))
+    assert oom.state == "failed" and oom.reason == "out_of_memory"
+    assert "Tried to allocate" in oom.error
+    assert after.state == "finished"
+    assert after.result["worker_pid"] != before.result["worker_pid"]  # memory given back

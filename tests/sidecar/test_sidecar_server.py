@@ -217,3 +217,13 @@ def test_sigterm_stops_cleanly_and_releases_the_lock(tmp_path) -> None:
     assert job.job_id in history and '"cancelled"' in history
     client.close()
     again.terminate()
+
+
+def test_a_known_type_the_sidecar_does_not_serve_gets_an_error(client) -> None:
+    with pytest.raises(RemoteError) as refused:
+        client.request(m.Ok(detail="not a request"))
+    assert refused.value.code == "unknown_type"
+    with pytest.raises(RemoteError) as no_job:
+        client.request(m.JobStatus(job_id="nosuchjob"))
+    assert no_job.value.code == "not_found"
+    assert client.request(m.Heartbeat()).server_time > 0
