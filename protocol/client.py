@@ -240,8 +240,12 @@ class Client:
 
     def poll(self, timeout_ms: int = 0, max_messages: int = 1000) -> list[Envelope]:
         """Replies to `send()` and events received so far, in order (never blocks longer
-        than `timeout_ms`)."""
+        than `timeout_ms`). Raises VersionMismatch if the server speaks another major."""
         self._receive(timeout_ms, max_messages)
+        if self._version_error is not None:
+            # A reply we cannot even read: say why instead of letting requests time out.
+            error, self._version_error = self._version_error, None
+            raise VersionMismatch(self._version_text(None) + f" ({error.message})")
         self._expire_resyncs()
         delivered = list(self._inbox)
         self._inbox.clear()

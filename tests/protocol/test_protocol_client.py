@@ -19,6 +19,7 @@ from protocol import (
     ConnectionFileError,
     ConnectionInfo,
     EventsReplayed,
+    Handshake,
     HandshakeReply,
     InsecureBindError,
     JobProgress,
@@ -116,6 +117,10 @@ def test_server_with_other_major_version_is_refused() -> None:
     try:
         with Client(endpoint=srv.address, key=KEY) as c, pytest.raises(VersionMismatch):
             c.connect(timeout_s=5)
+        with Client(endpoint=srv.address, key=KEY) as c:  # the non-blocking path says so too
+            c.send(Handshake(client_version=PROTOCOL_VERSION))
+            with pytest.raises(VersionMismatch, match=r"protocol 2\.3"):
+                poll_until(c, 1)
     finally:
         srv.close()
 
