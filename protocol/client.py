@@ -15,7 +15,7 @@ import logging
 import os
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,9 @@ from .messages import (
 from .wire import Limits
 
 log = logging.getLogger(__name__)
+
+MAX_PENDING = 10_000
+"""Most unanswered `send()` requests remembered; older ones' late replies are dropped."""
 
 
 @dataclass
@@ -91,7 +94,7 @@ class Client:
         self._inbox: deque[Envelope] = deque()
         self._replies: dict[str, Envelope] = {}
         self._waiting: set[str] = set()
-        self._pending: set[str] = set()
+        self._pending: OrderedDict[str, None] = OrderedDict()
         self._streams: dict[str, _EventStream] = {}
         self._version_error: ProtocolError | None = None
 
@@ -174,7 +177,9 @@ class Client:
     def send(self, message: Message, *, session: str | None = None) -> str:
         """Queue a request without waiting; its reply comes out of `poll()`. Returns msg_id."""
         msg_id = self._send(message, session)
-        self._pending.add(msg_id)
+        self._pending[msg_id] = None
+        while len(self._pending) > MAX_PENDING:  # replies that never came: stop waiting
+            self._pending.popitem(last=False)
         return msg_id
 
     def request(self, message: Message, *, timeout_s: float = 10.0, retries: int = 0,
@@ -282,7 +287,7 @@ class Client:
         elif isinstance(envelope.message, EventsReplayed) and self._is_resync_reply(envelope):
             self._finish_resync(envelope)
         elif parent in self._pending:
-            self._pending.discard(parent)
+            del self._pending[parent]
             self._inbox.append(envelope)
         else:
             self.stats["orphan_replies"] += 1

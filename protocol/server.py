@@ -40,7 +40,8 @@ class ServerEndpoint:
 
     Protocol failures never reach the caller: answerable ones (bad body, unknown type, wrong
     version, ...) get an `error` reply; unauthenticated ones (bad signature, replay, frames
-    too large to verify) are logged and dropped. `stats` counts both.
+    too large to verify) are logged and dropped. `stats` counts both. Not thread-safe: one
+    thread owns the endpoint (a ZeroMQ socket must not be shared between threads).
     """
 
     def __init__(
