@@ -12,6 +12,7 @@ timeout calls back on a later poll. Nothing waits.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -119,6 +120,10 @@ class SidecarLink:
     last_live_pose: tuple[float, ...] | None = None
     next_live_at: float = 0.0
     local_process: subprocess.Popen | None = None
+    autoconnect_file: Path | None = None
+    """Connection file of a sidecar this Blender started: connect once it is written."""
+    autoconnect_since: float = 0.0
+    """Wall-clock start of that sidecar (an older file is a previous run's)."""
     uploads: Any = None
     export_results: list[Any] = field(default_factory=list)
     """ExportResult messages received (newest last; tests and the demo read them)."""
@@ -236,10 +241,10 @@ def endpoint_label(settings: LinkSettings) -> str:
     return settings.connection_file or settings.endpoint
 
 
-def _send_handshake(context: Any) -> None:
+def _send_handshake(context: Any, timeout_s: float | None = None) -> None:
     version = tuple(protocol_module().PROTOCOL_VERSION)
     msg = messages().Handshake(client_version=version, client_name=CLIENT_NAME)
-    request(context, msg, _on_handshake, _on_handshake_failed)
+    request(context, msg, _on_handshake, _on_handshake_failed, timeout_s=timeout_s)
 
 
 def disconnect(context: Any) -> None:
@@ -324,7 +329,10 @@ def _try_reconnect(context: Any) -> None:
         context.scene.edit3d.connection_message = f"cannot reconnect yet: {exc}"
         return
     LINK.last_contact = time.monotonic()
-    _send_handshake(context)
+    # a restarted sidecar answers at once; waiting longer than the loss delay only adds lag
+    _send_handshake(
+        context, timeout_s=min(LINK.settings.request_timeout_s, LINK.settings.lost_after_s)
+    )
 
 
 # --- requests ----------------------------------------------------------------------------
@@ -368,6 +376,9 @@ def poll_once(context: Any) -> float | None:
             _try_reconnect(context)
             return LINK.settings.poll_interval_s
         _check_local_process(context)
+        _autoconnect(context)
+        if LINK.client is not None:
+            return LINK.settings.poll_interval_s
         return None if LINK.local_process is None else IDLE_INTERVAL_S
     for envelope in _drain():
         _dispatch(context, envelope)
@@ -569,8 +580,20 @@ def _is_current(props: Any, job_id: str) -> bool:
     return bool(job_id) and job_id == props.job_id
 
 
+def _adopt(props: Any, job_id: str, kind: str) -> None:
+    """Show a job this client did not submit (e.g. session.prepare) when nothing else runs."""
+    if job_id in LINK.jobs or _is_current(props, job_id):
+        return
+    if props.job_state in ACTIVE_JOB_STATES:
+        return
+    props.job_id, props.job_kind = job_id, kind
+    props.progress, props.step, props.total, props.eta_s = 0.0, 0, 0, -1.0
+    props.job_message = ""
+
+
 def _on_job_queued(context: Any, event: Any) -> None:
     props = context.scene.edit3d
+    _adopt(props, event.job_id, event.kind)
     if _is_current(props, event.job_id):
         props.job_state = "QUEUED"
         props.queue_position = event.position
@@ -578,6 +601,7 @@ def _on_job_queued(context: Any, event: Any) -> None:
 
 def _on_job_started(context: Any, event: Any) -> None:
     props = context.scene.edit3d
+    _adopt(props, event.job_id, event.kind)
     if _is_current(props, event.job_id):
         props.job_state = "RUNNING"
         props.queue_position = 0
@@ -724,8 +748,13 @@ def render_camera(context: Any, camera: Any, *, silent: bool = False, turn_id: s
 # --- local sidecar -----------------------------------------------------------------------
 
 
-def start_local_sidecar(python: str, workdir: str, *, device: str, tiny: bool) -> Path:
-    """Start `python -m sidecar.cli` detached (never waits); returns its connection file."""
+def start_local_sidecar(
+    python: str, workdir: str, *, device: str, tiny: bool, settings: LinkSettings | None = None
+) -> Path:
+    """Start `python -m sidecar.cli` detached (never waits); returns its connection file.
+
+    The poll step connects once the sidecar has written that file (with `settings`).
+    """
     if LINK.local_process is not None and LINK.local_process.poll() is None:
         raise RuntimeError("a local sidecar started from Blender is already running")
     if not python or not Path(python).is_file():
@@ -735,13 +764,17 @@ def start_local_sidecar(python: str, workdir: str, *, device: str, tiny: bool) -
     cmd = [python, "-m", "sidecar.cli", "--workdir", str(work), "--bind", "tcp://127.0.0.1:0"]
     cmd += ["--device", device] + (["--profile", "tiny"] if tiny else [])
     log = open(work / "sidecar-blender.log", "ab")  # noqa: SIM115 - the child owns it
+    LINK.autoconnect_since = time.time() - 1.0  # file-system mtimes may be coarse
     LINK.local_process = subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
     )  # fmt: skip
     log.close()
+    if settings is not None:
+        LINK.settings = settings
+    LINK.autoconnect_file = work / "connection.json"
     ensure_timer()
-    return work / "connection.json"
+    return LINK.autoconnect_file
 
 
 def stop_local_sidecar() -> bool:
@@ -759,6 +792,25 @@ def _check_local_process(context: Any) -> None:
     if proc is not None and proc.poll() is not None:
         add_report(context, "INFO", f"local sidecar exited with code {proc.returncode}")
         LINK.local_process = None
+
+
+def _autoconnect(context: Any) -> None:
+    """Connect to the sidecar started from Blender as soon as its connection file is new."""
+    path = LINK.autoconnect_file
+    if path is None or LINK.local_process is None:
+        return
+    try:
+        fresh = path.stat().st_mtime >= LINK.autoconnect_since
+    except OSError:
+        return
+    if not fresh:
+        return
+    LINK.autoconnect_file = None
+    settings = dataclasses.replace(LINK.settings, connection_file=str(path))
+    try:
+        connect(context, settings)
+    except (PermissionError, ValueError, OSError, ImportError) as exc:
+        report_error(context, f"Cannot connect to the local sidecar: {exc}")
 
 
 def read_connection_file(path: str) -> dict[str, Any]:

@@ -82,12 +82,13 @@ class EDIT3D_OT_start_sidecar(bpy.types.Operator):
             conn_file = connection.start_local_sidecar(
                 bpy.path.abspath(prefs.sidecar_python), workdir,
                 device=prefs.sidecar_device, tiny=prefs.sidecar_tiny,
+                settings=connection.settings_from_preferences(prefs),
             )  # fmt: skip
         except (OSError, RuntimeError) as exc:
             self.report({"ERROR"}, f"Cannot start the sidecar: {exc}")
             return {"CANCELLED"}
         prefs.connection_file = str(conn_file)
-        self.report({"INFO"}, f"Sidecar starting; connect once {conn_file} exists")
+        self.report({"INFO"}, f"Sidecar starting; connecting once it writes {conn_file}")
         return {"FINISHED"}
 
 

@@ -474,6 +474,334 @@ def no_sidecar(args: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+# --- against a real sidecar --------------------------------------------------------------
+
+
+class Phase:
+    """Polls the add-on like its timer would, and records what the panel would show."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.props = bpy.context.scene.edit3d
+        self.longest_tick = 0.0
+        self.timeouts: list[str] = []
+
+    def tick(self) -> None:
+        t0 = time.perf_counter()
+        self.connection.poll_once(bpy.context)
+        self.longest_tick = max(self.longest_tick, time.perf_counter() - t0)
+
+    def wait(self, label: str, predicate: Callable[[], bool], limit_s: float,
+             on_tick: Callable[[], None] | None = None) -> float | None:  # fmt: skip
+        start = time.monotonic()
+        while time.monotonic() - start < limit_s:
+            self.tick()
+            if on_tick is not None:
+                on_tick()
+            if predicate():
+                return time.monotonic() - start
+            time.sleep(0.02)
+        self.timeouts.append(f"{label} after {limit_s} s (state {self.snapshot()})")
+        return None
+
+    def snapshot(self) -> dict[str, Any]:
+        p = self.props
+        return {
+            "connection": p.connection_state,
+            "job_kind": p.job_kind,
+            "job_state": p.job_state,
+            "step": p.step,
+            "total": p.total,
+            "progress": round(p.progress, 4),
+            "eta_s": p.eta_s,
+            "message": p.job_message,
+        }
+
+    def run_job(self, label: str, start: Callable[[], Any], limit_s: float) -> dict[str, Any]:
+        """Start a job and follow it to its end, sampling the panel's properties."""
+        samples: list[dict[str, Any]] = []
+        start()
+        self.wait(
+            label,
+            lambda: (
+                self.props.job_id != ""
+                and self.props.job_state in ("FINISHED", "FAILED", "CANCELLED")
+            ),
+            limit_s,
+            on_tick=lambda: samples.append(self.snapshot()),
+        )
+        return {"final": self.snapshot(), "samples": _dedupe(samples)}
+
+
+def _dedupe(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for sample in samples:
+        if not out or out[-1] != sample:
+            out.append(sample)
+    return out
+
+
+def _turns(props: Any) -> list[dict[str, str]]:
+    return [
+        {
+            "turn_id": t.turn_id,
+            "parent": t.parent,
+            "kind": t.kind,
+            "status": t.status,
+            "instruction": t.instruction,
+        }
+        for t in props.turns
+    ]
+
+
+def _camera_rows(scene_io: Any, coll: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": obj.name,
+            "view_name": scene_io.dataset_view_name(obj),
+            "matrix_world": np.array(obj.matrix_world).tolist(),
+            "lens": obj.data.lens,
+            "sensor_width": obj.data.sensor_width,
+            "shift": [obj.data.shift_x, obj.data.shift_y],
+        }
+        for obj in coll.objects
+    ]
+
+
+def _wrong_key(phase: Phase, connection: Any, endpoint: str, timeout_s: float) -> dict:
+    props = phase.props
+    prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
+    saved = prefs.connection_file
+    bpy.ops.edit3d.disconnect()
+    prefs.connection_file = ""
+    prefs.endpoint, prefs.key_hex = endpoint, "cd" * 32
+    reports_before = len(props.reports)
+    call_operator(bpy.ops.edit3d.connect)
+    elapsed = phase.wait(
+        "wrong key", lambda: props.connection_state == "DISCONNECTED", timeout_s + 5.0
+    )
+    errors = [r.message for r in list(props.reports)[reports_before:] if r.level == "ERROR"]
+    prefs.connection_file = saved
+    call_operator(bpy.ops.edit3d.connect)
+    back = phase.wait("reconnect after wrong key", connection.is_ready, 20.0)
+    return {"elapsed": elapsed, "errors": errors, "reconnected_s": back}
+
+
+def _image_rgb(image: Any) -> list:
+    scene_io = sys.modules[f"{ADDON}.scene_io"]
+    return scene_io.datablock_to_image(image)[..., :3].round(5).tolist()
+
+
+def _render_phase(phase: Phase, connection: Any, view_index: int) -> dict[str, Any]:
+    """Render a dataset camera through Blender's camera, and the same pose sent directly."""
+    props = phase.props
+    link = connection.LINK
+    name = link.views.names[view_index]
+    bpy.context.scene.camera = bpy.data.objects[name]
+    via_blender = phase.run_job("render", lambda: bpy.ops.edit3d.render_camera(), 120)
+    blender_image = _image_rgb(props.preview_image)
+    msgs = connection.messages()
+    fx, fy, cx, cy, w, h = (float(v) for v in link.views.intrinsics[view_index])
+    direct = msgs.Camera(c2w=np.asarray(link.views.c2w[view_index]), fx=fx, fy=fy, cx=cx, cy=cy,
+                         width=int(w), height=int(h), name=name)  # fmt: skip
+    count = len(link.render_results)
+    job = msgs.JobRender(session_id=props.session_id, camera=direct)
+    phase.run_job("direct render", lambda: connection.submit_job(bpy.context, job), 120)
+    phase.wait("direct result", lambda: len(link.render_results) > count, 10)
+    rgb = np.asarray(link.render_results[-1].rgb, dtype=np.float32)
+    if rgb.max() > 1.0:
+        rgb = rgb / 255.0
+    sent = link.render_results[-2].camera if len(link.render_results) > 1 else None
+    return {
+        "view": name,
+        "job": via_blender["final"],
+        "blender_image": blender_image,
+        "direct_image": rgb.round(5).tolist(),
+        "sent_camera": None
+        if sent is None
+        else {
+            "c2w": np.asarray(sent.c2w).tolist(),
+            "k": [sent.fx, sent.fy, sent.cx, sent.cy],
+            "size": [sent.width, sent.height],
+        },
+        "direct_camera": {"c2w": link.views.c2w[view_index].tolist(), "k": [fx, fy, cx, cy]},
+    }
+
+
+def _export_phase(phase: Phase, connection: Any) -> dict[str, Any]:
+    props = phase.props
+    props.export_kind = "point_cloud"
+    props.export_points = 3000
+    job = phase.run_job("export", lambda: bpy.ops.edit3d.export(into_scene=True), 180)
+    phase.wait("export object", lambda: bool(connection.LINK.export_results), 10)
+    result = connection.LINK.export_results[-1]
+    coll = bpy.data.collections.get(connection.EXPORT_COLLECTION)
+    objects = [] if coll is None else list(coll.objects)
+    if not objects:
+        return {"job": job["final"], "objects": 0}
+    obj = objects[-1]
+    scene_io = sys.modules[f"{ADDON}.scene_io"]
+    mesh = obj.data
+    n = len(mesh.vertices)
+    stored = np.empty(n * 4, dtype=np.float32)
+    mesh.color_attributes["Color"].data.foreach_get("color", stored)
+    colors = np.asarray(result.colors, dtype=np.float32)
+    colors = colors / 255.0 if colors.max() > 1.0 else colors
+    return {
+        "job": job["final"],
+        "objects": len(objects),
+        "name": obj.name,
+        "count": n,
+        "sent_count": len(result.points),
+        "attr": [mesh.color_attributes["Color"].domain, mesh.color_attributes["Color"].data_type],
+        "max_position_err": float(np.abs(scene_io.mesh_points(obj) - result.points).max()),
+        "max_color_err": float(
+            np.abs(stored.reshape(n, 4)[:, :3] - scene_io.srgb_to_linear(colors)).max()
+        ),
+        "points_sample": np.asarray(result.points[:: max(1, n // 500)]).tolist(),
+    }
+
+
+def _kill_phase(phase: Phase, connection: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """kill -9 the sidecar's process group mid-turn, then start it again."""
+    import os
+    import signal
+
+    props = phase.props
+    link = connection.LINK
+    props.instruction = "make it blue"
+    props.turn_steps = args["long_turn_steps"]
+    bpy.ops.edit3d.run_turn()
+    running = phase.wait(
+        "long turn running", lambda: props.job_state == "RUNNING" and props.step > 0, 180
+    )
+    os.killpg(link.local_process.pid, signal.SIGKILL)
+    link.local_process.wait()
+    killed_at = time.monotonic()
+    lost = phase.wait("lost", lambda: props.connection_state == "LOST", 20)
+    errors_after_kill = [r.message for r in props.reports if r.level == "ERROR"][-2:]
+    call_operator(bpy.ops.edit3d.start_sidecar)
+    back = phase.wait("reconnected", lambda: connection.is_ready(), 90)
+    phase.wait("job resolved", lambda: props.job_state not in ("SUBMITTED", "QUEUED",
+                                                              "RUNNING"), 30)  # fmt: skip
+    phase.wait("turns refreshed", lambda: any(t.status == "interrupted" for t in props.turns), 30)
+    result = {
+        "running_s": running,
+        "lost_s": lost,
+        "lost_after_kill_s": time.monotonic() - killed_at if lost is not None else None,
+        "errors_after_kill": errors_after_kill,
+        "reconnected_s": back,
+        "job_after": phase.snapshot(),
+        "turns_after_restart": _turns(props),
+    }
+    interrupted = [i for i, t in enumerate(props.turns) if t.status == "interrupted"]
+    if interrupted:
+        props.active_turn_index = interrupted[0]
+        bpy.ops.edit3d.discard_turn()
+        phase.wait("discarded",
+                   lambda: not any(t.status == "interrupted" for t in props.turns), 60)  # fmt: skip
+        result["turns_after_discard"] = _turns(props)
+    return result
+
+
+def _edit_phases(phase: Phase, connection: Any, args: dict[str, Any], out: dict) -> None:
+    props = phase.props
+    props.base_steps = args["base_steps"]
+    out["base"] = phase.run_job("train base", lambda: bpy.ops.edit3d.train_base(), 600)
+    phase.wait("base turn listed", lambda: any(t.kind == "base" for t in props.turns), 30)
+    out["turns_after_base"] = _turns(props)
+    out["render"] = _render_phase(phase, connection, args["render_view"])
+    props.instruction = "make it red"
+    props.turn_steps = args["turn_steps"]
+    out["turn"] = phase.run_job("turn", lambda: bpy.ops.edit3d.run_turn(), 600)
+    phase.wait("edit turn listed", lambda: any(t.kind == "edit" for t in props.turns), 30)
+    out["turns_after_turn"] = _turns(props)
+    out["head_after_turn"] = props.head
+    # cancel a running turn
+    props.turn_steps = args["long_turn_steps"]
+    bpy.ops.edit3d.run_turn()
+    phase.wait("turn to cancel running", lambda: props.job_state == "RUNNING" and props.step > 0,
+               180)  # fmt: skip
+    t0 = time.monotonic()
+    bpy.ops.edit3d.cancel_job()
+    phase.wait("cancelled", lambda: props.job_state == "CANCELLED", 60)
+    out["cancel"] = {"latency_s": time.monotonic() - t0, "final": phase.snapshot()}
+    out["export"] = _export_phase(phase, connection)
+    base = next(i for i, t in enumerate(props.turns) if t.kind == "base")
+    props.active_turn_index = base
+    base_id = props.turns[base].turn_id
+    bpy.ops.edit3d.checkout_turn()
+    phase.wait("checked out", lambda: props.head == base_id, 30)
+    out["checkout"] = {"base": base_id, "head": props.head}
+    out["kill"] = _kill_phase(phase, connection, args)
+
+
+@scenario
+def sidecar_session(args: dict[str, Any]) -> dict[str, Any]:
+    connection = addon_module("connection")
+    scene_io = sys.modules[f"{ADDON}.scene_io"]
+    prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
+    _configure(prefs, args)
+    prefs.sidecar_python, prefs.sidecar_workdir = args["python"], args["workdir"]
+    prefs.sidecar_device, prefs.sidecar_tiny = "cpu", True
+    bpy.context.preferences.system.use_online_access = True
+    phase = Phase(connection)
+    props = phase.props
+    out: dict[str, Any] = {}
+    try:
+        started = call_operator(bpy.ops.edit3d.start_sidecar)
+        connected = phase.wait("connected", lambda: props.connection_state == "CONNECTED", 90)
+        out["connect"] = {
+            "operator": started, "seconds": connected, "server_version": props.server_version,
+            "device": props.device, "capabilities": props.capabilities,
+            "gpu_memory_total_gb": props.gpu_memory_total_gb,
+        }  # fmt: skip
+        if connected is None:
+            return out
+        endpoint = connection.LINK.client.endpoint
+        props.source, props.dataset_path = "DATASET", args["dataset"]
+        props.session_name, props.preset = "sample", "tiny"
+        out["wrong_key"] = _wrong_key(phase, connection, endpoint, args["request_timeout_s"])
+        call_operator(bpy.ops.edit3d.create_session)
+        phase.wait(
+            "views",
+            lambda: (
+                (connection.LINK.views is not None and len(connection.LINK.views.names) > 0)
+                or props.job_state == "FAILED"
+            ),
+            180,
+        )
+        views = connection.LINK.views
+        out["session"] = {
+            "session_id": props.session_id,
+            "job": phase.snapshot(),
+            "views": [] if views is None else list(views.names),
+        }
+        if views is None or not views.names:
+            return out
+        bpy.ops.edit3d.import_cameras()
+        coll = bpy.data.collections[props.camera_collection]
+        out["cameras"] = _camera_rows(scene_io, coll)
+        if args["with_workspace"]:
+            _edit_phases(phase, connection, args, out)
+    except Exception:
+        out["exception"] = traceback.format_exc()
+    finally:
+        out["timeouts"] = phase.timeouts
+        out["longest_tick"] = phase.longest_tick
+        out["reports"] = [(r.level, r.message) for r in props.reports]
+        proc = connection.LINK.local_process
+        if proc is not None and proc.poll() is None:
+            connection.stop_local_sidecar()
+            try:
+                proc.wait(timeout=30)
+            except Exception:
+                proc.kill()
+        disable_addon()
+        out["timer_registered_after_disable"] = bpy.app.timers.is_registered(connection._timer)
+    return out
+
+
 def main() -> int:
     name, args_path, result_path = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     args = json.loads(args_path.read_text())
