@@ -1,0 +1,226 @@
+"""Benchmark: a 1M-point cloud into a Blender object, and one idle poll tick of the add-on.
+
+    .venv/bin/python benchmarks/bench_blender_pointcloud.py [--points 1000000] [--repeat 3]
+    .venv/bin/python benchmarks/bench_blender_pointcloud.py --connection-file F --session S
+
+Runs the built extension inside a real headless Blender (bpy 4.5 in .venv-blender, a
+subprocess) and times, from Blender's side:
+
+* end to end: the Export operator → `job.export` request → `export.result` with N points
+  (float32 positions, uint8 colours) over the signed protocol → decoded by the add-on's
+  poll step → a mesh object with a FLOAT_COLOR point attribute in the scene;
+* the object-building part alone (scene_io.point_cloud_object on the same arrays);
+* one poll tick with nothing to do while connected (median, p99, max of 2000).
+
+By default the peer is a protocol server in this process that answers `job.export` at once
+with a pre-built cloud: the time is the transport + add-on path, without any export work.
+With --connection-file/--session the peer is a real sidecar and the time includes its export
+job. Targets: end to end ≤ 1 s, idle tick ≤ 2 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BLENDER_PYTHON = ROOT / ".venv-blender" / "bin" / "python"
+ADDON = "bl_ext.user_default.edit3d"
+
+
+# --- inside Blender ----------------------------------------------------------------------
+
+
+def blender_main(config: dict) -> dict:
+    import importlib
+
+    import bpy
+    import numpy as np
+
+    # only importable once bpy has put Blender's script modules on sys.path
+    addon_utils = importlib.import_module("addon_utils")
+
+    addon_utils.enable(ADDON, default_set=True)
+    connection = sys.modules[f"{ADDON}.connection"]
+    scene_io = sys.modules[f"{ADDON}.scene_io"]
+    prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
+    prefs.connection_file = config["connection_file"]
+    prefs.request_timeout_s = 60.0
+    bpy.context.preferences.system.use_online_access = True
+    props = bpy.context.scene.edit3d
+
+    def poll_until(predicate, limit_s: float) -> None:
+        deadline = time.monotonic() + limit_s
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gave up after {limit_s} s; reports {list(props.reports)}")
+            connection.poll_once(bpy.context)
+
+    bpy.ops.edit3d.connect()
+    poll_until(connection.is_ready, 30)
+    props.session_id = config["session"]
+    props.export_kind, props.export_points = "point_cloud", config["points"]
+
+    ticks = []
+    for _ in range(2000):
+        t0 = time.perf_counter()
+        connection.poll_once(bpy.context)
+        ticks.append(time.perf_counter() - t0)
+
+    end_to_end, build = [], []
+    for _ in range(config["repeat"]):
+        before = len(connection.LINK.export_results)
+        t0 = time.perf_counter()
+        bpy.ops.edit3d.export(into_scene=True)
+        poll_until(lambda b=before: len(connection.LINK.export_results) > b, 600)
+        end_to_end.append(time.perf_counter() - t0)
+        result = connection.LINK.export_results[-1]
+        coll = scene_io.ensure_collection(bpy.context.scene, "bench")
+        t1 = time.perf_counter()
+        obj = scene_io.point_cloud_object("bench", result.points, result.colors, coll)
+        build.append(time.perf_counter() - t1)
+        count = len(obj.data.vertices)
+    addon_utils.disable(ADDON, default_set=True)  # removes the timer (bpy 4.5 exit hang)
+    ticks_ms = np.array(ticks) * 1000
+    return {
+        "points": count,
+        "end_to_end_s": end_to_end,
+        "object_build_s": build,
+        "idle_tick_ms": {
+            "median": float(np.median(ticks_ms)),
+            "p99": float(np.percentile(ticks_ms, 99)),
+            "max": float(ticks_ms.max()),
+        },
+    }
+
+
+# --- the stand-in peer -------------------------------------------------------------------
+
+
+class CloudServer:
+    """Answers handshake/heartbeat/job.export like the sidecar, with a pre-built cloud."""
+
+    def __init__(self, key: bytes, points: int) -> None:
+        import numpy as np
+
+        from protocol import ServerEndpoint
+
+        rng = np.random.default_rng(0)
+        self.points = (rng.random((points, 3), dtype=np.float32) - 0.5) * 4
+        self.colors = rng.integers(0, 256, (points, 3), dtype=np.uint8)
+        self.endpoint = ServerEndpoint("tcp://127.0.0.1:0", key)
+        self.stop = threading.Event()
+        self.seq = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            incoming = self.endpoint.recv(timeout_ms=20)
+            if incoming is not None:
+                self._answer(incoming)
+        self.endpoint.close()
+
+    def _answer(self, incoming) -> None:
+        from protocol import PROTOCOL_VERSION, messages
+
+        msg, parent = incoming.message, incoming.envelope.header.msg_id
+        reply = self.endpoint.reply
+        if isinstance(msg, messages.Handshake):
+            reply(incoming.identity, messages.HandshakeReply(
+                server_version=PROTOCOL_VERSION, server_id="bench", device="cpu",
+                capabilities=("job.export",)), parent_id=parent)  # fmt: skip
+        elif isinstance(msg, messages.Heartbeat):
+            reply(incoming.identity, messages.HeartbeatReply(server_time=time.time()),
+                  parent_id=parent)  # fmt: skip
+        elif isinstance(msg, messages.JobExport):
+            self.seq += 1
+            job_id = f"job{self.seq}"
+            reply(incoming.identity, messages.JobAccepted(
+                job_id=job_id, kind="job.export", queue_position=0), parent_id=parent)  # fmt: skip
+            result = messages.ExportResult(
+                job_id=job_id, kind="point_cloud", format="ply", path="exports/bench.ply",
+                points=self.points, colors=self.colors,
+            )  # fmt: skip
+            self.endpoint.push_event([incoming.identity], result, session=msg.session_id,
+                                     seq=self.seq)  # fmt: skip
+
+
+# --- driver ------------------------------------------------------------------------------
+
+
+def _install(home: Path) -> None:
+    dist = home / "dist"
+    build = [sys.executable, str(ROOT / "build_addon.py"), "--out-dir", str(dist)]
+    subprocess.run(build, check=True, capture_output=True, text=True)
+    zip_path = next(dist.glob("edit3d-*.zip"))
+    script = (
+        "import bpy; bpy.ops.extensions.package_install_files("
+        f"filepath={str(zip_path)!r}, repo='user_default', enable_on_install=False)"
+    )
+    subprocess.run([str(BLENDER_PYTHON), "-c", script], check=True, env=_env(home), timeout=120)
+
+
+def _env(home: Path) -> dict:
+    env = {**os.environ, "BLENDER_USER_RESOURCES": str(home / "user")}
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--connection-file", help="a real sidecar's connection file")
+    parser.add_argument("--session", help="a session of that sidecar with a trained turn")
+    parser.add_argument("--inside-blender", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.inside_blender:
+        config = json.loads(Path(args.inside_blender).read_text())
+        Path(config["out"]).write_text(json.dumps(blender_main(config)))
+        return 0
+    sys.path.insert(0, str(ROOT))  # the repository's protocol/, not a same-named namespace
+    with tempfile.TemporaryDirectory(prefix="edit3d-bench-") as tmp:
+        home = Path(tmp)
+        _install(home)
+        server = None
+        if args.connection_file:
+            conn_file, session, peer = args.connection_file, args.session, "real sidecar"
+        else:
+            from protocol import ConnectionInfo, new_key, write_connection_file
+
+            key = new_key()
+            server = CloudServer(key, args.points)
+            server.thread.start()
+            conn_file = str(home / "connection.json")
+            write_connection_file(conn_file, ConnectionInfo(server.endpoint.endpoint, key))
+            session, peer = "bench", "protocol server answering at once (no export work)"
+        config = {"connection_file": conn_file, "session": session, "points": args.points,
+                  "repeat": args.repeat, "out": str(home / "result.json")}  # fmt: skip
+        (home / "config.json").write_text(json.dumps(config))
+        cmd = [str(BLENDER_PYTHON), __file__, "--inside-blender", str(home / "config.json")]
+        try:
+            subprocess.run(cmd, check=True, env=_env(home), timeout=900)
+        finally:
+            if server is not None:
+                server.stop.set()
+                server.thread.join(timeout=5)
+        result = json.loads((home / "result.json").read_text())
+    e2e, build, tick = result["end_to_end_s"], result["object_build_s"], result["idle_tick_ms"]
+    print(f"peer: {peer}")
+    print(f"point cloud into Blender, {result['points']} points, end to end: "
+          f"best {min(e2e):.3f} s, all {[round(t, 3) for t in e2e]} (target <= 1 s)")  # fmt: skip
+    print(f"  of which building the object: best {min(build):.3f} s")
+    print(f"idle poll tick: median {tick['median']:.3f} ms, p99 {tick['p99']:.3f} ms, "
+          f"max {tick['max']:.3f} ms (target <= 2 ms)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
