@@ -77,22 +77,29 @@ class ServerEndpoint:
 
     # ----------------------------------------------------------------- receive
 
-    def recv(self, timeout_ms: int = 0) -> Incoming | None:
-        """One verified request, or None (nothing arrived, or it was answered/dropped)."""
+    def recv(self, timeout_ms: int = 0, max_skipped: int = 100) -> Incoming | None:
+        """The next verified request, or None when none is waiting.
+
+        Waits at most `timeout_ms` for the first message; bad messages are answered or
+        dropped on the way (at most `max_skipped` per call, so a flood cannot starve the
+        caller's loop).
+        """
         if not self.socket.poll(timeout_ms, zmq.POLLIN):
             return None
-        try:
-            frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            return None
-        identity = frames[0].bytes
-        try:
-            envelope = self.codec.unpack(frames[1:])
-        except ProtocolError as exc:
-            self._reject(identity, exc)
-            return None
-        self.stats["received"] += 1
-        return Incoming(identity, envelope)
+        for _ in range(max_skipped + 1):
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return None
+            identity = frames[0].bytes
+            try:
+                envelope = self.codec.unpack(frames[1:])
+            except ProtocolError as exc:
+                self._reject(identity, exc)
+                continue
+            self.stats["received"] += 1
+            return Incoming(identity, envelope)
+        return None
 
     def _reject(self, identity: bytes, exc: ProtocolError) -> None:
         if not exc.answerable:

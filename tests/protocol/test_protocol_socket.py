@@ -231,3 +231,16 @@ def test_valid_render_request_with_array_is_accepted(raw: zmq.Socket) -> None:
     raw.send_multipart(Codec(KEY).pack(JobRender(session_id="s1", camera=example_camera())))
     reply = receive(raw, 3000)
     assert isinstance(reply, Ok) and reply.detail == "job.render"
+
+
+def test_valid_request_behind_a_flood_of_bad_ones_is_served(
+    server: ThreadedServer, raw: zmq.Socket
+) -> None:
+    dropped = server.endpoint.stats["dropped"]
+    for _ in range(50):
+        raw.send_multipart([b"\x00" * 32, b"junk", b"junk"])
+    assert still_serves(raw)
+    deadline = time.monotonic() + 5
+    while server.endpoint.stats["dropped"] < dropped + 50 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.endpoint.stats["dropped"] == dropped + 50
