@@ -125,6 +125,25 @@ def test_any_allowed_array_round_trips_bit_exactly(array: np.ndarray) -> None:
     assert decoded.array.tobytes() == array.tobytes()
 
 
+@pytest.mark.parametrize("dtype", sorted(DTYPES))
+def test_every_allowed_dtype_round_trips(dtype: str) -> None:
+    rng = np.random.default_rng(1)
+    raw = rng.integers(0, 256, 2 * 3 * 5 * np.dtype(dtype).itemsize, dtype=np.uint8)
+    array = raw.view(dtype).reshape(2, 3, 5)
+    if array.dtype.kind == "b":
+        array = raw[: array.size].view(np.uint8).__and__(1).view(np.bool_).reshape(2, 3, 5)
+    decoded = roundtrip(_ArrayCarrier(array=array))
+    assert decoded.array.dtype.str == dtype
+    assert decoded.array.tobytes() == array.tobytes()
+
+
+def test_disallowed_dtypes_are_refused() -> None:
+    for array in (np.zeros(2, ">i8").astype(object), np.zeros(2, np.complex64),
+                  np.zeros(2, "U3"), np.zeros(2, "datetime64[s]")):
+        with pytest.raises(ProtocolError, match="not allowed"):
+            _ArrayCarrier(array=array)
+
+
 _scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=50),
