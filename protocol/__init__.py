@@ -35,13 +35,14 @@ from .messages import (
 from .schema import DTYPES, Record, Rule
 from .server import EventLog, Incoming, InsecureBindError, ServerEndpoint
 from .version import PROTOCOL_VERSION
-from .wire import Limits
+from .wire import REQUEST_LIMITS, Limits
 
 __all__ = [
     "DTYPES",
     "EVENT_TYPES",
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
+    "REQUEST_LIMITS",
     "Client",
     "Codec",
     "ConnectionFileError",

@@ -32,7 +32,7 @@ from .messages import (
     HandshakeReply,
     Message,
 )
-from .wire import Limits
+from .wire import REQUEST_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class Client:
             connection = ConnectionInfo(endpoint=endpoint, key=key,
                                         curve_server_public_key=curve_server_public_key)
         self.connection = connection
-        self.codec = codec or Codec(connection.key, limits=limits)
+        self.codec = codec or Codec(connection.key, limits=limits, send_limits=REQUEST_LIMITS)
         self.client_name = client_name
         self.resync_timeout_s = resync_timeout_s
         self.client_id = uuid.uuid4().hex.encode("ascii")

@@ -220,6 +220,7 @@ class Codec:
         key: bytes,
         *,
         limits: Limits | None = None,
+        send_limits: Limits | None = None,
         replay_window_s: float = 300.0,
         max_seen_ids: int = 100_000,
         version: tuple[int, int] = PROTOCOL_VERSION,
@@ -229,6 +230,9 @@ class Codec:
             raise ValueError("key must be at least 16 random bytes (see new_key())")
         self._key = key
         self.limits = limits or Limits()
+        """Caps on what this side accepts."""
+        self.send_limits = send_limits or Limits()
+        """Caps on what this side sends (the peer's `limits`, so it never drops us)."""
         self.version = version
         self._clock = clock
         self.replay_guard = ReplayGuard(replay_window_s, max_seen_ids, clock)
@@ -269,7 +273,7 @@ class Codec:
         return [self.sign(frames), *frames]
 
     def _check_outgoing(self, frames: list[Frame], message: Message) -> None:
-        limits = self.limits
+        limits = self.send_limits
         caps = [limits.max_header_bytes, limits.max_body_bytes]
         caps += [limits.max_buffer_bytes] * (len(frames) - 2)
         if len(frames) - 2 > limits.max_buffers:

@@ -570,8 +570,8 @@ class JobExport(Message):
     """What to export."""
     format: Literal["ply", "obj", "glb"] = "ply"
     """File format."""
-    budget: int = param(1_000_000, ge=1, le=50_000_000)
-    """Points (point cloud) or faces (mesh) at most."""
+    budget: int = param(1_000_000, ge=1, le=20_000_000)
+    """Points (point cloud) or faces (mesh) at most (20M float32 points fit a 256 MiB frame)."""
     crop_min: tuple[float, float, float] | None = param(None, ge=-1e6, le=1e6)
     """Crop box corner, world frame (None = scene bounds)."""
     crop_max: tuple[float, float, float] | None = param(None, ge=-1e6, le=1e6)

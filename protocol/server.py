@@ -14,7 +14,7 @@ from .codec import Codec, Envelope
 from .connection import configure_curve_server, is_loopback
 from .errors import ErrorCode, ProtocolError
 from .messages import ErrorReply, Message
-from .wire import Limits
+from .wire import REQUEST_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class ServerEndpoint:
                 f"refusing to bind {endpoint!r} without CURVE encryption: it is reachable "
                 "from other machines (pass a CURVE key, or explicitly allow insecure binding)"
             )
-        self.codec = codec or Codec(key, limits=limits)
+        self.codec = codec or Codec(key, limits=limits or REQUEST_LIMITS)
         self._context = context or zmq.Context.instance()
         self.socket = self._context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)

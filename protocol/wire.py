@@ -48,6 +48,14 @@ class Limits:
         return max(self.max_buffer_bytes, self.max_body_bytes, self.max_header_bytes)
 
 
+REQUEST_LIMITS = Limits(max_buffer_bytes=64 * MiB, max_buffers=8)
+"""What a server accepts: requests carry at most small arrays and 64 MiB upload chunks.
+
+ZeroMQ buffers a whole multipart message before the signature can be checked, and its
+MAXMSGSIZE bounds each frame, not their number: a smaller per-frame cap on the server
+shrinks what an unauthenticated peer can make it hold.
+"""
+
 _FIXED_WIDTH = {
     0xC0: 0, 0xC2: 0, 0xC3: 0,  # nil, false, true
     0xCA: 4, 0xCB: 8,  # float32/64

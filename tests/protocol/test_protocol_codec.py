@@ -285,7 +285,17 @@ def test_codec_rejects_bad_configuration() -> None:
 def test_outgoing_oversize_is_refused_before_sending() -> None:
     from protocol import Limits
 
-    codec = Codec(KEY, limits=Limits(max_buffer_bytes=1024))
+    codec = Codec(KEY, send_limits=Limits(max_buffer_bytes=1024))
     with pytest.raises(ProtocolError) as info:
         codec.pack(UploadChunk(upload_id="u", offset=0, data=np.zeros(2048, np.uint8)))
     assert info.value.code == ErrorCode.TOO_LARGE
+    codec.pack(UploadChunk(upload_id="u", offset=0, data=np.zeros(1024, np.uint8)))
+
+
+def test_client_sends_only_what_a_server_accepts() -> None:
+    from protocol import REQUEST_LIMITS, Client
+
+    client = Client(endpoint="tcp://127.0.0.1:9", key=KEY)
+    assert client.codec.send_limits == REQUEST_LIMITS
+    assert client.codec.limits.max_buffer_bytes == 256 << 20
+    client.close()
