@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import bpy
 from bpy.props import StringProperty
 
-from . import connection, scene_io
+from . import connection, scene_io, upload
 from .preferences import get_preferences
 
 
@@ -121,8 +122,7 @@ class EDIT3D_OT_create_session(_SidecarOperator, bpy.types.Operator):
         elif props.source == "NERFSTUDIO_RUN":
             kwargs["nerfstudio_run"] = props.nerfstudio_run
         else:
-            self.report({"ERROR"}, "Uploading a local dataset is not available in this version")
-            return {"CANCELLED"}
+            return self._create_for_upload(context, kwargs)
         if not any(kwargs.get(k) for k in ("dataset_path", "nerfstudio_run")):
             self.report({"ERROR"}, "Enter the dataset path (or run config) on the sidecar machine")
             return {"CANCELLED"}
@@ -134,10 +134,30 @@ class EDIT3D_OT_create_session(_SidecarOperator, bpy.types.Operator):
         connection.request(context, message, _on_session_created, _session_error)
         return {"FINISHED"}
 
+    def _create_for_upload(self, context: bpy.types.Context, kwargs: dict) -> set[str]:
+        root = Path(bpy.path.abspath(context.scene.edit3d.upload_dir))
+        try:
+            upload.dataset_files(root)
+        except OSError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+
+        def created(ctx: Any, summary: Any) -> None:
+            _on_session_created(ctx, summary)
+            try:
+                upload.start(ctx, summary.session_id, root)
+            except OSError as exc:
+                connection.report_error(ctx, f"Upload failed to start: {exc}")
+
+        message = connection.messages().SessionCreate(**kwargs)
+        connection.request(context, message, created, _session_error)
+        return {"FINISHED"}
+
 
 def _on_session_created(context: Any, summary: Any) -> None:
     props = context.scene.edit3d
     props.session_id = summary.session_id
+    props.uploaded_dataset = ""
     props.event_seq = -1
     connection.open_session(context, summary.session_id)
 
@@ -228,7 +248,10 @@ class EDIT3D_OT_train_base(_SidecarOperator, bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> set[str]:
         props = context.scene.edit3d
         msg = connection.messages().JobTrainBase(
-            session_id=props.session_id, steps=props.base_steps, preset=props.preset
+            session_id=props.session_id,
+            steps=props.base_steps,
+            preset=props.preset,
+            dataset_path=props.uploaded_dataset or None,
         )
         return self.submit(context, msg)
 
@@ -299,6 +322,8 @@ class EDIT3D_OT_cancel_job(bpy.types.Operator):
         return connection.is_ready() and props.job_state in connection.ACTIVE_JOB_STATES
 
     def execute(self, context: bpy.types.Context) -> set[str]:
+        if upload.abort(context):
+            return {"FINISHED"}
         try:
             connection.cancel_job(context)
         except LookupError as exc:

@@ -87,6 +87,9 @@ class EDIT3D_PG_scene(bpy.types.PropertyGroup):
     )
     dataset_path: StringProperty(name="Dataset", description="Path on the sidecar machine")
     upload_dir: StringProperty(name="Local dataset", subtype="DIR_PATH")
+    uploaded_dataset: StringProperty(
+        name="Uploaded dataset", description="Folder in the session's uploads to train on"
+    )
     nerfstudio_run: StringProperty(name="Run config", description="config.yml on the sidecar")
     preset: EnumProperty(name="Preset", items=PRESETS)
     base_steps: IntProperty(name="Base steps", default=30000, min=1)

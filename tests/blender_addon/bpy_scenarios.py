@@ -587,6 +587,27 @@ def _wrong_key(phase: Phase, connection: Any, endpoint: str, timeout_s: float) -
     return {"elapsed": elapsed, "errors": errors, "reconnected_s": back}
 
 
+def _upload_phase(phase: Phase, args: dict[str, Any]) -> dict[str, Any]:
+    """Create an empty session and upload the dataset folder into it."""
+    props = phase.props
+    props.source, props.upload_dir, props.session_name = "UPLOAD", args["dataset"], "uploaded"
+    created = call_operator(bpy.ops.edit3d.create_session)
+    samples: list[dict[str, Any]] = []
+    phase.wait(
+        "upload",
+        lambda: props.job_kind == "upload" and props.job_state in ("FINISHED", "FAILED"),
+        120,
+        on_tick=lambda: samples.append(phase.snapshot()),
+    )
+    return {
+        "operator": created,
+        "session_id": props.session_id,
+        "uploaded_dataset": props.uploaded_dataset,
+        "final": phase.snapshot(),
+        "samples": _dedupe(samples),
+    }
+
+
 def _image_rgb(image: Any) -> list:
     scene_io = sys.modules[f"{ADDON}.scene_io"]
     return scene_io.datablock_to_image(image)[..., :3].round(5).tolist()
@@ -762,6 +783,9 @@ def sidecar_session(args: dict[str, Any]) -> dict[str, Any]:
         props.source, props.dataset_path = "DATASET", args["dataset"]
         props.session_name, props.preset = "sample", "tiny"
         out["wrong_key"] = _wrong_key(phase, connection, endpoint, args["request_timeout_s"])
+        out["upload"] = _upload_phase(phase, args)
+        props.source, props.dataset_path = "DATASET", args["dataset"]
+        props.session_name = "sample"
         call_operator(bpy.ops.edit3d.create_session)
         phase.wait(
             "views",

@@ -55,6 +55,7 @@ def session_run(sample, tmp_path_factory: pytest.TempPathFactory) -> dict:
     run = run_bpy("sidecar_session", home, args, timeout_s=900)
     result = run.result
     result["_seconds"] = run.seconds
+    result["workdir"] = args["workdir"]
     print(json.dumps({k: v for k, v in result.items() if k in ("timeouts", "connect")}))
     return result
 
@@ -98,6 +99,22 @@ def test_wrong_key_is_reported_and_the_right_one_reconnects(session_run: dict) -
     assert "No answer from the sidecar" in wrong["errors"][0]
     assert "key" in wrong["errors"][0]
     assert wrong["reconnected_s"] is not None
+
+
+def test_local_dataset_uploads_into_a_new_session(session_run, sample) -> None:
+    upload = session_run["upload"]
+    assert upload["operator"]["result"] == ["FINISHED"]
+    assert upload["final"]["job_state"] == "FINISHED", upload["final"]
+    name = Path(sample.root).name
+    assert upload["uploaded_dataset"] == name
+    fractions = [s["progress"] for s in upload["samples"] if s["job_kind"] == "upload"]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    landed = Path(session_run["workdir"]) / "sessions" / upload["session_id"] / "uploads" / name
+    local = sorted(p.relative_to(sample.root) for p in Path(sample.root).rglob("*") if p.is_file())
+    remote = sorted(p.relative_to(landed) for p in landed.rglob("*") if p.is_file())
+    assert remote == local
+    for rel in local:
+        assert (landed / rel).read_bytes() == (Path(sample.root) / rel).read_bytes()
 
 
 def _progress_samples(job: dict) -> list[dict]:
