@@ -212,7 +212,7 @@ class Codec:
     Unpacking checks, in order: frame count and sizes, the signature (constant-time), header
     (version, replay window), body (msgpack structure, then the message schema). Any failure
     raises `ProtocolError`; `.answerable` is False for signature/replay failures, which a
-    receiver drops without reply. Decoded arrays are read-only views of the received frames.
+    receiver drops without reply. Decoded arrays are views of the received frames (no copy).
     """
 
     def __init__(
