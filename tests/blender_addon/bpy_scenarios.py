@@ -683,21 +683,44 @@ def _export_phase(phase: Phase, connection: Any) -> dict[str, Any]:
     }
 
 
-def _kill_phase(phase: Phase, connection: Any, args: dict[str, Any]) -> dict[str, Any]:
-    """kill -9 the sidecar's process group mid-turn, then start it again."""
+def _kill_sidecar(connection: Any) -> None:
     import os
     import signal
 
+    proc = connection.LINK.local_process
+    os.killpg(proc.pid, signal.SIGKILL)  # the sidecar and its worker, like a crash
+    proc.wait()
+
+
+def _idle_kill_phase(phase: Phase, connection: Any) -> dict[str, Any]:
+    """kill -9 an idle sidecar: the panel shows Lost; a restarted one is found again."""
     props = phase.props
-    link = connection.LINK
+    old_endpoint = connection.LINK.client.endpoint
+    _kill_sidecar(connection)
+    killed = time.monotonic()
+    lost = phase.wait("idle lost", lambda: props.connection_state == "LOST", 20)
+    lost_s = time.monotonic() - killed
+    call_operator(bpy.ops.edit3d.start_sidecar)
+    back = phase.wait("idle reconnect", lambda: props.connection_state == "CONNECTED", 60)
+    return {
+        "lost_s": lost_s if lost is not None else None,
+        "reconnected_s": back,
+        "old_endpoint": old_endpoint,
+        "new_endpoint": None if connection.LINK.client is None else connection.LINK.client.endpoint,
+        "session_after": props.session_id,
+    }
+
+
+def _kill_phase(phase: Phase, connection: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """kill -9 the sidecar's process group mid-turn, then start it again."""
+    props = phase.props
     props.instruction = "make it blue"
     props.turn_steps = args["long_turn_steps"]
     bpy.ops.edit3d.run_turn()
     running = phase.wait(
         "long turn running", lambda: props.job_state == "RUNNING" and props.step > 0, 180
     )
-    os.killpg(link.local_process.pid, signal.SIGKILL)
-    link.local_process.wait()
+    _kill_sidecar(connection)
     killed_at = time.monotonic()
     lost = phase.wait("lost", lambda: props.connection_state == "LOST", 20)
     errors_after_kill = [r.message for r in props.reports if r.level == "ERROR"][-2:]
@@ -732,6 +755,14 @@ def _edit_phases(phase: Phase, connection: Any, args: dict[str, Any], out: dict)
     phase.wait("base turn listed", lambda: any(t.kind == "base" for t in props.turns), 30)
     out["turns_after_base"] = _turns(props)
     out["render"] = _render_phase(phase, connection, args["render_view"])
+    props.edit_queries, props.keep_queries = "person", "head"
+    out["masks"] = phase.run_job("masks", lambda: bpy.ops.edit3d.preview_masks(), 300)
+    out["mask_images"] = {
+        "caption": props.mask_caption,
+        "caption_field": props.caption,
+        "mask": None if props.mask_image is None else list(props.mask_image.size),
+        "heatmap": None if props.heatmap_image is None else list(props.heatmap_image.size),
+    }
     props.instruction = "make it red"
     props.turn_steps = args["turn_steps"]
     out["turn"] = phase.run_job("turn", lambda: bpy.ops.edit3d.run_turn(), 600)
@@ -784,6 +815,7 @@ def sidecar_session(args: dict[str, Any]) -> dict[str, Any]:
         props.session_name, props.preset = "sample", "tiny"
         out["wrong_key"] = _wrong_key(phase, connection, endpoint, args["request_timeout_s"])
         out["upload"] = _upload_phase(phase, args)
+        out["idle_kill"] = _idle_kill_phase(phase, connection)
         props.source, props.dataset_path = "DATASET", args["dataset"]
         props.session_name = "sample"
         call_operator(bpy.ops.edit3d.create_session)

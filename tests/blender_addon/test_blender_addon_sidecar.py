@@ -117,6 +117,16 @@ def test_local_dataset_uploads_into_a_new_session(session_run, sample) -> None:
         assert (landed / rel).read_bytes() == (Path(sample.root) / rel).read_bytes()
 
 
+def test_killed_idle_sidecar_shows_lost_and_a_restarted_one_is_found(session_run) -> None:
+    kill = session_run["idle_kill"]
+    # heartbeat every 0.5 s, lost after 3 s of silence
+    assert kill["lost_s"] is not None and 2.5 <= kill["lost_s"] <= 5.0
+    assert kill["reconnected_s"] is not None
+    assert kill["new_endpoint"] != kill["old_endpoint"]  # new port, new key: file re-read
+    assert kill["session_after"] == session_run["upload"]["session_id"]
+    assert any(level == "ERROR" and "Lost the sidecar" in m for level, m in session_run["reports"])
+
+
 def _progress_samples(job: dict) -> list[dict]:
     return [s for s in job["samples"] if s["job_state"] == "RUNNING" and s["total"] > 0]
 
@@ -150,6 +160,16 @@ def test_render_of_active_camera_matches_the_sidecars_render_of_that_pose(sessio
     others = [np.asarray(sample.image(v.name), dtype=np.float32) for v in sample.views[6:18:3]]
     mse_own = float(np.mean((via_blender - own) ** 2))
     assert all(mse_own < float(np.mean((via_blender - o) ** 2)) for o in others), mse_own
+
+
+@needs_workspace
+def test_mask_preview_for_the_active_camera_fills_caption_and_images(session_run) -> None:
+    assert session_run["masks"]["final"]["job_state"] == "FINISHED", session_run["masks"]
+    images = session_run["mask_images"]
+    assert images["caption"]  # the tiny captioner still produces a caption string
+    assert images["caption_field"] == images["caption"]  # auto caption fills the field
+    assert images["mask"] == [RESOLUTION, RESOLUTION]
+    assert images["heatmap"] == [RESOLUTION, RESOLUTION]
 
 
 @needs_workspace
