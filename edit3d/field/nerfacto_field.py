@@ -252,11 +252,15 @@ class NerfactoField:
     def render_nerfstudio_camera(self, camera: Any) -> RenderResult:
         """Render a nerfstudio Cameras object already in the field frame."""
         was_training = self.model.training
+        sampler_state = self._sampler_state()
         self.model.eval()
         try:
             outputs = self.model.get_outputs_for_camera(camera)
         finally:
             self.model.train(was_training)
+            # nerfstudio's proposal sampler counts renders as updates; a render must not
+            # change the training schedule.
+            self._set_sampler_state(sampler_state)
         return RenderResult(
             rgb=outputs["rgb"].clamp(0, 1).float().cpu().numpy(),
             depth=(outputs["depth"][..., 0] / self.scale).float().cpu().numpy(),
@@ -403,6 +407,7 @@ class NerfactoField:
             "model": self.model.state_dict(),
             "optimizer": self._optimizer.state_dict() if self._optimizer is not None else None,
             "step": self.step,
+            "sampler": self._sampler_state(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
         }
@@ -411,12 +416,28 @@ class NerfactoField:
         self.model.load_state_dict(state["model"])
         self.step = int(state["step"])
         self.model.update_to_step(self.step)
+        if state.get("sampler") is not None:
+            self._set_sampler_state(state["sampler"])
         if state.get("optimizer") is not None:
             self.optimizer(1.0).load_state_dict(state["optimizer"])
         if state.get("generator") is not None:
             self.generator.set_state(state["generator"])
         if state.get("torch_rng") is not None:
             torch.set_rng_state(state["torch_rng"])
+
+    def _sampler_state(self) -> dict[str, float]:
+        sampler = self.model.proposal_sampler
+        return {
+            "step": int(sampler._step),
+            "steps_since_update": int(sampler._steps_since_update),
+            "anneal": float(sampler._anneal),
+        }
+
+    def _set_sampler_state(self, state: Mapping[str, float]) -> None:
+        sampler = self.model.proposal_sampler
+        sampler._step = int(state["step"])
+        sampler._steps_since_update = int(state["steps_since_update"])
+        sampler._anneal = float(state["anneal"])
 
     def save_checkpoint(self, path: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
         """Write the field (and `extra` state, e.g. a turn's) atomically to one torch file."""

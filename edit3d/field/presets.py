@@ -91,7 +91,7 @@ class FieldConfig:
             }
             for max_res in self.proposal_max_res
         ]
-        return NerfactoModelConfig(
+        kwargs: dict[str, Any] = dict(
             hidden_dim=self.hidden_dim,
             hidden_dim_color=self.hidden_dim_color,
             num_levels=self.num_levels,
@@ -108,8 +108,43 @@ class FieldConfig:
             eval_num_rays_per_chunk=self.render_chunk,
             implementation=implementation,
             camera_optimizer=CameraOptimizerConfig(mode=self.camera_optimizer),
-            **self.extra,
         )
+        kwargs.update(_from_plain(self.extra))
+        return NerfactoModelConfig(**kwargs)
+
+    @classmethod
+    def from_nerfacto(cls, model_config: Any, **overrides: Any) -> FieldConfig:
+        """The FieldConfig that rebuilds a NerfactoModelConfig (e.g. an ns-train run's)."""
+        proposal_args = list(model_config.proposal_net_args_list)
+        mapped = cls(
+            camera_optimizer=model_config.camera_optimizer.mode,
+            render_chunk=model_config.eval_num_rays_per_chunk,
+            hidden_dim=model_config.hidden_dim,
+            hidden_dim_color=model_config.hidden_dim_color,
+            num_levels=model_config.num_levels,
+            max_res=model_config.max_res,
+            log2_hashmap_size=model_config.log2_hashmap_size,
+            proposal_samples=tuple(model_config.num_proposal_samples_per_ray),
+            nerf_samples=model_config.num_nerf_samples_per_ray,
+            proposal_max_res=tuple(
+                proposal_args[min(i, len(proposal_args) - 1)]["max_res"]
+                for i in range(len(model_config.num_proposal_samples_per_ray))
+            ),
+            proposal_warmup=model_config.proposal_warmup,
+            appearance_embed_dim=(
+                model_config.appearance_embed_dim if model_config.use_appearance_embedding else 0
+            ),
+            background_color=model_config.background_color,
+            **overrides,
+        )
+        rebuilt = mapped.nerfacto_config("cpu")
+        skip = {"_target", "camera_optimizer", "implementation", "collider_params"}
+        extra = {
+            f.name: _to_plain(getattr(model_config, f.name))
+            for f in dataclasses.fields(model_config)
+            if f.name not in skip and getattr(model_config, f.name) != getattr(rebuilt, f.name)
+        }
+        return dataclasses.replace(mapped, extra=extra)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -122,6 +157,27 @@ class FieldConfig:
             if name in values:
                 values[name] = tuple(values[name])
         return cls(**values)
+
+
+def _to_plain(value: Any) -> Any:
+    """A config value as JSON-able data (tuples become {"__tuple__": [...]} to round-trip)."""
+    if isinstance(value, tuple):
+        return {"__tuple__": [_to_plain(v) for v in value]}
+    if isinstance(value, list):
+        return [_to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _to_plain(v) for k, v in value.items()}
+    return value
+
+
+def _from_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__tuple__"}:
+            return tuple(_from_plain(v) for v in value["__tuple__"])
+        return {k: _from_plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_plain(v) for v in value]
+    return value
 
 
 def _tcnn_available() -> bool:

@@ -183,7 +183,7 @@ def _cast(view: CameraView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def cached_tiny_base(
-    cache_dir: str | Path, *, steps: int = 300, num_views: int = 24, resolution: int = 32
+    cache_dir: str | Path, *, steps: int = 600, num_views: int = 24, resolution: int = 32
 ) -> tuple[TinyScene, Path]:
     """The tiny scene and a "tiny"-preset field trained on it, made once per cache folder.
 

@@ -116,14 +116,11 @@ def _load_nerfstudio(root: Path) -> SceneDataset:
         if np.any(coeffs != 0.0):
             distortion[name] = coeffs
     outputs = _run_dataparser(root, "nerfstudio")
-    transform = np.asarray(outputs.dataparser_transform, dtype=np.float64)
-    scale = float(outputs.dataparser_scale)
-    if "applied_transform" in meta:
-        # The file's poses already carry applied_transform; nerfstudio's reported transform
-        # starts from the pre-applied (COLMAP) frame, so undo it once here.
-        applied = np.vstack([np.asarray(meta["applied_transform"], dtype=np.float64), [0, 0, 0, 1]])
-        transform = (np.vstack([transform, [0, 0, 0, 1]]) @ np.linalg.inv(applied))[:3]
-        scale /= float(meta.get("applied_scale", 1.0))
+    transform, scale = _for_file_poses(
+        np.asarray(outputs.dataparser_transform, dtype=np.float64),
+        float(outputs.dataparser_scale),
+        meta,
+    )
     dataset = SceneDataset(
         root=root,
         format="nerfstudio",
@@ -136,6 +133,26 @@ def _load_nerfstudio(root: Path) -> SceneDataset:
     )
     _check_against_dataparser(dataset, outputs.cameras)
     return dataset
+
+
+def nerfstudio_transform_for_file_poses(
+    transform: np.ndarray, scale: float, root: Path
+) -> tuple[np.ndarray, float]:
+    """nerfstudio's reported (transform, scale) re-expressed for the poses as written in the
+    dataset's transforms file (what `dataparser_transforms.json` holds needs this too)."""
+    meta_path = root / "transforms.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    return _for_file_poses(transform, scale, meta)
+
+
+def _for_file_poses(transform: np.ndarray, scale: float, meta: dict) -> tuple[np.ndarray, float]:
+    # ns-process-data writes poses that already carry `applied_transform`, while nerfstudio
+    # reports its transform from the frame before it (COLMAP's): undo it once here.
+    if "applied_transform" not in meta:
+        return transform, scale
+    applied = np.vstack([np.asarray(meta["applied_transform"], dtype=np.float64), [0, 0, 0, 1]])
+    transform = (np.vstack([transform, [0, 0, 0, 1]]) @ np.linalg.inv(applied))[:3]
+    return transform, scale / float(meta.get("applied_scale", 1.0))
 
 
 def _get(meta: dict, frame: dict, key: str, default: Any = None) -> Any:

@@ -61,7 +61,7 @@ def test_state_round_trip_restores_replaced_targets() -> None:
 @pytest.mark.parametrize("bad", [np.zeros((4, 4)), np.full((2, 2, 3), np.nan)])
 def test_rejects_bad_images(bad: np.ndarray) -> None:
     store = TargetStore({"a.png": np.zeros((4, 4, 3), np.float32)})
-    with pytest.raises(ValueError, match="a.png"):
+    with pytest.raises(ValueError, match=r"a\.png"):
         store.replace("a.png", bad)
     with pytest.raises(ValueError, match="name"):
         store.replace("nope.png", np.zeros((4, 4, 3)))

@@ -82,7 +82,7 @@ def test_frame_matrices_invert_and_scale(rotated_scene: TinyScene) -> None:
 
 
 def test_trained_base_reproduces_training_views(base: tuple[TinyScene, NerfactoField]) -> None:
-    scene, field = base
+    _, field = base
     images = field.dataset_images()
     scores = [psnr(field.render(v).rgb, images[v.name]) for v in field.views[::4]]
     # A camera moved 0.3 units sideways must score worse: the pose is what is being checked.
@@ -97,14 +97,16 @@ def test_trained_base_reproduces_training_views(base: tuple[TinyScene, NerfactoF
 
 def test_depth_is_world_units(base: tuple[TinyScene, NerfactoField]) -> None:
     scene, field = base
-    errors = []
+    ratios = []
     for view in field.views[::6]:
         out = field.render(view)
-        truth = scene.depth(view)
+        truth = scene.depth(view)  # exact ray-cast distance, world units
         sure = (out.accumulation > 0.95) & np.isfinite(truth) & (truth < 5.0)
-        errors.append(np.median(np.abs(out.depth[sure] - truth[sure]) / truth[sure]))
-    print(f"median relative depth error: {np.mean(errors):.3f}")
-    assert np.mean(errors) < 0.1
+        ratios.append(np.median(out.depth[sure] / truth[sure]))
+    # The field's own units differ by a factor 1 / field.scale (≈ 2.9 here).
+    print(f"rendered / true depth, median per view: {np.round(ratios, 3)}")
+    assert abs(field.scale - 1.0) > 0.5
+    np.testing.assert_allclose(ratios, 1.0, atol=0.06)
 
 
 def test_render_at_another_resolution(base: tuple[TinyScene, NerfactoField]) -> None:
@@ -135,5 +137,52 @@ def test_checkpoint_round_trip_and_resume(
     torch.set_rng_state(torch_rng)
     loaded.fit(loaded.make_targets(loaded.dataset_images()), 4, lr=0.0025)
     assert loaded.step == field.step
-    for (name, a), b in zip(field.model.state_dict().items(), loaded.model.state_dict().values()):
+    for (name, a), b in zip(
+        field.model.state_dict().items(), loaded.model.state_dict().values(), strict=True
+    ):
         torch.testing.assert_close(a, b, msg=name)
+
+
+def _write_ns_train_run(field: NerfactoField, data: Path, run: Path) -> Path:
+    """An output folder laid out as `ns-train nerfacto` writes it (config, transform, ckpt)."""
+    import json
+
+    import yaml
+    from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
+    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+    from nerfstudio.engine.trainer import TrainerConfig
+    from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
+
+    model_config = field.config.nerfacto_config("cpu")
+    model_config.hidden_dim_transient = 16  # a setting our presets do not name: kept via extra
+    config = TrainerConfig(
+        method_name="nerfacto",
+        pipeline=VanillaPipelineConfig(
+            datamanager=VanillaDataManagerConfig(
+                dataparser=NerfstudioDataParserConfig(data=data, eval_mode="all")
+            ),
+            model=model_config,
+        ),
+    )
+    (run / "nerfstudio_models").mkdir(parents=True)
+    (run / "config.yml").write_text(yaml.dump(config))
+    transform = {"transform": field.transform.tolist(), "scale": field.scale}
+    (run / "dataparser_transforms.json").write_text(json.dumps(transform))
+    pipeline = {f"_model.{k}": v for k, v in field.model.state_dict().items()}
+    pipeline["_model.lpips.net.scaling_layer.shift"] = torch.zeros(1, 3, 1, 1)  # eval-only
+    torch.save({"step": 123, "pipeline": pipeline}, run / "nerfstudio_models/step-000000123.ckpt")
+    return run / "config.yml"
+
+
+def test_loads_an_ns_train_run(base: tuple[TinyScene, NerfactoField], tmp_path: Path) -> None:
+    scene, field = base
+    config_yml = _write_ns_train_run(field, scene.root, tmp_path / "outputs" / "run")
+    loaded = NerfactoField.from_nerfstudio_run(config_yml)
+    assert loaded.step == 123 and [v.name for v in loaded.views] == [v.name for v in field.views]
+    assert loaded.config.extra["hidden_dim_transient"] == 16
+    view = field.views[3]
+    np.testing.assert_allclose(loaded.render(view).rgb, field.render(view).rgb, atol=1e-6)
+    # and the result saves and reloads as one of ours
+    again = NerfactoField.from_checkpoint(loaded.save_checkpoint(tmp_path / "imported.pt"))
+    assert again.config == loaded.config
+    np.testing.assert_allclose(again.render(view).rgb, field.render(view).rgb, atol=1e-6)

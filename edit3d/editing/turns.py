@@ -1,0 +1,425 @@
+"""One editing turn (paper Sec. 3.1): train the field toward iteratively edited views.
+
+A turn starts from the current model k−1. In Edit3D mode it first renders every training
+view from that model ("pre-renders", keyed by image file name); those are both the editor's
+condition images and the initial training targets, so what earlier turns changed is what the
+editor is asked to keep. IN2N mode (the ablation, `mode="in2n"`) conditions on the original
+dataset images and starts from them, as instruct-nerf2nerf does.
+
+The turn is nerfacto training with one override: before every `edit_rate`-th iteration,
+`edit_count` views (round-robin) are rendered from the current model, edited, fused with
+their pre-render through the view's mask, and replace that view's target.
+
+On disk (`turn_dir`): `params.json` (the spec), `prerenders/` (npz + PNGs), `masks/`,
+`checkpoint.pt` (resumable: field + optimizer + targets + round-robin + RNG).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+
+from edit3d.editing.fusion import fuse
+from edit3d.field.nerfacto_field import NerfactoField
+from edit3d.field.targets import TargetStore
+from edit3d.progress import (
+    Cancelled,
+    CancelToken,
+    ProgressCallback,
+    ProgressEvent,
+    no_progress,
+)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TurnSpec:
+    """What one turn does."""
+
+    instruction: str
+    """The editing instruction given to the editor, e.g. "Give him a cowboy hat"."""
+    edit_queries: tuple[str, ...] = ()
+    """Region(s) to edit, found by segmentation (empty: no region restriction)."""
+    keep_queries: tuple[str, ...] = ()
+    """Region(s) to keep unchanged (inverse mode: M = 1 − M_keep)."""
+    caption: str | None = None
+    """Image caption prepended to the queries (None: the segmenter captions itself)."""
+    mode: Literal["edit3d", "in2n"] = "edit3d"
+    """"edit3d": condition on pre-renders (Sec. 3.1); "in2n": on dataset images (ablation)."""
+    steps: int | None = None
+    """Training iterations of the turn (None: the field preset's turn_steps)."""
+    edit_rate: int = 10
+    """Iterations between target updates (IN2N default 10)."""
+    edit_count: int = 1
+    """Views edited at each update (IN2N default 1)."""
+    lr: float = 0.0025
+    """Learning rate of the NeRF parameters during the turn (paper: 0.0025)."""
+    seed: int = 0
+    """Seed of the editor's noise (each edit gets its own seed derived from it)."""
+    editor: str = "ip2p"
+    """Editor spec for `edit3d.editing.editors.load_editor` ("ip2p", "ip2p-tiny", "pkg.mod:Cls")."""
+
+    def __post_init__(self) -> None:
+        if not self.instruction.strip():
+            raise ValueError(f"instruction must not be empty, got {self.instruction!r}")
+        if self.mode not in ("edit3d", "in2n"):
+            raise ValueError(f"mode must be 'edit3d' or 'in2n', got {self.mode!r}")
+        for name in ("edit_rate", "edit_count"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.steps is not None and self.steps < 0:
+            raise ValueError(f"steps must be ≥ 0, got {self.steps}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        object.__setattr__(self, "edit_queries", tuple(self.edit_queries))
+        object.__setattr__(self, "keep_queries", tuple(self.keep_queries))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TurnSpec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+MaskProvider = Callable[[str, np.ndarray, TurnSpec], np.ndarray | None]
+"""(view name, pre-rendered image, spec) → soft mask float [H, W] in [0, 1] (None: all ones)."""
+
+
+class Editor(Protocol):
+    """What a turn needs from an image editor (see `edit3d.editing.editors`)."""
+
+    def edit(
+        self,
+        render: np.ndarray,
+        condition: np.ndarray,
+        instruction: str,
+        *,
+        view_name: str,
+        seed: int | None = None,
+        cancel: CancelToken | None = None,
+    ) -> np.ndarray: ...
+
+
+@dataclass
+class TurnResult:
+    """How a finished turn went."""
+
+    checkpoint: Path
+    """The field after the turn (also the resumable state)."""
+    steps: int
+    """Iterations trained in this turn (all runs of it together)."""
+    edits: int
+    """Views edited during the turn."""
+    loss: float | None
+    """Training loss of the last iteration."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per phase: prerender, masks, train (NeRF steps), edit (editor calls)."""
+
+
+@dataclass
+class _TurnState:
+    """What changes during a turn besides the field (saved in every checkpoint)."""
+
+    next_step: int = 0
+    next_view: int = 0
+    edits: int = 0
+    last_edited: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def add_time(self, phase: str, seconds: float) -> None:
+        self.timings[phase] = self.timings.get(phase, 0.0) + seconds
+
+
+def run_turn(
+    field_: NerfactoField,
+    spec: TurnSpec,
+    turn_dir: str | Path,
+    editor: Editor,
+    mask_provider: MaskProvider | None = None,
+    *,
+    progress: ProgressCallback = no_progress,
+    cancel: CancelToken | None = None,
+    resume_from: str | Path | None = None,
+    checkpoint_every: int | None = None,
+) -> TurnResult:
+    """Run (or resume) one turn on `field_` in place; see the module docstring.
+
+    Periodic checkpoints go to `turn_dir/checkpoint.pt` every `checkpoint_every` iterations
+    (default: the preset's). A cancel saves a resumable checkpoint and raises `Cancelled`.
+    """
+    turn_dir = Path(turn_dir)
+    turn_dir.mkdir(parents=True, exist_ok=True)
+    (turn_dir / "params.json").write_text(json.dumps(spec.to_dict(), indent=2))
+    steps = field_.config.turn_steps if spec.steps is None else spec.steps
+    every = checkpoint_every or field_.config.checkpoint_every
+    state = _TurnState()
+    if resume_from is not None:
+        resume_state = torch.load(Path(resume_from), map_location=field_.device, weights_only=True)
+        field_.load_state_dict(resume_state)
+        state = _TurnState(**resume_state["extra"]["turn"])
+    inputs = _prepare_inputs(field_, spec, turn_dir, editor, mask_provider, state, progress, cancel)
+    targets = field_.make_targets(inputs.initial_targets)
+    if resume_from is not None:
+        targets.load_state_dict(resume_state["extra"]["targets"])
+    names = [view.name for view in field_.views]
+    checkpoint = turn_dir / CHECKPOINT_NAME
+
+    def save() -> None:
+        field_.save_checkpoint(
+            checkpoint, extra={"turn": dataclasses.asdict(state), "targets": targets.state_dict()}
+        )
+
+    first_step = state.next_step
+
+    def before_step(i: int) -> None:
+        state.next_step = i
+        if i > first_step and i % every == 0:
+            save()  # the state before iteration i: resuming re-runs i from here
+        if i % spec.edit_rate == 0:
+            started = time.monotonic()
+            _edit_views(field_, spec, inputs, targets, names, state, i, cancel)
+            state.add_time("edit", time.monotonic() - started)
+
+    def report(event: ProgressEvent) -> None:
+        state.next_step = event.step
+        extra = {"edited_view": state.last_edited, "edits": state.edits}
+        message = f"last edited: {state.last_edited}" if state.last_edited else ""
+        progress(dataclasses.replace(event, phase="turn", message=message, extra=extra))
+
+    started = time.monotonic()
+    edit_time_before = state.timings.get("edit", 0.0)
+    result = None
+    try:
+        result = field_.fit(
+            targets,
+            steps - state.next_step,
+            lr=spec.lr,
+            on_step=before_step,
+            progress=report,
+            cancel=cancel,
+            total=steps,
+            done=state.next_step,
+        )
+    except Cancelled:
+        _account_train_time(state, started, edit_time_before)
+        save()
+        raise
+    _account_train_time(state, started, edit_time_before)
+    state.next_step = steps
+    save()
+    return TurnResult(
+        checkpoint=checkpoint,
+        steps=steps,
+        edits=state.edits,
+        loss=result.loss if result is not None else None,
+        timings=dict(state.timings),
+    )
+
+
+def _account_train_time(state: _TurnState, started: float, edit_time_before: float) -> None:
+    edit_time = state.timings.get("edit", 0.0) - edit_time_before
+    state.add_time("train", time.monotonic() - started - edit_time)
+
+
+def _edit_views(
+    field_: NerfactoField,
+    spec: TurnSpec,
+    inputs: _TurnInputs,
+    targets: TargetStore,
+    names: list[str],
+    state: _TurnState,
+    step: int,
+    cancel: CancelToken | None,
+) -> None:
+    """Edit the next `edit_count` views round-robin and replace their targets.
+
+    All edits are computed before any target changes, so a cancel inside the editor leaves
+    the turn exactly at the start of this step (resumable).
+    """
+    replacements = []
+    for k in range(spec.edit_count):
+        name = names[(state.next_view + k) % len(names)]
+        height, width = targets.size_of(name)
+        render = field_.render(field_.view(name), width=width, height=height).rgb
+        condition = _resized(inputs.conditions[name], height, width)
+        edited = editor_output(
+            inputs.editor.edit(
+                render,
+                condition,
+                spec.instruction,
+                view_name=name,
+                seed=spec.seed * 1_000_003 + step * 101 + k,
+                cancel=cancel,
+            ),
+            render.shape,
+        )
+        if spec.mode == "edit3d":
+            prerender = _resized(inputs.prerenders[name], height, width)
+            edited = fuse(edited, prerender, _resized_mask(inputs.masks.get(name), height, width))
+        replacements.append((name, edited))
+    for name, image in replacements:
+        targets.replace(name, image)
+    state.next_view = (state.next_view + spec.edit_count) % len(names)
+    state.edits += len(replacements)
+    state.last_edited = replacements[-1][0]
+
+
+def editor_output(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Check an editor's result: float [H, W, 3] of the render's size, finite, in [0, 1]."""
+    array = np.asarray(image, dtype=np.float32)
+    if array.shape != tuple(shape):
+        raise ValueError(
+            f"editor returned an image of shape {array.shape}, expected {tuple(shape)}"
+        )
+    if not np.all(np.isfinite(array)):
+        raise ValueError("editor returned non-finite pixels")
+    return np.clip(array, 0.0, 1.0)
+
+
+@dataclass
+class _TurnInputs:
+    """Fixed for the whole turn: pre-renders, condition images, masks, initial targets."""
+
+    editor: Editor
+    prerenders: dict[str, np.ndarray]
+    conditions: dict[str, np.ndarray]
+    masks: dict[str, np.ndarray]
+    initial_targets: dict[str, np.ndarray]
+
+
+def _prepare_inputs(
+    field_: NerfactoField,
+    spec: TurnSpec,
+    turn_dir: Path,
+    editor: Editor,
+    mask_provider: MaskProvider | None,
+    state: _TurnState,
+    progress: ProgressCallback,
+    cancel: CancelToken | None,
+) -> _TurnInputs:
+    if spec.mode == "in2n":
+        images = field_.dataset_images()
+        return _TurnInputs(editor, {}, images, {}, images)
+    started = time.monotonic()
+    prerenders = load_or_render_prerenders(field_, turn_dir / "prerenders", progress, cancel)
+    if "prerender" not in state.timings:
+        state.add_time("prerender", time.monotonic() - started)
+    started = time.monotonic()
+    masks = load_or_compute_masks(prerenders, spec, mask_provider, turn_dir / "masks", progress)
+    if "masks" not in state.timings:
+        state.add_time("masks", time.monotonic() - started)
+    return _TurnInputs(editor, prerenders, prerenders, masks, prerenders)
+
+
+def load_or_render_prerenders(
+    field_: NerfactoField,
+    folder: Path,
+    progress: ProgressCallback = no_progress,
+    cancel: CancelToken | None = None,
+) -> dict[str, np.ndarray]:
+    """Every training view rendered from the current model at its dataset image size.
+
+    Saved once (`prerenders.npz` + PNGs, keyed by file name) and reused on resume, so a
+    resumed turn conditions on the model the turn started from, not on a half-trained one.
+    """
+    archive = folder / "prerenders.npz"
+    if archive.is_file():
+        return load_image_archive(archive)
+    sizes = {name: image.shape[:2] for name, image in field_.dataset_images().items()}
+    prerenders: dict[str, np.ndarray] = {}
+    for i, view in enumerate(field_.views):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        height, width = sizes[view.name]
+        prerenders[view.name] = field_.render(view, width=width, height=height).rgb
+        progress(ProgressEvent("prerender", i + 1, len(field_.views), message=view.name))
+    save_image_archive(archive, prerenders, pngs=True)
+    return prerenders
+
+
+def load_or_compute_masks(
+    prerenders: dict[str, np.ndarray],
+    spec: TurnSpec,
+    mask_provider: MaskProvider | None,
+    folder: Path,
+    progress: ProgressCallback = no_progress,
+) -> dict[str, np.ndarray]:
+    """Each view's soft mask, computed once from its pre-render at turn start (cached)."""
+    if mask_provider is None:
+        return {}
+    archive = folder / "masks.npz"
+    if archive.is_file():
+        return load_image_archive(archive)
+    masks: dict[str, np.ndarray] = {}
+    for i, (name, image) in enumerate(prerenders.items()):
+        mask = mask_provider(name, image, spec)
+        if mask is not None:
+            masks[name] = _checked_mask(name, mask, image.shape[:2])
+        progress(ProgressEvent("masks", i + 1, len(prerenders), message=name))
+    save_image_archive(archive, masks, pngs=True)
+    return masks
+
+
+def _checked_mask(name: str, mask: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
+    array = np.asarray(mask, dtype=np.float32)
+    if array.ndim != 2 or not np.all(np.isfinite(array)):
+        raise ValueError(f"mask of {name!r} must be a finite [H, W] array, got {array.shape}")
+    return np.clip(_resized_mask(array, *size), 0.0, 1.0)
+
+
+# --- image archives ----------------------------------------------------------------------
+
+
+def save_image_archive(path: Path, images: dict[str, np.ndarray], *, pngs: bool = False) -> None:
+    """Images keyed by view name in one npz (atomic), plus optional PNGs for people."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = list(images)
+    arrays = {
+        f"image_{i:05d}": np.asarray(images[n], dtype=np.float32) for i, n in enumerate(names)
+    }
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez_compressed(tmp, names=np.array(names, dtype=str), **arrays)
+    tmp.replace(path)
+    if pngs:
+        for name in names:
+            pixels = np.round(np.clip(images[name], 0, 1) * 255).astype(np.uint8)
+            Image.fromarray(pixels).save(path.parent / (safe_file_name(name) + ".png"))
+
+
+def load_image_archive(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        names = [str(n) for n in data["names"]]
+        return {name: data[f"image_{i:05d}"] for i, name in enumerate(names)}
+
+
+def safe_file_name(view_name: str) -> str:
+    """A view name ("images/frame_00001.png") as one flat file name stem."""
+    stem = view_name.removeprefix("./").replace("/", "__").replace("\\", "__")
+    return stem.rsplit(".", 1)[0] if "." in stem else stem
+
+
+def _resized(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    if image.shape[:2] == (height, width):
+        return image
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+    out = torch.nn.functional.interpolate(tensor, size=(height, width), mode="area")
+    return out[0].permute(1, 2, 0).numpy()
+
+
+def _resized_mask(mask: np.ndarray | None, height: int, width: int) -> np.ndarray | None:
+    if mask is None:
+        return None
+    return _resized(mask[..., None], height, width)[..., 0]

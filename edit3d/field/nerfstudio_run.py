@@ -1,0 +1,135 @@
+"""Start from an existing `ns-train nerfacto` run: its config.yml, checkpoint and transform.
+
+An ns-train output folder holds `config.yml` (nerfstudio's TrainerConfig, YAML with Python
+tags), `dataparser_transforms.json` (the transform and scale it trained in) and
+`nerfstudio_models/step-*.ckpt` (`{"step", "pipeline": {"_model.<param>": tensor, ...}}`).
+The run's own transform is authoritative: the checkpoint's weights live in that frame.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from edit3d.field.presets import FieldConfig
+from edit3d.scene.dataset import load_dataset, nerfstudio_transform_for_file_poses
+
+if TYPE_CHECKING:
+    from edit3d.field.nerfacto_field import NerfactoField
+
+
+def load_nerfstudio_run(
+    cls: type[NerfactoField], config_yml: Path, device: str, *, data: str | Path | None = None
+) -> NerfactoField:
+    """A NerfactoField holding the run's latest checkpoint (see module docstring)."""
+    from nerfstudio.models.nerfacto import NerfactoModelConfig
+
+    from edit3d.field.model import build_nerfacto
+
+    config = _read_trainer_config(config_yml)
+    model_config = config.pipeline.model
+    if not isinstance(model_config, NerfactoModelConfig):
+        raise ValueError(f"config_yml must be a nerfacto run, got {type(model_config).__name__}")
+    run_dir = config_yml.parent
+    dataset = load_dataset(_data_dir(config, run_dir, data))
+    transform, scale = _run_transform(run_dir, dataset.root)
+    state = _latest_checkpoint(
+        run_dir / str(getattr(config, "relative_model_dir", "nerfstudio_models"))
+    )
+    weights = _model_weights(state["pipeline"])
+    num_views = int(weights["field.embedding_appearance.embedding.weight"].shape[0])
+    if num_views != len(dataset.views):
+        raise ValueError(
+            f"the run trained on {num_views} images but {dataset.root} has {len(dataset.views)}; "
+            "pass data= the folder it was trained on (all images, eval_mode 'all')"
+        )
+    field_config = FieldConfig.from_nerfacto(model_config)
+    model = build_nerfacto(
+        field_config.nerfacto_config(device),
+        torch.from_numpy(dataset.scene_aabb),
+        num_views,
+        device,
+    )
+    _load_weights(model, weights, config_yml)
+    field = cls(
+        field_config,
+        dataset.views,
+        transform,
+        scale,
+        dataset.scene_aabb,
+        device=device,
+        dataset_root=dataset.root,
+        distortion=dataset.distortion,
+        model=model,
+    )
+    field.step = int(state.get("step", 0))
+    model.update_to_step(field.step)
+    return field
+
+
+def _read_trainer_config(config_yml: Path) -> Any:
+    import yaml
+
+    if not config_yml.is_file():
+        raise ValueError(f"config_yml must be an ns-train config.yml, got {str(config_yml)!r}")
+    # nerfstudio stores its config as YAML with Python object tags and reads it back this way
+    # (nerfstudio.utils.eval_utils); only open runs you trust, as with ns-viewer / ns-render.
+    return yaml.load(config_yml.read_text(), Loader=yaml.Loader)
+
+
+def _data_dir(config: Any, run_dir: Path, data: str | Path | None) -> Path:
+    if data is not None:
+        return Path(data)
+    recorded = config.pipeline.datamanager.data or config.pipeline.datamanager.dataparser.data
+    candidates = [Path(recorded), run_dir / recorded, *(p / recorded for p in run_dir.parents)]
+    for candidate in candidates:
+        if (candidate / "transforms.json").is_file() or (
+            candidate / "transforms_train.json"
+        ).is_file():
+            return candidate
+    raise FileNotFoundError(f"the run's dataset {str(recorded)!r} was not found; pass data=")
+
+
+def _run_transform(run_dir: Path, dataset_root: Path) -> tuple[np.ndarray, float]:
+    path = run_dir / "dataparser_transforms.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; the run's frame is unknown")
+    saved = json.loads(path.read_text())
+    return nerfstudio_transform_for_file_poses(
+        np.asarray(saved["transform"], dtype=np.float64), float(saved["scale"]), dataset_root
+    )
+
+
+def _latest_checkpoint(model_dir: Path) -> dict[str, Any]:
+    checkpoints = sorted(model_dir.glob("step-*.ckpt"))
+    if not checkpoints:
+        raise FileNotFoundError(f"no step-*.ckpt under {model_dir}")
+    try:
+        return torch.load(checkpoints[-1], map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # nerfstudio pickles optimizer/scheduler objects; the run is the user's own output.
+        return torch.load(checkpoints[-1], map_location="cpu", weights_only=False)
+
+
+def _model_weights(pipeline_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's parameters out of a pipeline state dict (DDP prefix and LPIPS dropped)."""
+    weights = {}
+    for key, value in pipeline_state.items():
+        key = key.removeprefix("module.")
+        if key.startswith("_model.") and not key.startswith("_model.lpips."):
+            weights[key.removeprefix("_model.")] = value
+    return weights
+
+
+def _load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: Path) -> None:
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{source}: checkpoint does not fit this nerfacto build (missing {missing[:4]}, "
+            f"unexpected {unexpected[:4]}); a run trained with tiny-cuda-nn needs it installed"
+        )
