@@ -37,19 +37,19 @@ def _workspace(ctx: JobContext, dataset: Path | None = None, preset: str | None 
 
     root = ctx.workspace_dir
     if workspaces.workspace_exists(root):
-        return Workspace.open(root)
+        return Workspace.open(root, device=ctx.device)
     meta = _session_meta(ctx)
     source = meta.get("source", {})
     preset = preset or meta.get("preset", "small")
     if dataset is not None:
-        workspace = Workspace.create(root, dataset=dataset, preset=preset)
-    elif source.get("kind") == "dataset":
-        workspace = Workspace.create(root, dataset=Path(source["path"]), preset=preset)
-    elif source.get("kind") == "nerfstudio_run":
-        workspace = Workspace.create(root, nerfstudio_run=Path(source["path"]), preset=preset)
-    else:
-        raise ValueError("this session has no dataset yet: upload one and pass dataset_path")
-    return workspace
+        return Workspace.create(root, dataset=dataset, preset=preset, device=ctx.device)
+    if source.get("kind") == "dataset":
+        return Workspace.create(root, dataset=Path(source["path"]), preset=preset,
+                                device=ctx.device)
+    if source.get("kind") == "nerfstudio_run":
+        return Workspace.create(root, nerfstudio_run=Path(source["path"]), preset=preset,
+                                device=ctx.device)
+    raise ValueError("this session has no dataset yet: upload one and pass dataset_path")
 
 
 def _cache_views(ctx: JobContext, dataset: Path | None) -> int:
@@ -160,6 +160,25 @@ def _editor_spec(ctx: JobContext, spec: str) -> str:
     return "ip2p-tiny" if ctx.profile == "tiny" and spec == "ip2p" else spec
 
 
+def _editor(ctx: JobContext, spec: str):
+    """The editor for `spec`, kept loaded in the warm worker between turns."""
+    from edit3d.editing.editors import load_editor
+
+    key = ("editor", spec)
+    cached = ctx.cache.get("editor")
+    if isinstance(cached, tuple) and cached[0] == key:
+        return cached[1]
+    ctx.cache.pop("editor", None)  # one diffusion model in memory at a time
+    editor = load_editor(spec, device=ctx.device)
+    ctx.cache["editor"] = (key, editor)
+    return editor
+
+
+def _mask_provider(ctx: JobContext, spec):
+    needs_masks = bool(spec.edit_queries or spec.keep_queries)
+    return _segmenter(ctx).mask_provider() if needs_masks else None
+
+
 @job_kind("job.run_turn", description="one editing turn (Sec. 3.1-3.2)")
 def run_turn(ctx: JobContext) -> dict:
     import dataclasses
@@ -167,14 +186,15 @@ def run_turn(ctx: JobContext) -> dict:
     workspace = _workspace(ctx)
     spec = _turn_spec(ctx)
     spec = dataclasses.replace(spec, editor=_editor_spec(ctx, spec.editor))
-    needs_masks = bool(spec.edit_queries or spec.keep_queries)
     _forget_field(ctx)
     record = workspace.run_turn(
         spec,
         parent=ctx.params.get("parent_turn"),
-        mask_provider=_segmenter(ctx).mask_provider() if needs_masks else None,
+        editor=_editor(ctx, spec.editor),
+        mask_provider=_mask_provider(ctx, spec),
         progress=ctx.progress,
         cancel=ctx.cancel,
+        checkpoint_every=ctx.params.get("checkpoint_every"),
     )
     return {"turn_id": record.id, "tiny_profile": ctx.profile == "tiny"}
 
@@ -182,9 +202,17 @@ def run_turn(ctx: JobContext) -> dict:
 @job_kind("job.resume_turn", description="resume an interrupted turn from its checkpoint")
 def resume_turn(ctx: JobContext) -> dict:
     workspace = _workspace(ctx)
+    spec = workspace.turn(ctx.params["turn_id"]).turn_spec
+    if spec is None:
+        raise ValueError(f"turn_id {ctx.params['turn_id']!r} is not an edit turn")
     _forget_field(ctx)
-    record = workspace.resume_turn(ctx.params["turn_id"], progress=ctx.progress,
-                                   cancel=ctx.cancel)
+    record = workspace.resume_turn(
+        ctx.params["turn_id"],
+        editor=_editor(ctx, spec.editor),
+        mask_provider=_mask_provider(ctx, spec),
+        progress=ctx.progress,
+        cancel=ctx.cancel,
+    )
     return {"turn_id": record.id}
 
 
@@ -251,14 +279,38 @@ def preview_masks(ctx: JobContext) -> dict:
 
 @job_kind("job.refine", description="super-resolution fine-tune (Sec. 3.3)")
 def refine(ctx: JobContext) -> dict:
+    import time
+
+    from edit3d.progress import Cancelled
+    from edit3d.refine import RefineConfig, finetune_super_resolution
+
     workspace = _workspace(ctx)
+    parent = ctx.params.get("turn_id") or workspace.head
+    options = {"steps": ctx.params["steps"]} if ctx.params.get("steps") else {}
+    config = RefineConfig(scale=ctx.params.get("scale", 4),
+                          faces=ctx.params.get("faces", True), **options)
+    record = workspace.start_node("refine", parent, {"steps": config.steps,
+                                                     "scale": config.scale,
+                                                     "faces": config.faces})
+    started = time.monotonic()
+    try:
+        field = workspace.load_field(parent)
+        result = finetune_super_resolution(
+            field, config, profile=ctx.profile,  # type: ignore[arg-type]
+            device=ctx.device, progress=ctx.progress, cancel=ctx.cancel,
+        )
+    except Cancelled:
+        workspace.fail_node(record.id, "cancelled", "cancelled by the user")
+        raise
+    except BaseException as exc:
+        workspace.fail_node(record.id, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    timings = {"upscale_s": result.upscale_seconds, "train_s": result.train_seconds,
+               "total_s": time.monotonic() - started}
+    workspace.finish_node(record.id, field, timings)
     _forget_field(ctx)
-    record = workspace.refine(
-        turn_id=ctx.params.get("turn_id"), steps=ctx.params.get("steps"),
-        scale=ctx.params.get("scale", 4), faces=ctx.params.get("faces", True),
-        profile=ctx.profile, progress=ctx.progress, cancel=ctx.cancel,
-    )
-    return {"turn_id": record.id}
+    return {"turn_id": record.id, "faces": result.faces,
+            "tiny_profile": ctx.profile == "tiny"}
 
 
 def _crop(params: dict):

@@ -58,44 +58,40 @@ def summarize(root: Path) -> WorkspaceSummary:
     return WorkspaceSummary(workspace.head, turns)
 
 
-def _scalar_params(spec: object) -> dict:
-    if spec is None:
-        return {}
-    items = spec.items() if isinstance(spec, dict) else vars(spec).items()
+def _scalar_params(spec: dict) -> dict:
     return {
-        str(k): v for k, v in items if v is None or isinstance(v, (str, int, float, bool))
+        str(k): v for k, v in (spec or {}).items()
+        if v is None or isinstance(v, (str, int, float, bool))
     }
 
 
-def _turn_summary(record: object) -> TurnSummary:
-    spec = getattr(record, "spec", None)
-    timings = getattr(record, "timings", None) or {}
-    progress = getattr(record, "progress", None) or {}
+def _turn_summary(record) -> TurnSummary:  # an edit3d.workspace.TurnRecord
+    spec = dict(record.spec or {})
     return TurnSummary(
         turn_id=str(record.id),
-        parent=getattr(record, "parent", None),
+        parent=record.parent,
         kind=str(record.kind),
         status=str(record.status),
-        instruction=getattr(spec, "instruction", None) if spec is not None else None,
-        created_ts=float(timings.get("created", timings.get("started", 0.0)) or 0.0),
-        finished_ts=timings.get("finished"),
-        step=int(progress.get("step", 0) or 0),
-        total_steps=int(progress.get("total", 0) or 0),
+        instruction=spec.get("instruction"),
+        created_ts=float(record.created or 0.0),
+        finished_ts=None if record.finished is None else float(record.finished),
+        step=int(record.steps or 0),
+        total_steps=int(spec.get("steps") or 0),
         params=_scalar_params(spec),
     )
 
 
 def recover(root: Path) -> list[str]:
-    """After an unclean stop: turns left "running" become "interrupted"; returns their ids."""
+    """After an unclean stop: turns whose process is gone become "interrupted"; their ids."""
     if not workspace_exists(root):
         return []
     from edit3d.workspace import Workspace
 
-    workspace = Workspace.open(root)
-    return list(workspace.mark_interrupted())
+    return list(Workspace.open(root).recover())
 
 
 def checkout(root: Path, turn_id: str) -> None:
+    """Make a finished turn the head (raises ValueError for an unknown or unfinished one)."""
     from edit3d.workspace import Workspace
 
     Workspace.open(root).checkout(turn_id)

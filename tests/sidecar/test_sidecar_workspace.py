@@ -1,0 +1,140 @@
+"""The real edit3d Workspace behind a real sidecar (tiny profile, sample scene, few steps):
+views, base training, world-frame render, a turn killed with kill -9 and resumed after a
+restart, cancel + discard, checkout, and a dataset uploaded by a remote client."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sidecar_harness import of_type, start_sidecar, wait_for_events
+
+from edit3d.scene.sample import make_sample_scene
+from protocol import messages as m
+
+
+def finished(client, job_id: str, timeout: float = 180.0):
+    seen = wait_for_events(client, lambda e: e.header.type in (
+        "job.finished", "job.failed", "job.cancelled") and e.message.job_id == job_id,
+        timeout=timeout)
+    end = [e for e in seen if e.header.type in ("job.finished", "job.failed", "job.cancelled")
+           and e.message.job_id == job_id][-1]
+    assert end.header.type == "job.finished", getattr(end.message, "traceback", end.message)
+    return seen, end.message
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def camera_of(summary, index: int) -> m.Camera:
+    fx, fy, cx, cy, width, height = summary.view_intrinsics[index]
+    return m.Camera(c2w=np.array(summary.view_c2w[index]), fx=fx, fy=fy, cx=cx, cy=cy,
+                    width=int(width), height=int(height), name=summary.view_names[index])
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return make_sample_scene(tmp_path_factory.mktemp("scene") / "scene", num_views=24,
+                             resolution=32)
+
+
+def test_turn_killed_mid_way_is_interrupted_then_resumed(tmp_path, scene) -> None:
+    work = tmp_path / "work"
+    first = start_sidecar(work)
+    client = first.client()
+    created = client.request(m.SessionCreate(name="sample", dataset_path=str(scene.root),
+                                             preset="tiny"))
+    sid = created.session_id
+    client.follow(sid, created.last_seq)
+    prepare = wait_for_events(client, lambda e: e.header.type == "job.finished")
+    assert of_type(prepare, "job.finished")[0].kind == "session.prepare"
+    summary = client.request(m.SessionOpen(session_id=sid))
+    assert len(summary.view_names) == 24
+    by_name = {view.name: view for view in scene.views}
+    for name, c2w in zip(summary.view_names, summary.view_c2w, strict=True):
+        np.testing.assert_allclose(c2w, by_name[name].c2w, atol=1e-12)  # world frame, as given
+
+    base_job = client.request(m.JobTrainBase(session_id=sid, steps=30))
+    seen, done = finished(client, base_job.job_id)
+    assert done.turn_id == "base"
+    steps = [p.step for p in of_type(seen, "job.progress", base_job.job_id)]
+    assert steps[-1] == 30 and steps == sorted(steps)
+
+    camera = camera_of(summary, 3)
+    render_job = client.request(m.JobRender(session_id=sid, camera=camera,
+                                            outputs=("rgb", "depth")))
+    seen, _ = finished(client, render_job.job_id)
+    rendered = of_type(seen, "render.result", render_job.job_id)[0]
+    assert rendered.rgb.shape == (32, 32, 3) and rendered.depth.shape == (32, 32)
+
+    workspace = work / "sessions" / sid / "workspace"
+    from edit3d.workspace import Workspace
+
+    direct = Workspace.open(workspace).render(by_name[summary.view_names[3]])
+    np.testing.assert_allclose(rendered.rgb, direct.rgb, atol=1e-5)  # same view, same pixels
+
+    base_checkpoint = workspace / "base" / "checkpoint.pt"
+    base_digest = digest(base_checkpoint)
+    turn_job = client.request(m.JobRunTurn(session_id=sid, instruction="paint it red",
+                                           steps=70, seed=1))
+    turn_checkpoint = workspace / "turns" / "turn-0001" / "checkpoint.pt"
+    deadline = time.monotonic() + 240
+    while not turn_checkpoint.exists():  # the periodic checkpoint (every 50 steps here)
+        assert time.monotonic() < deadline and first.process.poll() is None
+        client.poll(timeout_ms=100)
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(timeout=10)
+    client.close()
+
+    second = start_sidecar(work)
+    client = second.client()
+    summary = client.request(m.SessionOpen(session_id=sid))
+    turns = {turn.turn_id: turn for turn in summary.turns}
+    assert turns["base"].status == "finished"
+    assert turns["turn-0001"].status == "interrupted"
+    assert turns["turn-0001"].instruction == "paint it red"
+    assert digest(base_checkpoint) == base_digest  # a finished node is never rewritten
+    history = {job["id"]: job for job in
+               __import__("json").loads((work / "sessions" / sid / "session.json")
+                                        .read_text())["jobs"]}
+    assert history[turn_job.job_id]["state"] == "failed"
+
+    resume = client.request(m.JobResumeTurn(session_id=sid, turn_id="turn-0001"))
+    seen, done = finished(client, resume.job_id)
+    resumed_steps = [p.step for p in of_type(seen, "job.progress", resume.job_id)
+                     if p.total == 70]
+    assert resumed_steps and resumed_steps[0] > 50 and resumed_steps[-1] == 70  # not from 0
+    summary = client.request(m.SessionOpen(session_id=sid))
+    turns = {turn.turn_id: turn for turn in summary.turns}
+    assert turns["turn-0001"].status == "finished" and summary.head == "turn-0001"
+
+    # undo to the base, start a branch, cancel it, discard it
+    summary = client.request(m.TurnCheckout(session_id=sid, turn_id="base"))
+    assert summary.head == "base"
+    branch = client.request(m.JobRunTurn(session_id=sid, instruction="make it blue",
+                                         steps=200))
+    wait_for_events(client, lambda e: e.header.type == "job.progress"
+                    and e.message.job_id == branch.job_id and e.message.total == 200
+                    and e.message.step >= 2, timeout=240)
+    asked = time.monotonic()
+    client.request(m.JobCancel(job_id=branch.job_id))
+    wait_for_events(client, lambda e: e.header.type == "job.cancelled"
+                    and e.message.job_id == branch.job_id, timeout=60)
+    cancel_latency = time.monotonic() - asked
+    assert cancel_latency < 10.0
+    summary = client.request(m.SessionOpen(session_id=sid))
+    turns = {turn.turn_id: turn for turn in summary.turns}
+    assert turns["turn-0002"].status == "cancelled" and turns["turn-0002"].parent == "base"
+    discard = client.request(m.JobDiscardTurn(session_id=sid, turn_id="turn-0002"))
+    finished(client, discard.job_id)
+    summary = client.request(m.SessionOpen(session_id=sid))
+    assert [turn.turn_id for turn in summary.turns] == ["base", "turn-0001"]
+    assert not (workspace / "turns" / "turn-0002").exists()
+    print(f"cancel latency during a real turn: {cancel_latency:.3f} s")
+    client.close()
+    second.terminate()
