@@ -723,6 +723,7 @@ def _kill_phase(phase: Phase, connection: Any, args: dict[str, Any]) -> dict[str
     _kill_sidecar(connection)
     killed_at = time.monotonic()
     lost = phase.wait("lost", lambda: props.connection_state == "LOST", 20)
+    lost_after_kill = time.monotonic() - killed_at if lost is not None else None
     errors_after_kill = [r.message for r in props.reports if r.level == "ERROR"][-2:]
     call_operator(bpy.ops.edit3d.start_sidecar)
     back = phase.wait("reconnected", lambda: connection.is_ready(), 90)
@@ -732,7 +733,7 @@ def _kill_phase(phase: Phase, connection: Any, args: dict[str, Any]) -> dict[str
     result = {
         "running_s": running,
         "lost_s": lost,
-        "lost_after_kill_s": time.monotonic() - killed_at if lost is not None else None,
+        "lost_after_kill_s": lost_after_kill,
         "errors_after_kill": errors_after_kill,
         "reconnected_s": back,
         "job_after": phase.snapshot(),

@@ -56,7 +56,9 @@ def session_run(sample, tmp_path_factory: pytest.TempPathFactory) -> dict:
     result = run.result
     result["_seconds"] = run.seconds
     result["workdir"] = args["workdir"]
-    print(json.dumps({k: v for k, v in result.items() if k in ("timeouts", "connect")}))
+    summary_path = Path(args["workdir"]).parent / "blender-sidecar-result.json"
+    summary_path.write_text(json.dumps(result))
+    print(f"bpy session took {run.seconds:.1f} s; full result in {summary_path}")
     return result
 
 
@@ -215,7 +217,8 @@ def test_checkout_of_an_earlier_turn_moves_the_head(session_run: dict) -> None:
 def test_sidecar_killed_mid_job_shows_lost_and_recovers(session_run: dict) -> None:
     kill = session_run["kill"]
     assert kill["running_s"] is not None
-    assert kill["lost_after_kill_s"] is not None and kill["lost_after_kill_s"] < 6.0
+    # heartbeat every 0.5 s, lost after 3 s of silence (progress events count as contact)
+    assert kill["lost_after_kill_s"] is not None and 2.5 <= kill["lost_after_kill_s"] <= 5.0
     assert any("Lost the sidecar" in e for e in kill["errors_after_kill"])
     assert kill["reconnected_s"] is not None
     assert kill["job_after"]["connection"] == "CONNECTED"
