@@ -331,6 +331,15 @@ class NerfactoField:
         self.step += 1
         return StepResult(self.step, float(loss.detach()), float(losses["rgb_loss"].detach()))
 
+    def sync_schedule(self, iteration: int) -> None:
+        """Set step-dependent model state (proposal annealing) as before `iteration`."""
+        from nerfstudio.engine.callbacks import TrainingCallbackLocation
+
+        for callback in self._callbacks:
+            callback.run_callback_at_location(
+                iteration, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION
+            )
+
     def optimizer(self, lr: float) -> torch.optim.Optimizer:
         """Adam over nerfstudio's param groups; NeRF groups at `lr`, camera group at camera_lr."""
         if lr <= 0:

@@ -67,7 +67,11 @@ def load_nerfstudio_run(
         distortion=dataset.distortion,
         model=model,
     )
-    field.step = int(state.get("step", 0))
+    # ns-train saves the index of its last iteration; replay that iteration's schedule
+    # callbacks (proposal weight annealing) so renders match the run's own.
+    last_iteration = int(state.get("step", 0))
+    field.sync_schedule(last_iteration)
+    field.step = last_iteration + 1
     model.update_to_step(field.step)
     return field
 

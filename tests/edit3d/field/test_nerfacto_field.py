@@ -170,7 +170,10 @@ def _write_ns_train_run(field: NerfactoField, data: Path, run: Path) -> Path:
     (run / "dataparser_transforms.json").write_text(json.dumps(transform))
     pipeline = {f"_model.{k}": v for k, v in field.model.state_dict().items()}
     pipeline["_model.lpips.net.scaling_layer.shift"] = torch.zeros(1, 3, 1, 1)  # eval-only
-    torch.save({"step": 123, "pipeline": pipeline}, run / "nerfstudio_models/step-000000123.ckpt")
+    last = field.step - 1  # ns-train records the index of its last iteration
+    torch.save(
+        {"step": last, "pipeline": pipeline}, run / f"nerfstudio_models/step-{last:09d}.ckpt"
+    )
     return run / "config.yml"
 
 
@@ -178,7 +181,9 @@ def test_loads_an_ns_train_run(base: tuple[TinyScene, NerfactoField], tmp_path: 
     scene, field = base
     config_yml = _write_ns_train_run(field, scene.root, tmp_path / "outputs" / "run")
     loaded = NerfactoField.from_nerfstudio_run(config_yml)
-    assert loaded.step == 123 and [v.name for v in loaded.views] == [v.name for v in field.views]
+    assert loaded.step == field.step and [v.name for v in loaded.views] == [
+        v.name for v in field.views
+    ]
     assert loaded.config.extra["hidden_dim_transient"] == 16
     view = field.views[3]
     np.testing.assert_allclose(loaded.render(view).rgb, field.render(view).rgb, atol=1e-6)
