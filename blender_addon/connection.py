@@ -586,6 +586,9 @@ def _adopt(props: Any, job_id: str, kind: str) -> None:
         return
     if props.job_state in ACTIVE_JOB_STATES:
         return
+    # our own submission's events can overtake its job.accepted reply: never adopt those
+    if any(p.type_name.startswith("job.") for p in LINK.pending.values()):
+        return
     props.job_id, props.job_kind = job_id, kind
     props.progress, props.step, props.total, props.eta_s = 0.0, 0, 0, -1.0
     props.job_message = ""

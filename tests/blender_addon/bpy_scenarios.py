@@ -649,6 +649,29 @@ def _render_phase(phase: Phase, connection: Any, view_index: int) -> dict[str, A
     }
 
 
+def _live_preview_phase(phase: Phase, connection: Any) -> dict[str, Any]:
+    """With live preview on, moving the active camera re-renders it without a click."""
+    props, link = phase.props, connection.LINK
+    job_before = (props.job_id, props.job_kind)
+    before = np.asarray(_image_rgb(props.preview_image))
+    props.live_interval_s = 0.5
+    props.live_preview = True
+    bpy.context.scene.camera = bpy.data.objects[link.views.names[len(link.views.names) // 2]]
+    count = len(link.render_results)
+    waited = phase.wait("live render", lambda: len(link.render_results) > count, 120)
+    phase.tick()
+    after = np.asarray(_image_rgb(props.preview_image))
+    props.live_preview = False
+    sent = link.render_results[-1].camera if len(link.render_results) > count else None
+    return {
+        "seconds": waited,
+        "image_changed": float(np.abs(after - before).max()),
+        "sent_view": None if sent is None else sent.name,
+        "camera_view": bpy.context.scene.camera.name,
+        "panel_job_unchanged": job_before == (props.job_id, props.job_kind),
+    }
+
+
 def _export_phase(phase: Phase, connection: Any) -> dict[str, Any]:
     props = phase.props
     props.export_kind = "point_cloud"
@@ -756,6 +779,7 @@ def _edit_phases(phase: Phase, connection: Any, args: dict[str, Any], out: dict)
     phase.wait("base turn listed", lambda: any(t.kind == "base" for t in props.turns), 30)
     out["turns_after_base"] = _turns(props)
     out["render"] = _render_phase(phase, connection, args["render_view"])
+    out["live"] = _live_preview_phase(phase, connection)
     props.edit_queries, props.keep_queries = "person", "head"
     out["masks"] = phase.run_job("masks", lambda: bpy.ops.edit3d.preview_masks(), 300)
     out["mask_images"] = {

@@ -165,6 +165,15 @@ def test_render_of_active_camera_matches_the_sidecars_render_of_that_pose(sessio
 
 
 @needs_workspace
+def test_live_preview_rerenders_the_moved_camera_quietly(session_run: dict) -> None:
+    live = session_run["live"]
+    assert live["seconds"] is not None
+    assert live["sent_view"] == live["camera_view"]
+    assert live["image_changed"] > 0.05  # another viewpoint, another picture
+    assert live["panel_job_unchanged"]  # silent: the panel keeps showing the user's job
+
+
+@needs_workspace
 def test_mask_preview_for_the_active_camera_fills_caption_and_images(session_run) -> None:
     assert session_run["masks"]["final"]["job_state"] == "FINISHED", session_run["masks"]
     images = session_run["mask_images"]
