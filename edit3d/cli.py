@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edit3d.scene.commands",
     "edit3d.models.commands",
     "edit3d.segmentation.commands",
+    "edit3d.editing.commands",
 )
 
 

@@ -519,6 +519,8 @@ def _turn_timings(checkpoint: Path) -> dict[str, float]:
 def _load_editor(spec: str, device: str) -> Editor:
     from edit3d.editing.editors import load_editor
 
+    if ":" in spec:  # a user's factory takes only the arguments it declares
+        return load_editor(spec)
     return load_editor(spec, device=device)
 
 
