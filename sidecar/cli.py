@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="model weights: published (real) or tiny random (checks only)")
     parser.add_argument("--job-module", action="append", default=[], metavar="MODULE",
                         help="extra module registering job kinds (may repeat)")
+    parser.add_argument("--no-preload", action="store_true",
+                        help="do not import edit3d's heavy modules ahead of the first job")
     parser.add_argument("--log-level", default="INFO")
     return parser
 
@@ -110,6 +112,7 @@ def _serve(args: argparse.Namespace, workdir: Path) -> int:
         curve=args.curve,
         allow_insecure_remote=args.allow_insecure_remote,
         job_modules=(*DEFAULT_JOB_MODULES, *args.job_module),
+        preload=not args.no_preload,
     )
     sidecar = Sidecar(config)
 

@@ -68,7 +68,12 @@ def _cache_views(ctx: JobContext, dataset: Path | None) -> int:
 @job_kind("session.prepare", description="read the session's dataset and create its workspace")
 def prepare_session(ctx: JobContext) -> dict:
     count = _cache_views(ctx, None)
-    _workspace(ctx)
+    workspace = _workspace(ctx)
+    if count == 0 and workspace.head is not None:
+        # Imported from an ns-train run: the views are the run's, read from its field.
+        views = workspace.load_field().views
+        workspaces.save_views(ctx.session_dir, views)  # type: ignore[arg-type]
+        count = len(views)
     return {"views": count}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 import traceback
 import uuid
@@ -42,6 +43,10 @@ from sidecar.worker import WorkerOptions
 log = logging.getLogger("sidecar")
 
 CONNECTION_FILE = "connection.json"
+PRELOAD_MODULES: tuple[str, ...] = ("edit3d.workspace", "edit3d.segmentation.adss")
+"""What the worker imports right after starting."""
+SERVER_PRELOAD = "edit3d.workspace"
+"""What the server reads session summaries with."""
 CURVE_KEY_FILE = "curve_server.key"
 
 # Sidecar error codes → the protocol's stable codes (the precise one goes in `detail`).
@@ -79,6 +84,9 @@ class ServerConfig:
     """Allow a non-loopback bind without CURVE (trusted networks only)."""
     job_modules: tuple[str, ...] = DEFAULT_JOB_MODULES
     """Modules that register job kinds (the server checks kinds, the worker runs them)."""
+    preload: bool = True
+    """Import edit3d's heavy modules ahead of need: in the worker (first job starts sooner)
+    and in a server thread (the first session summary does not stall the loop)."""
     poll_timeout_ms: int = 20
     """Longest wait of one loop turn."""
     job_limits: JobLimits = field(default_factory=JobLimits)
@@ -102,12 +110,16 @@ class Sidecar:
             self._push, load_mark=self._load_seq_mark, save_mark=self._save_seq_mark
         )
         self.jobs = JobManager(
-            WorkerOptions(config.device, config.profile, config.job_modules),
+            WorkerOptions(config.device, config.profile, config.job_modules,
+                          PRELOAD_MODULES if config.preload else ()),
             self._on_job_event,
             config.job_limits,
             session_dir_resolver=lambda sid: str(self.store.session_dir(sid)),
         )
         self.jobs.ensure_worker()  # warm from the start; reports the device's name and memory
+        if config.preload:
+            threading.Thread(target=_preload, args=(SERVER_PRELOAD,), daemon=True,
+                             name="sidecar-preload").start()
         self.recovered: dict[str, list[str]] = {}
         self._running = True
         from sidecar.handlers import HANDLERS  # late: handlers import this module's types
@@ -303,6 +315,15 @@ class Sidecar:
         self.jobs.shutdown(timeout_s=10.0)
         self.hub.save_marks()
         self.endpoint.close()
+
+
+def _preload(module: str) -> None:
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except Exception:  # the request that needs it reports the real error
+        log.exception("preloading %s failed", module)
 
 
 def _progress_message(job_id: str, data: dict) -> JobProgress:

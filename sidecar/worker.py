@@ -37,6 +37,9 @@ class WorkerOptions:
     """Model profile: "real" or "tiny"."""
     job_modules: tuple[str, ...] = ()
     """Modules that register job kinds, imported at worker start."""
+    preload: tuple[str, ...] = ()
+    """Modules imported right after "ready" (torch, nerfstudio...), so the first job starts
+    without paying for them."""
 
 
 def _die_with_parent() -> None:
@@ -104,6 +107,16 @@ def _run_job(conn, options: WorkerOptions, cancel_event, cache: dict, message: t
         conn.send(("failed", job_id, reason, message_text, traceback.format_exc()))
 
 
+def _preload(module: str) -> None:
+    import importlib
+    import logging
+
+    try:
+        importlib.import_module(module)
+    except Exception:  # the job that needs it reports the real error
+        logging.getLogger("sidecar.worker").exception("preloading %s failed", module)
+
+
 def worker_main(conn, cancel_event, options: WorkerOptions) -> None:
     """Entry point of the worker process."""
     _die_with_parent()
@@ -113,6 +126,8 @@ def worker_main(conn, cancel_event, options: WorkerOptions) -> None:
     load_job_modules(options.job_modules)
     cache: dict = {}
     conn.send(("ready", os.getpid(), device_info(options.device)))
+    for module in options.preload:
+        _preload(module)
     while True:
         try:
             message = conn.recv()

@@ -46,13 +46,15 @@ class RunningSidecar:
         return (out or "") + (err or "")
 
 
-def start_sidecar(workdir: Path, *extra: str, timeout: float = 60.0) -> RunningSidecar:
+def start_sidecar(workdir: Path, *extra: str, timeout: float = 60.0,
+                  preload: bool = False) -> RunningSidecar:
+    """Lifecycle tests skip the preloading of edit3d (CPU time); method tests keep it."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(REPO), env.get("PYTHONPATH", "")])
     env.setdefault("OMP_NUM_THREADS", "1")
     command = [sys.executable, "-m", "sidecar.cli", "--workdir", str(workdir),
                "--profile", "tiny", "--device", "cpu", "--job-module", "sidecar_test_jobs",
-               "--log-level", "WARNING", *extra]
+               "--log-level", "WARNING", *([] if preload else ["--no-preload"]), *extra]
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     fields: dict[str, str] = {}

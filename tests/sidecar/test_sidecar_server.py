@@ -227,3 +227,26 @@ def test_a_known_type_the_sidecar_does_not_serve_gets_an_error(client) -> None:
         client.request(m.JobStatus(job_id="nosuchjob"))
     assert no_job.value.code == "not_found"
     assert client.request(m.Heartbeat()).server_time > 0
+
+
+def test_curve_encrypted_sidecar(tmp_path) -> None:
+    from protocol.client import Client
+    from protocol.connection import load_connection_file
+    from protocol.errors import RequestTimeout
+
+    running = start_sidecar(tmp_path, "--curve")
+    try:
+        info = load_connection_file(running.connection_file)
+        assert info.curve_server_public_key and len(info.curve_server_public_key) == 40
+        key_file = tmp_path / "curve_server.key"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        client = running.client()
+        assert client.request(m.Heartbeat()).server_time > 0
+        client.close()
+        # the right HMAC key but no CURVE: the server never sees the request
+        plain = Client(endpoint=info.endpoint, key=info.key)
+        with pytest.raises(RequestTimeout):
+            plain.connect(timeout_s=1.0)
+        plain.close()
+    finally:
+        running.terminate()

@@ -45,7 +45,7 @@ def scene(tmp_path_factory):
 
 def test_turn_killed_mid_way_is_interrupted_then_resumed(tmp_path, scene) -> None:
     work = tmp_path / "work"
-    first = start_sidecar(work)
+    first = start_sidecar(work, preload=True)
     client = first.client()
     created = client.request(m.SessionCreate(name="sample", dataset_path=str(scene.root),
                                              preset="tiny"))
@@ -91,7 +91,7 @@ def test_turn_killed_mid_way_is_interrupted_then_resumed(tmp_path, scene) -> Non
     first.process.wait(timeout=10)
     client.close()
 
-    second = start_sidecar(work)
+    second = start_sidecar(work, preload=True)
     client = second.client()
     summary = client.request(m.SessionOpen(session_id=sid))
     turns = {turn.turn_id: turn for turn in summary.turns}
@@ -158,7 +158,7 @@ def upload_folder(client, session_id: str, folder: Path, prefix: str) -> int:
 
 
 def test_uploaded_dataset_then_masks_export_and_refine(tmp_path, scene) -> None:
-    running = start_sidecar(tmp_path / "work")
+    running = start_sidecar(tmp_path / "work", preload=True)
     client = running.client()
     created = client.request(m.SessionCreate(name="remote", preset="tiny"))
     sid = created.session_id
