@@ -38,6 +38,8 @@ class MeshConfig:
     """Fuse at most this many training views, spread evenly (None: all)."""
     render_long_side: int | None = None
     """Render each view with its longer side at most this many pixels (None: dataset size)."""
+    min_component_fraction: float = 0.02
+    """Drop connected pieces with fewer faces than this fraction of the mesh (floaters)."""
 
     def __post_init__(self) -> None:
         if self.resolution < 8:
@@ -159,6 +161,28 @@ def _outward_winding(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarra
     return faces if np.mean(agreement > 0) >= 0.5 else faces[:, ::-1].copy()
 
 
+def remove_small_components(mesh: Mesh, min_fraction: float) -> Mesh:
+    """The mesh without connected pieces smaller than `min_fraction` of its faces."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if min_fraction <= 0 or len(mesh.faces) == 0:
+        return mesh
+    n = len(mesh.vertices)
+    edges = np.concatenate([mesh.faces[:, [0, 1]], mesh.faces[:, [1, 2]]])
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    face_labels = labels[mesh.faces[:, 0]]
+    sizes = np.bincount(face_labels, minlength=labels.max() + 1)
+    keep_faces = sizes[face_labels] >= min_fraction * len(mesh.faces)
+    faces = mesh.faces[keep_faces]
+    used = np.unique(faces)
+    remap = np.full(n, -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    normals = None if mesh.normals is None else mesh.normals[used]
+    return Mesh(mesh.vertices[used], remap[faces], mesh.colors[used], normals)
+
+
 def export_mesh(
     field: FieldLike,
     config: MeshConfig | None = None,
@@ -186,6 +210,6 @@ def export_mesh(
             config.accumulation_threshold,
         )
         progress(ProgressEvent("export", index + 1, len(chosen) + 1, message=f"fused {view.name}"))
-    mesh = volume.extract()
+    mesh = remove_small_components(volume.extract(), config.min_component_fraction)
     progress(ProgressEvent("export", len(chosen) + 1, len(chosen) + 1, message="marching cubes"))
     return mesh

@@ -46,6 +46,13 @@ class PointCloudConfig:
     """Relative depth change between neighbours above which no normal is estimated."""
     seed: int = 0
     """Seed of the point subsampling."""
+    remove_outliers: bool = True
+    """Drop isolated points (floaters), as nerfstudio's exporter does."""
+    outlier_neighbors: int = 20
+    """Neighbours whose mean distance rates a point."""
+    outlier_std_ratio: float = 2.0
+    """Points whose mean neighbour distance exceeds the cloud's mean by this many standard
+    deviations are dropped."""
 
     def __post_init__(self) -> None:
         if self.num_points < 1:
@@ -153,4 +160,19 @@ def export_point_cloud(
     if len(points) > config.num_points:
         pick = np.sort(rng.choice(len(points), config.num_points, replace=False))
         points, colors, normals = points[pick], colors[pick], normals[pick]
+    if config.remove_outliers:
+        keep = statistical_inliers(points, config.outlier_neighbors, config.outlier_std_ratio)
+        points, colors, normals = points[keep], colors[keep], normals[keep]
     return PointCloud(points, colors, normals if config.normals else None)
+
+
+def statistical_inliers(points: np.ndarray, neighbors: int, std_ratio: float) -> np.ndarray:
+    """[N] bool: points whose mean distance to their `neighbors` nearest is within
+    mean + std_ratio * std of all such distances (statistical outlier removal)."""
+    from scipy.spatial import cKDTree
+
+    if len(points) <= neighbors:
+        return np.ones(len(points), dtype=bool)
+    distances, _ = cKDTree(points).query(points, k=neighbors + 1)
+    mean_distance = distances[:, 1:].mean(axis=1)
+    return mean_distance <= mean_distance.mean() + std_ratio * mean_distance.std()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edit3d.export.mesh import MeshConfig, export_mesh
-from edit3d.export.pointcloud import PointCloudConfig, export_point_cloud
+from edit3d.export.pointcloud import PointCloudConfig, export_point_cloud, statistical_inliers
 from edit3d.export.sampling import CropBox, camera_rays, default_crop, pick_views
 from edit3d.progress import Cancelled, CancelToken
 from edit3d.scene.cameras import CameraView, Intrinsics
@@ -98,7 +98,9 @@ def test_rays_follow_the_opengl_convention():
 
 
 def test_point_cloud_lies_on_the_surfaces_with_their_colours_and_normals(field):
-    cloud = export_point_cloud(field, PointCloudConfig(num_points=1000, seed=1))
+    cloud = export_point_cloud(
+        field, PointCloudConfig(num_points=1000, seed=1, remove_outliers=False)
+    )
     assert len(cloud) == 1000
     distance, which = _surface_distance(cloud.points)
     assert distance.max() < 1e-6
@@ -151,3 +153,11 @@ def test_tsdf_mesh_matches_the_spheres_in_world_coordinates(field):
     face_center = (a + b + c) / 3
     _, face_sphere = _surface_distance(face_center)
     assert np.mean(np.sum(face_normal * (face_center - CENTERS[face_sphere]), axis=1) > 0) > 0.99
+
+
+def test_statistical_outlier_removal_drops_isolated_floaters():
+    rng = np.random.default_rng(0)
+    surface = np.c_[rng.uniform(0, 1, (500, 2)), np.zeros(500)]
+    floaters = np.array([[0.5, 0.5, 0.8], [3.0, 0.0, 0.0]])
+    keep = statistical_inliers(np.vstack([surface, floaters]), neighbors=20, std_ratio=2.0)
+    assert not keep[-2:].any() and keep[:500].mean() > 0.95
