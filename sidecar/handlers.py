@@ -138,7 +138,7 @@ def upload_chunk(sidecar: Sidecar, incoming: Incoming) -> m.Message:
 
 def upload_commit(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     request: m.UploadCommit = incoming.message  # type: ignore[assignment]
-    upload = sidecar.store._get_upload(request.upload_id)
+    upload = sidecar.store.upload(request.upload_id)
     relative, size, sha = upload.relative_path, upload.size, upload.sha256
     sidecar.store.commit_upload(request.upload_id)
     return m.UploadDone(path=relative, size=size, sha256=sha)

@@ -260,6 +260,10 @@ class SessionStore:
             )
         return upload_id
 
+    def upload(self, upload_id: object) -> Upload:
+        """An upload in progress (raises not_found)."""
+        return self._get_upload(upload_id)
+
     def _get_upload(self, upload_id: object) -> Upload:
         upload = self._uploads.get(upload_id) if isinstance(upload_id, str) else None
         if upload is None:

@@ -182,6 +182,12 @@ def test_reconnect_and_resync_by_sequence_number(sidecar, client, session_id) ->
     other = sidecar.client("second")
     summary = other.request(m.SessionOpen(session_id=session_id))
     other.follow(session_id, summary.last_seq)
+    # every client that opened the session gets its events, not only the submitter
+    first = client.request(tj.TestCount(session_id=session_id, steps=1))
+    for watcher in (client, other):
+        wait_for_events(watcher, lambda e: e.header.type == "job.finished"
+                        and e.message.job_id == first.job_id)
+    summary = other.request(m.SessionOpen(session_id=session_id))
     other.close()  # the client goes away; events keep coming
     job = client.request(tj.TestCount(session_id=session_id, steps=4, delay_s=0.06))
     wait_for_events(client, lambda e: e.header.type == "job.finished"
