@@ -165,7 +165,7 @@ def run_turn(
     every = checkpoint_every or field_.config.checkpoint_every
     state = _TurnState()
     if resume_from is not None:
-        resume_state = torch.load(Path(resume_from), map_location=field_.device, weights_only=True)
+        resume_state = torch.load(Path(resume_from), map_location="cpu", weights_only=True)
         field_.load_state_dict(resume_state)
         state = _TurnState(**resume_state["extra"]["turn"])
     inputs = _prepare_inputs(field_, spec, turn_dir, editor, mask_provider, state, progress, cancel)

@@ -133,7 +133,9 @@ class NerfactoField:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> NerfactoField:
         """A field saved by `save_checkpoint` (model, frame, views, config, optimizer, RNG)."""
-        state = torch.load(Path(path), map_location=device, weights_only=True)
+        # Loaded on CPU: RNG states must stay CPU tensors, and load_state_dict moves the
+        # model's and optimizer's tensors to the field's device.
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"path is not an {CHECKPOINT_FORMAT} checkpoint: {str(path)!r}")
         field = cls(
@@ -430,9 +432,9 @@ class NerfactoField:
         if state.get("optimizer") is not None:
             self.optimizer(1.0).load_state_dict(state["optimizer"])
         if state.get("generator") is not None:
-            self.generator.set_state(state["generator"])
+            self.generator.set_state(state["generator"].cpu())
         if state.get("torch_rng") is not None:
-            torch.set_rng_state(state["torch_rng"])
+            torch.set_rng_state(state["torch_rng"].cpu())
 
     def _sampler_state(self) -> dict[str, float]:
         sampler = self.model.proposal_sampler
