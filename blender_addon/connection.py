@@ -285,8 +285,25 @@ def _on_handshake(context: Any, reply: Any) -> None:
     props.gpu_memory_total_gb = (reply.gpu_memory_total or 0) / 2**30
     props.gpu_memory_free_gb = (reply.gpu_memory_free or 0) / 2**30
     props.capabilities = ", ".join(reply.capabilities)
+    fill_sessions(props, reply.sessions)
     if props.session_id:
         open_session(context, props.session_id, resync=True)
+
+
+def fill_sessions(props: Any, sessions: Any) -> None:
+    """Show the sidecar's sessions (newest first) so one can be opened."""
+    props.sessions.clear()
+    for info in sorted(sessions, key=lambda i: -i.created_ts):
+        item = props.sessions.add()
+        item.session_id, item.label = info.session_id, info.name
+        item.turn_count, item.busy = info.turn_count, info.busy
+
+
+def refresh_sessions(context: Any) -> None:
+    def listed(ctx: Any, reply: Any) -> None:
+        fill_sessions(ctx.scene.edit3d, reply.sessions)
+
+    request(context, messages().SessionList(), listed)
 
 
 def _on_handshake_failed(context: Any, message: str) -> None:

@@ -177,7 +177,9 @@ class EDIT3D_OT_open_session(_SidecarOperator, bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         props = context.scene.edit3d
-        session_id = self.session_id or props.session_id
+        listed = props.sessions[props.active_session_index].session_id if (
+            0 <= props.active_session_index < len(props.sessions)) else ""  # fmt: skip
+        session_id = self.session_id or listed or props.session_id
         if not session_id:
             self.report({"ERROR"}, "No session id given")
             return {"CANCELLED"}
@@ -192,6 +194,18 @@ class EDIT3D_OT_open_session(_SidecarOperator, bpy.types.Operator):
 
 def _on_session_opened(context: Any, summary: Any) -> None:
     connection._on_session_summary(context, summary)
+
+
+class EDIT3D_OT_list_sessions(_SidecarOperator, bpy.types.Operator):
+    """Refresh the list of sessions kept by the sidecar"""
+
+    bl_idname = "edit3d.list_sessions"
+    bl_label = "Refresh Sessions"
+    needs_session = False
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        connection.refresh_sessions(context)
+        return {"FINISHED"}
 
 
 class EDIT3D_OT_import_cameras(bpy.types.Operator):
@@ -490,6 +504,7 @@ classes = (
     EDIT3D_OT_stop_sidecar,
     EDIT3D_OT_create_session,
     EDIT3D_OT_open_session,
+    EDIT3D_OT_list_sessions,
     EDIT3D_OT_import_cameras,
     EDIT3D_OT_import_transforms,
     EDIT3D_OT_train_base,

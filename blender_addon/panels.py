@@ -78,6 +78,19 @@ class EDIT3D_UL_turns(bpy.types.UIList):
         row.label(text=item.instruction or item.kind)
 
 
+class EDIT3D_UL_sessions(bpy.types.UIList):
+    """Sessions on the sidecar: name, id, turns."""
+
+    def draw_item(
+        self, context: Any, layout: Any, data: Any, item: Any, icon: Any, active_data: Any,
+        active_propname: str, index: int = 0, flt_flag: int = 0,
+    ) -> None:  # fmt: skip
+        row = layout.row(align=True)
+        current = item.session_id == context.scene.edit3d.session_id
+        row.label(text=item.label, icon="FILE_3D" if current else "FILE")
+        row.label(text=f"{item.session_id}  {item.turn_count} turns" + (" (busy)" * item.busy))
+
+
 class VIEW3D_PT_edit3d_connection(Edit3DPanelMixin, bpy.types.Panel):
     bl_label = "Edit3D Connection"
 
@@ -129,7 +142,13 @@ class VIEW3D_PT_edit3d_scene(Edit3DPanelMixin, bpy.types.Panel):
         layout.prop(props, "preset")
         row = layout.row(align=True)
         row.operator("edit3d.create_session", icon="ADD")
-        row.operator("edit3d.open_session", icon="FILE_REFRESH").session_id = props.session_id
+        if len(props.sessions):
+            layout.template_list(
+                "EDIT3D_UL_sessions", "", props, "sessions", props, "active_session_index", rows=3
+            )
+        row = layout.row(align=True)
+        row.operator("edit3d.open_session", icon="FILEBROWSER")
+        row.operator("edit3d.list_sessions", text="", icon="FILE_REFRESH")
         layout.prop(props, "camera_collection")
         row = layout.row(align=True)
         row.operator("edit3d.import_cameras", icon="CAMERA_DATA")
@@ -231,6 +250,7 @@ class VIEW3D_PT_edit3d_export(Edit3DPanelMixin, bpy.types.Panel):
 
 classes = (
     EDIT3D_UL_turns,
+    EDIT3D_UL_sessions,
     VIEW3D_PT_edit3d_connection,
     VIEW3D_PT_edit3d_scene,
     VIEW3D_PT_edit3d_turns,

@@ -54,6 +54,15 @@ class EDIT3D_PG_turn(bpy.types.PropertyGroup):
     caption: StringProperty(name="Caption")
 
 
+class EDIT3D_PG_session(bpy.types.PropertyGroup):
+    """One session on the sidecar (from the handshake or a session list)."""
+
+    session_id: StringProperty(name="Session")
+    label: StringProperty(name="Name")
+    turn_count: IntProperty(name="Turns")
+    busy: BoolProperty(name="Busy")
+
+
 class EDIT3D_PG_report(bpy.types.PropertyGroup):
     """A message from the sidecar kept for the panel (errors arrive between operators)."""
 
@@ -75,6 +84,8 @@ class EDIT3D_PG_scene(bpy.types.PropertyGroup):
     last_contact: FloatProperty(name="Last contact", description="time.monotonic() of it")
 
     # session and scene
+    sessions: CollectionProperty(type=EDIT3D_PG_session)
+    active_session_index: IntProperty(name="Sidecar session")
     session_id: StringProperty(name="Session")
     session_name: StringProperty(name="Name", default="scene")
     source: EnumProperty(
@@ -160,7 +171,7 @@ class EDIT3D_PG_scene(bpy.types.PropertyGroup):
     reports: CollectionProperty(type=EDIT3D_PG_report)
 
 
-classes = (EDIT3D_PG_turn, EDIT3D_PG_report, EDIT3D_PG_scene)
+classes = (EDIT3D_PG_turn, EDIT3D_PG_session, EDIT3D_PG_report, EDIT3D_PG_scene)
 
 
 def register_scene_property() -> None:

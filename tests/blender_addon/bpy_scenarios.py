@@ -366,6 +366,12 @@ def _set_state(props: Any, scene_io: Any, state: dict[str, Any]) -> None:
             for attr in ("preview_image", "mask_image", "heatmap_image"):
                 image = scene_io.image_to_datablock(attr, np.zeros((4, 4, 3), np.float32))
                 setattr(props, attr, image if value else None)
+        elif key == "sessions":
+            props.sessions.clear()
+            for session in value:
+                item = props.sessions.add()
+                for k, v in session.items():
+                    setattr(item, k, v)
         elif key == "reports":
             props.reports.clear()
             for level, message in value:
@@ -380,7 +386,11 @@ def panels(args: dict[str, Any]) -> dict[str, Any]:
     addon = enable_addon()
     scene_io = sys.modules[f"{ADDON}.scene_io"]
     panel_classes = [c for c in addon.classes if c.__name__.startswith("VIEW3D_PT")]
-    ul = next(c for c in addon.classes if c.__name__ == "EDIT3D_UL_turns")
+    lists = {c.__name__: c for c in addon.classes if c.__name__.startswith("EDIT3D_UL")}
+    list_items = (
+        ("EDIT3D_UL_turns", "turns", "active_turn_index"),
+        ("EDIT3D_UL_sessions", "sessions", "active_session_index"),
+    )
     props = bpy.context.scene.edit3d
     outcomes = []
     for state in args["states"]:
@@ -390,11 +400,13 @@ def panels(args: dict[str, Any]) -> dict[str, Any]:
             errors: list[str] = []
             try:
                 cls.draw(_PanelSelf(RecordingLayout(log, errors)), bpy.context)
-                for index, item in enumerate(props.turns):
-                    ul.draw_item(
-                        ul, bpy.context, RecordingLayout(log, errors), props, item, 0, props,
-                        "active_turn_index", index,
-                    )  # fmt: skip
+                for ul_name, collection, active in list_items:
+                    ul = lists[ul_name]
+                    for index, item in enumerate(getattr(props, collection)):
+                        ul.draw_item(
+                            ul, bpy.context, RecordingLayout(log, errors), props, item, 0,
+                            props, active, index,
+                        )  # fmt: skip
             except Exception:
                 errors.append(traceback.format_exc())
             outcomes.append({"state": state, "panel": cls.__name__, "log": log, "errors": errors})
@@ -585,6 +597,21 @@ def _wrong_key(phase: Phase, connection: Any, endpoint: str, timeout_s: float) -
     call_operator(bpy.ops.edit3d.connect)
     back = phase.wait("reconnect after wrong key", connection.is_ready, 20.0)
     return {"elapsed": elapsed, "errors": errors, "reconnected_s": back}
+
+
+def _sessions_phase(phase: Phase, wanted: str) -> dict[str, Any]:
+    """List the sidecar's sessions, pick one in the list, open it."""
+    props = phase.props
+    props.sessions.clear()
+    call_operator(bpy.ops.edit3d.list_sessions)
+    phase.wait("session list", lambda: len(props.sessions) > 0, 20)
+    listed = [(s.session_id, s.label, s.turn_count) for s in props.sessions]
+    props.active_session_index = next(
+        (i for i, s in enumerate(props.sessions) if s.session_id == wanted), 0
+    )
+    call_operator(bpy.ops.edit3d.open_session)
+    phase.wait("opened from list", lambda: props.session_id == wanted and not props.turns, 20)
+    return {"listed": listed, "opened": props.session_id, "turns": len(props.turns)}
 
 
 def _upload_phase(phase: Phase, args: dict[str, Any]) -> dict[str, Any]:
@@ -865,6 +892,7 @@ def sidecar_session(args: dict[str, Any]) -> dict[str, Any]:
         out["cameras"] = _camera_rows(scene_io, coll)
         if args["with_workspace"]:
             _edit_phases(phase, connection, args, out)
+        out["sessions"] = _sessions_phase(phase, out["upload"]["session_id"])
     except Exception:
         out["exception"] = traceback.format_exc()
     finally:

@@ -255,6 +255,10 @@ PANEL_STATES = [
         ],
         "active_turn_index": 1,
         "head": "base",
+        "sessions": [
+            {"session_id": "s1", "label": "garden", "turn_count": 2, "busy": True},
+            {"session_id": "s2", "label": "statue", "turn_count": 0},
+        ],
     },
     {
         "connection_state": "LOST",
@@ -292,6 +296,8 @@ def test_every_panel_draws_in_every_state(home: Path) -> None:
     assert ["operator", "edit3d.cancel_job"] in running
     assert ["operator", "edit3d.resume_turn"] in running  # interrupted turn selected
     assert ["label", "caption: a person standing"] in running
+    assert ["template_list", "EDIT3D_UL_sessions"] in running
+    assert ["label", "s1  2 turns (busy)"] in running
     queued = by_state[json.dumps(PANEL_STATES[2], sort_keys=True)]
     assert ["label", "2 job(s) ahead"] in queued
     assert ["label", "GPU memory: 70.0 free of 80.0 GB"] in queued

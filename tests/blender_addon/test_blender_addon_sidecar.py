@@ -129,6 +129,18 @@ def test_killed_idle_sidecar_shows_lost_and_a_restarted_one_is_found(session_run
     assert any(level == "ERROR" and "Lost the sidecar" in m for level, m in session_run["reports"])
 
 
+def test_sessions_are_listed_and_one_opens_from_the_list(session_run: dict) -> None:
+    sessions = session_run["sessions"]
+    listed = {sid: (label, turns) for sid, label, turns in sessions["listed"]}
+    uploaded = session_run["upload"]["session_id"]
+    assert listed[uploaded][0] == "uploaded"
+    if HAS_WORKSPACE:
+        sample_id = session_run["session"]["session_id"]
+        assert listed[sample_id][0] == "sample" and listed[sample_id][1] >= 2
+    assert sessions["opened"] == uploaded
+    assert sessions["turns"] == 0
+
+
 def _progress_samples(job: dict) -> list[dict]:
     return [s for s in job["samples"] if s["job_state"] == "RUNNING" and s["total"] > 0]
 
