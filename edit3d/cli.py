@@ -18,6 +18,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edit3d.models.commands",
     "edit3d.segmentation.commands",
     "edit3d.editing.commands",
+    "edit3d.refine.commands",
+    "edit3d.export.commands",
+    "edit3d.metrics.commands",
 )
 
 

@@ -57,28 +57,28 @@ def _phase(record: Any) -> str:
     return f"edit ({mode})"
 
 
-def _seconds(timings: Mapping[str, Any]) -> float | None:
-    for key in ("seconds", "wall_s", "elapsed_s", "duration_s"):
+def _seconds(record: Any, timings: Mapping[str, Any]) -> float | None:
+    """The node's recorded total, else its start-to-finish wall time."""
+    for key in ("total_s", "seconds", "wall_s"):
         if timings.get(key) is not None:
             return float(timings[key])
-    start = timings.get("started", timings.get("created"))
-    end = timings.get("finished", timings.get("updated"))
-    if start is None or end is None:
+    start, end = _get(record, "created"), _get(record, "finished")
+    if not start or end is None:
         return None
     return max(float(end) - float(start), 0.0)
 
 
-def _steps(record: Any, timings: Mapping[str, Any]) -> int | None:
-    for source in (timings, _get(record, "spec", None) or {}):
-        for key in ("steps_done", "steps", "iterations"):
-            value = _get(source, key)
-            if value is not None:
-                return int(value)
-    return None
+def _steps(record: Any) -> int | None:
+    """Iterations the node ran (its record), else those it was set to run (its spec)."""
+    done = _get(record, "steps")
+    if isinstance(done, (int, float)) and done > 0:
+        return int(done)
+    planned = _get(_get(record, "spec", None) or {}, "steps")
+    return None if planned is None else int(planned)
 
 
 def phase_timings(records: Iterable[Any]) -> list[PhaseTiming]:
-    """One `PhaseTiming` per history record (objects or dicts with id/kind/status/timings)."""
+    """One `PhaseTiming` per history record (`edit3d.workspace.TurnRecord` or such dicts)."""
     result = []
     for record in records:
         timings = _get(record, "timings", None) or {}
@@ -87,8 +87,8 @@ def phase_timings(records: Iterable[Any]) -> list[PhaseTiming]:
                 turn_id=str(_get(record, "id")),
                 phase=_phase(record),
                 status=str(_get(record, "status", "")),
-                seconds=_seconds(timings),
-                steps=_steps(record, timings),
+                seconds=_seconds(record, timings),
+                steps=_steps(record),
             )
         )
     return result

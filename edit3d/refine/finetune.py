@@ -190,10 +190,12 @@ def finetune_super_resolution(
     iteration i (periodic checkpoints).
     """
     config = config or RefineConfig()
-    esrgan, gfpgan, detector = _networks(esrgan, gfpgan, detector, config, profile, device)
     start = time.monotonic()
     faces = 0
     if targets is None:
+        esrgan, gfpgan, detector = load_sr_networks(
+            config, profile, device, esrgan=esrgan, gfpgan=gfpgan, detector=detector
+        )
         targets, faces = make_targets(
             field,
             esrgan,
@@ -230,18 +232,24 @@ def finetune_super_resolution(
         upscale_seconds=upscale_seconds,
         train_seconds=time.monotonic() - start,
         final_loss=None if step is None else float(step.loss),
-        models={"esrgan": esrgan.name, "gfpgan": gfpgan.name if gfpgan else "none"},
+        models={
+            "esrgan": esrgan.name if esrgan is not None else "given targets",
+            "gfpgan": gfpgan.name if gfpgan is not None else "none",
+        },
     )
 
 
-def _networks(
-    esrgan: SuperResolver | None,
-    gfpgan: FaceRestorer | None,
-    detector: FaceDetector | None,
+def load_sr_networks(
     config: RefineConfig,
-    profile: Literal["real", "tiny"],
-    device: str,
+    profile: Literal["real", "tiny"] = "real",
+    device: str = "cpu",
+    *,
+    esrgan: SuperResolver | None = None,
+    gfpgan: FaceRestorer | None = None,
+    detector: FaceDetector | None = None,
 ) -> tuple[SuperResolver, FaceRestorer | None, FaceDetector | None]:
+    """The given networks, the missing ones loaded from the registry under `profile`
+    (GFPGAN and the Haar detector only when `config.faces`)."""
     from edit3d.models.registry import load_model
     from edit3d.models.sr import GFPGAN_V14, REALESRGAN_X4PLUS
 

@@ -103,10 +103,13 @@ def test_tiny_clip_table_says_pipeline_check():
 def test_timings_table_per_phase_scaled_to_10k():
     records = [
         SimpleNamespace(id="base", kind="base", status="finished", spec={"steps": 300},
-                        timings={"started": 100.0, "finished": 160.0}),
-        {"id": "t1", "kind": "edit", "status": "finished", "spec": {"mode": "in2n", "steps": 200},
-         "timings": {"started": 200.0, "finished": 320.0}},
-        SimpleNamespace(id="r1", kind="refine", status="running", spec=None, timings={}),
+                        timings={"load_s": 2.0, "train_s": 57.0, "total_s": 60.0},
+                        created=1000.0, finished=1061.0, steps=300),
+        {"id": "turn-0001", "kind": "edit", "status": "finished",
+         "spec": {"mode": "in2n", "steps": 200}, "timings": {},
+         "created": 2000.0, "finished": 2120.0, "steps": 200},
+        SimpleNamespace(id="turn-0002", kind="refine", status="running", spec={"steps": 50},
+                        timings={}, created=3000.0, finished=None, steps=0),
     ]  # fmt: skip
     timings = phase_timings(records)
     assert [t.phase for t in timings] == ["base", "edit (in2n)", "refine"]

@@ -1,0 +1,86 @@
+"""`edit3d export`: a node's field as a point cloud or mesh file, in the world frame."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from edit3d.export.files import FORMATS
+
+
+def add_commands(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="point cloud or mesh of a turn as PLY / OBJ / GLB (dataset world frame)",
+        description="Sample a node's field (default: head) into a point cloud (rendered depth "
+        "of the training cameras) or a mesh (TSDF fusion + marching cubes), in the dataset's "
+        "world frame, and write it for other tools.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--workspace", "-w", type=Path, help="workspace folder")
+    source.add_argument("--checkpoint", type=Path, help="a field checkpoint file instead")
+    parser.add_argument("--turn", help="node to export (default: head)")
+    parser.add_argument("--kind", choices=("pointcloud", "mesh"), default="pointcloud")
+    parser.add_argument("--format", choices=FORMATS, help="file format (default: from --out)")
+    parser.add_argument("--out", type=Path, required=True, help="output file")
+    parser.add_argument("--budget", type=int, default=1_000_000, help="point budget")
+    parser.add_argument(
+        "--crop",
+        type=float,
+        nargs=6,
+        metavar=("X0", "Y0", "Z0", "X1", "Y1", "Z1"),
+        help="world-frame box to keep (default: the field's scene bounds)",
+    )
+    parser.add_argument("--max-views", type=int, help="render at most this many views")
+    parser.add_argument("--render-long-side", type=int, help="render size (default: dataset)")
+    parser.add_argument("--resolution", type=int, default=192, help="mesh voxels per side")
+    parser.add_argument("--accumulation", type=float, default=0.5, help="opacity threshold")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the point subsampling")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if present)")
+    parser.set_defaults(func=run_export)
+
+
+def _field(args: argparse.Namespace, device: str) -> Any:
+    if args.checkpoint is not None:
+        from edit3d.field import NerfactoField
+
+        return NerfactoField.from_checkpoint(args.checkpoint, device=device)
+    from edit3d.workspace import Workspace
+
+    return Workspace.open(args.workspace, device=device).load_field(args.turn)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from edit3d.editing.commands import ProgressBars
+    from edit3d.export.files import write_geometry
+    from edit3d.export.mesh import MeshConfig, export_mesh
+    from edit3d.export.pointcloud import PointCloudConfig, export_point_cloud
+    from edit3d.export.sampling import CropBox
+    from edit3d.refine.commands import default_device
+
+    field = _field(args, default_device(args.device))
+    crop = CropBox.from_values(args.crop) if args.crop else None
+    with ProgressBars() as bars:
+        if args.kind == "mesh":
+            config = MeshConfig(
+                resolution=args.resolution,
+                accumulation_threshold=args.accumulation,
+                max_views=args.max_views,
+                render_long_side=args.render_long_side,
+            )
+            geometry = export_mesh(field, config, crop=crop, progress=bars)
+            count = f"{len(geometry.vertices)} vertices, {len(geometry.faces)} triangles"
+        else:
+            config = PointCloudConfig(
+                num_points=args.budget,
+                accumulation_threshold=args.accumulation,
+                max_views=args.max_views,
+                render_long_side=args.render_long_side,
+                seed=args.seed,
+            )
+            geometry = export_point_cloud(field, config, crop=crop, progress=bars)
+            count = f"{len(geometry)} points"
+    path = write_geometry(args.out, geometry, args.format)
+    print(f"wrote {path} ({count}, dataset world frame)")
+    return 0
