@@ -250,6 +250,7 @@ def _send_handshake(context: Any, timeout_s: float | None = None) -> None:
 def disconnect(context: Any) -> None:
     """Close the link on the user's request (jobs on the sidecar keep running)."""
     LINK.wanted = False
+    LINK.autoconnect_file = None
     close_client()
     props = context.scene.edit3d
     props.connection_state = "DISCONNECTED"
@@ -272,12 +273,17 @@ def _on_handshake(context: Any, reply: Any) -> None:
     mine = tuple(protocol_module().PROTOCOL_VERSION)
     if reply.server_version[0] != mine[0]:
         theirs = ".".join(map(str, reply.server_version))
-        _on_handshake_failed(
-            context, f"the sidecar speaks protocol {theirs}, this add-on {mine[0]}.{mine[1]}: "
-            "update one of them so the major versions match"
+        LINK.wanted = False
+        close_client()
+        props.connection_state = "DISCONNECTED"
+        props.connection_message = "protocol version mismatch"
+        report_error(
+            context, f"The sidecar at {endpoint_label(LINK.settings)} speaks protocol {theirs}, "
+            f"this add-on {mine[0]}.{mine[1]}: update one of them so the major versions match",
         )  # fmt: skip
         return
     LINK.handshaken = True
+    LINK.autoconnect_file = None  # connected: a later disconnect must stay disconnected
     props.connection_state = "CONNECTED"
     props.connection_message = ""
     props.server_version = reply.sidecar_version or ".".join(map(str, reply.server_version))
@@ -367,7 +373,10 @@ def request(
     """Send a request now; on_reply(context, reply) or on_error(context, text) runs later."""
     if LINK.client is None:
         raise ConnectionError("not connected to a sidecar")
-    msg_id = LINK.client.send(message, session=session)
+    try:
+        msg_id = LINK.client.send(message, session=session)
+    except protocol_module().RequestTimeout as exc:  # the socket's send queue is full
+        raise ConnectionError(str(exc)) from None
     timeout = LINK.settings.request_timeout_s if timeout_s is None else timeout_s
     LINK.pending[msg_id] = Pending(message.type_name, time.monotonic(), timeout, on_reply, on_error)
     return msg_id
@@ -435,7 +444,10 @@ def _keep_alive(context: Any, now: float) -> None:
     heartbeat_pending = any(p.type_name == "heartbeat" for p in LINK.pending.values())
     if not heartbeat_pending and now - LINK.last_heartbeat_sent >= settings.heartbeat_interval_s:
         LINK.last_heartbeat_sent = now
-        request(context, messages().Heartbeat(), None, lambda _c, _m: None)
+        try:
+            request(context, messages().Heartbeat(), None, lambda _c, _m: None)
+        except ConnectionError as exc:
+            _mark_lost(context, str(exc))
 
 
 def _dispatch(context: Any, envelope: Any) -> None:

@@ -486,6 +486,36 @@ def no_sidecar(args: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+@scenario
+def version_mismatch(args: dict[str, Any]) -> dict[str, Any]:
+    """A server (the vendored protocol's own endpoint, in this process) of protocol 2.x."""
+    connection = addon_module("connection")
+    proto = connection.protocol_module()
+    key = bytes(range(32))
+    server = proto.ServerEndpoint("tcp://127.0.0.1:0", key)
+    prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
+    _configure(prefs, {"endpoint": server.endpoint, "key_hex": key.hex()})
+    bpy.context.preferences.system.use_online_access = True
+    props = bpy.context.scene.edit3d
+    call_operator(bpy.ops.edit3d.connect)
+    msgs = connection.messages()
+    start = time.monotonic()
+    while props.connection_state == "CONNECTING" and time.monotonic() - start < 10:
+        incoming = server.recv(timeout_ms=10)
+        if incoming is not None and isinstance(incoming.message, msgs.Handshake):
+            reply = msgs.HandshakeReply(server_version=(2, 0), server_id="future", device="cpu")
+            server.reply(incoming.identity, reply, parent_id=incoming.envelope.header.msg_id)
+        connection.poll_once(bpy.context)
+    result = {
+        "state": props.connection_state,
+        "ready": connection.is_ready(),
+        "reports": [(r.level, r.message) for r in props.reports],
+    }
+    server.close()
+    disable_addon()
+    return result
+
+
 # --- against a real sidecar --------------------------------------------------------------
 
 

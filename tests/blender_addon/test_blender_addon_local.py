@@ -340,3 +340,12 @@ def test_no_sidecar_is_reported_within_the_timeout_without_freezing(home: Path) 
     assert len(errors) == 1 and "No answer from the sidecar" in errors[0]
     assert args["endpoint"] in errors[0]
     assert result["timer_registered_after_disable"] is False
+
+
+def test_a_sidecar_of_another_protocol_major_is_refused_with_a_clear_report(home: Path) -> None:
+    result = run_bpy("version_mismatch", home).result
+    assert result["state"] == "DISCONNECTED"
+    assert result["ready"] is False
+    errors = [m for level, m in result["reports"] if level == "ERROR"]
+    assert len(errors) == 1
+    assert "speaks protocol 2.0, this add-on 1." in errors[0]
