@@ -130,3 +130,23 @@ def test_registry_builds_the_tiny_twins_offline():
     face = load_model("gfpgan-v1.4", "tiny", seed=0)
     assert isinstance(esr, SuperResolver) and esr.scale == 4 and esr.name.endswith("(tiny)")
     assert isinstance(face, FaceRestorer) and face.size == 64
+
+
+@pytest.mark.slow
+def test_full_size_gfpgan_checkpoint_loads_through_spandrel(tmp_path):
+    """A random GFPGANv1Clean of the published size, saved as the release files are
+    ({"params_ema": ...}), loads with `load_gfpgan` and restores 512 px crops."""
+    from spandrel.architectures.GFPGAN import GFPGAN
+
+    from edit3d.models.sr import load_gfpgan
+
+    torch.manual_seed(0)
+    network = GFPGAN(out_size=512, num_style_feat=512, channel_multiplier=2, sft_half=True)
+    path = tmp_path / "GFPGANv1.4.pth"
+    torch.save({"params_ema": network.state_dict()}, path)
+    restorer = load_gfpgan(path)
+    assert restorer.size == 512
+    face = _view(64, 64)
+    out = restorer.restore(face)
+    assert out.shape == (64, 64, 3) and np.all(np.isfinite(out))
+    np.testing.assert_array_equal(restorer.restore(face), out)
