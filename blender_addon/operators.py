@@ -27,12 +27,20 @@ class _SidecarOperator:
         props = context.scene.edit3d
         return connection.is_ready() and (bool(props.session_id) or not cls.needs_session)
 
-    def submit(self, context: bpy.types.Context, message: Any, route=None) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> set[str]:
         try:
-            connection.submit_job(context, message, route)
-        except (ConnectionError, ValueError) as exc:
+            return self.run(context)
+        except ConnectionError as exc:
+            self.report({"ERROR"}, f"Not sent: {exc}")
+        except ValueError as exc:  # a field the protocol refuses (too long, out of range)
             self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+        return {"CANCELLED"}
+
+    def run(self, context: bpy.types.Context) -> set[str]:
+        raise NotImplementedError
+
+    def submit(self, context: bpy.types.Context, message: Any, route=None) -> set[str]:
+        connection.submit_job(context, message, route)
         return {"FINISHED"}
 
 
@@ -113,7 +121,7 @@ class EDIT3D_OT_create_session(_SidecarOperator, bpy.types.Operator):
     bl_label = "Create Session"
     needs_session = False
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def run(self, context: bpy.types.Context) -> set[str]:
         props = context.scene.edit3d
         msgs = connection.messages()
         kwargs: dict[str, Any] = {"name": props.session_name or "scene", "preset": props.preset}
@@ -175,7 +183,7 @@ class EDIT3D_OT_open_session(_SidecarOperator, bpy.types.Operator):
 
     session_id: StringProperty(name="Session")
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def run(self, context: bpy.types.Context) -> set[str]:
         props = context.scene.edit3d
         listed = props.sessions[props.active_session_index].session_id if (
             0 <= props.active_session_index < len(props.sessions)) else ""  # fmt: skip
@@ -203,7 +211,7 @@ class EDIT3D_OT_list_sessions(_SidecarOperator, bpy.types.Operator):
     bl_label = "Refresh Sessions"
     needs_session = False
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def run(self, context: bpy.types.Context) -> set[str]:
         connection.refresh_sessions(context)
         return {"FINISHED"}
 
@@ -259,7 +267,7 @@ class EDIT3D_OT_train_base(_SidecarOperator, bpy.types.Operator):
     bl_idname = "edit3d.train_base"
     bl_label = "Train Base"
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def run(self, context: bpy.types.Context) -> set[str]:
         props = context.scene.edit3d
         msg = connection.messages().JobTrainBase(
             session_id=props.session_id,
@@ -284,7 +292,7 @@ class EDIT3D_OT_preview_masks(_SidecarOperator, bpy.types.Operator):
     bl_idname = "edit3d.preview_masks"
     bl_label = "Preview Masks"
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def run(self, context: bpy.types.Context) -> set[str]:
         props = context.scene.edit3d
         camera = _active_camera(self, context)
         if camera is None:
@@ -305,7 +313,7 @@ class EDIT3D_OT_run_turn(_SidecarOperator, bpy.types.Operator):
     bl_idname = "edit3d.run_turn"
     bl_label = "Run Turn"
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def run(self, context: bpy.types.Context) -> set[str]:
         props = context.scene.edit3d
         if not props.instruction.strip():
             self.report({"ERROR"}, "Write an instruction first")
@@ -359,7 +367,7 @@ class EDIT3D_OT_checkout_turn(_SidecarOperator, bpy.types.Operator):
     bl_idname = "edit3d.checkout_turn"
     bl_label = "Check Out Turn"
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def run(self, context: bpy.types.Context) -> set[str]:
         props = context.scene.edit3d
         turn = _selected_turn(context)
         if turn is None:
@@ -381,7 +389,7 @@ class EDIT3D_OT_resume_turn(_SidecarOperator, bpy.types.Operator):
     bl_idname = "edit3d.resume_turn"
     bl_label = "Resume Turn"
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def run(self, context: bpy.types.Context) -> set[str]:
         turn = _selected_turn(context)
         if turn is None or turn.status != "interrupted":
             self.report({"ERROR"}, "Select an interrupted turn")
@@ -398,7 +406,7 @@ class EDIT3D_OT_discard_turn(_SidecarOperator, bpy.types.Operator):
     bl_idname = "edit3d.discard_turn"
     bl_label = "Discard Turn"
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def run(self, context: bpy.types.Context) -> set[str]:
         turn = _selected_turn(context)
         if turn is None or turn.status != "interrupted":
             self.report({"ERROR"}, "Select an interrupted turn")
@@ -416,7 +424,7 @@ class EDIT3D_OT_refine(_SidecarOperator, bpy.types.Operator):
     bl_idname = "edit3d.refine"
     bl_label = "Refine (Super-Resolution)"
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def run(self, context: bpy.types.Context) -> set[str]:
         props = context.scene.edit3d
         msg = connection.messages().JobRefine(
             session_id=props.session_id, turn_id=props.head or None
@@ -430,7 +438,7 @@ class EDIT3D_OT_render_camera(_SidecarOperator, bpy.types.Operator):
     bl_idname = "edit3d.render_camera"
     bl_label = "Render Active Camera"
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def run(self, context: bpy.types.Context) -> set[str]:
         camera = _active_camera(self, context)
         if camera is None:
             return {"CANCELLED"}
@@ -472,7 +480,7 @@ class EDIT3D_OT_export(_SidecarOperator, bpy.types.Operator):
 
     into_scene: bpy.props.BoolProperty(name="Into scene", default=True)
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def run(self, context: bpy.types.Context) -> set[str]:
         props = context.scene.edit3d
         msg = connection.messages().JobExport(
             session_id=props.session_id,

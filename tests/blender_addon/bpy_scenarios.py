@@ -516,6 +516,57 @@ def version_mismatch(args: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+@scenario
+def refused_fields(args: dict[str, Any]) -> dict[str, Any]:
+    """Values the protocol refuses are reported by the operator and never sent."""
+    connection = addon_module("connection")
+    proto = connection.protocol_module()
+    msgs = connection.messages()
+    key = bytes(range(32))
+    server = proto.ServerEndpoint("tcp://127.0.0.1:0", key)
+    prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
+    _configure(prefs, {"endpoint": server.endpoint, "key_hex": key.hex()})
+    bpy.context.preferences.system.use_online_access = True
+    props = bpy.context.scene.edit3d
+    call_operator(bpy.ops.edit3d.connect)
+    received: list[str] = []
+
+    def serve(limit_s: float) -> None:
+        end = time.monotonic() + limit_s
+        while time.monotonic() < end:
+            incoming = server.recv(timeout_ms=5)
+            if incoming is not None:
+                received.append(incoming.message.type_name)
+                if isinstance(incoming.message, msgs.Handshake):
+                    reply = msgs.HandshakeReply(
+                        server_version=tuple(proto.PROTOCOL_VERSION), server_id="s", device="cpu"
+                    )
+                    server.reply(
+                        incoming.identity, reply, parent_id=incoming.envelope.header.msg_id
+                    )
+            connection.poll_once(bpy.context)
+
+    serve(1.0)
+    ready = connection.is_ready()
+    props.session_id = "s1"
+    props.instruction = "x" * 2500
+    long_instruction = call_operator(bpy.ops.edit3d.run_turn)
+    props.instruction = "make it red"
+    props.edit_queries = ",".join(f"q{i}" for i in range(40))
+    many_queries = call_operator(bpy.ops.edit3d.run_turn)
+    serve(0.5)
+    result = {
+        "ready": ready,
+        "long_instruction": long_instruction,
+        "many_queries": many_queries,
+        "received": received,
+        "job_state": props.job_state,
+    }
+    server.close()
+    disable_addon()
+    return result
+
+
 # --- against a real sidecar --------------------------------------------------------------
 
 

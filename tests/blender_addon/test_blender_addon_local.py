@@ -349,3 +349,14 @@ def test_a_sidecar_of_another_protocol_major_is_refused_with_a_clear_report(home
     errors = [m for level, m in result["reports"] if level == "ERROR"]
     assert len(errors) == 1
     assert "speaks protocol 2.0, this add-on 1." in errors[0]
+
+
+def test_values_the_protocol_refuses_are_reported_and_never_sent(home: Path) -> None:
+    result = run_bpy("refused_fields", home).result
+    assert result["ready"] is True
+    assert result["long_instruction"]["result"] == ["CANCELLED"]
+    assert "instruction" in result["long_instruction"]["error"]
+    assert result["many_queries"]["result"] == ["CANCELLED"]
+    assert "edit_queries" in result["many_queries"]["error"]
+    assert "job.run_turn" not in result["received"]
+    assert result["job_state"] == "NONE"
