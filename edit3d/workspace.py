@@ -307,7 +307,7 @@ class Workspace:
         if parent is None:
             raise ValueError("parent: this workspace has no finished node yet (train the base)")
         self._require_finished(parent)
-        editor = editor or _load_editor(spec.editor, self.device)
+        editor = editor or load_editor_for(spec.editor, self.device)
         record = self._start_node(self._next_turn_id(), parent, "edit", spec.to_dict())
         return self._run_turn_node(
             record, spec, editor, mask_provider, progress, cancel, checkpoint_every, resume=False
@@ -332,7 +332,7 @@ class Workspace:
             )
         spec = record.turn_spec
         assert spec is not None
-        editor = editor or _load_editor(spec.editor, self.device)
+        editor = editor or load_editor_for(spec.editor, self.device)
         self._update(turn_id, status="running", owner=_owner(), message="")
         return self._run_turn_node(
             record, spec, editor, mask_provider, progress, cancel, checkpoint_every, resume=True
@@ -516,7 +516,8 @@ def _turn_timings(checkpoint: Path) -> dict[str, float]:
     return {f"{phase}_s": float(seconds) for phase, seconds in phases.items()}
 
 
-def _load_editor(spec: str, device: str) -> Editor:
+def load_editor_for(spec: str, device: str) -> Editor:
+    """The editor named by `spec` (see `edit3d.editing.editors.load_editor`) on `device`."""
     from edit3d.editing.editors import load_editor
 
     if ":" in spec:  # a user's factory takes only the arguments it declares

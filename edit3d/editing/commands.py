@@ -134,12 +134,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_edit(args: argparse.Namespace) -> int:
     from edit3d.editing.turns import TurnSpec
-    from edit3d.workspace import Workspace
+    from edit3d.workspace import Workspace, load_editor_for
 
     device = _device(args.device)
     workspace = Workspace.open(args.workspace, device=device)
     workspace.recover()
     parent = args.parent
+    editor = load_editor_for(args.editor, device)  # once for all turns
     mask_provider = None
     if args.edit_query or args.keep_query:
         mask_provider = _segmenter(args.profile, device).mask_provider()
@@ -158,7 +159,9 @@ def run_edit(args: argparse.Namespace) -> int:
             editor=args.editor,
         )
         with ProgressBars() as bars:
-            record = workspace.run_turn(spec, parent, mask_provider=mask_provider, progress=bars)
+            record = workspace.run_turn(
+                spec, parent, editor=editor, mask_provider=mask_provider, progress=bars
+            )
         parent = record.id
         print(f"{record.id}: {instruction!r} finished ({_seconds(record.timings)})")
         if args.editor.endswith("-tiny") or args.profile == "tiny":
@@ -212,9 +215,9 @@ def run_resume(args: argparse.Namespace) -> int:
     spec = workspace.turn(args.turn_id).turn_spec
     editor = None
     if args.editor is not None:
-        from edit3d.workspace import _load_editor
+        from edit3d.workspace import load_editor_for
 
-        editor = _load_editor(args.editor, device)
+        editor = load_editor_for(args.editor, device)
     mask_provider = None
     if spec is not None and (spec.edit_queries or spec.keep_queries):
         mask_provider = _segmenter(args.profile, device).mask_provider()
