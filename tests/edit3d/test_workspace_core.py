@@ -166,3 +166,65 @@ def test_create_validates(tmp_path: Path, trained: Path) -> None:
         workspace.train_base(steps=1)
     with pytest.raises(ValueError, match="turn_id"):
         workspace.checkout("turn-9999")
+
+
+KILLED_TURN_SCRIPT = """
+import sys, time
+from edit3d.editing.turns import TurnSpec
+from edit3d.workspace import Workspace
+
+class Slow:
+    def edit(self, render, condition, instruction, **_kwargs):
+        time.sleep(0.05)
+        return condition
+
+spec = TurnSpec("slowly", steps=5000, edit_rate=1, lr=0.02, editor="unused")
+Workspace.open(sys.argv[1]).run_turn(spec, editor=Slow(), checkpoint_every=3)
+"""
+
+
+def test_sigkill_mid_turn(workspace: Workspace) -> None:
+    import os
+    import sys
+    import time
+
+    first = workspace.run_turn(turn("make it red"), editor=Tint())
+    first_digest = digest(workspace.checkpoint_path(first.id))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_TURN_SCRIPT, str(workspace.root)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    checkpoint = workspace.root / "turns" / "turn-0002" / "checkpoint.pt"
+    deadline = time.monotonic() + 240
+    while not checkpoint.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.kill()
+    process.wait()
+    assert checkpoint.is_file(), "the turn never wrote its first periodic checkpoint"
+
+    reopened = Workspace.open(workspace.root)
+    assert reopened.turn("turn-0002").status == "running"
+    assert reopened.recover() == ["turn-0002"]
+    assert reopened.head == first.id
+    assert digest(reopened.checkpoint_path(first.id)) == first_digest
+
+    cancel = CancelToken()
+    events: list[ProgressEvent] = []
+
+    def stop_soon(event: ProgressEvent) -> None:
+        events.append(event)
+        if event.phase == "turn":
+            cancel.cancel()
+
+    class Instant:
+        def edit(self, render, condition, instruction, **_kwargs):
+            return condition
+
+    with pytest.raises(Cancelled):
+        reopened.resume_turn("turn-0002", editor=Instant(), progress=stop_soon, cancel=cancel)
+    resumed_from = next(e.step for e in events if e.phase == "turn") - 1
+    assert resumed_from > 0 and resumed_from % 3 == 0  # a periodic checkpoint, not step 0
+    assert reopened.turn("turn-0002").status == "cancelled"
