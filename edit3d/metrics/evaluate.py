@@ -102,11 +102,11 @@ def evaluate_chain(
                 cancel.raise_if_cancelled()
             width, height = _size(view, render_long_side)
             images.append(np.asarray(field.render(view, width=width, height=height).rgb))
-        features.append(clip.image_features(images))
+        features.append(_unit(clip.image_features(images)))
         progress(
             ProgressEvent("eval", index + 1, len(fields), message=f"rendered {node_ids[index]}")
         )
-    texts = clip.text_features(list(captions))
+    texts = _unit(clip.text_features(list(captions)))
     directional = [
         float(
             np.mean(directional_similarities(features[i - 1], features[i], texts[i - 1], texts[i]))
@@ -122,6 +122,11 @@ def evaluate_chain(
         directional=directional,
         text_image=text_image,
     )
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float64)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
 
 
 def _size(view: CameraView, long_side: int | None) -> tuple[int, int]:

@@ -61,12 +61,21 @@ class SuperResolver:
     """Tile side in input pixels (bounds memory: a 256 px tile needs ~2 GB on a GPU)."""
     tile_pad: int = 10
     """Overlap around each tile, in input pixels, cropped away after the network."""
+    pre_pad: int = 10
+    """Reflection padding around the whole image (as Real-ESRGAN's inference does), so the
+    borders are not upscaled as if the image ended in black."""
 
     def upscale(self, image: np.ndarray) -> np.ndarray:
         """[H, W, 3] in [0, 1] -> [H*scale, W*scale, 3] in [0, 1]."""
         batch = _as_batch(image, self.device)
+        height, width = batch.shape[-2:]
+        pad = max(min(self.pre_pad, height - 1, width - 1), 0)
+        if pad:
+            batch = F.pad(batch, (pad, pad, pad, pad), mode="reflect")
         with torch.inference_mode():
             out = self._run_tiled(batch)
+        s = self.scale
+        out = out[:, :, pad * s : pad * s + height * s, pad * s : pad * s + width * s]
         return _as_image(out)
 
     def _run_tiled(self, batch: torch.Tensor) -> torch.Tensor:
