@@ -73,9 +73,9 @@ class TurnPlan:
 
 TURNS = (
     TurnPlan("turn his shirt red", edit_queries=("shirt",),
-             caption="a person wearing a shirt and trousers next to a box, a ball and a cylinder"),
+             caption="a man in a shirt"),
     TurnPlan("give him a cowboy hat", keep_queries=("shirt", "trousers"),
-             caption="a person wearing a red shirt and trousers"),
+             caption="a man in a red shirt"),
 )
 
 
@@ -255,8 +255,7 @@ def run_demo(out: Path, args: argparse.Namespace) -> Report:
                                                preset=args.preset), timeout_s=60)
         assert isinstance(created, SessionSummary)
         session = Session(client, created.session_id)
-        cameras = cameras_of(created, 3)
-        rows = _run_turns(session, cameras, out, report, args)
+        rows = _run_turns(session, out, report, args)
         contact_sheet(rows, out / "previews" / "contact_sheet.png")
         _export(session, out, report)
         _write_history(session.summary(), report)
@@ -264,12 +263,13 @@ def run_demo(out: Path, args: argparse.Namespace) -> Report:
     return report
 
 
-def _run_turns(session: Session, cameras: list[Camera], out: Path, report: Report,
+def _run_turns(session: Session, out: Path, report: Report,
                args: argparse.Namespace) -> dict[str, list[Path]]:
     rows: dict[str, list[Path]] = {}
     started = time.monotonic()
     session.run(JobTrainBase(session_id=session.session_id, steps=args.base_steps), "base")
     report.timings["base"] = time.monotonic() - started
+    cameras = cameras_of(session.summary(), 3)
     rows["base"] = render_previews(session, cameras, out, "0-base")
     for number, plan in enumerate(TURNS, start=1):
         _preview_masks(session, cameras[0], plan, out, number, report)
