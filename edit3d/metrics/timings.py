@@ -69,11 +69,14 @@ def _seconds(record: Any, timings: Mapping[str, Any]) -> float | None:
 
 
 def _steps(record: Any) -> int | None:
-    """Iterations the node ran (its record), else those it was set to run (its spec)."""
+    """Iterations of this node alone: a finished node's planned count (its record's count
+    is the field's running total, which includes its ancestors'), else the record's."""
+    planned = _get(_get(record, "spec", None) or {}, "steps")
+    if planned is not None and _get(record, "status") == "finished":
+        return int(planned)
     done = _get(record, "steps")
     if isinstance(done, (int, float)) and done > 0:
         return int(done)
-    planned = _get(_get(record, "spec", None) or {}, "steps")
     return None if planned is None else int(planned)
 
 
