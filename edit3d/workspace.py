@@ -21,13 +21,20 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from edit3d.editing.turns import CHECKPOINT_NAME, Editor, MaskProvider, TurnSpec, run_turn
+from edit3d.editing.turns import (
+    CHECKPOINT_NAME,
+    STATE_NAME,
+    Editor,
+    MaskProvider,
+    TurnSpec,
+    run_turn,
+)
 from edit3d.field.nerfacto_field import NerfactoField, RenderResult
 from edit3d.field.presets import FieldConfig, get_preset
 from edit3d.progress import Cancelled, CancelToken, ProgressCallback, no_progress
@@ -370,7 +377,7 @@ class Workspace:
                     checkpoint_every=checkpoint_every,
                 )
             finally:
-                timings.update(_turn_timings(checkpoint))
+                timings.update(_turn_timings(turn_dir))
         self._finish(record.id, steps=result.steps)
         self._data["head"] = record.id
         self._write()
@@ -505,14 +512,12 @@ class Workspace:
         _atomic_write_json(self.root / WORKSPACE_FILE, self._data)
 
 
-def _turn_timings(checkpoint: Path) -> dict[str, float]:
-    """Per-phase seconds a turn recorded in its latest checkpoint (0 if none yet)."""
-    if not checkpoint.is_file():
+def _turn_timings(turn_dir: Path) -> dict[str, float]:
+    """Per-phase seconds a turn recorded with its latest checkpoint (none if none yet)."""
+    path = turn_dir / STATE_NAME
+    if not path.is_file():
         return {}
-    import torch
-
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    phases = state.get("extra", {}).get("turn", {}).get("timings", {})
+    phases = json.loads(path.read_text()).get("timings", {})
     return {f"{phase}_s": float(seconds) for phase, seconds in phases.items()}
 
 
@@ -560,6 +565,3 @@ def _atomic_write_json(path: Path, data: Any) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-
-
-TurnCallback = Callable[[TurnRecord], None]

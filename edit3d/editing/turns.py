@@ -11,7 +11,8 @@ The turn is nerfacto training with one override: before every `edit_rate`-th ite
 their pre-render through the view's mask, and replace that view's target.
 
 On disk (`turn_dir`): `params.json` (the spec), `prerenders/` (npz + PNGs), `masks/`,
-`checkpoint.pt` (resumable: field + optimizer + targets + round-robin + RNG).
+`checkpoint.pt` (resumable: field + optimizer + targets + round-robin + RNG) and
+`turn_state.json` (its step, edits and timings, readable without loading the model).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from edit3d.progress import (
 )
 
 CHECKPOINT_NAME = "checkpoint.pt"
+STATE_NAME = "turn_state.json"
 
 
 @dataclass(frozen=True)
@@ -176,9 +178,14 @@ def run_turn(
     checkpoint = turn_dir / CHECKPOINT_NAME
 
     def save() -> None:
+        turn_state = dataclasses.asdict(state)
         field_.save_checkpoint(
-            checkpoint, extra={"turn": dataclasses.asdict(state), "targets": targets.state_dict()}
+            checkpoint, extra={"turn": turn_state, "targets": targets.state_dict()}
         )
+        # A small readable copy, so the history can show timings without loading the model.
+        tmp = turn_dir / f".{STATE_NAME}.tmp"
+        tmp.write_text(json.dumps(turn_state, indent=2))
+        tmp.replace(turn_dir / STATE_NAME)
 
     first_step = state.next_step
 

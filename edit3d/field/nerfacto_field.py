@@ -102,6 +102,7 @@ class NerfactoField:
         self._optimizer: torch.optim.Optimizer | None = None
         self._callbacks = _training_callbacks(model)
         self._ray_cameras: tuple[int, int, Any] | None = None
+        self._dataset: SceneDataset | None = None
 
     # --- construction ----------------------------------------------------------------
 
@@ -202,7 +203,7 @@ class NerfactoField:
 
     def dataset_images(self) -> dict[str, np.ndarray]:
         """The dataset's images keyed by view name, at the preset's training size."""
-        dataset = getattr(self, "_dataset", None)
+        dataset = self._dataset
         if dataset is None:
             if self.dataset_root is None or not self.dataset_root.exists():
                 raise FileNotFoundError(

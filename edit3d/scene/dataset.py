@@ -3,7 +3,9 @@
 Supported layouts:
 
 * nerfstudio (`transforms.json`, also what `ns-process-data` writes for COLMAP captures);
-* Blender-synthetic (`transforms_train.json` with `camera_angle_x`).
+* Blender-synthetic (`transforms_train.json` with `camera_angle_x`);
+* a COLMAP sparse model (`colmap/sparse/0` or `sparse/0`, images in `images/`), read by
+  nerfstudio's ColmapDataParser; its world frame is COLMAP's.
 
 The world frame is the frame of the poses *as written in the file*. nerfstudio's own
 dataparsers compute the re-orientation and scale it trains in, so a field built here uses
@@ -26,7 +28,10 @@ import numpy as np
 
 from edit3d.scene.cameras import CameraView, Intrinsics
 
-DatasetFormat = Literal["nerfstudio", "blender"]
+DatasetFormat = Literal["nerfstudio", "blender", "colmap"]
+
+COLMAP_MODEL_DIRS = ("colmap/sparse/0", "sparse/0")
+"""Where a COLMAP sparse model is looked for inside a dataset folder (images in images/)."""
 
 
 @dataclass
@@ -51,6 +56,8 @@ class SceneDataset:
     """OpenCV distortion [k1, k2, k3, k4, p1, p2] of views that have any."""
     alpha_color: tuple[float, float, float] | None = None
     """Background that RGBA images are composited over (Blender-synthetic: white)."""
+    colmap_model: str | None = None
+    """COLMAP model folder relative to root (COLMAP layout only)."""
 
     def image(self, name: str, *, max_size: int | None = None) -> np.ndarray:
         """The view's image, float32 [H, W, 3] in [0, 1], shrunk so its longest side ≤ max_size."""
@@ -63,7 +70,7 @@ class SceneDataset:
 
     def nerfstudio_cameras(self) -> Any:
         """The training cameras exactly as nerfstudio's dataparser returns them (for checks)."""
-        return _run_dataparser(self.root, self.format).cameras
+        return _run_dataparser(self.root, self.format, self.colmap_model).cameras
 
 
 def load_dataset(path: str | Path) -> SceneDataset:
@@ -74,9 +81,13 @@ def load_dataset(path: str | Path) -> SceneDataset:
         return _load_nerfstudio(root)
     if (root / "transforms_train.json").is_file():
         return _load_blender(root)
+    for model_dir in COLMAP_MODEL_DIRS:
+        if any((root / model_dir / f"cameras.{ext}").is_file() for ext in ("bin", "txt")):
+            return _load_colmap(root, model_dir)
     raise ValueError(
-        f"path must hold transforms.json (nerfstudio / ns-process-data) or "
-        f"transforms_train.json (Blender-synthetic), got {str(path)!r}"
+        f"path must hold transforms.json (nerfstudio / ns-process-data), "
+        f"transforms_train.json (Blender-synthetic) or a COLMAP model in "
+        f"{' or '.join(COLMAP_MODEL_DIRS)}, got {str(path)!r}"
     )
 
 
@@ -208,11 +219,68 @@ def _load_blender(root: Path) -> SceneDataset:
     return dataset
 
 
+# --- COLMAP sparse model ----------------------------------------------------------------------
+
+
+def _load_colmap(root: Path, model_dir: str) -> SceneDataset:
+    """A COLMAP model read by nerfstudio's ColmapDataParser; world = COLMAP's frame.
+
+    Cameras use the OpenGL convention (COLMAP's OpenCV axes flipped); names are the image
+    paths relative to the dataset folder ("images/<name>").
+    """
+    outputs = _run_dataparser(root, "colmap", model_dir=model_dir)
+    transform = np.asarray(outputs.dataparser_transform, dtype=np.float64)
+    scale = float(outputs.dataparser_scale)
+    from_field = np.linalg.inv(np.vstack([transform, [0.0, 0.0, 0.0, 1.0]]))
+    cameras = outputs.cameras
+    views, paths, distortion = [], {}, {}
+    for i, filename in enumerate(outputs.image_filenames):
+        name = Path(filename).relative_to(root).as_posix()
+        c2w = np.vstack([cameras.camera_to_worlds[i].double().numpy(), [0.0, 0.0, 0.0, 1.0]])
+        c2w[:3, 3] /= scale
+        intrinsics = Intrinsics(
+            fx=float(cameras.fx[i]),
+            fy=float(cameras.fy[i]),
+            cx=float(cameras.cx[i]),
+            cy=float(cameras.cy[i]),
+            width=int(cameras.width[i]),
+            height=int(cameras.height[i]),
+        )
+        views.append(CameraView(name, from_field @ c2w, intrinsics))
+        paths[name] = Path(filename)
+        if cameras.distortion_params is not None and bool(cameras.distortion_params[i].any()):
+            distortion[name] = cameras.distortion_params[i].double().numpy()
+    dataset = SceneDataset(
+        root=root,
+        format="colmap",
+        views=views,
+        image_paths=paths,
+        transform=transform,
+        scale=scale,
+        scene_aabb=np.asarray(outputs.scene_box.aabb, dtype=np.float64),
+        distortion=distortion,
+        colmap_model=model_dir,
+    )
+    _check_against_dataparser(dataset, cameras)
+    return dataset
+
+
 # --- nerfstudio's dataparsers ------------------------------------------------------------
 
 
-def _run_dataparser(root: Path, fmt: DatasetFormat) -> Any:
+def _run_dataparser(root: Path, fmt: DatasetFormat, model_dir: str | None = None) -> Any:
     """nerfstudio's DataparserOutputs for all images (no train/eval split, no auto-downscale)."""
+    if fmt == "colmap":
+        from nerfstudio.data.dataparsers.colmap_dataparser import ColmapDataParserConfig
+
+        config = ColmapDataParserConfig(
+            data=root,
+            colmap_path=Path(model_dir or COLMAP_MODEL_DIRS[0]),
+            eval_mode="all",
+            downscale_factor=1,
+            load_3D_points=False,
+        )
+        return config.setup().get_dataparser_outputs("train")
     if fmt == "blender":
         from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
 
