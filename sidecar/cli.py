@@ -6,6 +6,9 @@
 Prints its endpoint and the connection file's path, one `key: value` per line, then serves
 until SIGINT/SIGTERM: the running job is cancelled (cooperatively, then by force), the
 socket is closed, the lock released; sessions stay on disk untouched.
+
+Exit codes: 0 stopped by a signal, 2 insecure bind refused, 3 work directory already
+served, 4 endpoint could not be bound.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+import zmq
 
 from protocol.connection import is_loopback
 from sidecar.kinds import DEFAULT_JOB_MODULES
@@ -114,7 +119,11 @@ def _serve(args: argparse.Namespace, workdir: Path) -> int:
         job_modules=(*DEFAULT_JOB_MODULES, *args.job_module),
         preload=not args.no_preload,
     )
-    sidecar = Sidecar(config)
+    try:
+        sidecar = Sidecar(config)
+    except zmq.ZMQError as exc:
+        print(f"edit3d-sidecar: cannot bind {args.bind}: {exc}", file=sys.stderr)
+        return 4
 
     def request_stop(signum: int, _frame: object) -> None:
         logging.getLogger("sidecar").info("signal %d: shutting down", signum)

@@ -179,7 +179,11 @@ class Sidecar:
     # ----- the loop ----------------------------------------------------------------------
     def serve_forever(self) -> None:
         while self._running:
-            self.step()
+            try:
+                self.step()
+            except Exception:  # a bug in one turn must not take the sessions' server down
+                log.exception("sidecar loop turn failed")
+                time.sleep(0.1)
 
     def stop(self) -> None:
         """Ask the loop to end after the current turn (safe from a signal handler)."""
@@ -277,14 +281,29 @@ class Sidecar:
         if job.session_id is None:
             return
         for message in self._job_messages(job, kind, data):
-            self.hub.publish(job.session_id, message)
+            if isinstance(message, _FinishedLater):
+                message = message.build()
+            try:
+                self.hub.publish(job.session_id, message)
+            except Exception as exc:  # e.g. a result too large for one frame
+                log.exception("could not publish %s of job %s", message.type_name, job.id)
+                if message.type_name != "job.finished":
+                    note = f"{message.type_name} not sent: {exc}"[:4000]
+                    job.result = {**(job.result or {}), "result_not_sent": note}
         if kind in ("job.queued", "job.started", "job.finished", "job.failed",
                     "job.cancelled"):
+            self._record_history(job)
+
+    def _record_history(self, job: Job) -> None:
+        assert job.session_id is not None
+        try:
             # The event mark rides along, so numbers stay increasing even after a kill -9.
             self.store.record_job(job.session_id, _history_record(job),
                                   event_seq_mark=self.hub.last_seq(job.session_id))
+        except OSError:
+            log.exception("could not record job %s in session %s", job.id, job.session_id)
 
-    def _job_messages(self, job: Job, kind: str, data: dict) -> list[Message]:
+    def _job_messages(self, job: Job, kind: str, data: dict) -> list[Message | _FinishedLater]:
         turn_id = (job.result or {}).get("turn_id") or job.params.get("turn_id")
         if kind in ("job.queued", "job.position"):
             return [JobQueued(job_id=job.id, kind=job.kind, position=self.jobs_ahead(job))]
@@ -295,12 +314,10 @@ class Sidecar:
         if kind == "job.preview":
             return [_preview_message(job.id, job, data)]
         if kind == "job.finished":
-            result = dict(data.get("result") or {})
-            extra = [result.pop("event")] if isinstance(result.get("event"), Message) else []
-            summary = {k: v for k, v in result.items()
-                       if v is None or isinstance(v, (str, int, float, bool))}
-            return [*extra, JobFinished(job_id=job.id, kind=job.kind, turn_id=turn_id,
-                                        result=summary)]
+            # Results can be large (point clouds): sent once, kept only in the bounded ring.
+            event = (job.result or {}).pop("event", None)
+            extra = [event] if isinstance(event, Message) else []
+            return [*extra, _FinishedLater(job, turn_id)]
         if kind == "job.failed":
             reason = f"{data.get('reason')}: {data.get('error')}"
             return [JobFailed(job_id=job.id, kind=job.kind, reason=reason[:4096],
@@ -315,6 +332,21 @@ class Sidecar:
         self.jobs.shutdown(timeout_s=10.0)
         self.hub.save_marks()
         self.endpoint.close()
+
+
+class _FinishedLater:
+    """job.finished, built after the result event so it can say that one was not sent."""
+
+    type_name = "job.finished"
+
+    def __init__(self, job: Job, turn_id: str | None) -> None:
+        self.job, self.turn_id = job, turn_id
+
+    def build(self) -> JobFinished:
+        summary = {k: v for k, v in (self.job.result or {}).items()
+                   if v is None or isinstance(v, (str, int, float, bool))}
+        return JobFinished(job_id=self.job.id, kind=self.job.kind, turn_id=self.turn_id,
+                           result=summary)
 
 
 def _preload(module: str) -> None:

@@ -256,3 +256,11 @@ def test_curve_encrypted_sidecar(tmp_path) -> None:
         plain.close()
     finally:
         running.terminate()
+
+
+def test_endpoint_in_use_is_a_clear_error(sidecar, tmp_path) -> None:
+    taken = subprocess.run(
+        [sys.executable, "-m", "sidecar.cli", "--workdir", str(tmp_path), "--no-preload",
+         "--bind", sidecar.endpoint], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert taken.returncode == 4 and "cannot bind" in taken.stderr
+    assert not (tmp_path / "connection.json").exists()
