@@ -157,9 +157,10 @@ def submit_job(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     request = incoming.message
     params = {f.name: getattr(request, f.name) for f in dataclasses.fields(request)}
     session_id = params.pop("session_id", None)
-    if session_id is not None:
-        sidecar.store.session_dir(session_id)  # not_found before queueing
-        sidecar.hub.subscribe(session_id, incoming.identity)
+    if not isinstance(session_id, str):
+        raise SidecarError("bad_request", f"{request.type_name} requests must name a session")
+    sidecar.store.session_dir(session_id)  # not_found before queueing
+    sidecar.hub.subscribe(session_id, incoming.identity)
     job = sidecar.jobs.submit(request.type_name, session_id, params)
     return m.JobAccepted(job_id=job.id, kind=job.kind, queue_position=sidecar.jobs_ahead(job))
 

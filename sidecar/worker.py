@@ -21,6 +21,8 @@ import signal
 import sys
 import traceback
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 from edit3d.progress import Cancelled, CancelToken
@@ -76,7 +78,10 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return name == "OutOfMemoryError" or "out of memory" in str(exc).lower()
 
 
-def _run_job(conn, options: WorkerOptions, cancel_event, cache: dict, message: tuple) -> None:
+def _run_job(
+    conn: Connection, options: WorkerOptions, cancel_event: EventType, cache: dict,
+    message: tuple,
+) -> None:
     _tag, job_id, kind_name, session_dir, params = message
     parent_pid = os.getppid()
 
@@ -117,7 +122,7 @@ def _preload(module: str) -> None:
         logging.getLogger("sidecar.worker").exception("preloading %s failed", module)
 
 
-def worker_main(conn, cancel_event, options: WorkerOptions) -> None:
+def worker_main(conn: Connection, cancel_event: EventType, options: WorkerOptions) -> None:
     """Entry point of the worker process."""
     _die_with_parent()
     # Ctrl-C in a terminal reaches the whole process group; the server decides what stops.
