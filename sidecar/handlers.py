@@ -77,7 +77,7 @@ def session_create(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     sidecar.hub.subscribe(session_id, incoming.identity)
     if path is not None:
         # Reading the dataset runs nerfstudio's dataparser: done by the worker, not here.
-        sidecar.jobs.submit(PREPARE_KIND, session_id, {})
+        sidecar.jobs.submit(PREPARE_KIND, session_id, {}, origin=incoming.envelope.msg_id)
     return _summary(sidecar, session_id)
 
 
@@ -161,13 +161,15 @@ def submit_job(sidecar: Sidecar, incoming: Incoming) -> m.Message:
         raise SidecarError("bad_request", f"{request.type_name} requests must name a session")
     sidecar.store.session_dir(session_id)  # not_found before queueing
     sidecar.hub.subscribe(session_id, incoming.identity)
-    job = sidecar.jobs.submit(request.type_name, session_id, params)
+    job = sidecar.jobs.submit(request.type_name, session_id, params,
+                              origin=incoming.envelope.msg_id)
     return m.JobAccepted(job_id=job.id, kind=job.kind, queue_position=sidecar.jobs_ahead(job))
 
 
 def job_cancel(sidecar: Sidecar, incoming: Incoming) -> m.Message:
+    """Queued: cancelled at once; running: asked to stop (job.cancelled follows)."""
     job = sidecar.jobs.cancel(incoming.message.job_id)  # type: ignore[attr-defined]
-    return m.JobStateReply(jobs=(sidecar.job_info(job),))
+    return m.Ok(detail=job.state)
 
 
 def job_status(sidecar: Sidecar, incoming: Incoming) -> m.Message:

@@ -66,6 +66,8 @@ class Job:
     cancel_requested_at: float | None = None
     cancel_latency_s: float | None = None
     """Seconds from the cancel request to the job actually stopping."""
+    origin: str | None = None
+    """msg_id of the request that created the job (job events name it as their parent)."""
 
     def summary(self, position: int | None = None) -> dict:
         """A msgpack-able description (no result arrays, no parameters with arrays)."""
@@ -206,7 +208,9 @@ class JobManager:
         return self._worker.conn.fileno() if self._worker is not None else None
 
     # ----- commands ----------------------------------------------------------------------
-    def submit(self, kind: str, session_id: str | None, params: dict) -> Job:
+    def submit(
+        self, kind: str, session_id: str | None, params: dict, origin: str | None = None
+    ) -> Job:
         job_kind = get_job_kind(kind)
         if job_kind.needs_session and session_id is None:
             raise SidecarError("bad_request", f"job kind {kind!r} needs a session_id")
@@ -217,7 +221,7 @@ class JobManager:
                 raise SidecarError("bad_request", str(exc)) from exc
         if len(self._queue) >= self.limits.max_queued:
             raise SidecarError("queue_full", f"{len(self._queue)} jobs are already waiting")
-        job = Job(uuid.uuid4().hex[:16], kind, session_id, dict(params))
+        job = Job(uuid.uuid4().hex[:16], kind, session_id, dict(params), origin=origin)
         self._jobs[job.id] = job
         self._queue.append(job.id)
         self._emit(job, "job.queued", {})

@@ -284,7 +284,7 @@ class Sidecar:
             if isinstance(message, _FinishedLater):
                 message = message.build()
             try:
-                self.hub.publish(job.session_id, message)
+                self.hub.publish(job.session_id, message, parent_id=job.origin)
             except Exception as exc:  # e.g. a result too large for one frame
                 log.exception("could not publish %s of job %s", message.type_name, job.id)
                 if message.type_name != "job.finished":

@@ -264,3 +264,15 @@ def test_endpoint_in_use_is_a_clear_error(sidecar, tmp_path) -> None:
          "--bind", sidecar.endpoint], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert taken.returncode == 4 and "cannot bind" in taken.stderr
     assert not (tmp_path / "connection.json").exists()
+
+
+def test_job_events_name_the_request_that_created_the_job(client, session_id) -> None:
+    msg_id = client.send(tj.TestCount(session_id=session_id, steps=2))
+    seen = wait_for_events(client, lambda e: e.header.parent_id == msg_id
+                           and e.header.type == "job.accepted")
+    job_id = next(e for e in seen if e.header.type == "job.accepted").message.job_id
+    seen += wait_for_events(client, lambda e: e.header.type == "job.finished"
+                            and e.message.job_id == job_id)
+    events = [e for e in seen if getattr(e.message, "job_id", None) == job_id and e.header.seq]
+    assert {e.header.type for e in events} >= {"job.queued", "job.started", "job.finished"}
+    assert {e.header.parent_id for e in events} == {msg_id}
