@@ -367,8 +367,15 @@ def _progress_message(job_id: str, data: dict) -> JobProgress:
         total=max(0, int(data.get("total", 0))),
         loss=None if loss is None else float(loss),
         eta_s=None if eta is None or not np.isfinite(eta) else max(0.0, float(eta)),
-        message=str(data.get("message") or data.get("phase") or "")[:4096],
+        message=_phase_message(data),
     )
+
+
+def _phase_message(data: dict) -> str:
+    """ "phase: detail" (e.g. "prerender: images/frame_00003.png"), so clients can label."""
+    phase, detail = str(data.get("phase") or ""), str(data.get("message") or "")
+    text = f"{phase}: {detail}" if phase and detail else phase or detail
+    return text[:4096]
 
 
 def _preview_message(job_id: str, job: Job, data: dict) -> JobPreview:
