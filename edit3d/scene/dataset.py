@@ -270,6 +270,18 @@ def _load_colmap(root: Path, model_dir: str) -> SceneDataset:
 
 def _run_dataparser(root: Path, fmt: DatasetFormat, model_dir: str | None = None) -> Any:
     """nerfstudio's DataparserOutputs for all images (no train/eval split, no auto-downscale)."""
+    from nerfstudio.utils.rich_utils import CONSOLE
+
+    # Every image is a training view here by design; nerfstudio's console notes about
+    # eval splits would only be noise on each load.
+    quiet, CONSOLE.quiet = CONSOLE.quiet, True
+    try:
+        return _dataparser_outputs(root, fmt, model_dir)
+    finally:
+        CONSOLE.quiet = quiet
+
+
+def _dataparser_outputs(root: Path, fmt: DatasetFormat, model_dir: str | None) -> Any:
     if fmt == "colmap":
         from nerfstudio.data.dataparsers.colmap_dataparser import ColmapDataParserConfig
 

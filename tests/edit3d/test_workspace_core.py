@@ -228,3 +228,24 @@ def test_sigkill_mid_turn(workspace: Workspace) -> None:
     resumed_from = next(e.step for e in events if e.phase == "turn") - 1
     assert resumed_from > 0 and resumed_from % 3 == 0  # a periodic checkpoint, not step 0
     assert reopened.turn("turn-0002").status == "cancelled"
+
+
+def test_cancelled_base_training_resumes_where_it_stopped(tmp_path: Path) -> None:
+    scene = make_tiny_scene(tmp_path / "scene", num_views=8, resolution=16)
+    workspace = Workspace.create(tmp_path / "ws", dataset=scene.root, preset="tiny", config=CONFIG)
+    cancel = CancelToken()
+
+    def cancel_at_7(event: ProgressEvent) -> None:
+        if event.step == 7:
+            cancel.cancel()
+
+    with pytest.raises(Cancelled):
+        workspace.train_base(steps=12, progress=cancel_at_7, cancel=cancel)
+    assert workspace.turn("base").status == "cancelled" and workspace.head is None
+    with pytest.raises(ValueError, match="no finished node"):
+        workspace.run_turn(turn("make it red"), editor=Tint())
+    events: list[ProgressEvent] = []
+    record = workspace.train_base(steps=12, progress=events.append)
+    assert [e.step for e in events] == list(range(8, 13))
+    assert record.status == "finished" and record.steps == 12 and workspace.head == "base"
+    assert workspace.load_field().step == 12
