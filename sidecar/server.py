@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 import traceback
@@ -143,8 +144,6 @@ class Sidecar:
             curve_secret_key=curve_secret,
             allow_insecure_remote=self.config.allow_insecure_remote,
         )
-        import os
-
         self.connection_file = write_connection_file(
             self.config.workdir / CONNECTION_FILE,
             ConnectionInfo(endpoint.endpoint, key, pid=os.getpid(),

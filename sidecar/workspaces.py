@@ -82,12 +82,23 @@ def _turn_summary(record) -> TurnSummary:  # an edit3d.workspace.TurnRecord
 
 
 def recover(root: Path) -> list[str]:
-    """After an unclean stop: turns whose process is gone become "interrupted"; their ids."""
+    """After an unclean stop: turns left "running" become "interrupted"; returns their ids.
+
+    Called by a sidecar holding the work directory's lock before it runs any job, so no
+    turn of its sessions can really be running: a "running" node whose recorded owner pid
+    happens to be alive again (pid reuse) is marked interrupted too.
+    """
     if not workspace_exists(root):
         return []
     from edit3d.workspace import Workspace
 
-    return list(Workspace.open(root).recover())
+    workspace = Workspace.open(root)
+    interrupted = list(workspace.recover())
+    for record in workspace.turns:
+        if record.status == "running":
+            workspace.fail_node(record.id, "interrupted", "the sidecar stopped while it ran")
+            interrupted.append(record.id)
+    return interrupted
 
 
 def checkout(root: Path, turn_id: str) -> None:

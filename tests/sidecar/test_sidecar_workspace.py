@@ -193,3 +193,26 @@ def test_uploaded_dataset_then_masks_export_and_refine(tmp_path, scene) -> None:
     assert summary.head == done.turn_id
     client.close()
     running.terminate()
+
+
+class _Vanish(BaseException):
+    """Stops a run without any handler seeing it, as a killed process would."""
+
+
+def test_recovery_marks_running_nodes_even_if_their_pid_is_alive(tmp_path, scene) -> None:
+    from edit3d.workspace import Workspace
+    from sidecar import workspaces
+
+    workspace = Workspace.create(tmp_path / "ws", dataset=scene.root, preset="tiny")
+
+    def vanish(_event) -> None:
+        raise _Vanish
+
+    with pytest.raises(_Vanish):
+        workspace.train_base(steps=5, progress=vanish)
+    record = Workspace.open(tmp_path / "ws").turn("base")
+    assert record.status == "running" and record.owner["pid"] == __import__("os").getpid()
+    # this (live) process is the recorded owner: only the lock-holder's rule catches it
+    assert workspaces.recover(tmp_path / "ws") == ["base"]
+    assert Workspace.open(tmp_path / "ws").turn("base").status == "interrupted"
+    assert workspaces.recover(tmp_path / "ws") == []
