@@ -88,14 +88,6 @@ def count(ctx: JobContext) -> dict:
     return {"counted": steps, "worker_pid": os.getpid(), "warm_runs": ctx.cache["runs"]}
 
 
-@job_kind("test.session_count", validate=_validate_count)
-def session_count(ctx: JobContext) -> dict:
-    """Like test.count, but belongs to a session and writes a file there."""
-    result = count(ctx)
-    (ctx.exports_dir / f"{ctx.job_id}.txt").write_text(str(result["counted"]))
-    return result
-
-
 @job_kind("test.raise", needs_session=False)
 def raise_error(ctx: JobContext) -> dict:
     raise RuntimeError("deliberate failure in test.raise")

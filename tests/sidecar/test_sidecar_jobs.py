@@ -9,6 +9,7 @@ import sidecar_test_jobs  # noqa: F401  (registers the test kinds in this proces
 
 from sidecar.errors import SidecarError
 from sidecar.jobs import Job, JobLimits, JobManager
+from sidecar.kinds import JobKind, register_job_kind
 from sidecar.worker import WorkerOptions
 
 OPTIONS = WorkerOptions(device="cpu", profile="tiny", job_modules=("sidecar_test_jobs",))
@@ -122,9 +123,10 @@ def test_submit_checks_kind_params_and_session() -> None:
     with pytest.raises(SidecarError) as bad:
         manager.submit("test.count", None, {"steps": -1})
     assert bad.value.code == "bad_request" and "steps" in bad.value.message
+    register_job_kind(JobKind("test.needs_session", lambda ctx: {}, needs_session=True))
     with pytest.raises(SidecarError) as no_session:
-        manager.submit("test.session_count", None, {})
-    assert no_session.value.code == "bad_request"
+        manager.submit("test.needs_session", None, {})
+    assert no_session.value.code == "bad_request" and "session" in no_session.value.message
     assert manager.queued() == []
 
 
