@@ -11,7 +11,6 @@ from pathlib import Path
 
 from sidecar import workspaces
 from sidecar.kinds import JobContext, job_kind
-from sidecar.sessions import check_session_id  # noqa: F401  (re-exported for job modules)
 
 
 def _session_meta(ctx: JobContext) -> dict:

@@ -95,12 +95,3 @@ def ensure_directory_without_symlinks(base: Path, relative: PurePosixPath) -> Pa
         if not stat.S_ISDIR(info.st_mode):
             raise UnsafePathError(f"destination component is not a directory: {part!r}")
     return current
-
-
-def is_within(path: Path, root: Path) -> bool:
-    """True when the resolved `path` lies inside the resolved `root`."""
-    try:
-        Path(path).resolve().relative_to(Path(root).resolve())
-    except ValueError:
-        return False
-    return True

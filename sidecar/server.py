@@ -102,7 +102,6 @@ class Sidecar:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.server_id = uuid.uuid4().hex[:16]
-        self.started_at = time.time()
         load_job_modules(config.job_modules)
         self.store = SessionStore(config.workdir, config.session_limits)
         self.store.clean_stale_state()
