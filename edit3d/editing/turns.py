@@ -343,12 +343,11 @@ def load_or_render_prerenders(
     archive = folder / "prerenders.npz"
     if archive.is_file():
         return load_image_archive(archive)
-    sizes = {name: image.shape[:2] for name, image in field_.dataset_images().items()}
     prerenders: dict[str, np.ndarray] = {}
     for i, view in enumerate(field_.views):
         if cancel is not None:
             cancel.raise_if_cancelled()
-        height, width = sizes[view.name]
+        height, width = field_.training_size(view)
         prerenders[view.name] = field_.render(view, width=width, height=height).rgb
         progress(ProgressEvent("prerender", i + 1, len(field_.views), message=view.name))
     save_image_archive(archive, prerenders, pngs=True)

@@ -212,6 +212,16 @@ class NerfactoField:
             dataset = self._dataset = load_dataset(self.dataset_root)
         return dataset.images(max_size=self.config.max_image_size)
 
+    def training_size(self, view: CameraView) -> tuple[int, int]:
+        """(height, width) the view's dataset image has once loaded at the preset's size."""
+        intr = view.intrinsics
+        longest = max(intr.width, intr.height)
+        limit = self.config.max_image_size
+        if limit is None or longest <= limit:
+            return intr.height, intr.width
+        ratio = limit / longest
+        return max(1, round(intr.height * ratio)), max(1, round(intr.width * ratio))
+
     def make_targets(self, images: Mapping[str, np.ndarray]) -> TargetStore:
         """A target store over `images` (keys must be view names of this field)."""
         unknown = [name for name in images if name not in self._view_index]

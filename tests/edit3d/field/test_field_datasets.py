@@ -134,3 +134,14 @@ def test_colmap_sparse_model(tmp_path: Path) -> None:
         field.render_nerfstudio_camera(cameras[index : index + 1]).rgb,
         atol=1e-4,
     )
+
+
+def test_training_size_matches_loaded_images(tmp_path: Path) -> None:
+    import dataclasses
+
+    scene = make_tiny_scene(tmp_path, num_views=8, resolution=30)
+    config = dataclasses.replace(get_preset("tiny"), max_image_size=16)
+    field = NerfactoField.from_dataset(scene.root, config)
+    images = field.dataset_images()
+    for view in field.views:
+        assert field.training_size(view) == images[view.name].shape[:2] == (16, 16)
