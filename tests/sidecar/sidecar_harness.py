@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import subprocess
@@ -15,6 +16,16 @@ from protocol.messages import Message
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+_STARTED: list[subprocess.Popen] = []
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """A test that failed before stopping its sidecar must not leave it running."""
+    for process in _STARTED:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 @dataclass
@@ -39,12 +50,6 @@ class RunningSidecar:
                 self.process.kill()
                 self.process.wait()
 
-    def output(self) -> str:
-        """stdout+stderr so far (only once the process ended)."""
-        out, err = self.process.communicate(timeout=5) if self.process.poll() is not None else (
-            "", "")
-        return (out or "") + (err or "")
-
 
 def start_sidecar(workdir: Path, *extra: str, timeout: float = 60.0,
                   preload: bool = False) -> RunningSidecar:
@@ -55,15 +60,19 @@ def start_sidecar(workdir: Path, *extra: str, timeout: float = 60.0,
     command = [sys.executable, "-m", "sidecar.cli", "--workdir", str(workdir),
                "--profile", "tiny", "--device", "cpu", "--job-module", "sidecar_test_jobs",
                "--log-level", "WARNING", *([] if preload else ["--no-preload"]), *extra]
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    # A file, not a pipe nobody reads: a chatty stderr must never block the sidecar.
+    with open(workdir.parent / f"{workdir.name}-stderr.log", "a") as log:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                   stderr=log, text=True)
+    _STARTED.append(process)
     fields: dict[str, str] = {}
     deadline = time.monotonic() + timeout
     while "connection_file" not in fields:
         line = process.stdout.readline()
         if not line:
-            _, err = process.communicate(timeout=10)
-            raise RuntimeError(f"sidecar exited early ({process.returncode}): {err}")
+            process.wait(timeout=10)
+            raise RuntimeError(f"sidecar exited early ({process.returncode})")
         key, _, value = line.strip().partition(": ")
         fields[key] = value
         if time.monotonic() > deadline:
