@@ -191,8 +191,51 @@ def test_uploaded_dataset_then_masks_export_and_refine(tmp_path, scene) -> None:
     node = {turn.turn_id: turn for turn in summary.turns}[done.turn_id]
     assert node.kind == "refine" and node.status == "finished" and node.parent == "base"
     assert summary.head == done.turn_id
+
+    # a session made from an existing ns-train run: its model is the base, its views listed
+    base_checkpoint = tmp_path / "work" / "sessions" / sid / "workspace" / "base" / "checkpoint.pt"
+    config_yml = write_ns_train_run(base_checkpoint, scene.root, tmp_path / "outputs" / "run")
+    imported = client.request(m.SessionCreate(name="from ns-train", nerfstudio_run=str(config_yml)))
+    wait_for_events(client, lambda e: e.header.type == "job.finished"
+                    and e.header.session == imported.session_id, timeout=120)
+    summary = client.request(m.SessionOpen(session_id=imported.session_id))
+    assert summary.head == "base" and [t.status for t in summary.turns] == ["finished"]
+    assert sorted(summary.view_names) == sorted(view.name for view in scene.views)
     client.close()
     running.terminate()
+
+
+def write_ns_train_run(checkpoint: Path, data: Path, run: Path) -> Path:
+    """An output folder laid out as `ns-train nerfacto` writes it, from one of our fields."""
+    import json
+
+    import torch
+    import yaml
+    from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
+    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+    from nerfstudio.engine.trainer import TrainerConfig
+    from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
+
+    from edit3d.field import NerfactoField
+
+    field = NerfactoField.from_checkpoint(checkpoint)
+    config = TrainerConfig(
+        method_name="nerfacto",
+        pipeline=VanillaPipelineConfig(
+            datamanager=VanillaDataManagerConfig(
+                dataparser=NerfstudioDataParserConfig(data=data, eval_mode="all")),
+            model=field.config.nerfacto_config("cpu"),
+        ),
+    )
+    (run / "nerfstudio_models").mkdir(parents=True)
+    (run / "config.yml").write_text(yaml.dump(config))
+    transform = {"transform": field.transform.tolist(), "scale": field.scale}
+    (run / "dataparser_transforms.json").write_text(json.dumps(transform))
+    pipeline = {f"_model.{k}": v for k, v in field.model.state_dict().items()}
+    last = field.step - 1  # ns-train records the index of its last iteration
+    torch.save({"step": last, "pipeline": pipeline},
+               run / f"nerfstudio_models/step-{last:09d}.ckpt")
+    return run / "config.yml"
 
 
 class _Vanish(BaseException):
