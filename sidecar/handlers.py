@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 Handler = Callable[["Sidecar", Incoming], "m.Message | None"]
 UPLOAD_CHUNK_BYTES = 8 << 20
 PREPARE_KIND = "session.prepare"
+MAX_STATUS_JOBS = 1000
+"""Newest jobs listed by one job.status reply."""
 
 
 # ----- handshake and health ------------------------------------------------------------
@@ -173,12 +175,36 @@ def job_cancel(sidecar: Sidecar, incoming: Incoming) -> m.Message:
 
 
 def job_status(sidecar: Sidecar, incoming: Incoming) -> m.Message:
+    """Live jobs, plus jobs only the sessions' histories remember (e.g. from before a restart)."""
     request: m.JobStatus = incoming.message  # type: ignore[assignment]
-    if request.job_id is not None:
-        jobs = [sidecar.jobs.get(request.job_id)]
-    else:
-        jobs = sidecar.jobs.jobs(request.session_id)
-    return m.JobStateReply(jobs=tuple(sidecar.job_info(job) for job in jobs))
+    live = [job for job in sidecar.jobs.jobs(request.session_id)
+            if request.job_id in (None, job.id)]
+    infos = [sidecar.job_info(job) for job in live]
+    known = {job.id for job in live}
+    for session_id, record in _history(sidecar, request.session_id):
+        if record.get("id") not in known and request.job_id in (None, record.get("id")):
+            infos.append(_history_info(session_id, record))
+    if request.job_id is not None and not infos:
+        raise SidecarError("not_found", f"no job {request.job_id!r}")
+    infos.sort(key=lambda info: info.submitted_ts)
+    return m.JobStateReply(jobs=tuple(infos[-MAX_STATUS_JOBS:]))
+
+
+def _history(sidecar: Sidecar, session_id: str | None) -> list[tuple[str, dict]]:
+    ids = [session_id] if session_id is not None else [s["id"] for s in sidecar.store.list()]
+    return [(sid, record) for sid in ids for record in sidecar.store.read(sid).get("jobs", [])]
+
+
+def _history_info(session_id: str, record: dict) -> m.JobInfo:
+    return m.JobInfo(
+        job_id=str(record["id"]),
+        session_id=session_id,
+        kind=str(record.get("kind", "job")),
+        state=record.get("state", "failed"),
+        queue_position=None,
+        submitted_ts=float(record.get("created") or 0.0),
+        message=str(record.get("error") or record.get("reason") or "")[:4096],
+    )
 
 
 def events_since(sidecar: Sidecar, incoming: Incoming) -> m.Message:

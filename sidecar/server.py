@@ -231,8 +231,14 @@ class Sidecar:
             self.endpoint.error(incoming.identity, "internal", f"{type(exc).__name__}: {exc}",
                                 parent_id=parent, detail=traceback.format_exc()[-60000:])
             return
-        if reply is not None:
+        if reply is None:
+            return
+        try:
             self.endpoint.reply(incoming.identity, reply, parent_id=parent)
+        except Exception as exc:  # e.g. a reply over the frame caps: say so instead
+            log.exception("could not send the reply to %s", message.type_name)
+            self.endpoint.error(incoming.identity, "internal",
+                                f"reply could not be sent: {exc}"[:4000], parent_id=parent)
 
     # ----- events ------------------------------------------------------------------------
     def _push(self, identities: list[bytes], message: Message, session: str, seq: int,

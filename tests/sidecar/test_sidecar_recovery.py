@@ -55,6 +55,11 @@ def test_kill_9_mid_job_then_restart(tmp_path) -> None:
     assert states[done.job_id]["state"] == "finished"
     assert states[running.job_id]["state"] == "failed"
     assert states[running.job_id]["reason"] == "sidecar_stopped"
+    # a client asking about a job of the killed run gets its recorded outcome
+    status = client.request(m.JobStatus(job_id=running.job_id))
+    assert status.jobs[0].state == "failed" and "stopped" in status.jobs[0].message
+    listed = client.request(m.JobStatus(session_id=session.session_id))
+    assert {info.job_id for info in listed.jobs} >= {done.job_id, running.job_id}
     # event numbers keep increasing across the restart, and a stale resync says so
     opened = client.request(m.SessionOpen(session_id=session.session_id))
     replay = client.request(m.EventsSince(session_id=session.session_id, after_seq=3))
