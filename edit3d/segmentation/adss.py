@@ -101,6 +101,29 @@ class MaskPreview:
     warnings: tuple[str, ...] = ()
     """Fallbacks and other things a user should know."""
 
+    def summary(self) -> dict[str, Any]:
+        """JSON-able numbers of the preview (no images): caption, per-query choice, warnings."""
+        queries = {}
+        for query, match in self.matches.items():
+            runner_up = match.runner_up
+            queries[query] = {
+                "role": "edit" if query in self.edit_queries else "keep",
+                "iou": match.iou,
+                "sam_mask": match.index,
+                "runner_up": None
+                if runner_up is None
+                else {"sam_mask": runner_up.index, "iou": runner_up.iou},
+                "fallback": match.fallback,
+            }
+        return {
+            "profile": self.profile,
+            "caption": self.caption,
+            "sam_masks": self.num_proposals,
+            "queries": queries,
+            "edit_fraction": float(self.edit_mask.mean()),
+            "warnings": list(self.warnings),
+        }
+
 
 def _check_image(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image, dtype=np.float32)

@@ -114,7 +114,7 @@ def run_segment(args: argparse.Namespace) -> int:
     caption = "" if args.no_caption else args.caption
     preview = _segmenter(args).preview(image, args.query, args.keep_query, caption=caption)
     args.out.mkdir(parents=True, exist_ok=True)
-    report = _preview_report(preview)
+    report = preview.summary()
     for i, query in enumerate(preview.heatmaps):
         stem = f"{i:02d}_{_slug(query)}"
         write_gray(args.out / f"heatmap_{stem}.png", preview.heatmaps[query])
@@ -125,29 +125,6 @@ def run_segment(args: argparse.Namespace) -> int:
     (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     _print_preview(report)
     return 0
-
-
-def _preview_report(preview) -> dict:
-    queries = {}
-    for query, match in preview.matches.items():
-        runner_up = match.runner_up
-        queries[query] = {
-            "role": "edit" if query in preview.edit_queries else "keep",
-            "iou": match.iou,
-            "sam_mask": match.index,
-            "runner_up": None
-            if runner_up is None
-            else {"sam_mask": runner_up.index, "iou": runner_up.iou},
-            "fallback": match.fallback,
-        }
-    return {
-        "profile": preview.profile,
-        "caption": preview.caption,
-        "sam_masks": preview.num_proposals,
-        "queries": queries,
-        "edit_fraction": float(preview.edit_mask.mean()),
-        "warnings": list(preview.warnings),
-    }
 
 
 def _print_preview(report: dict) -> None:

@@ -158,3 +158,14 @@ def test_tiny_adss_runs_end_to_end_on_a_sample_scene_view(tmp_path):
     assert preview.soft_mask.shape == image.shape[:2]
     assert np.all((preview.soft_mask >= 0) & (preview.soft_mask <= 1))
     assert any("pipeline check" in w for w in preview.warnings)
+
+
+def test_summary_reports_choices_runner_ups_and_fallbacks(segmenter):
+    summary = segmenter.preview(IMAGE, ["b", "unicorn"], ["a"], caption="boxes").summary()
+    assert summary["caption"] == "boxes" and summary["sam_masks"] == 3
+    assert summary["queries"]["b"]["role"] == "edit" and summary["queries"]["a"]["role"] == "keep"
+    assert summary["queries"]["b"]["sam_mask"] == 1
+    assert summary["queries"]["b"]["runner_up"] == {"sam_mask": 0, "iou": 0.0}
+    assert summary["queries"]["unicorn"]["fallback"] is True
+    assert summary["edit_fraction"] == pytest.approx(OBJECTS["b"].mean())
+    assert any("unicorn" in w for w in summary["warnings"])
