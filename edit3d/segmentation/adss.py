@@ -272,12 +272,18 @@ class AdssSegmenter:
 
 
 class AdssMaskProvider:
-    """`MaskProvider` backed by ADSS; keeps each view's last preview for inspection."""
+    """`MaskProvider` backed by ADSS; keeps each view's summary and the latest preview.
+
+    Only the small summaries are kept per view: full previews (heatmaps per query) of a
+    hundred 512 px views would hold hundreds of megabytes.
+    """
 
     def __init__(self, segmenter: AdssSegmenter) -> None:
         self.segmenter = segmenter
-        self.previews: dict[str, MaskPreview] = {}
-        """Per view name: the preview its mask came from."""
+        self.summaries: dict[str, dict[str, Any]] = {}
+        """Per view name: `MaskPreview.summary()` of the preview its mask came from."""
+        self.last_preview: MaskPreview | None = None
+        """The most recent preview, images included."""
 
     def __call__(self, view_name: str, prerender_image: np.ndarray, spec: Any) -> np.ndarray:
         edit_queries = tuple(getattr(spec, "edit_queries", ()) or ())
@@ -290,5 +296,6 @@ class AdssMaskProvider:
         )
         for warning in preview.warnings:
             log.warning("view %s: %s", view_name, warning)
-        self.previews[view_name] = preview
+        self.summaries[view_name] = preview.summary()
+        self.last_preview = preview
         return preview.soft_mask

@@ -118,10 +118,11 @@ def test_caption_is_generated_overridden_or_left_out(segmenter, parts):
 def test_mask_provider_reads_the_turn_spec(segmenter):
     provider = segmenter.mask_provider()
     soft = provider("frame_001.png", IMAGE, Spec(keep_queries=("b",), caption="boxes"))
-    preview = provider.previews["frame_001.png"]
+    preview = provider.last_preview
     assert np.array_equal(preview.edit_mask, ~OBJECTS["b"])
     assert np.array_equal(soft, preview.soft_mask)
-    assert preview.caption == "boxes"
+    assert provider.summaries["frame_001.png"]["caption"] == "boxes"
+    assert provider.summaries["frame_001.png"]["queries"]["b"]["role"] == "keep"
     everything = provider("frame_002.png", IMAGE, Spec())
     assert everything.dtype == np.float32 and np.all(everything == 1.0)
 
