@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 
 _PROFILE_HELP = "real: published weights; tiny: random miniatures (pipeline check only)"
@@ -105,14 +106,23 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "query"
 
 
+def _missing_model_message(command: str, error: Exception) -> int:
+    print(f"edit3d {command}: {error}", file=sys.stderr)
+    return 2
+
+
 def run_segment(args: argparse.Namespace) -> int:
+    from edit3d.models.registry import ModelNotAvailable
     from edit3d.segmentation.image_io import read_image, write_gray
 
     if not args.query and not args.keep_query:
         raise SystemExit("edit3d segment: give at least one --query or --keep-query")
     image = read_image(args.image)
     caption = "" if args.no_caption else args.caption
-    preview = _segmenter(args).preview(image, args.query, args.keep_query, caption=caption)
+    try:
+        preview = _segmenter(args).preview(image, args.query, args.keep_query, caption=caption)
+    except ModelNotAvailable as error:
+        return _missing_model_message("segment", error)
     args.out.mkdir(parents=True, exist_ok=True)
     report = preview.summary()
     for i, query in enumerate(preview.heatmaps):
@@ -149,15 +159,19 @@ def _parse_queries(values: list[str]) -> dict[str, str]:
 
 
 def run_eval_segmentation(args: argparse.Namespace) -> int:
+    from edit3d.models.registry import ModelNotAvailable
     from edit3d.segmentation.evaluation import evaluate_segmentation
 
     queries = _parse_queries(args.query)
     segmenter = _segmenter(args)
     modes = (True, False) if args.compare_captions else (not args.no_caption,)
-    runs = [
-        evaluate_segmentation(segmenter, args.images, args.masks, queries, with_caption=mode)
-        for mode in modes
-    ]
+    try:
+        runs = [
+            evaluate_segmentation(segmenter, args.images, args.masks, queries, with_caption=mode)
+            for mode in modes
+        ]
+    except ModelNotAvailable as error:
+        return _missing_model_message("eval segmentation", error)
     for run in runs:
         label = "with captions" if run.with_caption else "without captions"
         cells = "  ".join(f"{q}: {iou:.4f}" for q, iou in run.per_query.items())

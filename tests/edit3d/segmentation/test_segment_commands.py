@@ -133,3 +133,15 @@ def test_ground_truth_provider_follows_the_render_resolution(folder: Path):
     half = provider("view_a.png", np.zeros((H // 2, W // 2, 3), np.float32), Spec(("cube",)))
     assert half.shape == (H // 2, W // 2)
     assert np.array_equal(half, CUBE[::2, ::2])
+
+
+def test_missing_real_weights_are_reported_without_a_traceback(
+    folder: Path, tmp_path, capsys, monkeypatch
+):
+    for name in ("SAM_VIT_H", "BLIP_CAPTION_LARGE", "BLIP_ITM_LARGE_COCO"):
+        monkeypatch.delenv(f"EDIT3D_MODEL_PATH_{name}", raising=False)
+    monkeypatch.setenv("EDIT3D_MODELS_DIR", str(tmp_path / "empty"))
+    argv = ["segment", str(folder / "images" / "view_a.png"), "--query", "cube"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "edit3d segment:" in error and "edit3d models fetch" in error
