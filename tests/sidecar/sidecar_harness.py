@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,16 +83,21 @@ def start_sidecar(workdir: Path, *extra: str, timeout: float = 60.0,
 
 
 def wait_for_events(client: Client, predicate, timeout: float = 30.0) -> list:
-    """Poll until an event/reply satisfying `predicate` arrives; returns everything seen."""
+    """Poll until an event/reply satisfying `predicate` arrives; returns everything seen up
+    to it. What arrived after it in the same batch is kept for the next call."""
+    backlog: deque = client.__dict__.setdefault("_test_backlog", deque())
     seen = []
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for envelope in client.poll(timeout_ms=20):
+    while True:
+        while backlog:
+            envelope = backlog.popleft()
             seen.append(envelope)
             if predicate(envelope):
                 return seen
-    raise AssertionError(f"no matching event within {timeout} s; saw "
-                         f"{[e.header.type for e in seen]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no matching event within {timeout} s; saw "
+                                 f"{[e.header.type for e in seen]}")
+        backlog.extend(client.poll(timeout_ms=20))
 
 
 def of_type(envelopes: list, type_name: str, job_id: str | None = None) -> list[Message]:
