@@ -8,6 +8,7 @@ The run's own transform is authoritative: the checkpoint's weights live in that 
 
 from __future__ import annotations
 
+import copy
 import json
 import pickle
 from pathlib import Path
@@ -43,10 +44,11 @@ def load_nerfstudio_run(
     )
     weights = _model_weights(state["pipeline"])
     num_views = int(weights["field.embedding_appearance.embedding.weight"].shape[0])
-    if num_views != len(dataset.views):
+    views = _training_views(config, dataset)
+    if num_views != len(views):
         raise ValueError(
-            f"the run trained on {num_views} images but {dataset.root} has {len(dataset.views)}; "
-            "pass data= the folder it was trained on (all images, eval_mode 'all')"
+            f"the run trained on {num_views} images but its split of {dataset.root} has "
+            f"{len(views)}; pass data= the folder it was trained on"
         )
     field_config = FieldConfig.from_nerfacto(model_config)
     model = build_nerfacto(
@@ -58,7 +60,7 @@ def load_nerfstudio_run(
     _load_weights(model, weights, config_yml)
     field = cls(
         field_config,
-        dataset.views,
+        views,
         transform,
         scale,
         dataset.scene_aabb,
@@ -74,6 +76,33 @@ def load_nerfstudio_run(
     field.step = last_iteration + 1
     model.update_to_step(field.step)
     return field
+
+
+def _training_views(config: Any, dataset: Any) -> list:
+    """The dataset's views the run trained on, in its camera-index order.
+
+    ns-train holds out eval images by default (eval_mode "fraction"); its appearance
+    embedding and camera optimiser have one row per *training* image, so the run's own
+    dataparser settings decide which views the field has.
+    """
+    from nerfstudio.utils.rich_utils import CONSOLE
+
+    parser_config = copy.deepcopy(config.pipeline.datamanager.dataparser)
+    parser_config.data = dataset.root
+    quiet, CONSOLE.quiet = CONSOLE.quiet, True
+    try:
+        outputs = parser_config.setup().get_dataparser_outputs("train")
+    finally:
+        CONSOLE.quiet = quiet
+    by_file = {Path(path).name: view for view, path in _views_with_paths(dataset)}
+    missing = [Path(f).name for f in outputs.image_filenames if Path(f).name not in by_file]
+    if missing:
+        raise ValueError(f"the run's training images are not in {dataset.root}: {missing[:3]}")
+    return [by_file[Path(f).name] for f in outputs.image_filenames]
+
+
+def _views_with_paths(dataset: Any) -> list[tuple[Any, Path]]:
+    return [(view, dataset.image_paths[view.name]) for view in dataset.views]
 
 
 def _read_trainer_config(config_yml: Path) -> Any:

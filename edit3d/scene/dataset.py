@@ -142,7 +142,7 @@ def _load_nerfstudio(root: Path) -> SceneDataset:
         scene_aabb=np.asarray(outputs.scene_box.aabb, dtype=np.float64),
         distortion=distortion,
     )
-    _check_against_dataparser(dataset, outputs.cameras)
+    _check_against_dataparser(dataset, outputs)
     return dataset
 
 
@@ -215,7 +215,7 @@ def _load_blender(root: Path) -> SceneDataset:
         scene_aabb=np.asarray(outputs.scene_box.aabb, dtype=np.float64),
         alpha_color=(1.0, 1.0, 1.0),
     )
-    _check_against_dataparser(dataset, outputs.cameras)
+    _check_against_dataparser(dataset, outputs)
     return dataset
 
 
@@ -261,7 +261,7 @@ def _load_colmap(root: Path, model_dir: str) -> SceneDataset:
         distortion=distortion,
         colmap_model=model_dir,
     )
-    _check_against_dataparser(dataset, cameras)
+    _check_against_dataparser(dataset, outputs)
     return dataset
 
 
@@ -303,13 +303,22 @@ def _dataparser_outputs(root: Path, fmt: DatasetFormat, model_dir: str | None) -
     return config.setup().get_dataparser_outputs("train")
 
 
-def _check_against_dataparser(dataset: SceneDataset, cameras: Any) -> None:
-    """Our world→nerfstudio mapping must reproduce nerfstudio's own training poses."""
+def _check_against_dataparser(dataset: SceneDataset, outputs: Any) -> None:
+    """Our world→nerfstudio mapping must reproduce nerfstudio's own training poses.
+
+    Compared image by image: with split lists in the file (`train_filenames`) nerfstudio
+    returns only its training images, while every frame stays a view here.
+    """
+    by_path = {Path(path).resolve(): name for name, path in dataset.image_paths.items()}
+    theirs = outputs.cameras.camera_to_worlds.detach().cpu().numpy().astype(np.float64)
+    names = [by_path.get(Path(path).resolve()) for path in outputs.image_filenames]
+    if None in names or len(names) != len(theirs):
+        raise RuntimeError(f"{dataset.root}: nerfstudio's dataparser lists other images")
+    views = {view.name: view for view in dataset.views}
     ours = np.stack(
-        [world_c2w_to_nerfstudio(v.c2w, dataset.transform, dataset.scale) for v in dataset.views]
+        [world_c2w_to_nerfstudio(views[n].c2w, dataset.transform, dataset.scale) for n in names]
     )
-    theirs = cameras.camera_to_worlds.detach().cpu().numpy().astype(np.float64)
-    if ours.shape != theirs.shape or not np.allclose(ours, theirs, atol=1e-4):
+    if not np.allclose(ours, theirs, atol=1e-4):
         raise RuntimeError(
             f"{dataset.root}: poses disagree with nerfstudio's dataparser "
             "(frame order or transform); refusing to train in a different frame"

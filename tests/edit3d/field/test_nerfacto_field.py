@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from pathlib import Path
 
@@ -143,10 +144,10 @@ def test_checkpoint_round_trip_and_resume(
         torch.testing.assert_close(a, b, msg=name)
 
 
-def _write_ns_train_run(field: NerfactoField, data: Path, run: Path) -> Path:
+def _write_ns_train_run(
+    field: NerfactoField, data: Path, run: Path, eval_mode: str = "all"
+) -> Path:
     """An output folder laid out as `ns-train nerfacto` writes it (config, transform, ckpt)."""
-    import json
-
     import yaml
     from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
     from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
@@ -159,7 +160,7 @@ def _write_ns_train_run(field: NerfactoField, data: Path, run: Path) -> Path:
         method_name="nerfacto",
         pipeline=VanillaPipelineConfig(
             datamanager=VanillaDataManagerConfig(
-                dataparser=NerfstudioDataParserConfig(data=data, eval_mode="all")
+                dataparser=NerfstudioDataParserConfig(data=data, eval_mode=eval_mode)
             ),
             model=model_config,
         ),
@@ -212,3 +213,35 @@ def test_camera_refinement_trains_at_its_own_rate(rotated_scene: TinyScene) -> N
     np.testing.assert_allclose(
         field.render(view).rgb, field.render_nerfstudio_camera(cameras[0:1]).rgb, atol=1e-5
     )
+
+
+def test_loads_an_ns_train_run_with_held_out_views(
+    base: tuple[TinyScene, NerfactoField], tmp_path: Path
+) -> None:
+    """ns-train's default split holds out eval images: the field gets the training ones."""
+    scene, trained = base
+    held_out = {trained.views[i].name for i in (0, 12)}
+    train_views = [v for v in trained.views if v.name not in held_out]
+    field = NerfactoField(
+        trained.config, train_views, trained.transform, trained.scale, trained.scene_aabb,
+        dataset_root=scene.root,
+    )  # fmt: skip
+    # copy the trained weights except the per-image rows, which belong to the 22 training views
+    weights = trained.model.state_dict()
+    rows = [i for i, v in enumerate(trained.views) if v.name not in held_out]
+    key = "field.embedding_appearance.embedding.weight"
+    weights[key] = weights[key][rows]
+    field.model.load_state_dict(weights)
+    field.step = trained.step
+    field.sync_schedule(trained.step - 1)  # the annealing state training left it in
+    meta = json.loads((scene.root / "transforms.json").read_text())
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "images").symlink_to(scene.root / "images")
+    meta["train_filenames"] = [v.name for v in train_views]
+    meta["val_filenames"] = sorted(held_out)
+    (tmp_path / "data" / "transforms.json").write_text(json.dumps(meta))
+    config_yml = _write_ns_train_run(field, tmp_path / "data", tmp_path / "run", "filename")
+    loaded = NerfactoField.from_nerfstudio_run(config_yml)
+    assert [v.name for v in loaded.views] == [v.name for v in train_views]
+    view = trained.views[0]  # a held-out camera renders like any world-frame camera
+    np.testing.assert_allclose(loaded.render(view).rgb, field.render(view).rgb, atol=1e-6)
