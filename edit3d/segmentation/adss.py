@@ -68,6 +68,10 @@ class AdssConfig:
     """Gaussian sigma of the soft mask's edges, in pixels at a 512 px long side (scaled)."""
 
     def __post_init__(self) -> None:
+        if self.sam_model not in ("sam-vit-h", "sam-vit-b"):
+            raise ValueError(
+                f"sam_model must be 'sam-vit-h' or 'sam-vit-b', got {self.sam_model!r}"
+            )
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
         if not 0.0 <= self.min_match_iou < 1.0:

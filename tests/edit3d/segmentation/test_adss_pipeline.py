@@ -136,6 +136,8 @@ def test_bad_arguments_name_themselves(segmenter):
         segmenter.preview(np.zeros((4, 4)), ["a"])
     with pytest.raises(ValueError, match="threshold"):
         AdssConfig(threshold=2.0)
+    with pytest.raises(ValueError, match="sam_model"):
+        AdssConfig(sam_model="sam-vit-l")
 
 
 def test_tiny_adss_runs_end_to_end_on_a_sample_scene_view(tmp_path):
