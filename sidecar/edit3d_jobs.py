@@ -112,6 +112,22 @@ def _forget_field(ctx: JobContext) -> None:
     ctx.cache.pop("field", None)
 
 
+RESULT_PREVIEW_LONG_SIDE = 256
+"""Longest side of the frame a training job sends of its result."""
+
+
+def _result_preview(ctx: JobContext, workspace, turn_id: str) -> None:
+    """Send a frame of the new node (its first dataset view), which also warms the field
+    for the render requests that usually follow."""
+    field = _field(ctx, workspace, turn_id)
+    view = field.views[0]
+    scale = min(1.0, RESULT_PREVIEW_LONG_SIDE / max(view.intrinsics.width,
+                                                    view.intrinsics.height))
+    width = max(1, round(view.intrinsics.width * scale))
+    height = max(1, round(view.intrinsics.height * scale))
+    ctx.preview(field.render(view, width=width, height=height).rgb, view_name=view.name)
+
+
 def _segmenter(ctx: JobContext):
     from edit3d.segmentation.adss import AdssSegmenter
 
@@ -135,6 +151,7 @@ def train_base(ctx: JobContext) -> dict:
     _forget_field(ctx)
     record = workspace.train_base(steps=ctx.params.get("steps"), progress=ctx.progress,
                                   cancel=ctx.cancel)
+    _result_preview(ctx, workspace, record.id)
     return {"turn_id": record.id}
 
 
@@ -200,6 +217,7 @@ def run_turn(ctx: JobContext) -> dict:
         cancel=ctx.cancel,
         checkpoint_every=ctx.params.get("checkpoint_every"),
     )
+    _result_preview(ctx, workspace, record.id)
     return {"turn_id": record.id, "tiny_profile": ctx.profile == "tiny"}
 
 
@@ -217,6 +235,7 @@ def resume_turn(ctx: JobContext) -> dict:
         progress=ctx.progress,
         cancel=ctx.cancel,
     )
+    _result_preview(ctx, workspace, record.id)
     return {"turn_id": record.id}
 
 
@@ -313,6 +332,7 @@ def refine(ctx: JobContext) -> dict:
                "total_s": time.monotonic() - started}
     workspace.finish_node(record.id, field, timings)
     _forget_field(ctx)
+    _result_preview(ctx, workspace, record.id)
     return {"turn_id": record.id, "faces": result.faces,
             "tiny_profile": ctx.profile == "tiny"}
 

@@ -64,6 +64,9 @@ def test_turn_killed_mid_way_is_interrupted_then_resumed(tmp_path, scene) -> Non
     assert done.turn_id == "base"
     steps = [p.step for p in of_type(seen, "job.progress", base_job.job_id)]
     assert steps[-1] == 20 and steps == sorted(steps)
+    frame = of_type(seen, "job.preview", base_job.job_id)[-1]  # a look at the result
+    assert frame.image.dtype == np.uint8 and frame.image.shape == (32, 32, 3)
+    assert frame.view_name == summary.view_names[0]
 
     camera = camera_of(summary, 3)
     render_job = client.request(m.JobRender(session_id=sid, camera=camera,
