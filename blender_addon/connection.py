@@ -454,7 +454,10 @@ def _dispatch(context: Any, envelope: Any) -> None:
     LINK.last_contact = time.monotonic()
     context.scene.edit3d.last_contact = LINK.last_contact
     header, message = envelope.header, envelope.message
-    pending = LINK.pending.pop(header.parent_id, None) if header.parent_id else None
+    # Job events also name the request that created their job (parent_id), but only a
+    # message without an event sequence number is that request's reply.
+    is_reply = header.parent_id is not None and header.seq is None
+    pending = LINK.pending.pop(header.parent_id, None) if is_reply else None
     if pending is not None:
         _resolve(context, pending, message)
         return
