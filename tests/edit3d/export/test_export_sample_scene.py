@@ -12,6 +12,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from edit3d.export.files import write_geometry
 from edit3d.export.mesh import MeshConfig, export_mesh
@@ -32,6 +33,7 @@ def sample_base(tmp_path_factory) -> tuple[SampleScene, NerfactoField]:
         return SampleScene.load(cache / "scene"), NerfactoField.from_checkpoint(checkpoint)
     scene = make_sample_scene(cache / "scene", num_views=36, resolution=48, seed=0)
     config = dataclasses.replace(get_preset("tiny"))
+    torch.manual_seed(0)  # nerfacto's samplers draw from the global generator
     field = NerfactoField.from_dataset(scene.root, config, "cpu", seed=0)
     field.fit(field.make_targets(field.dataset_images()), BASE_STEPS, lr=config.base_lr)
     field.save_checkpoint(checkpoint)
