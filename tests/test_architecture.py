@@ -1,0 +1,50 @@
+"""Dependencies point one way: blender_addon -> protocol <- sidecar -> edit3d."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIRST_PARTY = {"edit3d", "sidecar", "protocol", "blender_addon"}
+ALLOWED = {
+    "protocol": set(),
+    "edit3d": set(),
+    "sidecar": {"protocol", "edit3d"},
+    "blender_addon": {"protocol"},
+}
+# Packages that must stay importable inside Blender's Python (no torch there).
+FORBIDDEN_THIRD_PARTY = {
+    "protocol": {"torch", "bpy", "nerfstudio", "diffusers", "transformers"},
+    "blender_addon": {"torch", "nerfstudio", "diffusers", "transformers"},
+}
+
+
+def imported_top_level_names(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_package_imports_only_what_the_architecture_allows(package: str) -> None:
+    offenders = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        names = imported_top_level_names(path)
+        wrong = (names & FIRST_PARTY) - ALLOWED[package] - {package}
+        wrong |= names & FORBIDDEN_THIRD_PARTY.get(package, set())
+        if wrong:
+            offenders.append(f"{path.relative_to(ROOT)} imports {sorted(wrong)}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_checker_sees_imports(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text("import sidecar.jobs\nfrom edit3d.field import x\nfrom . import local\n")
+    assert imported_top_level_names(sample) == {"sidecar", "edit3d"}
