@@ -32,6 +32,7 @@ from edit3d.editing.turns import (
     STATE_NAME,
     Editor,
     MaskProvider,
+    StepHook,
     TurnSpec,
     run_turn,
 )
@@ -223,8 +224,12 @@ class Workspace:
         progress: ProgressCallback = no_progress,
         cancel: CancelToken | None = None,
         seed: int = 0,
+        on_step: StepHook | None = None,
     ) -> TurnRecord:
-        """Fit the base field to the dataset (resuming an interrupted base training)."""
+        """Fit the base field to the dataset (resuming an interrupted base training).
+
+        `on_step(field, n)` runs after each iteration n, e.g. to render a live preview.
+        """
         existing = next((r for r in self.turns if r.id == BASE_ID), None)
         if existing is not None and existing.status == "finished":
             raise ValueError("the base is already trained; start turns from it")
@@ -248,8 +253,12 @@ class Workspace:
             targets = field_.make_targets(field_.dataset_images())
             timings["load_s"] = time.monotonic() - started
             started = time.monotonic()
-            self._fit_with_checkpoints(field_, targets, total, checkpoint, progress, cancel)
-            timings["train_s"] = time.monotonic() - started
+            preview_s = self._fit_with_checkpoints(
+                field_, targets, total, checkpoint, progress, cancel, on_step
+            )
+            timings["train_s"] = time.monotonic() - started - preview_s
+            if on_step is not None:
+                timings["preview_s"] = preview_s
             field_.save_checkpoint(checkpoint)
         self._finish(BASE_ID, steps=total)
         return self.turn(BASE_ID)
@@ -262,11 +271,22 @@ class Workspace:
         checkpoint: Path,
         progress: ProgressCallback,
         cancel: CancelToken | None,
-    ) -> None:
+        on_step: StepHook | None = None,
+    ) -> float:
+        """Train to `total` iterations; returns the seconds spent in `on_step`."""
         done = field_.step
         every = self.config.checkpoint_every
+        hook_seconds = [0.0]
+
+        def after_step(n: int) -> None:
+            if on_step is not None:
+                started = time.monotonic()
+                on_step(field_, n)
+                hook_seconds[0] += time.monotonic() - started
 
         def before_step(i: int) -> None:
+            if i > done:
+                after_step(i)  # iteration i − 1 is done
             if i > done and i % every == 0:
                 field_.save_checkpoint(checkpoint)
 
@@ -285,6 +305,9 @@ class Workspace:
         except Cancelled:
             field_.save_checkpoint(checkpoint)
             raise
+        if total > done:
+            after_step(total)
+        return hook_seconds[0]
 
     def _import_nerfstudio_run(self, config_yml: Path) -> None:
         record = self._start_node(BASE_ID, None, "base", {"nerfstudio_run": str(config_yml)})
@@ -308,8 +331,12 @@ class Workspace:
         progress: ProgressCallback = no_progress,
         cancel: CancelToken | None = None,
         checkpoint_every: int | None = None,
+        on_step: StepHook | None = None,
     ) -> TurnRecord:
-        """Run one editing turn from `parent` (default: head); the new node becomes head."""
+        """Run one editing turn from `parent` (default: head); the new node becomes head.
+
+        `on_step(field, n)` runs after each iteration n, e.g. to render a live preview.
+        """
         parent = parent or self.head
         if parent is None:
             raise ValueError("parent: this workspace has no finished node yet (train the base)")
@@ -317,7 +344,8 @@ class Workspace:
         editor = editor or load_editor_for(spec.editor, self.device)
         record = self._start_node(self._next_turn_id(), parent, "edit", spec.to_dict())
         return self._run_turn_node(
-            record, spec, editor, mask_provider, progress, cancel, checkpoint_every, resume=False
+            record, spec, editor, mask_provider, progress, cancel, checkpoint_every, on_step,
+            resume=False,
         )
 
     def resume_turn(
@@ -329,8 +357,10 @@ class Workspace:
         progress: ProgressCallback = no_progress,
         cancel: CancelToken | None = None,
         checkpoint_every: int | None = None,
+        on_step: StepHook | None = None,
     ) -> TurnRecord:
-        """Continue an interrupted or cancelled turn from its last checkpoint."""
+        """Continue an interrupted or cancelled turn from its last checkpoint (`on_step`: as
+        in `run_turn`)."""
         record = self.turn(turn_id)
         if record.kind != "edit" or record.status not in ("interrupted", "cancelled"):
             raise ValueError(
@@ -342,7 +372,8 @@ class Workspace:
         editor = editor or load_editor_for(spec.editor, self.device)
         self._update(turn_id, status="running", owner=_owner(), message="")
         return self._run_turn_node(
-            record, spec, editor, mask_provider, progress, cancel, checkpoint_every, resume=True
+            record, spec, editor, mask_provider, progress, cancel, checkpoint_every, on_step,
+            resume=True,
         )
 
     def _run_turn_node(
@@ -354,6 +385,7 @@ class Workspace:
         progress: ProgressCallback,
         cancel: CancelToken | None,
         checkpoint_every: int | None,
+        on_step: StepHook | None,
         *,
         resume: bool,
     ) -> TurnRecord:
@@ -375,6 +407,7 @@ class Workspace:
                     cancel=cancel,
                     resume_from=checkpoint if resume and checkpoint.is_file() else None,
                     checkpoint_every=checkpoint_every,
+                    on_step=on_step,
                 )
             finally:
                 timings.update(_turn_timings(turn_dir))

@@ -97,6 +97,10 @@ class TurnSpec:
 MaskProvider = Callable[[str, np.ndarray, TurnSpec], np.ndarray | None]
 """(view name, pre-rendered image, spec) → soft mask float [H, W] in [0, 1] (None: all ones)."""
 
+StepHook = Callable[[NerfactoField, int], None]
+"""(field, iterations done) called after every training iteration, e.g. to render a live
+preview. It must leave the field's weights and training state as they are (rendering does)."""
+
 
 class Editor(Protocol):
     """What a turn needs from an image editor (see `edit3d.editing.editors`)."""
@@ -154,11 +158,13 @@ def run_turn(
     cancel: CancelToken | None = None,
     resume_from: str | Path | None = None,
     checkpoint_every: int | None = None,
+    on_step: StepHook | None = None,
 ) -> TurnResult:
     """Run (or resume) one turn on `field_` in place; see the module docstring.
 
     Periodic checkpoints go to `turn_dir/checkpoint.pt` every `checkpoint_every` iterations
     (default: the preset's). A cancel saves a resumable checkpoint and raises `Cancelled`.
+    `on_step(field_, n)` runs after each iteration n (its time is the "preview" phase).
     """
     turn_dir = Path(turn_dir)
     turn_dir.mkdir(parents=True, exist_ok=True)
@@ -189,8 +195,16 @@ def run_turn(
 
     first_step = state.next_step
 
+    def after_step(done: int) -> None:
+        if on_step is not None:
+            started = time.monotonic()
+            on_step(field_, done)
+            state.add_time("preview", time.monotonic() - started)
+
     def before_step(i: int) -> None:
         state.next_step = i
+        if i > first_step:
+            after_step(i)  # iteration i − 1 is done; the field is as it will be checkpointed
         if i > first_step and i % every == 0:
             save()  # the state before iteration i: resuming re-runs i from here
         if i % spec.edit_rate == 0:
@@ -205,7 +219,7 @@ def run_turn(
         progress(dataclasses.replace(event, phase="turn", message=message, extra=extra))
 
     started = time.monotonic()
-    edit_time_before = state.timings.get("edit", 0.0)
+    side_time_before = _side_time(state)
     result = None
     try:
         result = field_.fit(
@@ -219,10 +233,12 @@ def run_turn(
             done=state.next_step,
         )
     except Cancelled:
-        _account_train_time(state, started, edit_time_before)
+        _account_train_time(state, started, side_time_before)
         save()
         raise
-    _account_train_time(state, started, edit_time_before)
+    if steps > first_step:
+        after_step(steps)
+    _account_train_time(state, started, side_time_before)
     state.next_step = steps
     save()
     return TurnResult(
@@ -234,9 +250,14 @@ def run_turn(
     )
 
 
-def _account_train_time(state: _TurnState, started: float, edit_time_before: float) -> None:
-    edit_time = state.timings.get("edit", 0.0) - edit_time_before
-    state.add_time("train", time.monotonic() - started - edit_time)
+def _side_time(state: _TurnState) -> float:
+    """Seconds spent in the training loop on things other than NeRF steps (edits, previews)."""
+    return state.timings.get("edit", 0.0) + state.timings.get("preview", 0.0)
+
+
+def _account_train_time(state: _TurnState, started: float, side_time_before: float) -> None:
+    side_time = _side_time(state) - side_time_before
+    state.add_time("train", time.monotonic() - started - side_time)
 
 
 def _edit_views(
