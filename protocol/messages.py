@@ -442,6 +442,13 @@ class JobTrainBase(Message):
     """Override the session's field preset."""
     dataset_path: str | None = param(None, path="relative", max_len=1024)
     """Dataset inside the session's upload folder (for uploaded sessions)."""
+    preview_every: int | None = param(None, ge=0, le=10_000_000)
+    """Send a job.preview frame every this many iterations (None = sidecar default 50, 0 = none)."""
+    preview_interval_s: float | None = param(None, ge=0.0, le=86_400.0)
+    """And at least this many seconds apart (None = sidecar default: 2 s, and previews take at
+    most ~5% of the job's time; 0 = every preview_every iterations)."""
+    preview_camera: Camera | None = None
+    """Camera of the frames (None = first dataset view); rendered with long side <= 256 px."""
 
 
 @message("job.preview_masks", "request")
@@ -502,6 +509,13 @@ class JobRunTurn(Message):
     """Random seed."""
     editor: str = param("ip2p", max_len=200, pattern=r"[A-Za-z0-9_.:-]+")
     """Editor spec ("ip2p" or "package.module:Factory")."""
+    preview_every: int | None = param(None, ge=0, le=10_000_000)
+    """Send a job.preview frame every this many iterations (None = sidecar default 50, 0 = none)."""
+    preview_interval_s: float | None = param(None, ge=0.0, le=86_400.0)
+    """And at least this many seconds apart (None = sidecar default: 2 s, and previews take at
+    most ~5% of the job's time; 0 = every preview_every iterations)."""
+    preview_camera: Camera | None = None
+    """Camera of the frames (None = first dataset view); rendered with long side <= 256 px."""
 
 
 @message("job.resume_turn", "request")
@@ -512,6 +526,13 @@ class JobResumeTurn(Message):
     """Session id."""
     turn_id: str = param(pattern=ID)
     """Interrupted turn."""
+    preview_every: int | None = param(None, ge=0, le=10_000_000)
+    """Send a job.preview frame every this many iterations (None = sidecar default 50, 0 = none)."""
+    preview_interval_s: float | None = param(None, ge=0.0, le=86_400.0)
+    """And at least this many seconds apart (None = sidecar default: 2 s, and previews take at
+    most ~5% of the job's time; 0 = every preview_every iterations)."""
+    preview_camera: Camera | None = None
+    """Camera of the frames (None = first dataset view); rendered with long side <= 256 px."""
 
 
 @message("job.discard_turn", "request")

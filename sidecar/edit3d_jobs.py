@@ -112,8 +112,22 @@ def _forget_field(ctx: JobContext) -> None:
     ctx.cache.pop("field", None)
 
 
-RESULT_PREVIEW_LONG_SIDE = 256
-"""Longest side of the frame a training job sends of its result."""
+PREVIEW_LONG_SIDE = 256
+"""Longest side of preview frames (live ones and the frame of a training job's result)."""
+PREVIEW_EVERY = 50
+"""Default iterations between live preview frames."""
+PREVIEW_INTERVAL_S = 2.0
+"""Default least seconds between live preview frames."""
+PREVIEW_MAX_SHARE = 0.05
+"""With the default interval, live previews take at most about this share of a job's time
+(a slow render, e.g. on a CPU, spaces them further apart)."""
+
+
+def _preview_size(view) -> tuple[int, int]:
+    """(width, height) of a preview of `view`: its aspect, long side ≤ PREVIEW_LONG_SIDE."""
+    intr = view.intrinsics
+    scale = min(1.0, PREVIEW_LONG_SIDE / max(intr.width, intr.height))
+    return max(1, round(intr.width * scale)), max(1, round(intr.height * scale))
 
 
 def _result_preview(ctx: JobContext, workspace, turn_id: str) -> None:
@@ -121,11 +135,59 @@ def _result_preview(ctx: JobContext, workspace, turn_id: str) -> None:
     for the render requests that usually follow."""
     field = _field(ctx, workspace, turn_id)
     view = field.views[0]
-    scale = min(1.0, RESULT_PREVIEW_LONG_SIDE / max(view.intrinsics.width,
-                                                    view.intrinsics.height))
-    width = max(1, round(view.intrinsics.width * scale))
-    height = max(1, round(view.intrinsics.height * scale))
-    ctx.preview(field.render(view, width=width, height=height).rgb, view_name=view.name)
+    width, height = _preview_size(view)
+    ctx.preview(field.render(view, width=width, height=height).rgb, view_name=view.name,
+                step=workspace.turn(turn_id).steps)
+
+
+class LivePreview:
+    """A Workspace step hook that sends frames of the field being trained.
+
+    A frame goes out after every `every`-th iteration, if at least the interval has passed
+    since the last one. The default interval (None) is PREVIEW_INTERVAL_S, stretched so that
+    rendering stays under PREVIEW_MAX_SHARE of the time; an explicit one is used as given.
+    """
+
+    def __init__(self, ctx: JobContext, every: int | None = None,
+                 interval_s: float | None = None, camera: object | None = None) -> None:
+        import time
+
+        self.ctx = ctx
+        self.every = PREVIEW_EVERY if every is None else int(every)
+        self.adaptive = interval_s is None
+        self.gap_s = PREVIEW_INTERVAL_S if interval_s is None else float(interval_s)
+        self.view = None if camera is None else _camera_view(camera)
+        self.render_s = 0.0
+        """Seconds spent rendering frames so far."""
+        self.sent: list[int] = []
+        """Steps of the frames sent."""
+        self._last = time.monotonic()
+
+    @classmethod
+    def from_params(cls, ctx: JobContext) -> LivePreview:
+        p = ctx.params
+        return cls(ctx, p.get("preview_every"), p.get("preview_interval_s"),
+                   p.get("preview_camera"))
+
+    def __call__(self, field, step: int) -> None:
+        import time
+
+        if self.every <= 0 or step % self.every != 0:
+            return
+        if time.monotonic() - self._last < self.gap_s:
+            return
+        view = self.view or field.views[0]
+        width, height = _preview_size(view)
+        started = time.monotonic()
+        rgb = field.render(view, width=width, height=height).rgb
+        spent = time.monotonic() - started
+        self.ctx.preview(rgb, view_name=view.name, step=step)
+        self.render_s += spent
+        self.sent.append(step)
+        self._last = time.monotonic()
+        if self.adaptive:  # render time / (render time + gap) ≤ PREVIEW_MAX_SHARE
+            share = PREVIEW_MAX_SHARE
+            self.gap_s = max(PREVIEW_INTERVAL_S, spent * (1 - share) / share)
 
 
 def _segmenter(ctx: JobContext):
@@ -149,10 +211,12 @@ def train_base(ctx: JobContext) -> dict:
         _cache_views(ctx, dataset_dir)
     workspace = _workspace(ctx, dataset_dir, ctx.params.get("preset"))
     _forget_field(ctx)
+    live = LivePreview.from_params(ctx)
     record = workspace.train_base(steps=ctx.params.get("steps"), progress=ctx.progress,
-                                  cancel=ctx.cancel)
+                                  cancel=ctx.cancel, on_step=live)
     _result_preview(ctx, workspace, record.id)
-    return {"turn_id": record.id}
+    return {"turn_id": record.id, "preview_frames": len(live.sent),
+            "preview_s": round(live.render_s, 4)}
 
 
 def _turn_spec(ctx: JobContext):
@@ -216,6 +280,7 @@ def run_turn(ctx: JobContext) -> dict:
         progress=ctx.progress,
         cancel=ctx.cancel,
         checkpoint_every=ctx.params.get("checkpoint_every"),
+        on_step=LivePreview.from_params(ctx),
     )
     _result_preview(ctx, workspace, record.id)
     return {"turn_id": record.id, "tiny_profile": ctx.profile == "tiny"}
@@ -234,6 +299,7 @@ def resume_turn(ctx: JobContext) -> dict:
         mask_provider=_mask_provider(ctx, spec),
         progress=ctx.progress,
         cancel=ctx.cancel,
+        on_step=LivePreview.from_params(ctx),
     )
     _result_preview(ctx, workspace, record.id)
     return {"turn_id": record.id}

@@ -386,9 +386,11 @@ def _preview_message(job_id: str, job: Job, data: dict) -> JobPreview:
     image = np.asarray(data["image"])
     if image.dtype != np.uint8:
         image = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    step = int((job.progress or {}).get("step", 0))
+    step = data.get("step")
+    if step is None:  # a frame that does not say: the job's last reported step
+        step = (job.progress or {}).get("step", 0)
     view = data.get("view_name")
-    return JobPreview(job_id=job_id, step=step, image=image,
+    return JobPreview(job_id=job_id, step=int(step), image=image,
                       view_name=None if view is None else str(view))
 
 

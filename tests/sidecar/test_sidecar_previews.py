@@ -1,0 +1,89 @@
+"""Live preview frames through a real sidecar (tiny profile, sample scene, few steps): a
+training job with previews every k iterations sends frames at multiples of k, from the
+camera the client asked for, showing the field as it is at that step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sidecar_harness import of_type, start_sidecar, wait_for_events
+
+from edit3d.field.testing import make_tiny_scene
+from edit3d.scene.cameras import CameraView, Intrinsics
+from protocol import messages as m
+
+
+def finished(client, job_id: str, timeout: float = 180.0):
+    seen = wait_for_events(client, lambda e: e.header.type in (
+        "job.finished", "job.failed", "job.cancelled") and e.message.job_id == job_id,
+        timeout=timeout)
+    end = seen[-1]
+    assert end.header.type == "job.finished", getattr(end.message, "traceback", end.message)
+    return seen, end.message
+
+
+def preview_camera(summary, index: int) -> m.Camera:
+    """A dataset view's pose with a 40×30 px image (another size and aspect than the data)."""
+    fx, fy, cx, cy, width, height = summary.view_intrinsics[index]
+    sx, sy = 40 / width, 30 / height
+    return m.Camera(c2w=np.array(summary.view_c2w[index]), fx=fx * sx, fy=fy * sy, cx=cx * sx,
+                    cy=cy * sy, width=40, height=30, name="preview-camera")
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return make_tiny_scene(tmp_path_factory.mktemp("scene") / "scene", num_views=8,
+                             resolution=32)
+
+
+def test_training_jobs_send_live_frames_of_the_field_being_trained(tmp_path, scene) -> None:
+    work = tmp_path / "work"
+    sidecar = start_sidecar(work, preload=True)
+    client = sidecar.client()
+    created = client.request(m.SessionCreate(name="previews", dataset_path=str(scene.root),
+                                             preset="tiny"))
+    sid = created.session_id
+    client.follow(sid, created.last_seq)
+    wait_for_events(client, lambda e: e.header.type == "job.finished")  # session.prepare
+    summary = client.request(m.SessionOpen(session_id=sid))
+    camera = preview_camera(summary, 2)
+
+    base = client.request(m.JobTrainBase(session_id=sid, steps=12, preview_every=4,
+                                         preview_interval_s=0.0, preview_camera=camera))
+    seen, done = finished(client, base.job_id)
+    frames = of_type(seen, "job.preview", base.job_id)
+    live = [f for f in frames if f.view_name == "preview-camera"]
+    assert [f.step for f in live] == [4, 8, 12]
+    assert done.result["preview_frames"] == 3
+    for frame in live:
+        assert frame.image.dtype == np.uint8 and frame.image.shape == (30, 40, 3)
+    result_frame = frames[-1]  # then the usual look at the result, first dataset view
+    assert result_frame.view_name == summary.view_names[0] and result_frame.step == 12
+
+    from edit3d.workspace import Workspace
+
+    workspace = Workspace.open(work / "sessions" / sid / "workspace")
+    view = CameraView("preview-camera", camera.c2w, Intrinsics(
+        camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height))
+    direct = workspace.render(view, "base").rgb
+    # the step-12 frame is the trained base, seen from the asked camera (up to 8-bit rounding)
+    np.testing.assert_allclose(live[-1].image / 255.0, direct, atol=1 / 255 + 1e-4)
+    change = np.abs(live[0].image.astype(float) - live[-1].image.astype(float)).mean()
+    assert change > 1.0  # the frames follow the training
+
+    turn = client.request(m.JobRunTurn(session_id=sid, instruction="paint it red", steps=4,
+                                       preview_every=2, preview_interval_s=0.0))
+    seen, done = finished(client, turn.job_id)
+    frames = of_type(seen, "job.preview", turn.job_id)
+    assert [f.step for f in frames] == [2, 4, 4]  # live frames, then the result's frame
+    assert {f.view_name for f in frames} == {summary.view_names[0]}  # default camera
+    assert frames[0].image.shape == (32, 32, 3)
+    # the last live frame and the result's frame: the same field state, the same view
+    np.testing.assert_allclose(frames[1].image.astype(int), frames[2].image, atol=1)
+
+    quiet = client.request(m.JobRunTurn(session_id=sid, instruction="paint it blue", steps=2,
+                                        preview_every=0))
+    seen, _ = finished(client, quiet.job_id)
+    assert [f.step for f in of_type(seen, "job.preview", quiet.job_id)] == [2]  # result only
+    client.close()
+    assert sidecar.terminate() == 0
