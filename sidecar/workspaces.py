@@ -58,11 +58,20 @@ def summarize(root: Path) -> WorkspaceSummary:
     return WorkspaceSummary(workspace.head, turns)
 
 
+LIST_SEPARATOR = ", "
+"""Joins a list parameter (edit/keep queries) into the one string TurnInfo.params can hold."""
+
+
 def _scalar_params(spec: dict) -> dict:
-    return {
-        str(k): v for k, v in (spec or {}).items()
-        if v is None or isinstance(v, (str, int, float, bool))
-    }
+    """The spec as a flat map of scalars: lists of strings (queries) become one string,
+    "shirt, trousers"; anything else that is not a scalar is left out."""
+    params = {}
+    for key, value in (spec or {}).items():
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            value = LIST_SEPARATOR.join(value)
+        if value is None or isinstance(value, (str, int, float, bool)):
+            params[str(key)] = value
+    return params
 
 
 def _turn_summary(record) -> TurnSummary:  # an edit3d.workspace.TurnRecord

@@ -1,6 +1,7 @@
 """Live preview frames through a real sidecar (tiny profile, sample scene, few steps): a
 training job with previews every k iterations sends frames at multiples of k, from the
-camera the client asked for, showing the field as it is at that step."""
+camera the client asked for, showing the field as it is at that step; and a turn's queries
+and caption in the session's turn list."""
 
 from __future__ import annotations
 
@@ -82,8 +83,16 @@ def test_training_jobs_send_live_frames_of_the_field_being_trained(tmp_path, sce
     np.testing.assert_allclose(frames[1].image.astype(int), frames[2].image, atol=1)
 
     quiet = client.request(m.JobRunTurn(session_id=sid, instruction="paint it blue", steps=2,
-                                        preview_every=0))
+                                        preview_every=0, edit_queries=("shirt", "trousers"),
+                                        keep_queries=("face",), caption="a person"))
     seen, _ = finished(client, quiet.job_id)
     assert [f.step for f in of_type(seen, "job.preview", quiet.job_id)] == [2]  # result only
+
+    # the turn list shows a turn's queries and caption (as strings: params are scalars)
+    turns = {t.turn_id: t for t in client.request(m.SessionOpen(session_id=sid)).turns}
+    params = turns["turn-0002"].params
+    assert params["edit_queries"] == "shirt, trousers" and params["keep_queries"] == "face"
+    assert params["caption"] == "a person" and params["edit_rate"] == 10
+    assert turns["turn-0001"].params["edit_queries"] == ""  # none given
     client.close()
     assert sidecar.terminate() == 0
