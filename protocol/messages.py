@@ -241,6 +241,9 @@ class HeartbeatReply(Message):
     """When the running job last reported progress (a stuck job shows an old value)."""
     queue_length: int = param(0, ge=0, le=MAX_INT32)
     """Jobs waiting."""
+    gpu_memory_free: int | None = param(None, ge=0)
+    """Free memory of the job GPU in bytes, as last read by the worker (at its start, every
+    few seconds while a job reports progress, after each job); None on a CPU."""
 
 
 @message("error", "reply")
@@ -445,8 +448,8 @@ class JobTrainBase(Message):
     preview_every: int | None = param(None, ge=0, le=10_000_000)
     """Send a job.preview frame every this many iterations (None = sidecar default 50, 0 = none)."""
     preview_interval_s: float | None = param(None, ge=0.0, le=86_400.0)
-    """And at least this many seconds apart (None = sidecar default: 2 s, and previews take at
-    most ~5% of the job's time; 0 = every preview_every iterations)."""
+    """And at least this many seconds apart (None = sidecar default: 2 s, stretched after each
+    frame so that previews take at most ~5% of the job's time; 0 = no time limit)."""
     preview_camera: Camera | None = None
     """Camera of the frames (None = first dataset view); rendered with long side <= 256 px."""
 
@@ -512,8 +515,8 @@ class JobRunTurn(Message):
     preview_every: int | None = param(None, ge=0, le=10_000_000)
     """Send a job.preview frame every this many iterations (None = sidecar default 50, 0 = none)."""
     preview_interval_s: float | None = param(None, ge=0.0, le=86_400.0)
-    """And at least this many seconds apart (None = sidecar default: 2 s, and previews take at
-    most ~5% of the job's time; 0 = every preview_every iterations)."""
+    """And at least this many seconds apart (None = sidecar default: 2 s, stretched after each
+    frame so that previews take at most ~5% of the job's time; 0 = no time limit)."""
     preview_camera: Camera | None = None
     """Camera of the frames (None = first dataset view); rendered with long side <= 256 px."""
 
@@ -529,8 +532,8 @@ class JobResumeTurn(Message):
     preview_every: int | None = param(None, ge=0, le=10_000_000)
     """Send a job.preview frame every this many iterations (None = sidecar default 50, 0 = none)."""
     preview_interval_s: float | None = param(None, ge=0.0, le=86_400.0)
-    """And at least this many seconds apart (None = sidecar default: 2 s, and previews take at
-    most ~5% of the job's time; 0 = every preview_every iterations)."""
+    """And at least this many seconds apart (None = sidecar default: 2 s, stretched after each
+    frame so that previews take at most ~5% of the job's time; 0 = no time limit)."""
     preview_camera: Camera | None = None
     """Camera of the frames (None = first dataset view); rendered with long side <= 256 px."""
 

@@ -60,6 +60,7 @@ def heartbeat(sidecar: Sidecar, incoming: Incoming) -> m.Message:
         running_job_id=None if running is None else running.id,
         last_progress_ts=None if running is None else running.last_progress_at,
         queue_length=len(sidecar.jobs.queued()),
+        gpu_memory_free=sidecar.jobs.device_info.get("gpu_memory_free"),
     )
 
 

@@ -328,6 +328,9 @@ class JobManager:
                 self._worker.ready = True
             self.device_info = dict(message[2])
             return
+        if tag == "device":  # a fresh reading of free GPU memory
+            self.device_info.update(message[1])
+            return
         job = self._jobs.get(message[1])
         if job is None or job is not self._running:
             return  # a late report of a job already ended (e.g. force-cancelled)

@@ -1,7 +1,8 @@
 """The worker process: runs one job at a time for the server, over a multiprocessing pipe.
 
 Messages server → worker: ``("run", job_id, kind, session_dir | None, params)``, ``("stop",)``.
-Messages worker → server: ``("ready", pid, device_info)``, ``("started", job_id)``,
+Messages worker → server: ``("ready", pid, device_info)``, ``("device", memory_info)``
+(free GPU memory, refreshed while jobs run and after each), ``("started", job_id)``,
 ``("progress", job_id, progress_event_dict)``, ``("preview", job_id, {"image": array, ...})``,
 ``("finished", job_id, result)``, ``("failed", job_id, reason, message, traceback)``,
 ``("cancelled", job_id)``.
@@ -73,6 +74,55 @@ def device_info(device: str) -> dict:
     return info
 
 
+MEMORY_REPORT_INTERVAL_S = 5.0
+"""Least seconds between two reports of free GPU memory while a job reports progress."""
+
+
+def gpu_memory_free(device: str) -> int | None:
+    """Free memory of the job GPU in bytes (the whole device, other processes included);
+    None on a CPU or where it cannot be read."""
+    if not device.startswith("cuda"):
+        return None
+    try:
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(torch.device(device).index or 0)
+    except Exception:  # no driver, no device: the job that needs it will say so
+        return None
+    return int(free)
+
+
+class MemoryReporter:
+    """Wraps the job's channel to the server: with a progress report at most every
+    `interval_s`, and once when the job ends, it also sends the free GPU memory (so the
+    heartbeat can show it while a job holds the device). Nothing is sent on a CPU."""
+
+    def __init__(self, send, device: str, interval_s: float = MEMORY_REPORT_INTERVAL_S,
+                 probe=gpu_memory_free) -> None:
+        import time
+
+        self._send = send
+        self._device = device
+        self._interval_s = interval_s
+        self._probe = probe
+        self._last = time.monotonic()
+        self.enabled = device.startswith("cuda")
+
+    def send(self, message: tuple) -> None:
+        import time
+
+        self._send(message)
+        if self.enabled and message[0] == "progress":
+            now = time.monotonic()
+            if now - self._last >= self._interval_s:
+                self._last = now
+                self.report()
+
+    def report(self) -> None:
+        if self.enabled:
+            self._send(("device", {"gpu_memory_free": self._probe(self._device)}))
+
+
 def _is_out_of_memory(exc: BaseException) -> bool:
     name = type(exc).__name__
     return name == "OutOfMemoryError" or "out of memory" in str(exc).lower()
@@ -89,6 +139,7 @@ def _run_job(
         # A worker whose server is gone must stop too (belt and braces with PDEATHSIG).
         return cancel_event.is_set() or os.getppid() != parent_pid
 
+    memory = MemoryReporter(conn.send, options.device)
     ctx = JobContext(
         job_id=job_id,
         kind=kind_name,
@@ -98,7 +149,7 @@ def _run_job(
         device=options.device,
         profile=options.profile,
         cache=cache,
-        send=conn.send,
+        send=memory.send,
     )
     conn.send(("started", job_id))
     try:
@@ -110,6 +161,7 @@ def _run_job(
         reason = "out_of_memory" if _is_out_of_memory(exc) else "exception"
         message_text = f"{type(exc).__name__}: {exc}"
         conn.send(("failed", job_id, reason, message_text, traceback.format_exc()))
+    memory.report()
 
 
 def _preload(module: str) -> None:

@@ -94,5 +94,6 @@ def test_training_jobs_send_live_frames_of_the_field_being_trained(tmp_path, sce
     assert params["edit_queries"] == "shirt, trousers" and params["keep_queries"] == "face"
     assert params["caption"] == "a person" and params["edit_rate"] == 10
     assert turns["turn-0001"].params["edit_queries"] == ""  # none given
+    assert client.request(m.Heartbeat()).gpu_memory_free is None  # a CPU sidecar
     client.close()
     assert sidecar.terminate() == 0
