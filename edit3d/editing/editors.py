@@ -90,12 +90,12 @@ def check_edit_result(result: object, render: np.ndarray, *, editor: str) -> np.
     Raises ValueError naming ``editor`` when the output is not [H, W, 3] of the render's
     size or holds non-finite values.
     """
-    array = np.asarray(result)
+    array = np.asarray(result, dtype=np.float32)
     if array.shape != render.shape:
         raise ValueError(f"editor {editor!r} returned shape {array.shape}, expected {render.shape}")
     if not np.all(np.isfinite(array)):
         raise ValueError(f"editor {editor!r} returned non-finite values")
-    return np.clip(array.astype(np.float32, copy=False), 0.0, 1.0)
+    return np.clip(array, 0.0, 1.0)
 
 
 def _load_ip2p(

@@ -23,11 +23,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from edit3d.editing.editors import Editor, check_edit_result
 from edit3d.editing.fusion import fuse
 from edit3d.field.nerfacto_field import NerfactoField
 from edit3d.field.targets import TargetStore
@@ -100,21 +101,6 @@ MaskProvider = Callable[[str, np.ndarray, TurnSpec], np.ndarray | None]
 StepHook = Callable[[NerfactoField, int], None]
 """(field, iterations done) called after every training iteration, e.g. to render a live
 preview. It must leave the field's weights and training state as they are (rendering does)."""
-
-
-class Editor(Protocol):
-    """What a turn needs from an image editor (see `edit3d.editing.editors`)."""
-
-    def edit(
-        self,
-        render: np.ndarray,
-        condition: np.ndarray,
-        instruction: str,
-        *,
-        view_name: str,
-        seed: int | None = None,
-        cancel: CancelToken | None = None,
-    ) -> np.ndarray: ...
 
 
 @dataclass
@@ -281,7 +267,7 @@ def _edit_views(
         height, width = targets.size_of(name)
         render = field_.render(field_.view(name), width=width, height=height).rgb
         condition = _resized(inputs.conditions[name], height, width)
-        edited = editor_output(
+        edited = check_edit_result(
             inputs.editor.edit(
                 render,
                 condition,
@@ -290,7 +276,8 @@ def _edit_views(
                 seed=spec.seed * 1_000_003 + step * 101 + k,
                 cancel=cancel,
             ),
-            render.shape,
+            render,
+            editor=spec.editor,
         )
         if spec.mode == "edit3d":
             prerender = _resized(inputs.prerenders[name], height, width)
@@ -301,18 +288,6 @@ def _edit_views(
     state.next_view = (state.next_view + spec.edit_count) % len(names)
     state.edits += len(replacements)
     state.last_edited = replacements[-1][0]
-
-
-def editor_output(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Check an editor's result: float [H, W, 3] of the render's size, finite, in [0, 1]."""
-    array = np.asarray(image, dtype=np.float32)
-    if array.shape != tuple(shape):
-        raise ValueError(
-            f"editor returned an image of shape {array.shape}, expected {tuple(shape)}"
-        )
-    if not np.all(np.isfinite(array)):
-        raise ValueError("editor returned non-finite pixels")
-    return np.clip(array, 0.0, 1.0)
 
 
 @dataclass
