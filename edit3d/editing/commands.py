@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edit3d.cli_options import add_device_option, add_workspace_option, resolve_device
 from edit3d.progress import ProgressEvent
 
 
@@ -20,8 +21,8 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _workspace_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workspace", "-w", type=Path, required=True, help="workspace folder")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if present)")
+    add_workspace_option(parser)
+    add_device_option(parser)
 
 
 def _add_train(subparsers: Any) -> None:
@@ -109,7 +110,7 @@ def _add_resume(subparsers: Any) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from edit3d.workspace import WORKSPACE_FILE, Workspace
 
-    device = _device(args.device)
+    device = resolve_device(args.device)
     if (args.workspace / WORKSPACE_FILE).is_file():
         workspace = Workspace.open(args.workspace, device=device)
         workspace.recover()
@@ -136,7 +137,7 @@ def run_edit(args: argparse.Namespace) -> int:
     from edit3d.editing.turns import TurnSpec
     from edit3d.workspace import Workspace, load_editor_for
 
-    device = _device(args.device)
+    device = resolve_device(args.device)
     workspace = Workspace.open(args.workspace, device=device)
     workspace.recover()
     parent = args.parent
@@ -176,7 +177,7 @@ def run_render(args: argparse.Namespace) -> int:
     from edit3d.editing.turns import safe_file_name
     from edit3d.workspace import Workspace
 
-    workspace = Workspace.open(args.workspace, device=_device(args.device))
+    workspace = Workspace.open(args.workspace, device=resolve_device(args.device))
     field = workspace.load_field(args.turn)
     names = args.views or [view.name for view in field.views]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -209,7 +210,7 @@ def run_checkout(args: argparse.Namespace) -> int:
 def run_resume(args: argparse.Namespace) -> int:
     from edit3d.workspace import Workspace
 
-    device = _device(args.device)
+    device = resolve_device(args.device)
     workspace = Workspace.open(args.workspace, device=device)
     workspace.recover()
     spec = workspace.turn(args.turn_id).turn_spec
@@ -258,14 +259,6 @@ def history_lines(workspace: Any) -> list[str]:
 def _seconds(timings: dict[str, float]) -> str:
     total = timings.get("total_s")
     return f"{total:.0f} s" if total is not None else "-"
-
-
-def _device(requested: str | None) -> str:
-    if requested:
-        return requested
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _segmenter(profile: str, device: str) -> Any:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from edit3d.cli_options import add_device_option, add_workspace_option, resolve_device
 from edit3d.export.files import FORMATS
 
 
@@ -18,7 +19,7 @@ def add_commands(subparsers: Any) -> None:
         "world frame, and write it for other tools.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--workspace", "-w", type=Path, help="workspace folder")
+    add_workspace_option(source, required=False)
     source.add_argument("--checkpoint", type=Path, help="a field checkpoint file instead")
     parser.add_argument("--turn", help="node to export (default: head)")
     parser.add_argument("--kind", choices=("pointcloud", "mesh"), default="pointcloud")
@@ -37,7 +38,7 @@ def add_commands(subparsers: Any) -> None:
     parser.add_argument("--resolution", type=int, default=192, help="mesh voxels per side")
     parser.add_argument("--accumulation", type=float, default=0.5, help="opacity threshold")
     parser.add_argument("--seed", type=int, default=0, help="seed of the point subsampling")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if present)")
+    add_device_option(parser)
     parser.set_defaults(func=run_export)
 
 
@@ -57,9 +58,8 @@ def run_export(args: argparse.Namespace) -> int:
     from edit3d.export.mesh import MeshConfig, export_mesh
     from edit3d.export.pointcloud import PointCloudConfig, export_point_cloud
     from edit3d.export.sampling import CropBox
-    from edit3d.refine.commands import default_device
 
-    field = _field(args, default_device(args.device))
+    field = _field(args, resolve_device(args.device))
     crop = CropBox.from_values(args.crop) if args.crop else None
     with ProgressBars() as bars:
         if args.kind == "mesh":

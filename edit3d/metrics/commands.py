@@ -3,29 +3,24 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
+
+from edit3d.cli_options import (
+    add_device_option,
+    add_workspace_option,
+    eval_subcommands,
+    resolve_device,
+)
 
 CLIP_CHOICES = ("clip-vit-l14", "clip-vit-b32", "tiny")
 
 
 def add_commands(subparsers: Any) -> None:
-    _add_eval_clip(_eval_subcommands(subparsers))
+    _add_eval_clip(eval_subcommands(subparsers))
     parser = subparsers.add_parser("timings", help="time per phase of a workspace (Tab. 2)")
-    parser.add_argument("--workspace", "-w", type=Path, required=True, help="workspace folder")
+    add_workspace_option(parser)
     parser.add_argument("--hardware", default="", help="what ran it, printed with the table")
     parser.set_defaults(func=run_timings)
-
-
-def _eval_subcommands(subparsers: Any) -> Any:
-    """The `edit3d eval` group, shared with other modules' evaluations (created once)."""
-    existing = subparsers.choices.get("eval")
-    if existing is not None:
-        for action in existing._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                return action
-    group = subparsers.add_parser("eval", help="evaluate parts of the method against references")
-    return group.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
 
 
 def _add_eval_clip(eval_subcommands: Any) -> None:
@@ -36,7 +31,7 @@ def _add_eval_clip(eval_subcommands: Any) -> None:
         "score each consecutive pair: CLIP directional similarity with the captions, and each "
         "node's CLIP text-image similarity. One caption per node, base first.",
     )
-    parser.add_argument("--workspace", "-w", type=Path, required=True, help="workspace folder")
+    add_workspace_option(parser)
     parser.add_argument(
         "--captions", nargs="+", required=True, help="caption of each node, base first"
     )
@@ -52,7 +47,7 @@ def _add_eval_clip(eval_subcommands: Any) -> None:
         "--clip", choices=CLIP_CHOICES, default="clip-vit-l14",
         help="CLIP weights (tiny: random, pipeline check only)",
     )  # fmt: skip
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if present)")
+    add_device_option(parser)
     parser.set_defaults(func=run_eval_clip)
 
 
@@ -67,10 +62,9 @@ def _chain(workspace: Any, args: argparse.Namespace) -> list[str]:
 def run_eval_clip(args: argparse.Namespace) -> int:
     from edit3d.metrics.evaluate import evaluate_chain, evaluation_views, format_clip_table
     from edit3d.models.registry import load_model
-    from edit3d.refine.commands import default_device
     from edit3d.workspace import Workspace
 
-    device = default_device(args.device)
+    device = resolve_device(args.device)
     workspace = Workspace.open(args.workspace, device=device)
     nodes = _chain(workspace, args)
     if len(nodes) != len(args.captions):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
+
+from edit3d.cli_options import add_device_option, add_workspace_option, resolve_device
 
 
 def add_commands(subparsers: Any) -> None:
@@ -15,7 +16,7 @@ def add_commands(subparsers: Any) -> None:
         "them (Real-ESRGAN x4plus, GFPGAN v1.4 on faces) and fine-tune the field on them. "
         "The result is a new 'refine' node and the new head.",
     )
-    parser.add_argument("--workspace", "-w", type=Path, required=True, help="workspace folder")
+    add_workspace_option(parser)
     parser.add_argument("--parent", help="node to refine (default: head)")
     parser.add_argument("--steps", type=int, default=10_000, help="iterations (paper: 10k)")
     parser.add_argument("--lr", type=float, default=0.0025, help="NeRF learning rate")
@@ -29,16 +30,8 @@ def add_commands(subparsers: Any) -> None:
         default="real",
         help="real: published weights; tiny: random miniatures (pipeline check only)",
     )
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if present)")
+    add_device_option(parser)
     parser.set_defaults(func=run_refine_command)
-
-
-def default_device(requested: str | None) -> str:
-    if requested:
-        return requested
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def run_refine_command(args: argparse.Namespace) -> int:
@@ -55,7 +48,7 @@ def run_refine_command(args: argparse.Namespace) -> int:
         render_long_side=args.render_long_side,
         faces=not args.no_faces,
     )
-    workspace = Workspace.open(args.workspace, device=default_device(args.device))
+    workspace = Workspace.open(args.workspace, device=resolve_device(args.device))
     with ProgressBars() as bars:
         record = run_refine(workspace, args.parent, config, profile=args.profile, progress=bars)
     note = (

@@ -8,23 +8,14 @@ import re
 import sys
 from pathlib import Path
 
+from edit3d.cli_options import eval_subcommands
+
 _PROFILE_HELP = "real: published weights; tiny: random miniatures (pipeline check only)"
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     _add_segment(subparsers)
-    _add_eval_segmentation(_eval_subcommands(subparsers))
-
-
-def _eval_subcommands(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
-    """The `edit3d eval` group, shared with other modules' evaluations (created once)."""
-    existing = subparsers.choices.get("eval")
-    if existing is not None:
-        for action in existing._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                return action
-    group = subparsers.add_parser("eval", help="evaluate parts of the method against references")
-    return group.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
+    _add_eval_segmentation(eval_subcommands(subparsers))
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
