@@ -242,7 +242,7 @@ class Workspace:
         if existing is not None:
             self._update(BASE_ID, status="running", owner=_owner(), message="")
         checkpoint = self.root / record.paths["checkpoint"]
-        with self._node_outcome(BASE_ID) as timings:
+        with self.node_outcome(BASE_ID) as timings:
             started = time.monotonic()
             if checkpoint.is_file():
                 field_ = NerfactoField.from_checkpoint(checkpoint, device=self.device)
@@ -311,7 +311,7 @@ class Workspace:
 
     def _import_nerfstudio_run(self, config_yml: Path) -> None:
         record = self._start_node(BASE_ID, None, "base", {"nerfstudio_run": str(config_yml)})
-        with self._node_outcome(BASE_ID) as timings:
+        with self.node_outcome(BASE_ID) as timings:
             started = time.monotonic()
             field_ = NerfactoField.from_nerfstudio_run(config_yml, self.device)
             field_.save_checkpoint(self.root / record.paths["checkpoint"])
@@ -341,11 +341,9 @@ class Workspace:
         if parent is None:
             raise ValueError("parent: this workspace has no finished node yet (train the base)")
         self._require_finished(parent)
-        editor = editor or load_editor_for(spec.editor, self.device)
         record = self._start_node(self._next_turn_id(), parent, "edit", spec.to_dict())
         return self._run_turn_node(
-            record, spec, editor, mask_provider, progress, cancel, checkpoint_every, on_step,
-            resume=False,
+            record, editor, mask_provider, progress, cancel, checkpoint_every, on_step
         )
 
     def resume_turn(
@@ -359,41 +357,40 @@ class Workspace:
         checkpoint_every: int | None = None,
         on_step: StepHook | None = None,
     ) -> TurnRecord:
-        """Continue an interrupted or cancelled turn from its last checkpoint (`on_step`: as
-        in `run_turn`)."""
-        record = self.turn(turn_id)
-        if record.kind != "edit" or record.status not in ("interrupted", "cancelled"):
-            raise ValueError(
-                f"turn_id must name an interrupted or cancelled edit turn, got {turn_id!r} "
-                f"({record.kind}, {record.status})"
-            )
-        spec = record.turn_spec
-        assert spec is not None
-        editor = editor or load_editor_for(spec.editor, self.device)
-        self._update(turn_id, status="running", owner=_owner(), message="")
+        """Continue an interrupted or cancelled node from its last checkpoint (`on_step`: as
+        in `run_turn`).
+
+        Edit turns and refine nodes resume; a refine node reuses its saved upscaled targets
+        (`editor`, `mask_provider` and `checkpoint_every` do not apply to it).
+        """
+        kind = self.turn(turn_id).kind
+        if kind == "refine":
+            from edit3d.refine.node import resume_refine
+
+            return resume_refine(self, turn_id, progress=progress, cancel=cancel, on_step=on_step)
+        record = self.reopen_node(turn_id, "edit")
         return self._run_turn_node(
-            record, spec, editor, mask_provider, progress, cancel, checkpoint_every, on_step,
-            resume=True,
+            record, editor, mask_provider, progress, cancel, checkpoint_every, on_step
         )
 
     def _run_turn_node(
         self,
         record: TurnRecord,
-        spec: TurnSpec,
-        editor: Editor,
+        editor: Editor | None,
         mask_provider: MaskProvider | None,
         progress: ProgressCallback,
         cancel: CancelToken | None,
         checkpoint_every: int | None,
         on_step: StepHook | None,
-        *,
-        resume: bool,
     ) -> TurnRecord:
+        """Run a running edit node's turn, from its checkpoint if it has one (a resume)."""
+        spec = record.turn_spec
+        assert spec is not None and record.parent is not None
+        editor = editor or load_editor_for(spec.editor, self.device)
         turn_dir = self.root / record.paths["dir"]
         checkpoint = turn_dir / CHECKPOINT_NAME
-        with self._node_outcome(record.id) as timings:
+        with self.node_outcome(record.id) as timings:
             started = time.monotonic()
-            assert record.parent is not None
             field_ = self.load_field(record.parent)
             timings["load_s"] = timings.get("load_s", 0.0) + time.monotonic() - started
             try:
@@ -405,7 +402,7 @@ class Workspace:
                     mask_provider,
                     progress=progress,
                     cancel=cancel,
-                    resume_from=checkpoint if resume and checkpoint.is_file() else None,
+                    resume_from=checkpoint if checkpoint.is_file() else None,
                     checkpoint_every=checkpoint_every,
                     on_step=on_step,
                 )
@@ -434,6 +431,17 @@ class Workspace:
         self._require_finished(parent)
         return self._start_node(self._next_turn_id(), parent, kind, params)
 
+    def reopen_node(self, turn_id: str, kind: NodeKind) -> TurnRecord:
+        """Mark an interrupted or cancelled node of `kind` running again (to resume it)."""
+        record = self.turn(turn_id)
+        if record.kind != kind or record.status not in ("interrupted", "cancelled"):
+            raise ValueError(
+                f"turn_id must name an interrupted or cancelled {kind} node, got {turn_id!r} "
+                f"({record.kind}, {record.status})"
+            )
+        self._update(turn_id, status="running", owner=_owner(), message="")
+        return self.turn(turn_id)
+
     def finish_node(
         self, turn_id: str, field_: NerfactoField, timings: dict[str, float] | None = None
     ) -> TurnRecord:
@@ -456,6 +464,26 @@ class Workspace:
 
     def node_dir(self, turn_id: str) -> Path:
         return self.root / self.turn(turn_id).paths["dir"]
+
+    @contextmanager
+    def node_outcome(self, node_id: str) -> Iterator[dict[str, float]]:
+        """Track a running node's timings (a dict to add phases to, saved with the node's
+        total at the end); record cancel/failure/interrupt if the block ends early."""
+        timings = dict(self.turn(node_id).timings)
+        started = time.monotonic()
+        try:
+            yield timings
+        except Cancelled:
+            self._stop(node_id, "cancelled", "cancelled by the user", timings, started)
+            raise
+        except (KeyboardInterrupt, SystemExit):
+            self._stop(node_id, "interrupted", "interrupted", timings, started)
+            raise
+        except Exception as error:
+            self._stop(node_id, "failed", f"{type(error).__name__}: {error}", timings, started)
+            raise
+        timings["total_s"] = timings.get("total_s", 0.0) + time.monotonic() - started
+        self._update(node_id, timings=timings)
 
     # --- internals -------------------------------------------------------------------
 
@@ -480,25 +508,6 @@ class Workspace:
         self._data["turns"].append(_json_ready(dataclasses.asdict(record)))
         self._write()
         return record
-
-    @contextmanager
-    def _node_outcome(self, node_id: str) -> Iterator[dict[str, float]]:
-        """Track a running node's timings; record cancel/failure/interrupt if it ends early."""
-        timings = dict(self.turn(node_id).timings)
-        started = time.monotonic()
-        try:
-            yield timings
-        except Cancelled:
-            self._stop(node_id, "cancelled", "cancelled by the user", timings, started)
-            raise
-        except (KeyboardInterrupt, SystemExit):
-            self._stop(node_id, "interrupted", "interrupted", timings, started)
-            raise
-        except Exception as error:
-            self._stop(node_id, "failed", f"{type(error).__name__}: {error}", timings, started)
-            raise
-        timings["total_s"] = timings.get("total_s", 0.0) + time.monotonic() - started
-        self._update(node_id, timings=timings)
 
     def _stop(
         self,

@@ -286,17 +286,16 @@ def run_turn(ctx: JobContext) -> dict:
     return {"turn_id": record.id, "tiny_profile": ctx.profile == "tiny"}
 
 
-@job_kind("job.resume_turn", description="resume an interrupted turn from its checkpoint")
+@job_kind("job.resume_turn",
+          description="resume an interrupted turn or refine node from its checkpoint")
 def resume_turn(ctx: JobContext) -> dict:
     workspace = _workspace(ctx)
-    spec = workspace.turn(ctx.params["turn_id"]).turn_spec
-    if spec is None:
-        raise ValueError(f"turn_id {ctx.params['turn_id']!r} is not an edit turn")
+    spec = workspace.turn(ctx.params["turn_id"]).turn_spec  # None for a refine node
     _forget_field(ctx)
     record = workspace.resume_turn(
         ctx.params["turn_id"],
-        editor=_editor(ctx, spec.editor),
-        mask_provider=_mask_provider(ctx, spec),
+        editor=_editor(ctx, spec.editor) if spec is not None else None,
+        mask_provider=_mask_provider(ctx, spec) if spec is not None else None,
         progress=ctx.progress,
         cancel=ctx.cancel,
         on_step=LivePreview.from_params(ctx),
@@ -368,39 +367,21 @@ def preview_masks(ctx: JobContext) -> dict:
 
 @job_kind("job.refine", description="super-resolution fine-tune (Sec. 3.3)")
 def refine(ctx: JobContext) -> dict:
-    import time
-
-    from edit3d.progress import Cancelled
-    from edit3d.refine import RefineConfig, finetune_super_resolution
+    from edit3d.refine import RefineConfig
+    from edit3d.refine.node import run_refine
 
     workspace = _workspace(ctx)
-    parent = ctx.params.get("turn_id") or workspace.head
     options = {"steps": ctx.params["steps"]} if ctx.params.get("steps") else {}
     config = RefineConfig(scale=ctx.params.get("scale", 4),
                           faces=ctx.params.get("faces", True), **options)
-    record = workspace.start_node("refine", parent, {"steps": config.steps,
-                                                     "scale": config.scale,
-                                                     "faces": config.faces})
-    started = time.monotonic()
-    try:
-        field = workspace.load_field(parent)
-        result = finetune_super_resolution(
-            field, config, profile=ctx.profile,  # type: ignore[arg-type]
-            device=ctx.device, progress=ctx.progress, cancel=ctx.cancel,
-        )
-    except Cancelled:
-        workspace.fail_node(record.id, "cancelled", "cancelled by the user")
-        raise
-    except BaseException as exc:
-        workspace.fail_node(record.id, "failed", f"{type(exc).__name__}: {exc}")
-        raise
-    timings = {"upscale_s": result.upscale_seconds, "train_s": result.train_seconds,
-               "total_s": time.monotonic() - started}
-    workspace.finish_node(record.id, field, timings)
     _forget_field(ctx)
+    live = LivePreview.from_params(ctx)
+    record = run_refine(workspace, ctx.params.get("turn_id"), config,
+                        profile=ctx.profile,  # type: ignore[arg-type]
+                        on_step=live, progress=ctx.progress, cancel=ctx.cancel)
     _result_preview(ctx, workspace, record.id)
-    return {"turn_id": record.id, "faces": result.faces,
-            "tiny_profile": ctx.profile == "tiny"}
+    return {"turn_id": record.id, "faces": int(record.timings.get("faces", 0)),
+            "tiny_profile": ctx.profile == "tiny", "preview_frames": len(live.sent)}
 
 
 def _crop(params: dict):

@@ -62,6 +62,7 @@ class RefinableField(Protocol):
 
     views: list[CameraView]
     config: Any
+    step: int
 
     def render(
         self, view: CameraView, *, width: int | None = None, height: int | None = None
@@ -70,6 +71,10 @@ class RefinableField(Protocol):
     def make_targets(self, images: Mapping[str, np.ndarray]) -> Any: ...
 
     def fit(self, targets: Any, steps: int, **kwargs: Any) -> Any: ...
+
+    def save_checkpoint(self, path: Path, extra: Mapping[str, Any] | None = None) -> Any: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
 
 
 @dataclass
@@ -92,6 +97,8 @@ class RefineResult:
     """Training loss of the last iteration (None if no step ran)."""
     models: dict[str, str] = field(default_factory=dict)
     """Which networks produced the targets (names say "(tiny)" for pipeline checks)."""
+    hook_seconds: float = 0.0
+    """Wall time spent in the `on_step` hook (e.g. previews), not counted as training."""
 
 
 def training_render_size(
@@ -167,6 +174,57 @@ def make_targets(
     return targets, faces
 
 
+@dataclass(frozen=True)
+class RefineState:
+    """Where a fine-tune keeps what it needs to resume: its targets and a periodic checkpoint.
+
+    The targets are written once, before training (``targets/``); the checkpoint every
+    `checkpoint_every` iterations and on cancel. A run given a state that already holds
+    targets skips upscaling; one whose checkpoint exists continues from its iteration.
+    """
+
+    folder: Path
+    """Folder of the run (a refine node's folder): ``targets/`` and the checkpoint."""
+    checkpoint_every: int = 0
+    """Iterations between periodic checkpoints (0: only on cancel)."""
+    checkpoint_name: str = "checkpoint.pt"
+    """File name of the checkpoint inside `folder`."""
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+
+    @property
+    def targets_dir(self) -> Path:
+        return Path(self.folder) / TARGETS_DIR
+
+    @property
+    def checkpoint(self) -> Path:
+        return Path(self.folder) / self.checkpoint_name
+
+    def has_targets(self) -> bool:
+        """Whether the targets were saved completely (their index file is written last)."""
+        return (self.targets_dir / TARGETS_INDEX).is_file()
+
+    def saved_step(self) -> int | None:
+        """Fine-tune iterations done at the last checkpoint (None: no checkpoint yet)."""
+        state = self._load_checkpoint()
+        return None if state is None else int(state["extra"][CHECKPOINT_KEY])
+
+    def _load_checkpoint(self) -> dict[str, Any] | None:
+        import torch
+
+        if not self.checkpoint.is_file():
+            return None
+        state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        return state if CHECKPOINT_KEY in state.get("extra", {}) else None
+
+
+TARGETS_DIR = "targets"
+TARGETS_INDEX = "targets.json"
+CHECKPOINT_KEY = "refine_step"
+
+
 def finetune_super_resolution(
     field: RefinableField,
     config: RefineConfig | None = None,
@@ -177,6 +235,7 @@ def finetune_super_resolution(
     profile: Literal["real", "tiny"] = "real",
     device: str = "cpu",
     targets: Mapping[str, np.ndarray] | None = None,
+    state: RefineState | None = None,
     on_step: Callable[[int], None] | None = None,
     done: int = 0,
     progress: ProgressCallback = no_progress,
@@ -185,42 +244,26 @@ def finetune_super_resolution(
     """Upscales the field's training views and fine-tunes the field on them, in place.
 
     Missing networks are loaded from the registry under `profile` ("tiny": random pipeline
-    check). Pass `targets` (e.g. saved by a previous, interrupted run) to skip upscaling;
-    `done` iterations are then counted as already trained, and `on_step(i)` runs before
-    iteration i (periodic checkpoints).
+    check), and only when there is something to upscale. `state` makes the run resumable
+    (see `RefineState`): its saved targets replace upscaling, its checkpoint is loaded into
+    `field` and training continues from its iteration. Without a state, `targets` skip
+    upscaling and `done` iterations count as already trained. `on_step(n)` runs after
+    fine-tune iteration n (counted from the start of the fine-tune, 1 to `config.steps`),
+    e.g. to render a live preview; its time is reported apart from training.
     """
     config = config or RefineConfig()
     start = time.monotonic()
-    faces = 0
-    if targets is None:
-        esrgan, gfpgan, detector = load_sr_networks(
-            config, profile, device, esrgan=esrgan, gfpgan=gfpgan, detector=detector
-        )
-        targets, faces = make_targets(
-            field,
-            esrgan,
-            config,
-            gfpgan=gfpgan,
-            detector=detector,
-            progress=progress,
-            cancel=cancel,
-        )
-    targets = dict(targets)
+    targets, faces, models = _targets_for(
+        field, config, targets, state, profile, device, esrgan, gfpgan, detector,
+        progress, cancel,
+    )  # fmt: skip
     upscale_seconds = time.monotonic() - start
+    if state is not None:
+        done = _restore(field, state, done)
     store = field.make_targets(targets)
     start = time.monotonic()
-    remaining = max(config.steps - done, 0)
-    step = field.fit(
-        store,
-        remaining,
-        lr=config.lr,
-        on_step=on_step,
-        progress=progress,
-        cancel=cancel,
-        phase="refine",
-        total=config.steps,
-        done=done,
-    )
+    hook = _TimedHook(on_step)
+    step = _fit(field, store, config, state, done, hook if on_step else None, progress, cancel)
     first = next(iter(targets))
     view = next(v for v in field.views if v.name == first)
     render_wh = training_render_size(view, field, config.render_long_side)
@@ -230,13 +273,113 @@ def finetune_super_resolution(
         target_size=targets[first].shape[:2],
         faces=faces,
         upscale_seconds=upscale_seconds,
-        train_seconds=time.monotonic() - start,
+        train_seconds=time.monotonic() - start - hook.seconds,
         final_loss=None if step is None else float(step.loss),
-        models={
-            "esrgan": esrgan.name if esrgan is not None else "given targets",
-            "gfpgan": gfpgan.name if gfpgan is not None else "none",
-        },
+        models=models,
+        hook_seconds=hook.seconds,
     )
+
+
+def _targets_for(
+    field: RefinableField,
+    config: RefineConfig,
+    given: Mapping[str, np.ndarray] | None,
+    state: RefineState | None,
+    profile: Literal["real", "tiny"],
+    device: str,
+    esrgan: SuperResolver | None,
+    gfpgan: FaceRestorer | None,
+    detector: FaceDetector | None,
+    progress: ProgressCallback,
+    cancel: CancelToken | None,
+) -> tuple[dict[str, np.ndarray], int, dict[str, str]]:
+    """(targets, faces restored, models used): saved ones, given ones, or upscaled now."""
+    if state is not None and state.has_targets():
+        return load_targets(state.targets_dir), 0, {"esrgan": "saved targets", "gfpgan": "none"}
+    if given is not None:
+        return dict(given), 0, {"esrgan": "given targets", "gfpgan": "none"}
+    esrgan, gfpgan, detector = load_sr_networks(
+        config, profile, device, esrgan=esrgan, gfpgan=gfpgan, detector=detector
+    )
+    targets, faces = make_targets(
+        field, esrgan, config, gfpgan=gfpgan, detector=detector, progress=progress,
+        cancel=cancel,
+    )  # fmt: skip
+    if state is not None:
+        # Train on the saved (8-bit) pixels, so that a resumed run sees the same targets.
+        targets = load_targets(save_targets(state.targets_dir, targets))
+    models = {"esrgan": esrgan.name, "gfpgan": gfpgan.name if gfpgan is not None else "none"}
+    return targets, faces, models
+
+
+class _TimedHook:
+    """Calls an `on_step` hook and adds up the time it takes."""
+
+    def __init__(self, hook: Callable[[int], None] | None) -> None:
+        self.hook = hook
+        self.seconds = 0.0
+
+    def __call__(self, n: int) -> None:
+        started = time.monotonic()
+        if self.hook is not None:
+            self.hook(n)
+        self.seconds += time.monotonic() - started
+
+
+def _restore(field: RefinableField, state: RefineState, done: int) -> int:
+    """Load the state's checkpoint into `field`; the iterations it had done (else `done`)."""
+    saved = state._load_checkpoint()
+    if saved is None:
+        return done
+    field.load_state_dict(saved)
+    return int(saved["extra"][CHECKPOINT_KEY])
+
+
+def _fit(
+    field: RefinableField,
+    store: Any,
+    config: RefineConfig,
+    state: RefineState | None,
+    done: int,
+    on_step: Callable[[int], None] | None,
+    progress: ProgressCallback,
+    cancel: CancelToken | None,
+) -> Any:
+    """`field.fit` from iteration `done` to `config.steps`, checkpointing into `state`."""
+    from edit3d.progress import Cancelled
+
+    every = state.checkpoint_every if state is not None else 0
+    first_step = field.step - done  # the field's own counter when the fine-tune began
+
+    def save() -> None:
+        assert state is not None
+        field.save_checkpoint(state.checkpoint, {CHECKPOINT_KEY: field.step - first_step})
+
+    def before_step(i: int) -> None:
+        if i > done and on_step is not None:
+            on_step(i)  # iteration i - 1 is done; the field is as it will be checkpointed
+        if every and i > done and i % every == 0:
+            save()  # the state before iteration i: resuming re-runs i from here
+
+    try:
+        step = field.fit(
+            store,
+            max(config.steps - done, 0),
+            lr=config.lr,
+            on_step=before_step,
+            progress=progress,
+            cancel=cancel,
+            phase="refine",
+            total=config.steps,
+            done=done,
+        )
+    except Cancelled:
+        if state is not None:
+            save()
+        raise
+    if config.steps > done and on_step is not None:
+        on_step(config.steps)
+    return step
 
 
 def load_sr_networks(
@@ -279,7 +422,7 @@ def save_targets(folder: Path, targets: Mapping[str, np.ndarray]) -> Path:
         pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
         Image.fromarray(pixels).save(folder / file_name)
         names[name] = file_name
-    (folder / "targets.json").write_text(json.dumps(names, indent=1))
+    (folder / TARGETS_INDEX).write_text(json.dumps(names, indent=1))
     return folder
 
 
@@ -290,7 +433,7 @@ def load_targets(folder: Path) -> dict[str, np.ndarray]:
     from PIL import Image
 
     folder = Path(folder)
-    names = json.loads((folder / "targets.json").read_text())
+    names = json.loads((folder / TARGETS_INDEX).read_text())
     return {
         name: np.asarray(Image.open(folder / file_name).convert("RGB"), np.float32) / 255.0
         for name, file_name in names.items()
