@@ -195,6 +195,27 @@ def test_uploaded_dataset_then_masks_export_and_refine(tmp_path, scene) -> None:
     assert node.kind == "refine" and node.status == "finished" and node.parent == "base"
     assert summary.head == done.turn_id
 
+    # a cancelled refine resumes (job.resume_turn) from the checkpoint its cancel saved,
+    # with the targets it upscaled before training: no upscaling the second time
+    stopped = client.request(m.JobRefine(session_id=sid, turn_id="base", steps=60, faces=False))
+    wait_for_events(client, lambda e: e.header.type == "job.progress"
+                    and e.message.job_id == stopped.job_id and e.message.total == 60
+                    and e.message.step >= 2, timeout=120)
+    client.request(m.JobCancel(job_id=stopped.job_id))
+    wait_for_events(client, lambda e: e.header.type == "job.cancelled"
+                    and e.message.job_id == stopped.job_id, timeout=60)
+    summary = client.request(m.SessionOpen(session_id=sid))
+    node = summary.turns[-1]
+    assert node.kind == "refine" and node.status == "cancelled"
+    resume = client.request(m.JobResumeTurn(session_id=sid, turn_id=node.turn_id))
+    seen, _ = finished(client, resume.job_id)
+    progress = of_type(seen, "job.progress", resume.job_id)
+    assert not [p for p in progress if p.message.startswith("refine_upscale")]
+    resumed_steps = [p.step for p in progress if p.total == 60]
+    assert resumed_steps[0] > 2 and resumed_steps[-1] == 60  # from the cancel, not from 0
+    summary = client.request(m.SessionOpen(session_id=sid))
+    assert summary.turns[-1].status == "finished" and summary.head == node.turn_id
+
     # a session made from an existing ns-train run: its model is the base, its views listed
     base_checkpoint = tmp_path / "work" / "sessions" / sid / "workspace" / "base" / "checkpoint.pt"
     config_yml = write_ns_train_run(base_checkpoint, scene.root, tmp_path / "outputs" / "run")
