@@ -132,18 +132,9 @@ def _load_nerfstudio(root: Path) -> SceneDataset:
         float(outputs.dataparser_scale),
         meta,
     )
-    dataset = SceneDataset(
-        root=root,
-        format="nerfstudio",
-        views=views,
-        image_paths=paths,
-        transform=transform,
-        scale=scale,
-        scene_aabb=np.asarray(outputs.scene_box.aabb, dtype=np.float64),
-        distortion=distortion,
+    return _checked_dataset(
+        outputs, root, "nerfstudio", views, paths, transform, scale, distortion=distortion
     )
-    _check_against_dataparser(dataset, outputs)
-    return dataset
 
 
 def nerfstudio_transform_for_file_poses(
@@ -205,18 +196,10 @@ def _load_blender(root: Path) -> SceneDataset:
         views.append(CameraView(name, np.asarray(frame["transform_matrix"]), intrinsics))
         paths[name] = root / (name.replace("./", "") + ".png")
     transform = np.eye(4)[:3]
-    dataset = SceneDataset(
-        root=root,
-        format="blender",
-        views=views,
-        image_paths=paths,
-        transform=transform,
-        scale=float(outputs.dataparser_scale),
-        scene_aabb=np.asarray(outputs.scene_box.aabb, dtype=np.float64),
-        alpha_color=(1.0, 1.0, 1.0),
+    scale = float(outputs.dataparser_scale)
+    return _checked_dataset(
+        outputs, root, "blender", views, paths, transform, scale, alpha_color=(1.0, 1.0, 1.0)
     )
-    _check_against_dataparser(dataset, outputs)
-    return dataset
 
 
 # --- COLMAP sparse model ----------------------------------------------------------------------
@@ -250,19 +233,17 @@ def _load_colmap(root: Path, model_dir: str) -> SceneDataset:
         paths[name] = Path(filename)
         if cameras.distortion_params is not None and bool(cameras.distortion_params[i].any()):
             distortion[name] = cameras.distortion_params[i].double().numpy()
-    dataset = SceneDataset(
-        root=root,
-        format="colmap",
-        views=views,
-        image_paths=paths,
-        transform=transform,
-        scale=scale,
-        scene_aabb=np.asarray(outputs.scene_box.aabb, dtype=np.float64),
+    return _checked_dataset(
+        outputs,
+        root,
+        "colmap",
+        views,
+        paths,
+        transform,
+        scale,
         distortion=distortion,
         colmap_model=model_dir,
     )
-    _check_against_dataparser(dataset, outputs)
-    return dataset
 
 
 # --- nerfstudio's dataparsers ------------------------------------------------------------
@@ -301,6 +282,36 @@ def _dataparser_outputs(root: Path, fmt: DatasetFormat, model_dir: str | None) -
 
     config = NerfstudioDataParserConfig(data=root, eval_mode="all", downscale_factor=1)
     return config.setup().get_dataparser_outputs("train")
+
+
+def _checked_dataset(
+    outputs: Any,
+    root: Path,
+    fmt: DatasetFormat,
+    views: list[CameraView],
+    paths: dict[str, Path],
+    transform: np.ndarray,
+    scale: float,
+    *,
+    distortion: dict[str, np.ndarray] | None = None,
+    alpha_color: tuple[float, float, float] | None = None,
+    colmap_model: str | None = None,
+) -> SceneDataset:
+    """The dataset with nerfstudio's scene box, refused unless it reproduces their poses."""
+    dataset = SceneDataset(
+        root=root,
+        format=fmt,
+        views=views,
+        image_paths=paths,
+        transform=transform,
+        scale=scale,
+        scene_aabb=np.asarray(outputs.scene_box.aabb, dtype=np.float64),
+        distortion=distortion or {},
+        alpha_color=alpha_color,
+        colmap_model=colmap_model,
+    )
+    _check_against_dataparser(dataset, outputs)
+    return dataset
 
 
 def _check_against_dataparser(dataset: SceneDataset, outputs: Any) -> None:
