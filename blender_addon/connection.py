@@ -486,6 +486,8 @@ def _resolve(context: Any, pending: Pending, message: Any) -> None:
 
 def _on_heartbeat(context: Any, reply: Any) -> None:
     props = context.scene.edit3d
+    if reply.gpu_memory_free is not None:
+        props.gpu_memory_free_gb = reply.gpu_memory_free / 2**30
     if reply.busy and reply.running_job_id and props.job_id == reply.running_job_id:
         props.queue_position = 0
 

@@ -274,8 +274,20 @@ class EDIT3D_OT_train_base(_SidecarOperator, bpy.types.Operator):
             steps=props.base_steps,
             preset=props.preset,
             dataset_path=props.uploaded_dataset or None,
+            **live_preview_fields(context),
         )
         return self.submit(context, msg)
+
+
+def live_preview_fields(context: bpy.types.Context) -> dict[str, Any]:
+    """Preview settings of a training job: frames from the scene camera while live preview
+    is on (the sidecar's first dataset view when the scene has none), no frames when off."""
+    if not context.scene.edit3d.live_preview:
+        return {"preview_every": 0}  # frames would be dropped unseen: spare the sidecar
+    camera = context.scene.camera
+    if camera is None or camera.type != "CAMERA":
+        return {}
+    return {"preview_camera": connection.camera_message(context, camera)}
 
 
 def _active_camera(op: bpy.types.Operator, context: bpy.types.Context) -> Any:
@@ -328,6 +340,7 @@ class EDIT3D_OT_run_turn(_SidecarOperator, bpy.types.Operator):
             steps=props.turn_steps,
             parent_turn=props.head or None,
             seed=props.seed,
+            **live_preview_fields(context),
         )
         return self.submit(context, msg)
 
@@ -395,7 +408,9 @@ class EDIT3D_OT_resume_turn(_SidecarOperator, bpy.types.Operator):
             self.report({"ERROR"}, "Select an interrupted turn")
             return {"CANCELLED"}
         msg = connection.messages().JobResumeTurn(
-            session_id=context.scene.edit3d.session_id, turn_id=turn.turn_id
+            session_id=context.scene.edit3d.session_id,
+            turn_id=turn.turn_id,
+            **live_preview_fields(context),
         )
         return self.submit(context, msg)
 

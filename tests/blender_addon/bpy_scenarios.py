@@ -516,37 +516,63 @@ def version_mismatch(args: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+class FakeSidecar:
+    """The vendored protocol's server endpoint in this process: answers the handshake (and
+    heartbeats with ``gpu_memory_free``), records every request, while polling the add-on."""
+
+    def __init__(self, connection: Any, *, gpu_memory_free: int | None = None) -> None:
+        self.connection = connection
+        self.proto = connection.protocol_module()
+        self.msgs = connection.messages()
+        self.server = self.proto.ServerEndpoint("tcp://127.0.0.1:0", bytes(range(32)))
+        self.gpu_memory_free = gpu_memory_free
+        self.received: list[Any] = []
+
+    def connect(self, **prefs_values: Any) -> None:
+        prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
+        _configure(prefs, {"endpoint": self.server.endpoint, "key_hex": bytes(range(32)).hex()})
+        _configure(prefs, prefs_values)
+        bpy.context.preferences.system.use_online_access = True
+        call_operator(bpy.ops.edit3d.connect)
+
+    def serve(self, limit_s: float, until: Callable[[], bool] | None = None) -> None:
+        end = time.monotonic() + limit_s
+        while time.monotonic() < end and not (until is not None and until()):
+            incoming = self.server.recv(timeout_ms=5)
+            if incoming is not None:
+                self.received.append(incoming.message)
+                reply = self._reply(incoming.message)
+                if reply is not None:
+                    parent = incoming.envelope.header.msg_id
+                    self.server.reply(incoming.identity, reply, parent_id=parent)
+            self.connection.poll_once(bpy.context)
+
+    def _reply(self, message: Any) -> Any:
+        msgs = self.msgs
+        if isinstance(message, msgs.Handshake):
+            return msgs.HandshakeReply(
+                server_version=tuple(self.proto.PROTOCOL_VERSION), server_id="s",
+                device="cuda:0", gpu_name="H100", gpu_memory_total=80 * 2**30,
+                gpu_memory_free=70 * 2**30,
+            )  # fmt: skip
+        if isinstance(message, msgs.Heartbeat):
+            return msgs.HeartbeatReply(
+                server_time=time.time(), gpu_memory_free=self.gpu_memory_free
+            )
+        return None
+
+    def close(self) -> None:
+        self.server.close()
+
+
 @scenario
 def refused_fields(args: dict[str, Any]) -> dict[str, Any]:
     """Values the protocol refuses are reported by the operator and never sent."""
     connection = addon_module("connection")
-    proto = connection.protocol_module()
-    msgs = connection.messages()
-    key = bytes(range(32))
-    server = proto.ServerEndpoint("tcp://127.0.0.1:0", key)
-    prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
-    _configure(prefs, {"endpoint": server.endpoint, "key_hex": key.hex()})
-    bpy.context.preferences.system.use_online_access = True
+    fake = FakeSidecar(connection)
+    fake.connect()
     props = bpy.context.scene.edit3d
-    call_operator(bpy.ops.edit3d.connect)
-    received: list[str] = []
-
-    def serve(limit_s: float) -> None:
-        end = time.monotonic() + limit_s
-        while time.monotonic() < end:
-            incoming = server.recv(timeout_ms=5)
-            if incoming is not None:
-                received.append(incoming.message.type_name)
-                if isinstance(incoming.message, msgs.Handshake):
-                    reply = msgs.HandshakeReply(
-                        server_version=tuple(proto.PROTOCOL_VERSION), server_id="s", device="cpu"
-                    )
-                    server.reply(
-                        incoming.identity, reply, parent_id=incoming.envelope.header.msg_id
-                    )
-            connection.poll_once(bpy.context)
-
-    serve(1.0)
+    fake.serve(1.0)
     ready = connection.is_ready()
     props.session_id = "s1"
     props.instruction = "x" * 2500
@@ -554,15 +580,86 @@ def refused_fields(args: dict[str, Any]) -> dict[str, Any]:
     props.instruction = "make it red"
     props.edit_queries = ",".join(f"q{i}" for i in range(40))
     many_queries = call_operator(bpy.ops.edit3d.run_turn)
-    serve(0.5)
+    fake.serve(0.5)
     result = {
         "ready": ready,
         "long_instruction": long_instruction,
         "many_queries": many_queries,
-        "received": received,
+        "received": [m.type_name for m in fake.received],
         "job_state": props.job_state,
     }
-    server.close()
+    fake.close()
+    disable_addon()
+    return result
+
+
+def _training_requests(fake: FakeSidecar) -> dict[str, Any]:
+    """Send train-base, run-turn and resume-turn; what each request carried for previews."""
+    props = bpy.context.scene.edit3d
+    props.instruction = "make it red"
+    props.turns.clear()
+    turn = props.turns.add()
+    turn.turn_id, turn.kind, turn.status = "t1", "edit", "interrupted"
+    props.active_turn_index = 0
+    start = len(fake.received)
+    for op in (bpy.ops.edit3d.train_base, bpy.ops.edit3d.run_turn, bpy.ops.edit3d.resume_turn):
+        call_operator(op)
+
+    def jobs() -> list[Any]:
+        return [m for m in fake.received[start:] if m.type_name.startswith("job.")]
+
+    fake.serve(2.0, until=lambda: len(jobs()) >= 3)
+    sent = {}
+    for message in jobs():
+        camera = message.preview_camera
+        sent[message.type_name] = {
+            "preview_every": message.preview_every,
+            "camera": None if camera is None else {
+                "c2w": camera.c2w.tolist(), "width": camera.width, "height": camera.height,
+            },
+        }  # fmt: skip
+    return sent
+
+
+@scenario
+def job_requests(args: dict[str, Any]) -> dict[str, Any]:
+    """Training jobs carry the scene camera for live previews; heartbeats update free memory."""
+    connection = addon_module("connection")
+    addon = enable_addon()
+    fake = FakeSidecar(connection, gpu_memory_free=12 * 2**30)
+    fake.connect(heartbeat_interval_s=0.2)
+    props = bpy.context.scene.edit3d
+    fake.serve(2.0, until=connection.is_ready)
+    free_after_handshake = props.gpu_memory_free_gb
+    props.session_id = "s1"
+    scene = bpy.context.scene
+    camera = bpy.data.objects.new("PreviewCam", bpy.data.cameras.new("PreviewCam"))
+    scene.collection.objects.link(camera)
+    camera.location = (1.0, -2.0, 3.0)
+    scene.camera = camera
+    bpy.context.view_layer.update()
+    expected_c2w = [list(row) for row in camera.matrix_world]
+    props.live_preview = True
+    live_on = _training_requests(fake)
+    props.live_preview = False
+    live_off = _training_requests(fake)
+    fake.serve(3.0, until=lambda: abs(props.gpu_memory_free_gb - 12.0) < 1e-6)
+    panel = next(c for c in addon.classes if c.__name__ == "VIEW3D_PT_edit3d_connection")
+    log: list[tuple[str, Any]] = []
+    errors: list[str] = []
+    panel.draw(_PanelSelf(RecordingLayout(log, errors)), bpy.context)
+    result = {
+        "free_after_handshake": free_after_handshake,
+        "free_after_heartbeat": props.gpu_memory_free_gb,
+        "heartbeats": sum(m.type_name == "heartbeat" for m in fake.received),
+        "live_on": live_on,
+        "live_off": live_off,
+        "expected_c2w": expected_c2w,
+        "render_size": [scene.render.resolution_x, scene.render.resolution_y],
+        "panel_labels": [entry[1] for entry in log if entry[0] == "label"],
+        "panel_errors": errors,
+    }
+    fake.close()
     disable_addon()
     return result
 

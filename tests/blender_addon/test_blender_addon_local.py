@@ -360,3 +360,29 @@ def test_values_the_protocol_refuses_are_reported_and_never_sent(home: Path) -> 
     assert "edit_queries" in result["many_queries"]["error"]
     assert "job.run_turn" not in result["received"]
     assert result["job_state"] == "NONE"
+
+
+def test_training_jobs_carry_the_scene_camera_and_heartbeats_update_free_memory(
+    home: Path,
+) -> None:
+    result = run_bpy("job_requests", home).result
+    kinds = {"job.train_base", "job.run_turn", "job.resume_turn"}
+    # live preview on: each training job asks for frames of the scene camera
+    assert set(result["live_on"]) == kinds
+    for kind, sent in result["live_on"].items():
+        assert sent["preview_every"] is None, kind  # the sidecar's default cadence
+        camera = sent["camera"]
+        assert camera is not None, kind
+        np.testing.assert_allclose(camera["c2w"], result["expected_c2w"], atol=1e-6)
+        assert np.asarray(camera["c2w"])[:3, 3].tolist() == pytest.approx([1.0, -2.0, 3.0])
+        assert [camera["width"], camera["height"]] == result["render_size"]
+    # live preview off: no camera, and no frames that would be dropped unseen
+    assert set(result["live_off"]) == kinds
+    for kind, sent in result["live_off"].items():
+        assert sent == {"preview_every": 0, "camera": None}, kind
+    # the handshake's 70 GB free is replaced by the heartbeat's 12 GB, shown in the panel
+    assert result["free_after_handshake"] == pytest.approx(70.0)
+    assert result["heartbeats"] >= 1
+    assert result["free_after_heartbeat"] == pytest.approx(12.0)
+    assert result["panel_errors"] == []
+    assert "GPU memory: 12.0 free of 80.0 GB" in result["panel_labels"]
