@@ -40,6 +40,7 @@ from protocol import (
     JobFinished,
     JobPreviewMasks,
     JobProgress,
+    JobRefine,
     JobRender,
     JobRunTurn,
     JobTrainBase,
@@ -84,6 +85,10 @@ class Report:
     profile: str
     lines: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+
+    def folder(self, out: Path, kind: str) -> Path:
+        """Where outputs of `kind` go; tiny-profile outputs say so in their folder name."""
+        return out / (f"{kind}-pipeline-check" if self.profile == "tiny" else kind)
 
     def add(self, text: str) -> None:
         print(text, flush=True)
@@ -216,14 +221,15 @@ def save_image(array: np.ndarray, path: Path) -> None:
     Image.fromarray(np.ascontiguousarray(array)).save(path)
 
 
-def render_previews(session: Session, cameras: list[Camera], out: Path, stage: str) -> list[Path]:
+def render_previews(session: Session, cameras: list[Camera], folder: Path,
+                    stage: str) -> list[Path]:
     paths = []
     for camera in cameras:
         messages = session.run(JobRender(session_id=session.session_id, camera=camera),
                                f"render {camera.name}")
         render = next(m for m in messages if isinstance(m, RenderResult))
         assert render.rgb is not None
-        path = out / "previews" / f"{stage}-{Path(camera.name or 'view').stem}.png"
+        path = folder / f"{stage}-{Path(camera.name or 'view').stem}.png"
         save_image(render.rgb, path)
         paths.append(path)
     return paths
@@ -231,10 +237,18 @@ def render_previews(session: Session, cameras: list[Camera], out: Path, stage: s
 
 def contact_sheet(rows: dict[str, list[Path]], path: Path) -> None:
     """One image: a row of views per stage, so a reader sees the turns side by side."""
-    images = {stage: [np.asarray(Image.open(p).convert("RGB")) for p in ps]
+    images = {stage: [_fit(np.asarray(Image.open(p).convert("RGB")), rows) for p in ps]
               for stage, ps in rows.items()}
     sheet = np.concatenate([np.concatenate(row, axis=1) for row in images.values()], axis=0)
     save_image(sheet, path)
+
+
+def _fit(image: np.ndarray, rows: dict[str, list[Path]]) -> np.ndarray:
+    """Every tile at the base renders' size (the fine-tuned field renders at x4)."""
+    height, width = np.asarray(Image.open(rows["base"][0])).shape[:2]
+    if image.shape[:2] == (height, width):
+        return image
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.BICUBIC))
 
 
 def run_demo(out: Path, args: argparse.Namespace) -> Report:
@@ -256,7 +270,7 @@ def run_demo(out: Path, args: argparse.Namespace) -> Report:
         assert isinstance(created, SessionSummary)
         session = Session(client, created.session_id)
         rows = _run_turns(session, out, report, args)
-        contact_sheet(rows, out / "previews" / "contact_sheet.png")
+        contact_sheet(rows, report.folder(out, "previews") / "contact_sheet.png")
         _export(session, out, report)
         _write_history(session.summary(), report)
         client.close()
@@ -270,7 +284,7 @@ def _run_turns(session: Session, out: Path, report: Report,
     session.run(JobTrainBase(session_id=session.session_id, steps=args.base_steps), "base")
     report.timings["base"] = time.monotonic() - started
     cameras = cameras_of(session.summary(), 3)
-    rows["base"] = render_previews(session, cameras, out, "0-base")
+    rows["base"] = render_previews(session, cameras, report.folder(out, "previews"), "0-base")
     for number, plan in enumerate(TURNS, start=1):
         _preview_masks(session, cameras[0], plan, out, number, report)
         started = time.monotonic()
@@ -280,7 +294,14 @@ def _run_turns(session: Session, out: Path, report: Report,
         report.timings[f"turn {number}"] = time.monotonic() - started
         report.add(f"Turn {number}: {plan.instruction!r} (edit {list(plan.edit_queries)}, "
                    f"keep {list(plan.keep_queries)}) in {report.timings[f'turn {number}']:.0f} s")
-        rows[f"turn {number}"] = render_previews(session, cameras, out, f"{number}-turn")
+        rows[f"turn {number}"] = render_previews(session, cameras,
+                                                 report.folder(out, "previews"), f"{number}-turn")
+    started = time.monotonic()
+    session.run(JobRefine(session_id=session.session_id, steps=args.refine_steps), "refine")
+    report.timings["super-resolution fine-tune"] = time.monotonic() - started
+    report.add(f"Super-resolution fine-tune: {args.refine_steps} iterations on x4 targets")
+    rows["refine"] = render_previews(session, cameras, report.folder(out, "previews"),
+                                     f"{len(TURNS) + 1}-refine")
     return rows
 
 
@@ -291,8 +312,9 @@ def _preview_masks(session: Session, camera: Camera, plan: TurnPlan, out: Path, 
                                            keep_queries=plan.keep_queries,
                                            caption=plan.caption), f"masks {number}")
     masks = next(m for m in messages if isinstance(m, MasksResult))
+    stem = Path(camera.name or "view").stem
     save_image(masks.soft_mask[..., None].repeat(3, axis=-1),
-               out / "previews" / f"{number}-mask-{Path(camera.name or 'view').stem}.png")
+               report.folder(out, "previews") / f"{number}-mask-{stem}.png")
     ious = ", ".join(f"{q}: IoU {i:.2f}" for q, i in zip(masks.queries, masks.iou, strict=True))
     report.add(f"Turn {number} mask preview: caption {masks.caption!r}; {ious}")
 
@@ -302,7 +324,7 @@ def _export(session: Session, out: Path, report: Report) -> None:
                                      format="ply", budget=200_000), "export")
     export = next(m for m in messages if hasattr(m, "points"))
     session_dir = next((out / "sidecar" / "sessions").glob(f"{session.session_id}*"))
-    target = out / "exports" / "point_cloud.ply"
+    target = report.folder(out, "exports") / "point_cloud.ply"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(session_dir / export.path, target)
     count = 0 if export.points is None else len(export.points)
@@ -322,7 +344,8 @@ def write_report(report: Report, out: Path) -> None:
     body = [f"- {line}" for line in report.lines]
     timing_rows = ["", "| phase | seconds |", "|---|---|"]
     timing_rows += [f"| {phase} | {seconds:.1f} |" for phase, seconds in report.timings.items()]
-    images = ["", "Previews (rows: base, turn 1, turn 2): `previews/contact_sheet.png`"]
+    sheet = report.folder(Path("."), "previews") / "contact_sheet.png"
+    images = ["", f"Previews (rows: base, turn 1, turn 2, fine-tune): `{sheet}`"]
     (out / "report.md").write_text("\n".join(header + body + timing_rows + images) + "\n")
     (out / "timings.json").write_text(json.dumps(report.timings, indent=2))
 
@@ -336,6 +359,7 @@ def main() -> int:
     parser.add_argument("--resolution", type=int, default=48)
     parser.add_argument("--base-steps", type=int, default=300)
     parser.add_argument("--turn-steps", type=int, default=120)
+    parser.add_argument("--refine-steps", type=int, default=60)
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     report = run_demo(args.out, args)
