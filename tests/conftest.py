@@ -55,3 +55,15 @@ def _block_network() -> object:
     yield
     socket.socket.connect = _original_connect  # type: ignore[method-assign]
     socket.socket.connect_ex = _original_connect_ex  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def single_thread() -> object:
+    """One torch thread: multi-threaded CPU scatter-adds (nerfacto's hash-grid backward) sum
+    in a varying order, so bit-for-bit comparisons of two training runs need one thread."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -49,6 +49,7 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
 
+@pytest.mark.usefixtures("single_thread")
 def test_base_hook_sees_each_step_and_previews_do_not_change_training(
     scene_root: Path, tmp_path: Path
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -181,16 +180,6 @@ def test_fuse_is_a_linear_blend() -> None:
 
 class Killed(Exception):
     """Stands in for the process dying mid-turn."""
-
-
-@pytest.fixture
-def single_thread() -> Iterator[None]:
-    """Multi-threaded CPU scatter-adds (the hash grid's backward) sum in a varying order;
-    bit-for-bit resume comparisons need one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.usefixtures("single_thread")

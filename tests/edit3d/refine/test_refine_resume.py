@@ -7,7 +7,6 @@ import hashlib
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,15 +34,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = dataclasses.replace(get_preset("tiny"), rays_per_batch=256, checkpoint_every=2)
     Workspace.create(root, dataset=scene.root, config=config, preset="tiny").train_base(steps=4)
     return root
-
-
-@pytest.fixture
-def single_thread() -> Iterator[None]:
-    """Multi-threaded CPU scatter-adds sum in a varying order; exact comparisons need one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def copy_of(trained: Path, folder: Path) -> Workspace:
