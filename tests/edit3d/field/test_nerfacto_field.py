@@ -122,6 +122,7 @@ def test_render_at_another_resolution(base: tuple[TinyScene, NerfactoField]) -> 
     assert psnr(pooled, small) > 25.0
 
 
+@pytest.mark.usefixtures("single_thread")
 def test_checkpoint_round_trip_and_resume(
     base: tuple[TinyScene, NerfactoField], tmp_path: Path
 ) -> None:
