@@ -1,7 +1,8 @@
 """Start from an existing `ns-train nerfacto` run: its config.yml, checkpoint and transform.
 
 An ns-train output folder holds `config.yml` (nerfstudio's TrainerConfig, YAML with Python
-tags), `dataparser_transforms.json` (the transform and scale it trained in) and
+tags, read as data by `edit3d.field.ns_config`), `dataparser_transforms.json` (the transform
+and scale it trained in) and
 `nerfstudio_models/step-*.ckpt` (`{"step", "pipeline": {"_model.<param>": tensor, ...}}`).
 The run's own transform is authoritative: the checkpoint's weights live in that frame.
 """
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from edit3d.field.ns_config import read_trainer_config
 from edit3d.field.presets import FieldConfig
 from edit3d.scene.dataset import load_dataset, nerfstudio_transform_for_file_poses
 
@@ -32,7 +34,7 @@ def load_nerfstudio_run(
 
     from edit3d.field.model import build_nerfacto
 
-    config = _read_trainer_config(config_yml)
+    config = read_trainer_config(config_yml)
     model_config = config.pipeline.model
     if not isinstance(model_config, NerfactoModelConfig):
         raise ValueError(f"config_yml must be a nerfacto run, got {type(model_config).__name__}")
@@ -105,16 +107,6 @@ def _views_with_paths(dataset: Any) -> list[tuple[Any, Path]]:
     return [(view, dataset.image_paths[view.name]) for view in dataset.views]
 
 
-def _read_trainer_config(config_yml: Path) -> Any:
-    import yaml
-
-    if not config_yml.is_file():
-        raise ValueError(f"config_yml must be an ns-train config.yml, got {str(config_yml)!r}")
-    # nerfstudio stores its config as YAML with Python object tags and reads it back this way
-    # (nerfstudio.utils.eval_utils); only open runs you trust, as with ns-viewer / ns-render.
-    return yaml.load(config_yml.read_text(), Loader=yaml.Loader)
-
-
 def _data_dir(config: Any, run_dir: Path, data: str | Path | None) -> Path:
     if data is not None:
         return Path(data)
@@ -144,9 +136,12 @@ def _latest_checkpoint(model_dir: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"no step-*.ckpt under {model_dir}")
     try:
         return torch.load(checkpoints[-1], map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # nerfstudio pickles optimizer/scheduler objects; the run is the user's own output.
-        return torch.load(checkpoints[-1], map_location="cpu", weights_only=False)
+    except pickle.UnpicklingError as exc:
+        # A checkpoint is data: one that needs arbitrary Python objects to load is refused.
+        raise ValueError(
+            f"{checkpoints[-1]} holds objects other than tensors and plain containers; "
+            f"it is not loaded (weights_only): {str(exc).splitlines()[0]}"
+        ) from None
 
 
 def _model_weights(pipeline_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
