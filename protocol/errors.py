@@ -15,7 +15,7 @@ class ErrorCode(StrEnum):
     REPLAYED = "replayed"
     """A msg_id seen within the replay window (dropped)."""
     STALE = "stale"
-    """The header timestamp lies outside the replay window (dropped)."""
+    """The header timestamp lies outside the replay window (answered: names the skew)."""
     TOO_LARGE = "too_large"
     """A frame exceeds its size cap."""
     BAD_MSGPACK = "bad_msgpack"
@@ -46,8 +46,11 @@ class ErrorCode(StrEnum):
     """Client side: no reply within the timeout."""
 
 
-DROP_CODES = frozenset({ErrorCode.BAD_SIGNATURE, ErrorCode.REPLAYED, ErrorCode.STALE})
-"""Errors never answered: the sender is not (or no longer) authenticated."""
+DROP_CODES = frozenset({ErrorCode.BAD_SIGNATURE, ErrorCode.REPLAYED})
+"""Errors never answered: the sender is not authenticated, or the message is a copy.
+
+`stale` is answered: the header is authentic and its sender needs to hear that its clock
+is off (the error names the allowed skew)."""
 
 
 class ProtocolError(ValueError):

@@ -62,7 +62,8 @@ class ThreadedServer:
             reply = handler(self, incoming)
         elif isinstance(message, Handshake):
             reply = HandshakeReply(server_version=PROTOCOL_VERSION, server_id=self.server_id,
-                                   device="cpu")
+                                   device="cpu",
+                                   buffer_integrity=self.endpoint.buffer_integrity)
         elif isinstance(message, Heartbeat):
             reply = HeartbeatReply(server_time=time.time())
         elif isinstance(message, EventsSince):

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import time
-import uuid
 
 import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wire_frames import header, signed
 
 from protocol import MESSAGE_TYPES, Codec, ProtocolError
 from protocol.examples import example_messages
@@ -18,14 +17,13 @@ from protocol.wire import Limits, scan_msgpack
 KEY = b"f" * 32
 
 
-def _signed(header: bytes, body: bytes, *buffers: bytes) -> list[bytes]:
-    frames = [header, body, *buffers]
-    return [Codec(KEY).sign(frames), *frames]
+def _signed(head: dict | bytes, body: bytes, *buffers: bytes) -> list[bytes]:
+    """Signed as a key holder would: sizes and digests match the frames sent."""
+    return signed(head, body, *buffers, key=KEY)
 
 
-def _header(type_name: str) -> bytes:
-    return msgpack.packb({"v": [1, 0], "type": type_name, "msg_id": uuid.uuid4().hex,
-                          "parent_id": None, "ts": time.time(), "session": None, "seq": None})
+def _header(type_name: str) -> dict:
+    return header(type_name)
 
 
 def _decode(frames: list[bytes]) -> None:
