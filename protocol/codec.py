@@ -262,14 +262,15 @@ class Codec:
 
         auth       36 bytes: b"E3D" + major, then HMAC-SHA256(key, magic || header)
         header     msgpack map {v, type, msg_id, parent_id, ts, session, seq, sender,
-                   sizes: [len body, len buffer_0, ...], digests: [sha256 hex, ...] | nil}
+                   sizes: [len body, len buffer_0, ...],
+                   digests: [sha256 hex of body, of buffer_0, ...]}
         body       msgpack map of the message's fields; each numpy array is replaced by
                    {"__array__": i, "dtype": "<f4", "shape": [...]}
         buffer_i   the raw little-endian bytes of array i (sent and received zero-copy)
 
-    Only the small header is MACed; it pins the count and length of every later frame and,
-    unless the transport authenticates every byte (`buffer_digests=False`: CURVE, a private
-    ipc:// socket), their SHA-256 digests. So a receiver rejects an unauthenticated message
+    Only the small header is MACed; it pins the count and length of every later frame, the
+    body's SHA-256 and, unless the transport authenticates every byte (`buffer_digests=False`:
+    CURVE, a private ipc:// socket), each buffer's. So a receiver rejects an unauthenticated message
     after hashing at most one header, before touching any buffer.
 
     Unpacking checks, in order: frame count and sizes, the auth tag (constant-time), header
@@ -350,7 +351,7 @@ class Codec:
             v=self.version, type=message.type_name, msg_id=msg_id or uuid.uuid4().hex,
             parent_id=parent_id, ts=self._clock(), session=session, seq=seq, sender=sender,
             sizes=tuple(memoryview(f).nbytes for f in payload),
-            digests=tuple(frame_digest(f) for f in payload) if self.buffer_digests else None,
+            digests=tuple(frame_digest(f) for f in (payload if self.buffer_digests else [body])),
         )
         header_frame = pack_map(encode_record(header, []))
         if len(header_frame) > self.send_limits.max_header_bytes:
@@ -440,15 +441,12 @@ class Codec:
         if list(header.sizes) != actual:
             raise ProtocolError(ErrorCode.BAD_SIGNATURE, f"header declares frame sizes "
                                 f"{list(header.sizes)}, received {actual}")
-        if header.digests is None:
-            if self.buffer_digests:
-                raise ProtocolError(ErrorCode.BAD_SIGNATURE, "this transport requires "
-                                    "digests of body and buffers; the header has none")
-            return
-        if len(header.digests) != len(payload):
-            raise ProtocolError(ErrorCode.BAD_SIGNATURE, f"{len(header.digests)} digests for "
-                                f"{len(payload)} frames")
-        for i, (view, digest) in enumerate(zip(payload, header.digests, strict=True)):
+        digested = len(header.digests)
+        if digested != len(payload) and (self.buffer_digests or digested != 1):
+            raise ProtocolError(ErrorCode.BAD_SIGNATURE, f"{digested} digests for "
+                                f"{len(payload)} frames; this transport requires one per frame"
+                                if self.buffer_digests else "the body's digest is missing")
+        for i, (view, digest) in enumerate(zip(payload, header.digests, strict=False)):
             if not hmac.compare_digest(frame_digest(view), digest):
                 raise ProtocolError(ErrorCode.BAD_SIGNATURE,
                                     f"frame {i + 2} does not match its digest")

@@ -86,9 +86,9 @@ class Header(Record):
     """Client messages: the sender's ZeroMQ routing id (the server checks it is the peer's)."""
     sizes: tuple[int, ...] = param((), ge=0, max_items=64)
     """Byte length of the body frame and of each buffer frame, in order."""
-    digests: tuple[str, ...] | None = param(None, pattern=DIGEST, max_items=64)
-    """SHA-256 (hex) of the body and of each buffer; None where the transport authenticates
-    every byte (CURVE, a private ipc:// socket)."""
+    digests: tuple[str, ...] = param((), pattern=DIGEST, max_items=64)
+    """SHA-256 (hex) of the body, then of each buffer; the body's alone where the transport
+    authenticates every byte (CURVE, a private ipc:// socket)."""
 
 
 # --------------------------------------------------------------------------- nested records

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from protocol_testserver import ThreadedServer
 
@@ -22,6 +23,7 @@ from protocol import (
     Handshake,
     HandshakeReply,
     InsecureBindError,
+    JobPreview,
     JobProgress,
     JobRunTurn,
     Ok,
@@ -287,7 +289,12 @@ def test_curve_encrypted_handshake() -> None:
     srv = ThreadedServer(KEY, curve_secret_key=secret)
     try:
         with Client(endpoint=srv.address, key=KEY, curve_server_public_key=public) as c:
-            assert c.connect(timeout_s=5).server_id == "srv-1"
+            reply = c.connect(timeout_s=5)
+            assert reply.server_id == "srv-1"
+            # CURVE's per-message MAC covers every byte: no digests either way.
+            assert reply.buffer_integrity == "transport" and not c.codec.buffer_digests
+            image = np.zeros((64, 64, 4), np.uint8)
+            assert c.request(JobPreview(job_id="j", image=image)).detail == "job.preview"
         wrong_public, _ = curve_keypair()
         with Client(endpoint=srv.address, key=KEY, curve_server_public_key=wrong_public) as c, \
                 pytest.raises(RequestTimeout):

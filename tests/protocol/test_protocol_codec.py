@@ -230,15 +230,17 @@ def test_signature_matches_the_documented_construction() -> None:
     assert header["digests"] == [hashlib.sha256(f).hexdigest() for f in frames[2:]]
 
 
-def test_transport_mode_sends_no_digests_and_digest_mode_requires_them() -> None:
+def test_transport_mode_digests_only_the_body_and_digest_mode_requires_all() -> None:
     by_transport = Codec(KEY, buffer_digests=False)
     chunk = UploadChunk(upload_id="u", offset=0, data=np.arange(8, dtype=np.uint8))
-    frames = by_transport.pack(chunk)
-    assert msgpack.unpackb(frames[1])["digests"] is None
-    assert by_transport.unpack(frames).header.digests is None  # the transport vouches
-    with pytest.raises(ProtocolError, match="requires digests") as info:
-        Codec(KEY).unpack(by_transport.pack(JobProgress(job_id="j", step=0)))
+    frames = [bytes(memoryview(f)) for f in by_transport.pack(chunk)]
+    assert msgpack.unpackb(frames[1])["digests"] == [hashlib.sha256(frames[2]).hexdigest()]
+    assert len(by_transport.unpack(frames).header.digests) == 1  # the transport vouches
+    with pytest.raises(ProtocolError, match="requires one per frame") as info:
+        Codec(KEY).unpack(by_transport.pack(chunk))
     assert not info.value.answerable
+    # Without buffers both modes send the same: a handshake always gets through.
+    Codec(KEY).unpack(by_transport.pack(Heartbeat()))
     # Digests sent anyway are checked even where the transport would not need them.
     tampered = _frames()
     tampered[3] = b"\xff" + tampered[3][1:]
