@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -76,6 +78,7 @@ class ServerEndpoint:
                 check_private_ipc(endpoint)
             except InsecureTransportError as exc:
                 raise InsecureBindError(str(exc)) from None
+        _refuse_live_ipc(endpoint)
         self.codec = codec or Codec(key, limits=limits or REQUEST_LIMITS,
                                     buffer_digests=not by_transport)
         self._context = context or zmq.Context.instance()
@@ -203,6 +206,21 @@ class ServerEndpoint:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _refuse_live_ipc(endpoint: str) -> None:
+    """libzmq replaces an existing socket file on bind: never take over a live server's."""
+    path = ipc_path(endpoint)
+    if path is None or os.name != "posix" or not path.exists():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return  # a stale file from a killed server: binding replaces it
+    finally:
+        probe.close()
+    raise zmq.ZMQError(errno.EADDRINUSE, f"{endpoint} is served by another process")
 
 
 class DropLog:
