@@ -14,6 +14,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -75,13 +76,32 @@ def decode_record(cls: type[Record], body: Any, buffers: Sequence[memoryview], w
     if not isinstance(body, dict):
         raise ProtocolError(ErrorCode.INVALID_FIELD, f"{where}: expected a map")
     kwargs = {}
-    for name, annotation, _ in record_fields(cls):
+    for name, annotation, has_default, holds_wire_refs in _wire_fields(cls):
         if name not in body:
-            if not _has_default(cls, name):
+            if not has_default:
                 raise ProtocolError(ErrorCode.MISSING_FIELD, f"{where}.{name} is required")
             continue
-        kwargs[name] = _from_wire(body[name], annotation, buffers, f"{where}.{name}", used)
+        value = body[name]
+        if holds_wire_refs:
+            value = _from_wire(value, annotation, buffers, f"{where}.{name}", used)
+        kwargs[name] = value  # plain values: the record's own check normalises them
     return cls(**kwargs)
+
+
+@cache
+def _wire_fields(cls: type) -> tuple[tuple[str, Any, bool, bool], ...]:
+    """(name, annotation, has a default, may hold arrays or records) per field."""
+    return tuple((name, annotation, _has_default(cls, name), _holds_wire_refs(annotation))
+                 for name, annotation, _ in record_fields(cls))
+
+
+def _holds_wire_refs(annotation: Any) -> bool:
+    if annotation is np.ndarray:
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, Record):
+        return True
+    return any(_holds_wire_refs(arg) for arg in typing.get_args(annotation)
+               if arg is not Ellipsis and not isinstance(arg, str | int))
 
 
 def _has_default(cls: type, name: str) -> bool:
