@@ -11,11 +11,11 @@ against raw pyzmq on the *same* transport:
 * tcp    - plain tcp loopback (Windows' local default, or no ipc://): SHA-256 of every
   buffer on both sides, bound into the MACed header.
 
-"protocol" = pack + sign on the sender, send (zero-copy), receive, verify + decode
-(zero-copy) on the receiver, through a DEALER->ROUTER pair as the sidecar uses it. "raw" =
-the same array bytes as frames through the same kind of socket pair, received zero-copy
-and wrapped with np.frombuffer. Runs alternate (raw, protocol, raw, ...) so background load
-hits both alike; medians are reported.
+"protocol" = pack + sign in a sender process, send (zero-copy), receive, verify + decode
+(zero-copy) in the receiving process, through a DEALER->ROUTER pair: two processes, as the
+sidecar and Blender are. "raw" = the same array bytes as frames through the same kind of
+socket pair, received zero-copy and wrapped with np.frombuffer. Runs alternate (raw,
+protocol, raw, ...) so background load hits both alike; medians are reported.
 
 Usage (from the repository root):
     python benchmarks/bench_protocol.py [--repeats 5] [--seconds 1] [--config local ...]
@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import multiprocessing
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,26 +56,28 @@ class Transport:
     ipc_dir: Path | None = None
     curve: tuple[str, str] | None = None
 
-    def pair(self) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
-        context = zmq.Context.instance()
-        router, dealer = context.socket(zmq.ROUTER), context.socket(zmq.DEALER)
-        for sock in (router, dealer):
-            sock.setsockopt(zmq.LINGER, 0)
-        dealer.setsockopt(zmq.ROUTING_ID, SENDER.encode())
+    def bind(self, context: zmq.Context[Any]) -> tuple[zmq.Socket[Any], str]:
+        router = context.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
         if self.curve is not None:
-            public, secret = self.curve
-            router.curve_secretkey, router.curve_server = secret.encode(), True
-            client_public, client_secret = curve_keypair()
-            dealer.curve_serverkey = public.encode()
-            dealer.curve_publickey = client_public.encode()
-            dealer.curve_secretkey = client_secret.encode()
+            router.curve_secretkey, router.curve_server = self.curve[1].encode(), True
         if self.ipc_dir is not None:
             endpoint = private_ipc_endpoint(self.ipc_dir)
             router.bind(endpoint)
-        else:
-            endpoint = f"tcp://127.0.0.1:{router.bind_to_random_port('tcp://127.0.0.1')}"
+            return router, endpoint
+        return router, f"tcp://127.0.0.1:{router.bind_to_random_port('tcp://127.0.0.1')}"
+
+    def connect(self, context: zmq.Context[Any], endpoint: str) -> zmq.Socket[Any]:
+        dealer = context.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.setsockopt(zmq.ROUTING_ID, SENDER.encode())
+        if self.curve is not None:
+            client_public, client_secret = curve_keypair()
+            dealer.curve_serverkey = self.curve[0].encode()
+            dealer.curve_publickey = client_public.encode()
+            dealer.curve_secretkey = client_secret.encode()
         dealer.connect(endpoint)
-        return dealer, router
+        return dealer
 
 
 def transports(root: Path, names: list[str]) -> list[Transport]:
@@ -97,29 +99,37 @@ def payloads() -> dict[str, Message]:
     return {"preview 512x512 RGBA": preview, "point cloud 1M": cloud}
 
 
-def run(transport: Transport, sender: Sender, receiver: Receiver,
-        count: int) -> tuple[float, int]:
-    """Seconds to move `count` messages and the payload bytes received."""
-    dealer, router = transport.pair()
+def run(transport: Transport, side: str, message: Message, count: int) -> tuple[float, int]:
+    """Seconds to move `count` messages from a sender process, and the bytes received."""
+    make = SIDES[side]
+    router, endpoint = transport.bind(zmq.Context.instance())
+    receive = make(message, transport)[1]
+    sender = multiprocessing.get_context("fork").Process(
+        target=_send_all, args=(transport, side, message, count, endpoint))
     try:
-        # Warm-up message so connection setup (and the CURVE handshake) is not timed.
-        dealer.send(b"hello")
-        router.recv_multipart()
-
-        def send_all() -> None:
-            for _ in range(count):
-                sender(dealer)
-
-        thread = threading.Thread(target=send_all)
+        sender.start()
+        router.recv_multipart()  # the sender is connected (and through CURVE's handshake)
         start = time.perf_counter()
-        thread.start()
-        received = sum(receiver(router) for _ in range(count))
+        received = sum(receive(router) for _ in range(count))
         elapsed = time.perf_counter() - start
-        thread.join()
+        sender.join()
         return elapsed, received
     finally:
-        dealer.close(linger=0)
         router.close(linger=0)
+        if sender.is_alive():
+            sender.kill()
+
+
+def _send_all(transport: Transport, side: str, message: Message, count: int,
+              endpoint: str) -> None:
+    context = zmq.Context()  # never a context inherited through fork
+    dealer = transport.connect(context, endpoint)
+    send = SIDES[side](message, transport)[0]
+    dealer.send(b"hello")
+    for _ in range(count):
+        send(dealer)
+    dealer.close(linger=-1)  # wait until everything is delivered
+    context.term()
 
 
 def protocol_side(message: Message, transport: Transport) -> tuple[Sender, Receiver]:
@@ -154,6 +164,9 @@ def raw_side(message: Message, _transport: Transport) -> tuple[Sender, Receiver]
     return send, receive
 
 
+SIDES = {"raw": raw_side, "protocol": protocol_side}
+
+
 def hash_rates(nbytes: int = 16 << 20) -> dict[str, float]:
     """GB/s of the stdlib hashes a per-byte pass could use, on this CPU."""
     data = np.random.default_rng(1).integers(0, 256, nbytes, dtype=np.uint8).tobytes()
@@ -172,7 +185,7 @@ def _timed(fn: Callable[[], object]) -> float:
 
 
 def count_for(transport: Transport, message: Message, seconds: float) -> int:
-    elapsed, _ = run(transport, *raw_side(message, transport), 3)
+    elapsed, _ = run(transport, "raw", message, 3)
     return max(5, int(seconds / (elapsed / 3)))
 
 
@@ -183,8 +196,8 @@ def measure(transport: Transport, name: str, message: Message, repeats: int,
     rates: dict[str, list[float]] = {"raw": [], "protocol": []}
     nbytes = 0
     for _ in range(repeats):
-        for side, make in (("raw", raw_side), ("protocol", protocol_side)):
-            elapsed, received = run(transport, *make(message, transport), count)
+        for side in ("raw", "protocol"):
+            elapsed, received = run(transport, side, message, count)
             nbytes = received // count
             rates[side].append(count / elapsed)
     return nbytes / 1e6, statistics.median(rates["raw"]), statistics.median(rates["protocol"])
