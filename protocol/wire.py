@@ -48,12 +48,14 @@ class Limits:
         return max(self.max_buffer_bytes, self.max_body_bytes, self.max_header_bytes)
 
 
-REQUEST_LIMITS = Limits(max_buffer_bytes=64 * MiB, max_buffers=8)
-"""What a server accepts: requests carry at most small arrays and 64 MiB upload chunks.
+REQUEST_LIMITS = Limits(max_buffer_bytes=16 * MiB, max_buffers=4)
+"""What a server accepts: requests carry cameras and upload chunks (the sidecar asks for
+8 MiB chunks), nothing bigger.
 
-ZeroMQ buffers a whole multipart message before the signature can be checked, and its
-MAXMSGSIZE bounds each frame, not their number: a smaller per-frame cap on the server
-shrinks what an unauthenticated peer can make it hold.
+ZeroMQ assembles a whole multipart message before the receiver sees any of it, and its
+MAXMSGSIZE bounds each frame, not their number: a frame above the cap makes ZeroMQ drop
+the connection before allocating it, so the smaller the per-frame cap, the less an
+unauthenticated peer can make the server hold (see SPEC.md, "Flooding").
 """
 
 _FIXED_WIDTH = {
