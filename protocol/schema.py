@@ -94,13 +94,13 @@ class Record:
 
     def __post_init__(self) -> None:
         cls = type(self)
-        for (name, annotation, rule), quick in zip(record_fields(cls), _quick_checks(cls),
-                                                   strict=True):
-            value = quick(getattr(self, name))
+        for name, quick, annotation, rule in _quick_checks(cls):
+            given = getattr(self, name)
+            value = quick(given)
             if value is _UNSURE:  # the full check decides, and words the error
-                value = check_value(getattr(self, name), annotation, rule,
-                                    f"{cls.__name__}.{name}")
-            object.__setattr__(self, name, value)
+                value = check_value(given, annotation, rule, f"{cls.__name__}.{name}")
+            if value is not given:
+                object.__setattr__(self, name, value)
         self.check()
 
     def check(self) -> None:
@@ -153,8 +153,9 @@ QuickCheck = Callable[[Any], Any]
 
 
 @cache
-def _quick_checks(cls: type) -> tuple[QuickCheck, ...]:
-    return tuple(_compile(annotation, rule) for _, annotation, rule in record_fields(cls))
+def _quick_checks(cls: type) -> tuple[tuple[str, QuickCheck, Any, Rule], ...]:
+    return tuple((name, _compile(annotation, rule), annotation, rule)
+                 for name, annotation, rule in record_fields(cls))
 
 
 def _compile(annotation: Any, rule: Rule) -> QuickCheck:
@@ -218,16 +219,16 @@ def _compile_tuple(args: tuple[Any, ...], rule: Rule) -> QuickCheck:
         def check_items(v: Any) -> Any:
             if type(v) not in (list, tuple) or len(v) > max_items:
                 return _UNSURE
-            out = tuple(item(x) for x in v)
-            return _UNSURE if any(x is _UNSURE for x in out) else out
+            out = tuple(map(item, v))
+            return _UNSURE if _UNSURE in out else out
         return check_items
     items = tuple(_compile(a, rule) for a in args)
 
     def check_fixed(v: Any) -> Any:
         if type(v) not in (list, tuple) or len(v) != len(items):
             return _UNSURE
-        out = tuple(c(x) for c, x in zip(items, v, strict=True))
-        return _UNSURE if any(x is _UNSURE for x in out) else out
+        out = tuple([c(x) for c, x in zip(items, v, strict=True)])
+        return _UNSURE if _UNSURE in out else out
     return check_fixed
 
 
