@@ -11,7 +11,8 @@ class ErrorCode(StrEnum):
     BAD_FRAMES = "bad_frames"
     """Wrong number of frames or a frame of the wrong size."""
     BAD_SIGNATURE = "bad_signature"
-    """Missing or wrong HMAC signature (the message is dropped, never answered)."""
+    """Missing or wrong header HMAC, a header naming another sender, or frames that do not
+    match the header's sizes or digests (the message is dropped, never answered)."""
     REPLAYED = "replayed"
     """A msg_id seen within the replay window (dropped)."""
     STALE = "stale"

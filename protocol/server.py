@@ -50,9 +50,12 @@ class ServerEndpoint:
     """ROUTER socket that speaks the protocol: verify, decode, answer errors, push events.
 
     Protocol failures never reach the caller: answerable ones (bad body, unknown type, wrong
-    version, ...) get an `error` reply; unauthenticated ones (bad signature, replay, frames
-    too large to verify) are logged and dropped. `stats` counts both. Not thread-safe: one
-    thread owns the endpoint (a ZeroMQ socket must not be shared between threads).
+    version, stale clock, ...) get an `error` reply; unauthenticated ones (bad auth tag,
+    another client's header, replay, frames not matching the signed header, frames over the
+    caps) are dropped after one header HMAC at most, counted in `stats` and logged as
+    periodic counts (`drops`). Buffers are hashed only on transports that do not
+    authenticate every byte themselves (`buffer_integrity`). Not thread-safe: one thread
+    owns the endpoint (a ZeroMQ socket must not be shared between threads).
     """
 
     def __init__(
