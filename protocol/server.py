@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hmac
 import logging
 import os
 import socket
@@ -156,7 +157,7 @@ class ServerEndpoint:
                 or sum(v.nbytes for v in views) > MAX_LEGACY_BYTES):
             return False
         codec = self.codec
-        if codec.legacy_signature(views[1:]) != views[0].tobytes():
+        if not hmac.compare_digest(codec.legacy_signature(views[1:]), views[0].tobytes()):
             return False
         try:
             msg_id = unpack_map(views[1], codec.limits, codec.limits.max_header_bytes,
@@ -167,7 +168,10 @@ class ServerEndpoint:
         reply = ErrorReply(code=str(ErrorCode.UNSUPPORTED_VERSION),
                            message=f"this sidecar speaks protocol {version}; the client speaks "
                            "protocol 1: update the add-on (or the client) to match")
-        packed = codec.pack(reply, parent_id=msg_id if isinstance(msg_id, str) else None)
+        try:
+            packed = codec.pack(reply, parent_id=msg_id if isinstance(msg_id, str) else None)
+        except ProtocolError:  # a malformed msg_id: answer without naming it
+            packed = codec.pack(reply)
         self.stats["legacy_answered"] += 1
         return self._send(identity, [codec.legacy_signature(packed[1:]), *packed[1:]], reply)
 
