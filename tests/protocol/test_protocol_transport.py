@@ -106,12 +106,14 @@ def test_integrity_mismatch_is_named_at_the_handshake() -> None:
         srv.close()
 
 
-def test_protocol_1_client_is_told_in_its_own_framing(tcp_server: ThreadedServer) -> None:
+@pytest.mark.parametrize(("msg_id", "parent"), [("a" * 32, "a" * 32), ("not-an-id", None)])
+def test_protocol_1_client_is_told_in_its_own_framing(tcp_server: ThreadedServer, msg_id: str,
+                                                       parent: str | None) -> None:
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(tcp_server.address)
     try:
-        old_header = msgpack.packb({"v": [1, 0], "type": "handshake", "msg_id": "a" * 32,
+        old_header = msgpack.packb({"v": [1, 0], "type": "handshake", "msg_id": msg_id,
                                     "parent_id": None, "ts": time.time(), "session": None,
                                     "seq": None})
         body = msgpack.packb({"client_version": [1, 0], "client_name": "old add-on"})
@@ -122,7 +124,7 @@ def test_protocol_1_client_is_told_in_its_own_framing(tcp_server: ThreadedServer
         # What a protocol-1 client checks: its signature over every frame, then the header.
         assert frames[0] == codec.legacy_signature(frames[1:])
         reply_header = msgpack.unpackb(frames[1])
-        assert reply_header["v"][0] == 2 and reply_header["parent_id"] == "a" * 32
+        assert reply_header["v"][0] == 2 and reply_header["parent_id"] == parent
         reply = msgpack.unpackb(frames[2])
         assert reply["code"] == "unsupported_version" and "protocol 1" in reply["message"]
         assert "update the add-on" in reply["message"]
