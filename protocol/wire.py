@@ -179,19 +179,22 @@ def unpack_map(frame: memoryview, limits: Limits, cap: int, what: str) -> dict[s
 
 def _check_tree(value: object, what: str, max_depth: int) -> None:
     """Map keys are str; nesting is at most `max_depth` deep (as the scan would enforce)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
+    level: list[object] = [value]
+    depth = 1
+    while level:
         if depth >= max_depth:  # the scan refuses the max_depth-th nested container
             raise _bad(f"{what}: msgpack nesting deeper than {max_depth}")
-        if type(item) is dict:
-            for key, child in item.items():
-                if type(key) is not str:
-                    raise _bad(f"{what}: map keys must be strings, got {type(key).__name__}")
-                if type(child) in (dict, list):
-                    stack.append((child, depth + 1))
-        elif type(item) is list:
-            stack.extend((child, depth + 1) for child in item if type(child) in (dict, list))
+        below: list[object] = []
+        for item in level:
+            if type(item) is dict:
+                if any(type(key) is not str for key in item):
+                    bad = next(k for k in item if type(k) is not str)
+                    raise _bad(f"{what}: map keys must be strings, got {type(bad).__name__}")
+                below += [v for v in item.values() if type(v) is dict or type(v) is list]
+            else:
+                below += [v for v in item if type(v) is dict or type(v) is list]  # type: ignore[attr-defined]
+        level = below
+        depth += 1
 
 
 def pack_map(value: dict[str, object]) -> bytes:
