@@ -47,7 +47,10 @@ class Envelope:
 def encode_record(record: Record, buffers: list[memoryview]) -> dict[str, Any]:
     """Body map of a record; arrays are appended to `buffers` and replaced by descriptors."""
     return {
-        name: _to_wire(getattr(record, name), buffers) for name, _, _ in record_fields(type(record))
+        # Plain values go as they are: msgpack writes tuples as arrays.
+        name: _to_wire(getattr(record, name), buffers) if holds_wire_refs
+        else getattr(record, name)
+        for name, _, _, holds_wire_refs in _wire_fields(type(record))
     }
 
 
