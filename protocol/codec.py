@@ -338,9 +338,7 @@ class Codec:
 
     def auth_tag(self, header: Frame) -> bytes:
         """The first frame: magic, then HMAC-SHA256 over magic and the header frame."""
-        mac = hmac.new(self._key, AUTH_MAGIC, hashlib.sha256)
-        mac.update(header)
-        return AUTH_MAGIC + mac.digest()
+        return AUTH_MAGIC + hmac.digest(self._key, AUTH_MAGIC + bytes(header), "sha256")
 
     def legacy_signature(self, frames: Sequence[Frame]) -> bytes:
         """Protocol 1's signature: HMAC-SHA256 over the frame count and every frame."""
