@@ -186,3 +186,16 @@ def test_dropped_messages_are_logged_as_counts(tcp_server: ThreadedServer,
     counted = sum(int(r.getMessage().split()[1]) for r in caplog.records
                   if r.name == "protocol.server")
     assert counted == 200
+
+
+@posix_only
+def test_a_too_long_socket_path_falls_back_to_a_private_temporary_directory(
+    tmp_path: Path,
+) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    endpoint = private_ipc_endpoint(deep)
+    folder = Path(endpoint.removeprefix("ipc://")).parent
+    assert len(endpoint) - len("ipc://") <= 100 and not str(folder).startswith(str(tmp_path))
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    check_private_ipc(endpoint)
+    folder.rmdir()
