@@ -5,10 +5,12 @@ vendored into the Blender add-on. The specification is SPEC.md next to this file
 """
 
 from .client import Client
-from .codec import Codec, Envelope, ReplayGuard
+from .codec import Codec, Envelope, ReplayGuard, ReplayGuards
 from .connection import (
     ConnectionFileError,
     ConnectionInfo,
+    InsecureTransportError,
+    check_private_ipc,
     configure_curve_client,
     configure_curve_server,
     curve_available,
@@ -17,6 +19,8 @@ from .connection import (
     load_connection_file,
     load_curve_keypair,
     new_key,
+    private_ipc_endpoint,
+    transport_authenticates,
     write_connection_file,
     write_curve_keypair,
 )
@@ -33,7 +37,7 @@ from .messages import (
     TurnInfo,
 )
 from .schema import DTYPES, Record, Rule
-from .server import EventLog, Incoming, InsecureBindError, ServerEndpoint
+from .server import DropLog, EventLog, Incoming, InsecureBindError, ServerEndpoint
 from .version import PROTOCOL_VERSION
 from .wire import REQUEST_LIMITS, Limits
 
@@ -47,22 +51,26 @@ __all__ = [
     "Codec",
     "ConnectionFileError",
     "ConnectionInfo",
+    "DropLog",
     "Envelope",
     "ErrorCode",
     "EventLog",
     "Header",
     "Incoming",
     "InsecureBindError",
+    "InsecureTransportError",
     "Limits",
     "Message",
     "ProtocolError",
     "Record",
     "RemoteError",
     "ReplayGuard",
+    "ReplayGuards",
     "RequestTimeout",
     "Rule",
     "ServerEndpoint",
     "VersionMismatch",
+    "check_private_ipc",
     "configure_curve_client",
     "configure_curve_server",
     "curve_available",
@@ -71,6 +79,8 @@ __all__ = [
     "load_connection_file",
     "load_curve_keypair",
     "new_key",
+    "private_ipc_endpoint",
+    "transport_authenticates",
     "write_connection_file",
     "write_curve_keypair",
     *(cls.__name__ for cls in MESSAGE_TYPES.values()),

@@ -22,7 +22,13 @@ from typing import Any
 import zmq
 
 from .codec import Codec, Envelope
-from .connection import ConnectionInfo, configure_curve_client, load_connection_file
+from .connection import (
+    ConnectionInfo,
+    check_private_ipc,
+    configure_curve_client,
+    load_connection_file,
+    transport_authenticates,
+)
 from .errors import ErrorCode, ProtocolError, RemoteError, RequestTimeout, VersionMismatch
 from .messages import (
     ErrorReply,
@@ -83,7 +89,10 @@ class Client:
             connection = ConnectionInfo(endpoint=endpoint, key=key,
                                         curve_server_public_key=curve_server_public_key)
         self.connection = connection
-        self.codec = codec or Codec(connection.key, limits=limits, send_limits=REQUEST_LIMITS)
+        by_transport = transport_authenticates(connection.endpoint,
+                                               bool(connection.curve_server_public_key))
+        self.codec = codec or Codec(connection.key, limits=limits, send_limits=REQUEST_LIMITS,
+                                    buffer_digests=not by_transport)
         self.client_name = client_name
         self.resync_timeout_s = resync_timeout_s
         self.client_id = uuid.uuid4().hex.encode("ascii")
@@ -110,6 +119,8 @@ class Client:
 
     def connect(self, timeout_s: float = 5.0) -> HandshakeReply:
         """Open the socket and handshake; raises RequestTimeout or VersionMismatch."""
+        if self.connection.protocol_version[0] != self.codec.version[0]:
+            raise VersionMismatch(self._version_text(self.connection.protocol_version))
         if self._socket is None:
             self._open_socket()
         previous = self.server
@@ -127,6 +138,11 @@ class Client:
                                 f"handshake answered with {reply.type_name!r}")
         if reply.server_version[0] != self.codec.version[0]:
             raise VersionMismatch(self._version_text(reply.server_version))
+        if reply.buffer_integrity != self.codec.buffer_integrity:
+            raise ProtocolError(ErrorCode.INVALID_FIELD, f"the sidecar authenticates frames by "
+                                f"{reply.buffer_integrity!r}, this client by "
+                                f"{self.codec.buffer_integrity!r} for {self.endpoint}: connect "
+                                "with the endpoint and CURVE key of its connection file")
         if previous is not None and previous.server_id != reply.server_id:
             log.info("sidecar restarted (%s -> %s)", previous.server_id, reply.server_id)
         self.server = reply
@@ -155,6 +171,8 @@ class Client:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.ROUTING_ID, self.client_id)
         sock.setsockopt(zmq.MAXMSGSIZE, self.codec.limits.socket_max_message)
+        if not self.codec.buffer_digests:
+            check_private_ipc(self.endpoint)  # no digests: only a private socket may carry that
         if self.connection.curve_server_public_key:
             configure_curve_client(sock, self.connection.curve_server_public_key)
         sock.connect(self.endpoint)
@@ -209,7 +227,8 @@ class Client:
             self._open_socket()
         assert self._socket is not None
         msg_id = uuid.uuid4().hex
-        frames = self.codec.pack(message, session=session, msg_id=msg_id)
+        frames = self.codec.pack(message, session=session, msg_id=msg_id,
+                                 sender=self.client_id.decode("ascii"))
         try:
             self._socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
         except zmq.Again:
@@ -266,7 +285,7 @@ class Client:
             except zmq.Again:
                 return
             try:
-                envelope = self.codec.unpack(frames)
+                envelope = self.codec.unpack(frames, is_fresh_reply=self._awaits_reply)
             except ProtocolError as exc:
                 self.stats["dropped"] += 1
                 log.warning("dropped message from %s: %s", self.endpoint, exc)
@@ -275,6 +294,9 @@ class Client:
                 continue
             self.stats["received"] += 1
             self._route(envelope)
+
+    def _awaits_reply(self, parent_id: str) -> bool:
+        return parent_id in self._waiting or parent_id in self._pending
 
     def _route(self, envelope: Envelope) -> None:
         header = envelope.header

@@ -132,6 +132,66 @@ def is_loopback(endpoint: str) -> bool:
         return False
 
 
+IPC_SOCKET_NAME = "sidecar.sock"
+MAX_IPC_PATH = 100
+"""Longest ipc:// socket path used (the OS limit is 107 bytes on Linux, 103 on macOS)."""
+
+
+class InsecureTransportError(ConnectionFileError):
+    """An ipc:// socket lies in a directory that other users can enter."""
+
+
+def ipc_path(endpoint: str) -> Path | None:
+    """The socket file of an ipc:// endpoint, else None."""
+    transport, _, address = endpoint.partition("://")
+    return Path(address) if transport == "ipc" else None
+
+
+def private_ipc_endpoint(directory: str | os.PathLike[str]) -> str:
+    """An ipc:// endpoint in `directory`, created (or tightened) to mode 0700.
+
+    Falls back to a fresh private temporary directory when the path would be too long
+    for a socket address.
+    """
+    folder = Path(directory)
+    if len(str(folder / IPC_SOCKET_NAME)) > MAX_IPC_PATH:
+        folder = Path(tempfile.mkdtemp(prefix="edit3d-"))  # created 0700
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    return f"ipc://{folder / IPC_SOCKET_NAME}"
+
+
+def check_private_ipc(endpoint: str) -> None:
+    """Refuse an ipc:// socket whose directory is not this user's alone (POSIX)."""
+    path = ipc_path(endpoint)
+    if path is None or os.name != "posix":
+        return
+    try:
+        info = path.parent.stat()
+    except FileNotFoundError:
+        raise InsecureTransportError(f"the directory of {endpoint} does not exist "
+                                     "(is the sidecar running?)") from None
+    if info.st_uid != os.getuid() or info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise InsecureTransportError(
+            f"{path.parent} (holding the socket of {endpoint}) must belong to this user "
+            f"with mode 0700 (it is uid {info.st_uid}, mode {info.st_mode & 0o777:04o}): "
+            "other users could connect to it")
+
+
+def transport_authenticates(endpoint: str, curve: bool) -> bool:
+    """True when the transport itself authenticates every byte of every message.
+
+    CURVE seals each message with a MAC under the session's keys; an ipc:// socket in a
+    directory only this user can enter (POSIX) admits only this user's processes; inproc://
+    never leaves the process. Then the signed header needs no digests of later frames.
+    Both ends compute this from the same endpoint and CURVE setting, so they agree.
+    """
+    if curve:
+        return True
+    transport = endpoint.partition("://")[0]
+    return transport == "inproc" or (transport == "ipc" and os.name == "posix")
+
+
 # --------------------------------------------------------------------------- CURVE
 
 

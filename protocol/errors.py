@@ -11,11 +11,12 @@ class ErrorCode(StrEnum):
     BAD_FRAMES = "bad_frames"
     """Wrong number of frames or a frame of the wrong size."""
     BAD_SIGNATURE = "bad_signature"
-    """Missing or wrong HMAC signature (the message is dropped, never answered)."""
+    """Missing or wrong header HMAC, a header naming another sender, or frames that do not
+    match the header's sizes or digests (the message is dropped, never answered)."""
     REPLAYED = "replayed"
     """A msg_id seen within the replay window (dropped)."""
     STALE = "stale"
-    """The header timestamp lies outside the replay window (dropped)."""
+    """The header timestamp lies outside the replay window (answered: names the skew)."""
     TOO_LARGE = "too_large"
     """A frame exceeds its size cap."""
     BAD_MSGPACK = "bad_msgpack"
@@ -46,8 +47,11 @@ class ErrorCode(StrEnum):
     """Client side: no reply within the timeout."""
 
 
-DROP_CODES = frozenset({ErrorCode.BAD_SIGNATURE, ErrorCode.REPLAYED, ErrorCode.STALE})
-"""Errors never answered: the sender is not (or no longer) authenticated."""
+DROP_CODES = frozenset({ErrorCode.BAD_SIGNATURE, ErrorCode.REPLAYED})
+"""Errors never answered: the sender is not authenticated, or the message is a copy.
+
+`stale` is answered: the header is authentic and its sender needs to hear that its clock
+is off (the error names the allowed skew)."""
 
 
 class ProtocolError(ValueError):

@@ -17,6 +17,7 @@ from .schema import Record, Scalars, param, record
 ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 """Session, turn, job and upload ids: safe as file names."""
 MSG_ID = r"[0-9a-f]{32}"
+DIGEST = r"[0-9a-f]{64}"
 TYPE_NAME = r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*"
 PRESET = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 MAX_QUERIES = 16
@@ -81,6 +82,13 @@ class Header(Record):
     """Session the message concerns (always set on events)."""
     seq: int | None = param(None, ge=1)
     """Per-session event sequence number (events only), starting at 1."""
+    sender: str | None = param(None, pattern=ID)
+    """Client messages: the sender's ZeroMQ routing id (the server checks it is the peer's)."""
+    sizes: tuple[int, ...] = param((), ge=0, max_items=64)
+    """Byte length of the body frame and of each buffer frame, in order."""
+    digests: tuple[str, ...] = param((), pattern=DIGEST, max_items=64)
+    """SHA-256 (hex) of the body, then of each buffer; the body's alone where the transport
+    authenticates every byte (CURVE, a private ipc:// socket)."""
 
 
 # --------------------------------------------------------------------------- nested records
@@ -220,6 +228,10 @@ class HandshakeReply(Message):
     """Feature names, e.g. "ip2p", "adss", "refine", "export.mesh", "upload"."""
     sessions: tuple[SessionInfo, ...] = param((), max_items=10_000)
     """Existing sessions."""
+    buffer_integrity: Literal["digest", "transport"] = "digest"
+    """How frames after the header are authenticated on this connection: "digest" = SHA-256
+    of each in the signed header (tcp without CURVE); "transport" = CURVE or a private
+    ipc:// socket already authenticates every byte, so no digests are sent or required."""
 
 
 @message("heartbeat", "request", idempotent=True)

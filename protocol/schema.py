@@ -93,10 +93,14 @@ class Record:
     """Base of every message and nested record: validated at construction."""
 
     def __post_init__(self) -> None:
-        for name, annotation, rule in record_fields(type(self)):
-            where = f"{type(self).__name__}.{name}"
-            value = check_value(getattr(self, name), annotation, rule, where)
-            object.__setattr__(self, name, value)
+        cls = type(self)
+        for name, quick, annotation, rule in _quick_checks(cls):
+            given = getattr(self, name)
+            value = quick(given)
+            if value is _UNSURE:  # the full check decides, and words the error
+                value = check_value(given, annotation, rule, f"{cls.__name__}.{name}")
+            if value is not given:
+                object.__setattr__(self, name, value)
         self.check()
 
     def check(self) -> None:
@@ -135,6 +139,97 @@ def record_fields(cls: type) -> tuple[tuple[str, Any, Rule], ...]:
         for f in dataclasses.fields(cls)
         if f.init
     )
+
+
+# --------------------------------------------------------------------------- quick checks
+# Every message is validated on both sides, so per-field dispatch on annotations is the
+# protocol's main per-message cost. Each field gets a checker compiled once from its
+# annotation and rule. It returns exactly what `check_value` would for the common valid
+# cases and `_UNSURE` for anything else (errors included), so `check_value` stays the one
+# definition of what is valid and how errors are worded.
+
+_UNSURE: Any = object()
+QuickCheck = Callable[[Any], Any]
+
+
+@cache
+def _quick_checks(cls: type) -> tuple[tuple[str, QuickCheck, Any, Rule], ...]:
+    return tuple((name, _compile(annotation, rule), annotation, rule)
+                 for name, annotation, rule in record_fields(cls))
+
+
+def _compile(annotation: Any, rule: Rule) -> QuickCheck:
+    origin = typing.get_origin(annotation)
+    if origin in (types.UnionType, typing.Union):
+        members = [m for m in typing.get_args(annotation) if m is not type(None)]
+        inner = _compile(members[0], rule) if len(members) == 1 else _unsure
+        nullable = len(members) < len(typing.get_args(annotation))
+        return lambda v: (None if nullable else _UNSURE) if v is None else inner(v)
+    if origin is tuple:
+        return _compile_tuple(typing.get_args(annotation), rule)
+    if origin is Literal:
+        allowed = frozenset(typing.get_args(annotation))
+        return lambda v: v if type(v) in (str, int) and v in allowed else _UNSURE
+    compilers = {str: _compile_str, int: _compile_int, float: _compile_float,
+                 bool: lambda _: lambda v: v if type(v) is bool else _UNSURE}
+    if annotation in compilers:
+        return compilers[annotation](rule)
+    return _unsure  # arrays, records, maps: the full check is already direct
+
+
+def _unsure(_value: Any) -> Any:
+    return _UNSURE
+
+
+def _compile_str(rule: Rule) -> QuickCheck:
+    if rule.path is not None:
+        return _unsure
+    pattern = re.compile(rule.pattern) if rule.pattern is not None else None
+    max_len = rule.max_len
+
+    def check(v: Any) -> Any:
+        if type(v) is not str or len(v) > max_len or "\x00" in v:
+            return _UNSURE
+        return v if pattern is None or pattern.fullmatch(v) else _UNSURE
+    return check
+
+
+def _compile_int(rule: Rule) -> QuickCheck:
+    low = rule.ge if rule.ge is not None else -(2**63)
+    high = rule.le if rule.le is not None else 2**63 - 1
+    return lambda v: v if type(v) is int and low <= v <= high else _UNSURE
+
+
+def _compile_float(rule: Rule) -> QuickCheck:
+    low = rule.ge if rule.ge is not None else -math.inf
+    high = rule.le if rule.le is not None else math.inf
+
+    def check(v: Any) -> Any:
+        if type(v) is not float and type(v) is not int:
+            return _UNSURE
+        v = float(v)
+        return v if math.isfinite(v) and low <= v <= high else _UNSURE
+    return check
+
+
+def _compile_tuple(args: tuple[Any, ...], rule: Rule) -> QuickCheck:
+    if len(args) == 2 and args[1] is Ellipsis:
+        item, max_items = _compile(args[0], rule), rule.max_items
+
+        def check_items(v: Any) -> Any:
+            if type(v) not in (list, tuple) or len(v) > max_items:
+                return _UNSURE
+            out = tuple(map(item, v))
+            return _UNSURE if _UNSURE in out else out
+        return check_items
+    items = tuple(_compile(a, rule) for a in args)
+
+    def check_fixed(v: Any) -> Any:
+        if type(v) not in (list, tuple) or len(v) != len(items):
+            return _UNSURE
+        out = tuple([c(x) for c, x in zip(items, v, strict=True)])
+        return _UNSURE if _UNSURE in out else out
+    return check_fixed
 
 
 def _is_record(annotation: Any) -> bool:

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import errno
+import hmac
 import logging
+import os
+import socket
+import time
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import zmq
 
-from .codec import Codec, Envelope
-from .connection import configure_curve_server, is_loopback
+from .codec import LEGACY_SIGNATURE_BYTES, MAX_LEGACY_BYTES, Codec, Envelope
+from .connection import (
+    InsecureTransportError,
+    check_private_ipc,
+    configure_curve_server,
+    ipc_path,
+    is_loopback,
+    transport_authenticates,
+)
 from .errors import ErrorCode, ProtocolError
 from .messages import ErrorReply, Message
-from .wire import REQUEST_LIMITS, Limits
+from .wire import REQUEST_LIMITS, Limits, unpack_map
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +51,12 @@ class ServerEndpoint:
     """ROUTER socket that speaks the protocol: verify, decode, answer errors, push events.
 
     Protocol failures never reach the caller: answerable ones (bad body, unknown type, wrong
-    version, ...) get an `error` reply; unauthenticated ones (bad signature, replay, frames
-    too large to verify) are logged and dropped. `stats` counts both. Not thread-safe: one
-    thread owns the endpoint (a ZeroMQ socket must not be shared between threads).
+    version, stale clock, ...) get an `error` reply; unauthenticated ones (bad auth tag,
+    another client's header, replay, frames not matching the signed header, frames over the
+    caps) are dropped after one header HMAC at most, counted in `stats` and logged as
+    periodic counts (`drops`). Buffers are hashed only on transports that do not
+    authenticate every byte themselves (`buffer_integrity`). Not thread-safe: one thread
+    owns the endpoint (a ZeroMQ socket must not be shared between threads).
     """
 
     def __init__(
@@ -60,7 +75,16 @@ class ServerEndpoint:
                 f"refusing to bind {endpoint!r} without CURVE encryption: it is reachable "
                 "from other machines (pass a CURVE key, or explicitly allow insecure binding)"
             )
-        self.codec = codec or Codec(key, limits=limits or REQUEST_LIMITS)
+        curve = curve_secret_key is not None
+        by_transport = transport_authenticates(endpoint, curve)
+        if by_transport and not curve:
+            try:
+                check_private_ipc(endpoint)
+            except InsecureTransportError as exc:
+                raise InsecureBindError(str(exc)) from None
+        _refuse_live_ipc(endpoint)
+        self.codec = codec or Codec(key, limits=limits or REQUEST_LIMITS,
+                                    buffer_digests=not by_transport)
         self._context = context or zmq.Context.instance()
         self.socket = self._context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -73,7 +97,16 @@ class ServerEndpoint:
             configure_curve_server(self.socket, curve_secret_key)
         self.socket.bind(endpoint)
         self.endpoint: str = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        socket_file = ipc_path(self.endpoint)
+        if socket_file is not None and os.name == "posix":
+            os.chmod(socket_file, 0o600)  # the 0700 directory already keeps others out
         self.stats: Counter[str] = Counter()
+        self.drops = DropLog(log)
+
+    @property
+    def buffer_integrity(self) -> str:
+        """For the handshake: "digest" (per-frame SHA-256 in the header) or "transport"."""
+        return self.codec.buffer_integrity
 
     # ----------------------------------------------------------------- receive
 
@@ -90,26 +123,57 @@ class ServerEndpoint:
             try:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
-                return None
+                break
             identity = frames[0].bytes
             try:
-                envelope = self.codec.unpack(frames[1:])
+                envelope = self.codec.unpack(frames[1:], sender=identity)
             except ProtocolError as exc:
-                self._reject(identity, exc)
+                self._reject(identity, frames[1:], exc)
                 continue
             self.stats["received"] += 1
             return Incoming(identity, envelope)
+        self.drops.flush_due()
         return None
 
-    def _reject(self, identity: bytes, exc: ProtocolError) -> None:
+    def _reject(self, identity: bytes, frames: Sequence[Any], exc: ProtocolError) -> None:
         if not exc.answerable:
             self.stats["dropped"] += 1
-            log.warning("dropped message from %s: %s", identity.hex(), exc)
+            if exc.code == ErrorCode.UNSUPPORTED_VERSION and self._answer_legacy(identity, frames):
+                return
+            self.drops.record(identity, exc)
             return
         self.stats["rejected"] += 1
         log.info("rejected message from %s: %s", identity.hex(), exc)
         self.reply(identity, ErrorReply(code=str(exc.code), message=exc.message[:4096],
                                         detail=exc.detail), parent_id=exc.parent_id)
+
+    def _answer_legacy(self, identity: bytes, frames: Sequence[Any]) -> bool:
+        """Tell a protocol-1 client, in its own framing, that the majors differ.
+
+        Only small messages (a handshake) are checked, so this costs no more than a header.
+        """
+        views = [memoryview(frame) for frame in frames]
+        if (len(views) < 3 or views[0].nbytes != LEGACY_SIGNATURE_BYTES
+                or sum(v.nbytes for v in views) > MAX_LEGACY_BYTES):
+            return False
+        codec = self.codec
+        if not hmac.compare_digest(codec.legacy_signature(views[1:]), views[0].tobytes()):
+            return False
+        try:
+            msg_id = unpack_map(views[1], codec.limits, codec.limits.max_header_bytes,
+                                "header").get("msg_id")
+        except ProtocolError:
+            return False
+        version = ".".join(map(str, codec.version))
+        reply = ErrorReply(code=str(ErrorCode.UNSUPPORTED_VERSION),
+                           message=f"this sidecar speaks protocol {version}; the client speaks "
+                           "protocol 1: update the add-on (or the client) to match")
+        try:
+            packed = codec.pack(reply, parent_id=msg_id if isinstance(msg_id, str) else None)
+        except ProtocolError:  # a malformed msg_id: answer without naming it
+            packed = codec.pack(reply)
+        self.stats["legacy_answered"] += 1
+        return self._send(identity, [codec.legacy_signature(packed[1:]), *packed[1:]], reply)
 
     # ----------------------------------------------------------------- send
 
@@ -149,6 +213,55 @@ class ServerEndpoint:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _refuse_live_ipc(endpoint: str) -> None:
+    """libzmq replaces an existing socket file on bind: never take over a live server's."""
+    path = ipc_path(endpoint)
+    if path is None or os.name != "posix" or not path.exists():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return  # a stale file from a killed server: binding replaces it
+    finally:
+        probe.close()
+    raise zmq.ZMQError(errno.EADDRINUSE, f"{endpoint} is served by another process")
+
+
+class DropLog:
+    """Dropped (unauthenticated) messages logged as counts, not one line each.
+
+    The first drop is logged at once; later ones are summed per reason and logged at most
+    once per `interval_s`, so a flood of garbage costs no log volume.
+    """
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger = logger
+        self.interval_s = interval_s
+        self._clock = clock
+        self._pending: Counter[str] = Counter()
+        self._last_reason = ""
+        self._next_at = -float("inf")
+        self.total = 0
+
+    def record(self, identity: bytes, exc: ProtocolError) -> None:
+        self.total += 1
+        self._pending[str(exc.code)] += 1
+        self._last_reason = f"{identity.hex()}: {exc}"[:500]
+        self.flush_due()
+
+    def flush_due(self) -> None:
+        """Log the counts gathered since the last line, if one is due."""
+        if not self._pending or self._clock() < self._next_at:
+            return
+        counts = ", ".join(f"{code} {n}" for code, n in self._pending.most_common())
+        self.logger.warning("dropped %d unauthenticated message(s) (%s); last from %s",
+                            sum(self._pending.values()), counts, self._last_reason)
+        self._pending.clear()
+        self._next_at = self._clock() + self.interval_s
 
 
 class EventLog:

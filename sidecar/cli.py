@@ -1,6 +1,6 @@
 """`edit3d-sidecar`: start the server for one work directory.
 
-    edit3d-sidecar --workdir DIR [--bind tcp://127.0.0.1:PORT] [--curve]
+    edit3d-sidecar --workdir DIR [--bind local|tcp://127.0.0.1:PORT] [--curve]
                    [--allow-insecure-remote] [--device cuda|cpu] [--profile real|tiny]
 
 Prints its endpoint and the connection file's path, one `key: value` per line, then serves
@@ -59,8 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--workdir", type=Path, required=True,
                         help="folder for sessions, the lock and the connection file")
-    parser.add_argument("--bind", default="tcp://127.0.0.1:0",
-                        help="ZeroMQ endpoint (port 0 picks a free one; default loopback)")
+    parser.add_argument("--bind", default="local",
+                        help="ZeroMQ endpoint (tcp port 0 picks a free one); default 'local': "
+                        "a private ipc:// socket in WORKDIR/run on Linux/macOS, else "
+                        "tcp://127.0.0.1:0")
     parser.add_argument("--curve", action="store_true",
                         help="encrypt with CURVE (required for a non-loopback --bind)")
     parser.add_argument("--allow-insecure-remote", action="store_true",
@@ -88,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if not is_loopback(args.bind) and not args.curve and not args.allow_insecure_remote:
+    remote = args.bind != "local" and not is_loopback(args.bind)
+    if remote and not args.curve and not args.allow_insecure_remote:
         print(f"edit3d-sidecar: refusing to bind {args.bind} without --curve: it is reachable "
               "from other machines (add --curve, or --allow-insecure-remote on a trusted "
               "network)", file=sys.stderr)

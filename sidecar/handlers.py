@@ -49,6 +49,7 @@ def handshake(sidecar: Sidecar, incoming: Incoming) -> m.Message:
         gpu_memory_free=info.get("gpu_memory_free"),
         capabilities=tuple(capabilities),
         sessions=sessions,
+        buffer_integrity=sidecar.endpoint.buffer_integrity,
     )
 
 

@@ -21,7 +21,12 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from protocol.connection import ConnectionInfo, new_key, write_connection_file
+from protocol.connection import (
+    ConnectionInfo,
+    new_key,
+    private_ipc_endpoint,
+    write_connection_file,
+)
 from protocol.messages import (
     JobCancelled,
     JobFailed,
@@ -49,6 +54,9 @@ PRELOAD_MODULES: tuple[str, ...] = ("edit3d.workspace", "edit3d.segmentation.ads
 SERVER_PRELOAD = "edit3d.workspace"
 """What the server reads session summaries with."""
 CURVE_KEY_FILE = "curve_server.key"
+LOCAL_BIND = "local"
+"""The default bind: a private ipc:// socket where the OS has them, else tcp loopback."""
+IPC_DIR = "run"
 
 # Sidecar error codes → the protocol's stable codes (the precise one goes in `detail`).
 _PROTOCOL_CODES = {
@@ -73,8 +81,10 @@ class ServerConfig:
 
     workdir: Path
     """Folder holding sessions/, the lock and the connection file."""
-    bind: str = "tcp://127.0.0.1:0"
-    """ZeroMQ endpoint to bind (port 0 = pick a free port)."""
+    bind: str = LOCAL_BIND
+    """ZeroMQ endpoint to bind (tcp port 0 = pick a free port). "local" = an ipc:// socket in
+    `workdir/run` (mode 0700) on POSIX, whose permissions authenticate every byte so no
+    per-frame digests are computed; tcp://127.0.0.1:0 (with digests) elsewhere."""
     device: str = "cpu"
     """Torch device for jobs."""
     profile: str = "real"
@@ -138,7 +148,7 @@ class Sidecar:
                 write_curve_keypair(key_file)
             curve_public, curve_secret = load_curve_keypair(key_file)
         endpoint = ServerEndpoint(
-            self.config.bind,
+            resolve_bind(self.config.bind, self.config.workdir),
             key,
             curve_secret_key=curve_secret,
             allow_insecure_remote=self.config.allow_insecure_remote,
@@ -351,6 +361,15 @@ class _FinishedLater:
                    if v is None or isinstance(v, (str, int, float, bool))}
         return JobFinished(job_id=self.job.id, kind=self.job.kind, turn_id=self.turn_id,
                            result=summary)
+
+
+def resolve_bind(bind: str, workdir: Path) -> str:
+    """The endpoint to bind for `bind` ("local" resolved for this OS)."""
+    if bind != LOCAL_BIND:
+        return bind
+    if os.name == "posix" and zmq.has("ipc"):
+        return private_ipc_endpoint(workdir / IPC_DIR)
+    return "tcp://127.0.0.1:0"  # Windows: pyzmq may lack ipc://, and ACLs differ
 
 
 def _preload(module: str) -> None:

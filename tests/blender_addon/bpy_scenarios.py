@@ -488,7 +488,7 @@ def no_sidecar(args: dict[str, Any]) -> dict[str, Any]:
 
 @scenario
 def version_mismatch(args: dict[str, Any]) -> dict[str, Any]:
-    """A server (the vendored protocol's own endpoint, in this process) of protocol 2.x."""
+    """A server (the vendored protocol's own endpoint, in this process) of protocol 3.x."""
     connection = addon_module("connection")
     proto = connection.protocol_module()
     key = bytes(range(32))
@@ -503,7 +503,7 @@ def version_mismatch(args: dict[str, Any]) -> dict[str, Any]:
     while props.connection_state == "CONNECTING" and time.monotonic() - start < 10:
         incoming = server.recv(timeout_ms=10)
         if incoming is not None and isinstance(incoming.message, msgs.Handshake):
-            reply = msgs.HandshakeReply(server_version=(2, 0), server_id="future", device="cpu")
+            reply = msgs.HandshakeReply(server_version=(3, 0), server_id="future", device="cpu")
             server.reply(incoming.identity, reply, parent_id=incoming.envelope.header.msg_id)
         connection.poll_once(bpy.context)
     result = {

@@ -348,7 +348,7 @@ def test_a_sidecar_of_another_protocol_major_is_refused_with_a_clear_report(home
     assert result["ready"] is False
     errors = [m for level, m in result["reports"] if level == "ERROR"]
     assert len(errors) == 1
-    assert "speaks protocol 2.0, this add-on 1." in errors[0]
+    assert "speaks protocol 3.0, this add-on 2." in errors[0]
 
 
 def test_values_the_protocol_refuses_are_reported_and_never_sent(home: Path) -> None:

@@ -28,8 +28,9 @@ Handler = Callable[["ThreadedServer", Incoming], Message | None]
 class ThreadedServer:
     """Answers handshake, heartbeat and events.since; anything else gets `ok` (or a handler)."""
 
-    def __init__(self, key: bytes, *, server_id: str = "srv-1", **endpoint_kwargs: Any) -> None:
-        self.endpoint = ServerEndpoint("tcp://127.0.0.1:0", key, **endpoint_kwargs)
+    def __init__(self, key: bytes, *, server_id: str = "srv-1",
+                 bind: str = "tcp://127.0.0.1:0", **endpoint_kwargs: Any) -> None:
+        self.endpoint = ServerEndpoint(bind, key, **endpoint_kwargs)
         self.server_id = server_id
         self.handlers: dict[type, Handler] = {}
         self.logs: dict[str, EventLog] = {}
@@ -62,7 +63,8 @@ class ThreadedServer:
             reply = handler(self, incoming)
         elif isinstance(message, Handshake):
             reply = HandshakeReply(server_version=PROTOCOL_VERSION, server_id=self.server_id,
-                                   device="cpu")
+                                   device="cpu",
+                                   buffer_integrity=self.endpoint.buffer_integrity)
         elif isinstance(message, Heartbeat):
             reply = HeartbeatReply(server_time=time.time())
         elif isinstance(message, EventsSince):

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from protocol_testserver import ThreadedServer
 
@@ -22,6 +23,7 @@ from protocol import (
     Handshake,
     HandshakeReply,
     InsecureBindError,
+    JobPreview,
     JobProgress,
     JobRunTurn,
     Ok,
@@ -105,21 +107,30 @@ def test_retrying_a_job_submission_is_refused(client: Client) -> None:
 
 
 def test_client_with_other_major_version_is_refused(server: ThreadedServer) -> None:
-    codec = Codec(KEY, version=(2, 0))
-    with Client(endpoint=server.address, key=KEY, codec=codec) as c, \
+    codec = Codec(KEY, version=(3, 0))
+    info_3 = ConnectionInfo(server.address, KEY, protocol_version=(3, 0))
+    with Client(info_3, codec=codec) as c, \
             pytest.raises(VersionMismatch, match="major versions must match") as info:
         c.connect(timeout_s=5)
-    assert "2.0" in str(info.value) and "1.0" in str(info.value)
+    assert "2.0" in str(info.value) and "3.0" in str(info.value)
+
+
+def test_connection_file_of_another_major_is_refused_before_sending() -> None:
+    old = ConnectionInfo("tcp://127.0.0.1:9", KEY, protocol_version=(1, 0))
+    with Client(old) as c, pytest.raises(VersionMismatch, match=r"speaks protocol 1\.0") as info:
+        c.connect(timeout_s=5)
+    assert "update the add-on or the sidecar" in str(info.value)
+    assert c.stats["sent"] == 0
 
 
 def test_server_with_other_major_version_is_refused() -> None:
-    srv = ThreadedServer(KEY, codec=Codec(KEY, version=(2, 3)))
+    srv = ThreadedServer(KEY, codec=Codec(KEY, version=(3, 1)))
     try:
         with Client(endpoint=srv.address, key=KEY) as c, pytest.raises(VersionMismatch):
             c.connect(timeout_s=5)
         with Client(endpoint=srv.address, key=KEY) as c:  # the non-blocking path says so too
             c.send(Handshake(client_version=PROTOCOL_VERSION))
-            with pytest.raises(VersionMismatch, match=r"protocol 2\.3"):
+            with pytest.raises(VersionMismatch, match=r"protocol 3\.1"):
                 poll_until(c, 1)
     finally:
         srv.close()
@@ -278,7 +289,12 @@ def test_curve_encrypted_handshake() -> None:
     srv = ThreadedServer(KEY, curve_secret_key=secret)
     try:
         with Client(endpoint=srv.address, key=KEY, curve_server_public_key=public) as c:
-            assert c.connect(timeout_s=5).server_id == "srv-1"
+            reply = c.connect(timeout_s=5)
+            assert reply.server_id == "srv-1"
+            # CURVE's per-message MAC covers every byte: no digests either way.
+            assert reply.buffer_integrity == "transport" and not c.codec.buffer_digests
+            image = np.zeros((64, 64, 4), np.uint8)
+            assert c.request(JobPreview(job_id="j", image=image)).detail == "job.preview"
         wrong_public, _ = curve_keypair()
         with Client(endpoint=srv.address, key=KEY, curve_server_public_key=wrong_public) as c, \
                 pytest.raises(RequestTimeout):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import struct
 
 import msgpack
 import numpy as np
@@ -13,15 +12,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import protocol.codec as codec_module
 from protocol import (
     DTYPES,
     MESSAGE_TYPES,
+    PROTOCOL_VERSION,
     Codec,
     ErrorCode,
+    Heartbeat,
     JobPreview,
     JobProgress,
     JobRunTurn,
     MasksResult,
+    Ok,
     ProtocolError,
     RenderResult,
     ReplayGuard,
@@ -60,7 +63,7 @@ def test_header_carries_routing_fields() -> None:
     header = Codec(KEY).unpack(frames).header
     assert (header.type, header.parent_id, header.session, header.seq) == (
         "job.progress", "a" * 32, "s-1", 7)
-    assert header.v == (1, 0) and len(header.msg_id) == 32
+    assert header.v == PROTOCOL_VERSION and len(header.msg_id) == 32
 
 
 def test_arrays_travel_as_separate_frames_without_copy() -> None:
@@ -209,11 +212,9 @@ def test_rule_dataclass_documents_its_fields() -> None:
 
 
 def _resign(frames: list[bytes], key: bytes = KEY) -> list[bytes]:
-    mac = hmac.new(key, struct.pack(">Q", len(frames) - 1), hashlib.sha256)
-    for frame in frames[1:]:
-        mac.update(struct.pack(">Q", len(frame)))
-        mac.update(frame)
-    return [mac.digest(), *frames[1:]]
+    """The documented construction: magic, then HMAC-SHA256(key, magic || header)."""
+    magic = b"E3D" + bytes([PROTOCOL_VERSION[0]])
+    return [magic + hmac.new(key, magic + frames[1], hashlib.sha256).digest(), *frames[1:]]
 
 
 def _frames(msg: Message | None = None) -> list[bytes]:
@@ -224,6 +225,51 @@ def _frames(msg: Message | None = None) -> list[bytes]:
 def test_signature_matches_the_documented_construction() -> None:
     frames = _frames()
     assert _resign(frames) == frames
+    header = msgpack.unpackb(frames[1])
+    assert header["sizes"] == [len(f) for f in frames[2:]]
+    assert header["digests"] == [hashlib.sha256(f).hexdigest() for f in frames[2:]]
+
+
+def test_transport_mode_digests_only_the_body_and_digest_mode_requires_all() -> None:
+    by_transport = Codec(KEY, buffer_digests=False)
+    chunk = UploadChunk(upload_id="u", offset=0, data=np.arange(8, dtype=np.uint8))
+    frames = [bytes(memoryview(f)) for f in by_transport.pack(chunk)]
+    assert msgpack.unpackb(frames[1])["digests"] == [hashlib.sha256(frames[2]).hexdigest()]
+    assert len(by_transport.unpack(frames).header.digests) == 1  # the transport vouches
+    with pytest.raises(ProtocolError, match="requires one per frame") as info:
+        Codec(KEY).unpack(by_transport.pack(chunk))
+    assert not info.value.answerable
+    # Without buffers both modes send the same: a handshake always gets through.
+    Codec(KEY).unpack(by_transport.pack(Heartbeat()))
+    # Digests sent anyway are checked even where the transport would not need them.
+    tampered = _frames()
+    tampered[3] = b"\xff" + tampered[3][1:]
+    with pytest.raises(ProtocolError, match="digest"):
+        by_transport.unpack(tampered)
+
+
+def test_unauthenticated_messages_are_refused_before_any_buffer_is_hashed(monkeypatch) -> None:
+    hashed: list[int] = []
+    real = codec_module.frame_digest
+    monkeypatch.setattr(codec_module, "frame_digest", lambda f: hashed.append(1) or real(f))
+    big = UploadChunk(upload_id="u", offset=0, data=np.zeros(8 << 20, np.uint8))
+    frames = [bytes(memoryview(f)) for f in Codec(b"o" * 32).pack(big)]
+    hashed.clear()
+    with pytest.raises(ProtocolError, match="signature"):
+        Codec(KEY).unpack(frames)
+    assert hashed == []  # the 36-byte tag over the header decided
+    good = [bytes(memoryview(f)) for f in Codec(KEY).pack(big)]
+    hashed.clear()
+    Codec(KEY).unpack(good)
+    assert len(hashed) == 2  # accepted: body and buffer each hashed once
+
+
+def test_protocol_1_frames_get_a_version_error_not_a_signature_error() -> None:
+    frames = _frames()
+    legacy = [Codec(KEY).legacy_signature(frames[1:]), *frames[1:]]
+    with pytest.raises(ProtocolError) as info:
+        Codec(KEY).unpack(legacy)
+    assert info.value.code == ErrorCode.UNSUPPORTED_VERSION and "protocol 1" in info.value.message
 
 
 @pytest.mark.parametrize(
@@ -231,12 +277,15 @@ def test_signature_matches_the_documented_construction() -> None:
     [
         lambda f: [f[0][:-1] + bytes([f[0][-1] ^ 1]), *f[1:]],  # garbled signature
         lambda f: [b"", *f[1:]],  # empty signature
+        lambda f: [f[0], f[1][:-1] + bytes([f[1][-1] ^ 1]), *f[2:]],  # header changed
+        lambda f: [*f[:2], f[2] + b"\xc0", *f[3:]],  # body grown, signature kept
         lambda f: [*f[:3], f[3][:-1] + b"\xff"],  # buffer changed, signature kept
         lambda f: [f[0], f[1], f[2] + f[3][:0], f[3][:4], f[3][4:]],  # buffer re-split
         lambda f: [*f, b"extra"],  # frame appended
         lambda f: _resign(f, b"o" * 32),  # signed with another key
     ],
-    ids=["garbled", "empty", "buffer-modified", "re-split", "appended", "old-key"],
+    ids=["garbled", "empty", "header-modified", "body-grown", "buffer-modified", "re-split",
+         "appended", "old-key"],
 )
 def test_tampered_frames_fail_the_signature(tamper) -> None:
     with pytest.raises(ProtocolError) as info:
@@ -258,7 +307,56 @@ def test_replayed_and_stale_messages_are_rejected() -> None:
     now[0] += 301
     with pytest.raises(ProtocolError) as info:
         receiver.unpack(old)
-    assert info.value.code == ErrorCode.STALE
+    assert info.value.code == ErrorCode.STALE and info.value.answerable
+    assert "allowed skew is ±300 s" in info.value.message
+
+
+def test_one_senders_clock_cannot_lock_out_another() -> None:
+    now = [10_000.0]
+    receiver = Codec(KEY, clock=lambda: now[0], max_seen_ids=5)
+    ahead = Codec(KEY, clock=lambda: now[0] + 250)  # inside the ±300 s window
+    sent = []
+    for _ in range(20):  # overflows its own id memory: its floor moves 250 s ahead
+        now[0] += 0.01
+        sent.append(ahead.pack(Heartbeat(), sender="fast-clock"))
+        receiver.unpack(sent[-1], sender=b"fast-clock")
+    on_time = Codec(KEY, clock=lambda: now[0])
+    for _ in range(3):
+        receiver.unpack(on_time.pack(Heartbeat(), sender="on-time"), sender=b"on-time")
+    with pytest.raises(ProtocolError, match="replayed"):  # the floor still guards its owner
+        receiver.unpack(sent[0], sender=b"fast-clock")
+
+
+def test_a_header_names_its_sender_and_cannot_be_reused_by_another() -> None:
+    frames = Codec(KEY).pack(Heartbeat(), sender="client-a")
+    with pytest.raises(ProtocolError, match="came from") as info:
+        Codec(KEY).unpack(frames, sender=b"client-b")
+    assert not info.value.answerable
+    Codec(KEY).unpack(frames, sender=b"client-a")
+
+
+def test_senders_are_forgotten_only_when_idle() -> None:
+    now = [1000.0]
+    receiver = Codec(KEY, clock=lambda: now[0], max_senders=2)
+    sender = Codec(KEY, clock=lambda: now[0])
+    for name in ("a", "b"):
+        receiver.unpack(sender.pack(Heartbeat(), sender=name), sender=name.encode())
+    with pytest.raises(ProtocolError) as info:
+        receiver.unpack(sender.pack(Heartbeat(), sender="c"), sender=b"c")
+    assert info.value.code == ErrorCode.BUSY and info.value.answerable
+    now[0] += 301  # a and b now hold only stale ids: their guards may go
+    receiver.unpack(sender.pack(Heartbeat(), sender="c"), sender=b"c")
+
+
+def test_a_reply_to_a_fresh_request_is_read_whatever_the_clock() -> None:
+    """A client whose clock is off still reads the server's error that says so."""
+    now = [1000.0]
+    client = Codec(KEY, clock=lambda: now[0] + 400)
+    server_reply = Codec(KEY, clock=lambda: now[0]).pack(Ok(), parent_id="a" * 32)
+    with pytest.raises(ProtocolError, match="skew"):
+        client.unpack(server_reply)
+    assert isinstance(client.unpack(server_reply, is_fresh_reply=lambda p: p == "a" * 32)
+                      .message, Ok)
 
 
 def test_replay_guard_eviction_never_reopens_a_replay() -> None:

@@ -3,29 +3,27 @@
 from __future__ import annotations
 
 import contextlib
-import time
-import uuid
 
 import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wire_frames import header, signed
 
 from protocol import MESSAGE_TYPES, Codec, ProtocolError
 from protocol.examples import example_messages
-from protocol.wire import Limits, scan_msgpack
+from protocol.wire import Limits, scan_msgpack, unpack_map
 
 KEY = b"f" * 32
 
 
-def _signed(header: bytes, body: bytes, *buffers: bytes) -> list[bytes]:
-    frames = [header, body, *buffers]
-    return [Codec(KEY).sign(frames), *frames]
+def _signed(head: dict | bytes, body: bytes, *buffers: bytes) -> list[bytes]:
+    """Signed as a key holder would: sizes and digests match the frames sent."""
+    return signed(head, body, *buffers, key=KEY)
 
 
-def _header(type_name: str) -> bytes:
-    return msgpack.packb({"v": [1, 0], "type": type_name, "msg_id": uuid.uuid4().hex,
-                          "parent_id": None, "ts": time.time(), "session": None, "seq": None})
+def _header(type_name: str) -> dict:
+    return header(type_name)
 
 
 def _decode(frames: list[bytes]) -> None:
@@ -90,3 +88,23 @@ def test_nesting_limit_is_exact(depth: int) -> None:
     else:
         with pytest.raises(ProtocolError, match="nesting"):
             scan_msgpack(memoryview(blob), Limits())
+
+
+@pytest.mark.parametrize("depth", [14, 15, 16])
+@pytest.mark.parametrize("pad", [0, 2000], ids=["small-frame", "scanned-frame"])
+def test_small_and_scanned_frames_share_the_nesting_limit(depth: int, pad: int) -> None:
+    # {"a": [[...nil]], "p": "xx..."}: the map is level 1, so `depth` lists reach depth + 1.
+    blob = b"\x82\xa1a" + b"\x91" * depth + b"\xc0" + b"\xa1p" + msgpack.packb("x" * pad)
+    if depth + 1 < 16:
+        assert unpack_map(memoryview(blob), Limits(), 1 << 20, "body")["p"] == "x" * pad
+    else:
+        with pytest.raises(ProtocolError, match="nesting"):
+            unpack_map(memoryview(blob), Limits(), 1 << 20, "body")
+
+
+@pytest.mark.parametrize("tag", [b"\xdd", b"\xdf"], ids=["array32", "map32"])
+def test_small_frame_cannot_declare_more_items_than_it_has_bytes(tag: bytes) -> None:
+    blob = b"\x81\xa1a" + tag + b"\x00\x01\x00\x00"  # declares 65536 items in 11 bytes
+    with pytest.raises(ProtocolError) as info:
+        unpack_map(memoryview(blob), Limits(), 1 << 20, "body")
+    assert info.value.code == "bad_msgpack"

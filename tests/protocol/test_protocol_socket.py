@@ -4,7 +4,6 @@ a logged drop, and the next valid request is still served."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 
 import msgpack
@@ -12,8 +11,11 @@ import numpy as np
 import pytest
 import zmq
 from protocol_testserver import ThreadedServer
+from wire_frames import header as _header
+from wire_frames import signed as _signed
 
 from protocol import Codec, ErrorCode, ErrorReply, Heartbeat, HeartbeatReply, Limits, Ok
+from protocol.codec import AUTH_MAGIC
 from protocol.examples import example_camera
 
 KEY = b"s" * 32
@@ -30,25 +32,41 @@ def server() -> Iterator[ThreadedServer]:
 
 @pytest.fixture
 def raw(server: ThreadedServer) -> Iterator[zmq.Socket]:
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
+    sock = dealer(SENDER)
     sock.connect(server.address)
     yield sock
     sock.close(linger=0)
 
 
+SENDER = "raw-peer"
+
+
+def dealer(routing_id: str) -> zmq.Socket:
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.ROUTING_ID, routing_id.encode("ascii"))
+    return sock
+
+
 def header(type_name: str = "heartbeat", **overrides: object) -> dict[str, object]:
-    fields = {"v": [1, 0], "type": type_name, "msg_id": uuid.uuid4().hex, "parent_id": None,
-              "ts": time.time(), "session": None, "seq": None}
-    fields.update(overrides)
-    return fields
+    return _header(type_name, **{"sender": SENDER, **overrides})
 
 
 def signed(head: dict[str, object] | bytes, body: dict[str, object] | bytes,
-           *buffers: bytes, key: bytes = KEY) -> list[bytes]:
-    frames = [h if isinstance(h, bytes) else msgpack.packb(h) for h in (head, body)]
-    frames += list(buffers)
-    return [Codec(key).sign(frames), *frames]
+           *buffers: bytes, key: bytes = KEY, digests: bool = True) -> list[bytes]:
+    return _signed(head, body, *buffers, key=key, digests=digests)
+
+
+def tampered_buffer() -> list[bytes]:
+    frames = signed(header("job.render"), camera_body(), EYE)
+    return [*frames[:3], b"\x01" + frames[3][1:]]
+
+
+def tampered_header() -> list[bytes]:
+    frames = signed(header(), {})
+    head = msgpack.unpackb(frames[1])
+    head["type"] = "session.delete"
+    return [frames[0], msgpack.packb(head), *frames[2:]]
 
 
 def receive(sock: zmq.Socket, timeout_ms: int = 300) -> ErrorReply | object | None:
@@ -58,8 +76,9 @@ def receive(sock: zmq.Socket, timeout_ms: int = 300) -> ErrorReply | object | No
 
 
 def still_serves(sock: zmq.Socket, attempts: int = 1) -> bool:
+    sender = sock.getsockopt(zmq.ROUTING_ID).decode("ascii")
     for _ in range(attempts):
-        sock.send_multipart(Codec(KEY).pack(Heartbeat()))
+        sock.send_multipart(Codec(KEY).pack(Heartbeat(), sender=sender))
         if isinstance(receive(sock, 1000), HeartbeatReply):
             return True
     return False
@@ -86,11 +105,26 @@ CASES: list[tuple[str, Callable[[], list[bytes]], str]] = [
     ("two-frames", lambda: signed(header(), {})[:2], "drop"),
     ("many-frames", lambda: signed(header(), {}, *[b"x"] * 40), "drop"),
     ("missing-signature", lambda: signed(header(), {})[1:], "drop"),
-    ("garbled-signature", lambda: [b"\x00" * 32, *signed(header(), {})[1:]], "drop"),
+    ("garbled-signature", lambda: [AUTH_MAGIC + b"\x00" * 32, *signed(header(), {})[1:]],
+     "drop"),
+    ("protocol-1-signature", lambda: [b"\x00" * 32, *signed(header(), {})[1:]], "drop"),
     ("short-signature", lambda: [b"\x00" * 8, *signed(header(), {})[1:]], "drop"),
     ("old-key", lambda: signed(header(), {}, key=b"o" * 32), "drop"),
-    ("stale", lambda: signed(header(ts=time.time() - 3600), {}), "drop"),
-    ("future", lambda: signed(header(ts=time.time() + 3600), {}), "drop"),
+    ("stale", lambda: signed(header(ts=time.time() - 3600), {}), "stale"),
+    ("future", lambda: signed(header(ts=time.time() + 3600), {}), "stale"),
+    ("header-tampered", tampered_header, "drop"),
+    ("buffer-tampered", tampered_buffer, "drop"),
+    ("sizes-mismatch", lambda: signed(header("job.render", sizes=[10, 128]), camera_body(), EYE),
+     "drop"),
+    ("oversize-declared", lambda: signed(header("job.render", sizes=[10, 2**40]),
+                                         camera_body(), EYE), "drop"),
+    ("digest-mismatch", lambda: signed(header("job.render", digests=["0" * 64] * 2),
+                                       camera_body(), EYE), "drop"),
+    ("digest-count", lambda: signed(header("job.render", digests=["0" * 64]),
+                                    camera_body(), EYE), "drop"),
+    ("digests-missing-on-tcp", lambda: signed(header(), {}, digests=False), "drop"),
+    ("wrong-sender", lambda: signed(header(sender="someone-else"), {}), "drop"),
+    ("no-sender", lambda: signed(header(sender=None), {}), "drop"),
     ("oversize-header", lambda: signed(header(pad="x" * 70_000), {}), "drop"),
     ("oversize-body", lambda: signed(header(), {"pad": "x" * 70_000}), "drop"),
     ("truncated-body", lambda: signed(header(), msgpack.packb({"a": "bcdef"})[:-2]),
@@ -113,7 +147,7 @@ CASES: list[tuple[str, Callable[[], list[bytes]], str]] = [
                                               if k != "msg_id"}, {}), "bad_header"),
     ("header-mistyped-ts", lambda: signed(header(ts="now"), {}), "bad_header"),
     ("header-nan-ts", lambda: signed(header(ts=float("nan")), {}), "bad_header"),
-    ("version-2", lambda: signed(header(v=[2, 0]), {}), "unsupported_version"),
+    ("version-3", lambda: signed(header(v=[3, 0]), {}), "unsupported_version"),
     ("unknown-type", lambda: signed(header("job.levitate"), {}), "unknown_type"),
     ("missing-field", lambda: signed(header("session.open"), {}), "missing_field"),
     ("mistyped-field", lambda: signed(header("session.open"), {"session_id": 5}),
@@ -212,8 +246,7 @@ def test_replayed_message_is_dropped(server: ThreadedServer, raw: zmq.Socket) ->
 def test_frame_above_maxmsgsize_drops_only_that_connection(
     server: ThreadedServer, raw: zmq.Socket
 ) -> None:
-    other = zmq.Context.instance().socket(zmq.DEALER)
-    other.setsockopt(zmq.LINGER, 0)
+    other = dealer("other-peer")
     other.connect(server.address)
     try:
         assert still_serves(other)
@@ -228,7 +261,8 @@ def test_frame_above_maxmsgsize_drops_only_that_connection(
 def test_valid_render_request_with_array_is_accepted(raw: zmq.Socket) -> None:
     from protocol import JobRender
 
-    raw.send_multipart(Codec(KEY).pack(JobRender(session_id="s1", camera=example_camera())))
+    raw.send_multipart(Codec(KEY).pack(JobRender(session_id="s1", camera=example_camera()),
+                                       sender=SENDER))
     reply = receive(raw, 3000)
     assert isinstance(reply, Ok) and reply.detail == "job.render"
 

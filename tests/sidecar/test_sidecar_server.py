@@ -44,10 +44,14 @@ def session_id(client):
 
 def test_handshake_connection_file_and_lock(sidecar, client) -> None:
     reply = client.server
-    assert reply.server_version[0] == 1 and reply.device == "cpu"
+    assert reply.server_version[0] == 2 and reply.device == "cpu"
     assert "test.count" in reply.capabilities and "upload" in reply.capabilities
     assert "profile.tiny" in reply.capabilities
-    assert sidecar.endpoint.startswith("tcp://127.0.0.1:") and not sidecar.endpoint.endswith(":0")
+    # The default local bind: a private ipc:// socket, whose permissions authenticate every
+    # byte, so buffers travel without digests.
+    assert sidecar.endpoint == f"ipc://{sidecar.workdir / 'run' / 'sidecar.sock'}"
+    assert reply.buffer_integrity == "transport"
+    assert stat.S_IMODE((sidecar.workdir / "run").stat().st_mode) == 0o700
     assert stat.S_IMODE(sidecar.connection_file.stat().st_mode) == 0o600
     second = subprocess.run(
         [sys.executable, "-m", "sidecar.cli", "--workdir", str(sidecar.workdir)],
@@ -254,6 +258,20 @@ def test_curve_encrypted_sidecar(tmp_path) -> None:
         with pytest.raises(RequestTimeout):
             plain.connect(timeout_s=1.0)
         plain.close()
+    finally:
+        running.terminate()
+
+
+def test_tcp_loopback_bind_signs_buffers_with_digests(tmp_path) -> None:
+    running = start_sidecar(tmp_path / "tcp", "--bind", "tcp://127.0.0.1:0")
+    try:
+        assert running.endpoint.startswith("tcp://127.0.0.1:")
+        assert not running.endpoint.endswith(":0")
+        client = running.client()
+        assert client.connect(timeout_s=30).buffer_integrity == "digest"
+        assert client.codec.buffer_digests
+        assert client.request(m.Heartbeat()).server_time > 0
+        client.close()
     finally:
         running.terminate()
 
