@@ -248,7 +248,10 @@ def _editor_spec(ctx: JobContext, spec: str) -> str:
 def _editor(ctx: JobContext, spec: str):
     """The editor for `spec`, kept loaded in the warm worker between turns."""
     from edit3d.editing.editors import load_editor
+    from sidecar.policy import check_editor
 
+    # Checked here too: a resumed turn names its editor from the session's files.
+    check_editor(spec, ctx.allowed_editors)
     key = ("editor", spec)
     cached = ctx.cache.get("editor")
     if isinstance(cached, tuple) and cached[0] == key:

@@ -8,9 +8,7 @@ or `sidecar.workspaces` (which calls edit3d), and returns the reply message. A r
 from __future__ import annotations
 
 import dataclasses
-import platform
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,6 +19,7 @@ from protocol.version import PROTOCOL_VERSION
 from sidecar import __version__, workspaces
 from sidecar.errors import SidecarError
 from sidecar.kinds import job_kinds
+from sidecar.policy import check_editor, resolve_source_path
 
 if TYPE_CHECKING:
     from sidecar.server import Sidecar
@@ -69,18 +68,27 @@ def heartbeat(sidecar: Sidecar, incoming: Incoming) -> m.Message:
 
 def session_create(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     request: m.SessionCreate = incoming.message  # type: ignore[assignment]
+    check_preset(request.preset)
     source, path = "upload", None
     if request.dataset_path is not None:
-        source, path = "dataset", _existing_path(request.dataset_path, "dataset_path")
+        source, path = "dataset", _allowed_source(sidecar, request.dataset_path, "dataset_path")
     elif request.nerfstudio_run is not None:
-        source, path = "nerfstudio_run", _existing_path(request.nerfstudio_run, "nerfstudio_run")
+        source, path = "nerfstudio_run", _allowed_source(sidecar, request.nerfstudio_run,
+                                                         "nerfstudio_run")
+    if path is not None:
+        # Refused before anything is created: a busy answer leaves no session behind.
+        sidecar.jobs.check_room()
     meta = sidecar.store.create(request.name, source=source, source_path=path,
                                 preset=request.preset)
     session_id = meta["id"]
-    sidecar.hub.subscribe(session_id, incoming.identity)
     if path is not None:
         # Reading the dataset runs nerfstudio's dataparser: done by the worker, not here.
-        sidecar.jobs.submit(PREPARE_KIND, session_id, {}, origin=incoming.envelope.msg_id)
+        try:
+            sidecar.jobs.submit(PREPARE_KIND, session_id, {}, origin=incoming.envelope.msg_id)
+        except SidecarError:
+            sidecar.store.delete(session_id)
+            raise
+    sidecar.hub.subscribe(session_id, incoming.identity)
     return _summary(sidecar, session_id)
 
 
@@ -162,6 +170,10 @@ def submit_job(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     session_id = params.pop("session_id", None)
     if not isinstance(session_id, str):
         raise SidecarError("bad_request", f"{request.type_name} requests must name a session")
+    if "editor" in params:
+        check_editor(params["editor"], sidecar.config.allowed_editors)
+    if request.type_name == "job.train_base" and params.get("preset") is not None:
+        check_preset(params["preset"])
     sidecar.store.session_dir(session_id)  # not_found before queueing
     sidecar.hub.subscribe(session_id, incoming.identity)
     job = sidecar.jobs.submit(request.type_name, session_id, params,
@@ -236,12 +248,17 @@ def _now() -> float:
     return time.time()
 
 
-def _existing_path(text: str, field_name: str) -> str:
-    path = Path(text).expanduser()
-    if not path.exists():
-        raise SidecarError("not_found", f"{field_name} {text!r} does not exist on "
-                           f"{platform.node() or 'the sidecar machine'}")
-    return str(path.resolve())
+def _allowed_source(sidecar: Sidecar, text: str, field_name: str) -> str:
+    return str(resolve_source_path(text, field_name, sidecar.config.data_roots,
+                                   sidecar.store.root))
+
+
+def check_preset(name: str) -> None:
+    """Refuse a field preset edit3d does not define (before anything is created)."""
+    from edit3d.field.presets import PRESETS
+
+    if name not in PRESETS:
+        raise SidecarError("bad_request", f"preset must be one of {sorted(PRESETS)}, got {name!r}")
 
 
 def _session_info(sidecar: Sidecar, meta: dict) -> m.SessionInfo:

@@ -219,13 +219,17 @@ class JobManager:
                 params = job_kind.validate(dict(params))
             except ValueError as exc:
                 raise SidecarError("bad_request", str(exc)) from exc
-        if len(self._queue) >= self.limits.max_queued:
-            raise SidecarError("queue_full", f"{len(self._queue)} jobs are already waiting")
+        self.check_room()
         job = Job(uuid.uuid4().hex[:16], kind, session_id, dict(params), origin=origin)
         self._jobs[job.id] = job
         self._queue.append(job.id)
         self._emit(job, "job.queued", {})
         return job
+
+    def check_room(self) -> None:
+        """Raise `queue_full` when no job can be queued now."""
+        if len(self._queue) >= self.limits.max_queued:
+            raise SidecarError("queue_full", f"{len(self._queue)} jobs are already waiting")
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a queued job at once, or ask the running one to stop (cooperatively)."""

@@ -49,6 +49,8 @@ class JobContext:
     """Lives as long as the worker process: keeps loaded models warm between jobs."""
     send: Callable[[tuple], None] = field(repr=False)
     """Sends one message to the server (used by `progress` and `preview`)."""
+    allowed_editors: tuple[str, ...] = ()
+    """Editor import paths the operator allowed (see `sidecar.policy.check_editor`)."""
     _last_progress: float = field(default=0.0, repr=False)
 
     @property

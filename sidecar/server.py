@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import threading
 import time
 import traceback
@@ -63,6 +64,8 @@ _PROTOCOL_CODES = {
     "unknown_job_kind": "unknown_type",
     "queue_full": "busy",
     "not_ready": "conflict",
+    "not_allowed": "not_allowed",
+    "no_space": "no_space",
     "internal": "internal",
 }
 
@@ -94,6 +97,13 @@ class ServerConfig:
     """Queue bounds and the cancel deadline."""
     session_limits: SessionLimits = field(default_factory=SessionLimits)
     """Upload limits."""
+    data_roots: tuple[Path, ...] = ()
+    """Folders datasets and ns-train runs may be opened from (the uploads always may)."""
+    allowed_editors: tuple[str, ...] = ()
+    """Editor import paths ("pkg.mod:Factory") allowed besides the registered editors."""
+    advertise: str | None = None
+    """Endpoint written to the connection file instead of the bound one ("host:port" or
+    "tcp://host:port"; a bare "host" keeps the bound port)."""
 
 
 class Sidecar:
@@ -111,7 +121,8 @@ class Sidecar:
         )
         self.jobs = JobManager(
             WorkerOptions(config.device, config.profile, config.job_modules,
-                          PRELOAD_MODULES if config.preload else ()),
+                          PRELOAD_MODULES if config.preload else (),
+                          allowed_editors=config.allowed_editors),
             self._on_job_event,
             config.job_limits,
             session_dir_resolver=lambda sid: str(self.store.session_dir(sid)),
@@ -145,7 +156,8 @@ class Sidecar:
         )
         self.connection_file = write_connection_file(
             self.config.workdir / CONNECTION_FILE,
-            ConnectionInfo(endpoint.endpoint, key, pid=os.getpid(),
+            ConnectionInfo(advertised_endpoint(endpoint.endpoint, self.config.advertise), key,
+                           pid=os.getpid(),
                            curve_server_public_key=curve_public),
         )
         return endpoint
@@ -336,6 +348,31 @@ class Sidecar:
         self.jobs.shutdown(timeout_s=10.0)
         self.hub.save_marks()
         self.endpoint.close()
+
+
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "*", "::", "[::]"})
+"""Bind addresses that mean "every interface" (no client can connect to them as such)."""
+
+
+def advertised_endpoint(bound: str, advertise: str | None) -> str:
+    """The endpoint clients should connect to, for the connection file.
+
+    `advertise` ("host", "host:port" or "tcp://host:port") wins; a bare host keeps the bound
+    port. Without it, a wildcard bind is advertised under this machine's name.
+    """
+    scheme, _, address = bound.partition("://")
+    if scheme != "tcp":
+        return bound
+    bound_host, _, bound_port = address.rpartition(":")
+    if advertise:
+        text = advertise.removeprefix("tcp://")
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit():
+            host, port = text, bound_port
+        return f"tcp://{host}:{port}"
+    if bound_host in WILDCARD_HOSTS:
+        return f"tcp://{socket.getfqdn()}:{bound_port}"
+    return bound
 
 
 class _FinishedLater:

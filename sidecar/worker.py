@@ -43,6 +43,8 @@ class WorkerOptions:
     preload: tuple[str, ...] = ()
     """Modules imported right after "ready" (torch, nerfstudio...), so the first job starts
     without paying for them."""
+    allowed_editors: tuple[str, ...] = ()
+    """Editor import paths the operator allowed (besides the registered editors)."""
 
 
 def _die_with_parent() -> None:
@@ -150,6 +152,7 @@ def _run_job(
         profile=options.profile,
         cache=cache,
         send=memory.send,
+        allowed_editors=options.allowed_editors,
     )
     conn.send(("started", job_id))
     try:
