@@ -408,7 +408,11 @@ def export(ctx: JobContext) -> dict:
     kind, fmt = ctx.params.get("kind", "point_cloud"), ctx.params.get("format", "ply")
     geometry = _export_geometry(ctx, field, kind)
     name = f"{kind}-{turn_id}-{ctx.job_id}.{fmt}"
-    write_geometry(ctx.exports_dir / name, geometry, fmt)
+    try:
+        write_geometry(ctx.exports_dir / name, geometry, fmt)
+    except BaseException:
+        (ctx.exports_dir / name).unlink(missing_ok=True)  # no truncated export stays behind
+        raise
     points = geometry.points if kind == "point_cloud" else geometry.vertices
     event = ExportResult(
         job_id=ctx.job_id, turn_id=turn_id, kind=kind, format=fmt, path=f"exports/{name}",

@@ -59,7 +59,8 @@ class Job:
     last_progress_at: float | None = None
     """Wall time of the last progress report (not a heartbeat: a stuck job stops it)."""
     reason: str | None = None
-    """Why it failed: "exception", "out_of_memory", "worker_crashed", "worker_start_failed"."""
+    """Why it failed: "exception", "out_of_memory", "worker_crashed", "worker_start_failed",
+    "no_space" (the disk filled up; the nodes it wrote are left interrupted)."""
     error: str | None = None
     traceback: str | None = None
     result: dict | None = None

@@ -37,6 +37,7 @@ from protocol.messages import (
 from protocol.server import Incoming, ServerEndpoint
 from sidecar.errors import SidecarError
 from sidecar.events import EventHub
+from sidecar.fsutil import is_disk_full
 from sidecar.jobs import Job, JobLimits, JobManager
 from sidecar.kinds import DEFAULT_JOB_MODULES, job_kinds, load_job_modules
 from sidecar.sessions import SessionLimits, SessionStore
@@ -239,6 +240,11 @@ class Sidecar:
                                 parent_id=parent, detail=exc.code)
             return
         except Exception as exc:  # a handler bug answers `internal`, never kills the loop
+            if is_disk_full(exc):
+                self.endpoint.error(incoming.identity, "no_space",
+                                    f"the sidecar's disk is full: {exc}"[:4000],
+                                    parent_id=parent, detail="no_space")
+                return
             log.exception("handler for %s failed", message.type_name)
             self.endpoint.error(incoming.identity, "internal", f"{type(exc).__name__}: {exc}",
                                 parent_id=parent, detail=traceback.format_exc()[-60000:])
@@ -296,6 +302,9 @@ class Sidecar:
         """Turn a job manager report into protocol events (and session history)."""
         if job.session_id is None:
             return
+        if kind in ("job.failed", "job.cancelled"):
+            # Before the event goes out, so a client that reacts to it can resume at once.
+            self._release_nodes(job)
         for message in self._job_messages(job, kind, data):
             if isinstance(message, _FinishedLater):
                 message = message.build()
@@ -309,6 +318,26 @@ class Sidecar:
         if kind in ("job.queued", "job.started", "job.finished", "job.failed",
                     "job.cancelled"):
             self._record_history(job)
+
+    def _release_nodes(self, job: Job) -> None:
+        """Nodes the ended job left "running" (its worker died, its disk filled up) become
+        interrupted, so resume, discard and a new base training work without a restart."""
+        from sidecar import workspaces
+
+        assert job.session_id is not None
+        # One job runs at a time and this one has ended: nothing else can own its nodes.
+        try:
+            root = self.store.workspace_dir(job.session_id)
+            released = workspaces.release_running(
+                root, f"job {job.id} ended ({job.state}: {job.reason or 'stopped'})")
+        except SidecarError:
+            return  # the session was deleted meanwhile
+        except Exception:  # e.g. the disk is still full: the next start-up recovers it
+            log.exception("could not release the nodes of job %s", job.id)
+            return
+        if released:
+            log.info("session %s: %s marked interrupted after job %s ended",
+                     job.session_id, ", ".join(released), job.id)
 
     def _record_history(self, job: Job) -> None:
         assert job.session_id is not None

@@ -31,6 +31,7 @@ from sidecar.fsutil import (
     UnsafePathError,
     atomic_write_json,
     ensure_directory_without_symlinks,
+    is_disk_full,
     read_json,
     safe_relative_path,
 )
@@ -124,9 +125,6 @@ class SessionStore:
             raise SidecarError("bad_request", f"name must be 1-200 characters, got {name!r}")
         session_id = uuid.uuid4().hex[:12]
         path = self.root / session_id
-        path.mkdir(mode=0o700)
-        (path / "uploads" / _PARTIAL_DIR).mkdir(parents=True, mode=0o700)
-        (path / "exports").mkdir(mode=0o700)
         meta = {
             "format": SESSION_FORMAT,
             "id": session_id,
@@ -138,7 +136,16 @@ class SessionStore:
             "workspace_ready": False,
             "jobs": [],
         }
-        atomic_write_json(path / "session.json", meta)
+        try:
+            path.mkdir(mode=0o700)
+            (path / "uploads" / _PARTIAL_DIR).mkdir(parents=True, mode=0o700)
+            (path / "exports").mkdir(mode=0o700)
+            atomic_write_json(path / "session.json", meta)
+        except OSError as exc:
+            shutil.rmtree(path, ignore_errors=True)  # no half session that never lists
+            if is_disk_full(exc):
+                raise SidecarError("no_space", f"no space left to create a session: {exc}") from exc
+            raise
         return meta
 
     def read(self, session_id: str) -> dict:
@@ -291,11 +298,30 @@ class SessionStore:
                 raise SidecarError(
                     "too_large", f"chunk goes past the declared size {upload.size}"
                 )
-            with open(upload.partial, "ab") as handle:
-                handle.write(data)
+            self._append(upload, data)
             upload.hasher.update(data)  # type: ignore[attr-defined]
             upload.received += length
             return upload.received
+
+    def _append(self, upload: Upload, data: bytes) -> None:
+        """Append a chunk to the partial file; a failed write leaves it as it was."""
+        try:
+            with open(upload.partial, "r+b") as handle:
+                handle.seek(upload.received)
+                try:
+                    handle.write(data)
+                    handle.flush()
+                except OSError:
+                    handle.truncate(upload.received)  # the client may resend this chunk
+                    raise
+        except FileNotFoundError as exc:
+            self._uploads.pop(upload.upload_id, None)
+            raise SidecarError("not_found", "the upload's partial file is gone (the session "
+                               "was cleaned up); begin the upload again") from exc
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise SidecarError("no_space", f"no space left for the upload: {exc}") from exc
+            raise SidecarError("internal", f"could not write the chunk: {exc}") from exc
 
     def commit_upload(self, upload_id: str) -> Path:
         """Verify size and sha256, then move the file into place atomically."""

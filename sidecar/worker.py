@@ -27,6 +27,7 @@ from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 from edit3d.progress import Cancelled, CancelToken
+from sidecar.fsutil import is_disk_full
 from sidecar.kinds import JobContext, get_job_kind, load_job_modules
 
 
@@ -130,6 +131,14 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return name == "OutOfMemoryError" or "out of memory" in str(exc).lower()
 
 
+def _failure_reason(exc: BaseException) -> str:
+    if _is_out_of_memory(exc):
+        return "out_of_memory"
+    if is_disk_full(exc) or is_disk_full(exc.__cause__ or exc.__context__ or exc):
+        return "no_space"
+    return "exception"
+
+
 def _run_job(
     conn: Connection, options: WorkerOptions, cancel_event: EventType, cache: dict,
     message: tuple,
@@ -161,7 +170,7 @@ def _run_job(
     except Cancelled:
         conn.send(("cancelled", job_id))
     except Exception as exc:  # every failure of a job is reported, none kills the worker
-        reason = "out_of_memory" if _is_out_of_memory(exc) else "exception"
+        reason = _failure_reason(exc)
         message_text = f"{type(exc).__name__}: {exc}"
         conn.send(("failed", job_id, reason, message_text, traceback.format_exc()))
     memory.report()
