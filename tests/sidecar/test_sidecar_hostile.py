@@ -1,0 +1,140 @@
+"""A client with the key trying what it should not: run code, reach server files, wedge a
+session, fill the queue or the disk. Each case gets a clear refusal and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import sidecar_test_jobs as tj
+from sidecar_harness import start_sidecar, wait_for_events
+
+from protocol import messages as m
+from protocol.errors import RemoteError
+
+ALLOWED_EDITOR = "sidecar_test_jobs:TestCount"
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("hostile")
+    data = base / "data"
+    (data / "capture").mkdir(parents=True)
+    (base / "secret").mkdir()
+    (base / "secret" / "transforms.json").write_text("{}")
+    (data / "link-out").symlink_to(base / "secret")
+    return {"base": base, "data": data, "work": base / "work"}
+
+
+@pytest.fixture(scope="module")
+def sidecar(roots):
+    running = start_sidecar(roots["work"], "--data-root", str(roots["data"]),
+                            "--allow-editor", ALLOWED_EDITOR)
+    yield running
+    running.terminate()
+
+
+@pytest.fixture(scope="module")
+def client(sidecar):
+    client = sidecar.client()
+    yield client
+    client.close()
+
+
+def session_dirs(sidecar) -> set[str]:
+    return {p.name for p in (sidecar.workdir / "sessions").iterdir()}
+
+
+def refused(client, request) -> RemoteError:
+    with pytest.raises(RemoteError) as info:
+        client.request(request)
+    return info.value
+
+
+def test_editor_import_paths_come_only_from_the_command_line(client) -> None:
+    session = client.request(m.SessionCreate(name="editors"))
+    for spec in ("os:getcwd", "os:system", "builtins:eval", "sidecar_test_jobs:TestRaise"):
+        error = refused(client, m.JobRunTurn(session_id=session.session_id,
+                                             instruction="x", editor=spec))
+        assert error.code == "not_allowed" and spec in error.message
+        assert "--allow-editor" in error.message
+    assert not client.request(m.JobStatus(session_id=session.session_id)).jobs  # none queued
+    accepted = client.request(m.JobRunTurn(session_id=session.session_id, instruction="x",
+                                           editor=ALLOWED_EDITOR))
+    assert accepted.kind == "job.run_turn"  # what the operator named is accepted
+
+
+def test_paths_outside_the_data_roots_read_as_not_found(sidecar, client, roots) -> None:
+    before = session_dirs(sidecar)
+    messages = set()
+    for text in ("/etc", "/no/such/dir", str(roots["base"] / "secret"), "~",
+                 str(roots["data"] / ".." / "secret"), "../secret", "link-out",
+                 str(roots["data"] / "link-out"), str(sidecar.workdir)):
+        for field_name in ("dataset_path", "nerfstudio_run"):
+            error = refused(client, m.SessionCreate(name="probe", **{field_name: text}))
+            assert error.code == "not_found", (text, error)
+            messages.add(error.message.replace(repr(text), "PATH").replace(field_name, "F"))
+    assert len(messages) == 1  # existing and missing paths answer alike
+    assert session_dirs(sidecar) == before  # nothing was created
+
+
+def test_paths_inside_a_data_root_or_the_uploads_are_accepted(sidecar, client, roots) -> None:
+    absolute = client.request(m.SessionCreate(name="abs",
+                                              dataset_path=str(roots["data"] / "capture")))
+    relative = client.request(m.SessionCreate(name="rel", dataset_path="capture"))
+    empty = client.request(m.SessionCreate(name="uploads"))
+    uploads = sidecar.workdir / "sessions" / empty.session_id / "uploads"
+    (uploads / "scene").mkdir()
+    from_uploads = client.request(m.SessionCreate(name="up", dataset_path=str(uploads / "scene")))
+    partial = refused(client, m.SessionCreate(name="p", dataset_path=str(uploads / ".partial")))
+    assert partial.code == "not_found"
+    for created, expected in ((absolute, roots["data"] / "capture"),
+                              (relative, roots["data"] / "capture"),
+                              (from_uploads, uploads / "scene")):
+        meta = json.loads((sidecar.workdir / "sessions" / created.session_id / "session.json")
+                          .read_text())
+        assert meta["source"]["path"] == os.path.realpath(expected)
+
+
+def test_bogus_preset_is_refused_and_creates_nothing(sidecar, client) -> None:
+    before = session_dirs(sidecar)
+    error = refused(client, m.SessionCreate(name="bogus", preset="no-such-preset"))
+    assert error.code == "invalid_field" and "no-such-preset" in error.message
+    assert session_dirs(sidecar) == before
+    session = client.request(m.SessionCreate(name="ok", preset="tiny"))
+    error = refused(client, m.JobTrainBase(session_id=session.session_id, preset="fast"))
+    assert error.code == "invalid_field" and "'fast'" in error.message
+
+
+def test_session_create_answering_busy_creates_nothing(sidecar, client) -> None:
+    holder = client.request(m.SessionCreate(name="queue"))
+    jobs = [client.request(tj.TestCount(session_id=holder.session_id, steps=100_000))]
+    while True:
+        try:
+            jobs.append(client.request(tj.TestCount(session_id=holder.session_id, steps=1)))
+        except RemoteError as full:
+            assert full.code == "busy"
+            break
+    before = session_dirs(sidecar)
+    for _ in range(5):
+        error = refused(client, m.SessionCreate(name="burst", dataset_path="capture"))
+        assert error.code == "busy"
+    assert session_dirs(sidecar) == before
+    for job in reversed(jobs):
+        client.request(m.JobCancel(job_id=job.job_id))
+    wait_for_events(client, lambda e: e.header.type == "job.cancelled"
+                    and e.message.job_id == jobs[0].job_id)
+
+
+def test_a_node_left_running_by_a_full_disk_is_released_at_once(client) -> None:
+    session = client.request(m.SessionCreate(name="disk"))
+    job = client.request(tj.TestOrphanNode(session_id=session.session_id, end="disk_full"))
+    seen = wait_for_events(client, lambda e: e.header.type in ("job.failed", "job.finished")
+                           and e.message.job_id == job.job_id, timeout=120)
+    failed = seen[-1].message
+    assert seen[-1].header.type == "job.failed" and failed.reason.startswith("no_space")
+    summary = client.request(m.SessionOpen(session_id=session.session_id))
+    assert {t.turn_id: t.status for t in summary.turns} == {"base": "interrupted"}
