@@ -45,7 +45,7 @@ def scene(tmp_path_factory):
 
 def test_turn_killed_mid_way_is_interrupted_then_resumed(tmp_path, scene) -> None:
     work = tmp_path / "work"
-    first = start_sidecar(work, preload=True)
+    first = start_sidecar(work, "--data-root", str(scene.root), preload=True)
     client = first.client()
     created = client.request(m.SessionCreate(name="sample", dataset_path=str(scene.root),
                                              preset="tiny"))
@@ -94,7 +94,7 @@ def test_turn_killed_mid_way_is_interrupted_then_resumed(tmp_path, scene) -> Non
     first.process.wait(timeout=10)
     client.close()
 
-    second = start_sidecar(work, preload=True)
+    second = start_sidecar(work, "--data-root", str(scene.root), preload=True)
     client = second.client()
     summary = client.request(m.SessionOpen(session_id=sid))
     turns = {turn.turn_id: turn for turn in summary.turns}
