@@ -19,7 +19,7 @@ from protocol.version import PROTOCOL_VERSION
 from sidecar import __version__, workspaces
 from sidecar.errors import SidecarError
 from sidecar.kinds import job_kinds
-from sidecar.policy import check_editor, resolve_source_path
+from sidecar.policy import check_editor, check_preset, resolve_source_path
 
 if TYPE_CHECKING:
     from sidecar.server import Sidecar
@@ -81,14 +81,15 @@ def session_create(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     meta = sidecar.store.create(request.name, source=source, source_path=path,
                                 preset=request.preset)
     session_id = meta["id"]
+    sidecar.hub.subscribe(session_id, incoming.identity)
     if path is not None:
         # Reading the dataset runs nerfstudio's dataparser: done by the worker, not here.
         try:
             sidecar.jobs.submit(PREPARE_KIND, session_id, {}, origin=incoming.envelope.msg_id)
         except SidecarError:
             sidecar.store.delete(session_id)
+            sidecar.hub.forget_session(session_id)
             raise
-    sidecar.hub.subscribe(session_id, incoming.identity)
     return _summary(sidecar, session_id)
 
 
@@ -251,14 +252,6 @@ def _now() -> float:
 def _allowed_source(sidecar: Sidecar, text: str, field_name: str) -> str:
     return str(resolve_source_path(text, field_name, sidecar.config.data_roots,
                                    sidecar.store.root))
-
-
-def check_preset(name: str) -> None:
-    """Refuse a field preset edit3d does not define (before anything is created)."""
-    from edit3d.field.presets import PRESETS
-
-    if name not in PRESETS:
-        raise SidecarError("bad_request", f"preset must be one of {sorted(PRESETS)}, got {name!r}")
 
 
 def _session_info(sidecar: Sidecar, meta: dict) -> m.SessionInfo:

@@ -7,7 +7,10 @@ is one the operator allowed.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,6 +34,32 @@ def check_editor(spec: object, allowed: Sequence[str]) -> str:
         f"editor {spec!r} is not allowed: use one of {list(REGISTERED_EDITORS)}{extra} "
         "(the operator adds import paths with edit3d-sidecar --allow-editor pkg.mod:Factory)",
     )
+
+
+def check_preset(name: object) -> str:
+    """`name` if edit3d defines a field preset of that name (refused before anything is made)."""
+    names = preset_names()
+    if name not in names:
+        raise SidecarError("bad_request", f"preset must be one of {sorted(names)}, got {name!r}")
+    return name  # type: ignore[return-value]
+
+
+@functools.cache
+def preset_names() -> frozenset[str]:
+    """Names of edit3d's field presets, read from its presets module alone: importing the
+    `edit3d.field` package would load torch and nerfstudio inside the server's loop."""
+    loaded = sys.modules.get("edit3d.field.presets")
+    if loaded is None:
+        import edit3d
+
+        name = "_sidecar_edit3d_field_presets"
+        path = Path(edit3d.__file__).parent / "field" / "presets.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[name] = loaded  # dataclasses look their module up while it executes
+        spec.loader.exec_module(loaded)
+    return frozenset(loaded.PRESETS)
 
 
 def resolve_source_path(
