@@ -312,7 +312,8 @@ class SessionStore:
                     handle.write(data)
                     handle.flush()
                 except OSError:
-                    handle.truncate(upload.received)  # the client may resend this chunk
+                    with contextlib.suppress(OSError):  # the client may resend this chunk
+                        handle.truncate(upload.received)
                     raise
         except FileNotFoundError as exc:
             self._uploads.pop(upload.upload_id, None)
