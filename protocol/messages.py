@@ -219,7 +219,11 @@ class HandshakeReply(Message):
     capabilities: tuple[str, ...] = param((), max_len=64, max_items=256)
     """Feature names, e.g. "ip2p", "adss", "refine", "export.mesh", "upload"."""
     sessions: tuple[SessionInfo, ...] = param((), max_items=10_000)
-    """Existing sessions."""
+    """The newest sessions, newest first (at most one `session.list` page; see
+    `session_count`)."""
+    session_count: int | None = param(None, ge=0, le=MAX_INT32)
+    """How many sessions exist; more than `sessions` holds means: page with `session.list`
+    (None from servers that send them all)."""
 
 
 @message("heartbeat", "request", idempotent=True)
@@ -292,15 +296,24 @@ class SessionCreate(Message):
 
 @message("session.list", "request", idempotent=True)
 class SessionList(Message):
-    """List sessions."""
+    """List sessions, newest first, one page at a time."""
+
+    after: str | None = param(None, pattern=ID)
+    """Cursor: the last session id of the previous page (None = start with the newest)."""
+    limit: int = param(1000, ge=1, le=10_000)
+    """Most sessions in the reply."""
 
 
 @message("session.list.reply", "reply")
 class SessionListReply(Message):
-    """All sessions."""
+    """One page of sessions."""
 
     sessions: tuple[SessionInfo, ...] = param((), max_items=10_000)
-    """Sessions, oldest first."""
+    """Sessions, newest first."""
+    next_after: str | None = param(None, pattern=ID)
+    """Pass as `after` to get the next page; None = this was the last page."""
+    total: int | None = param(None, ge=0, le=MAX_INT32)
+    """How many sessions exist."""
 
 
 @message("session.open", "request", idempotent=True)

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 Handler = Callable[["Sidecar", Incoming], "m.Message | None"]
 UPLOAD_CHUNK_BYTES = 8 << 20
 PREPARE_KIND = "session.prepare"
+HANDSHAKE_SESSIONS = 100
+"""Newest sessions listed in the handshake reply (the rest: `session.list` pages)."""
 MAX_STATUS_JOBS = 1000
 """Newest jobs listed by one job.status reply."""
 
@@ -35,7 +37,8 @@ MAX_STATUS_JOBS = 1000
 
 
 def handshake(sidecar: Sidecar, incoming: Incoming) -> m.Message:
-    sessions = tuple(_session_info(sidecar, meta) for meta in sidecar.store.list())
+    ids, _more, count = sidecar.store.page(None, HANDSHAKE_SESSIONS)
+    sessions = _session_infos(sidecar, ids)
     capabilities = [*sorted(job_kinds()), "upload", f"profile.{sidecar.config.profile}"]
     info = sidecar.jobs.device_info
     return m.HandshakeReply(
@@ -48,6 +51,7 @@ def handshake(sidecar: Sidecar, incoming: Incoming) -> m.Message:
         gpu_memory_free=info.get("gpu_memory_free"),
         capabilities=tuple(capabilities),
         sessions=sessions,
+        session_count=count,
     )
 
 
@@ -94,9 +98,20 @@ def session_create(sidecar: Sidecar, incoming: Incoming) -> m.Message:
 
 
 def session_list(sidecar: Sidecar, incoming: Incoming) -> m.Message:
-    return m.SessionListReply(
-        sessions=tuple(_session_info(sidecar, meta) for meta in sidecar.store.list())
-    )
+    request: m.SessionList = incoming.message  # type: ignore[assignment]
+    ids, next_after, total = sidecar.store.page(request.after, request.limit)
+    return m.SessionListReply(sessions=_session_infos(sidecar, ids), next_after=next_after,
+                              total=total)
+
+
+def _session_infos(sidecar: Sidecar, ids: list[str]) -> tuple[m.SessionInfo, ...]:
+    infos = []
+    for session_id in ids:
+        try:
+            infos.append(_session_info(sidecar, sidecar.store.read(session_id)))
+        except (OSError, ValueError, SidecarError):
+            continue  # deleted meanwhile, or unreadable: listed by nobody
+    return tuple(infos)
 
 
 def session_open(sidecar: Sidecar, incoming: Incoming) -> m.Message:

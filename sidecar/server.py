@@ -117,6 +117,7 @@ class Sidecar:
         load_job_modules(config.job_modules)
         self.store = SessionStore(config.workdir, config.session_limits)
         self.store.clean_stale_state()
+        self.store.page(None, 1)  # index the sessions now, not in the first handshake
         self.endpoint = self._bind()
         self.hub = EventHub(
             self._push, load_mark=self._load_seq_mark, save_mark=self._save_seq_mark

@@ -92,6 +92,9 @@ class SessionStore:
         self.limits = limits or SessionLimits()
         self._lock = threading.RLock()
         self._uploads: dict[str, Upload] = {}
+        self._created: dict[str, float] | None = None
+        """Session id → creation time, read from disk once, then kept up to date (pages of
+        `session.list` and the handshake must not read every session.json)."""
 
     # ----- paths -------------------------------------------------------------------------
     def session_dir(self, session_id: str) -> Path:
@@ -146,6 +149,9 @@ class SessionStore:
             if is_disk_full(exc):
                 raise SidecarError("no_space", f"no space left to create a session: {exc}") from exc
             raise
+        with self._lock:
+            if self._created is not None:
+                self._created[session_id] = meta["created_ts"]
         return meta
 
     def read(self, session_id: str) -> dict:
@@ -189,10 +195,30 @@ class SessionStore:
         sessions.sort(key=lambda meta: float(meta.get("created_ts", 0.0)))
         return sessions
 
+    def page(self, after: str | None, limit: int) -> tuple[list[str], str | None, int]:
+        """One page of session ids, newest first: (ids, cursor of the next page or None,
+        number of sessions). `after` is the last id of the previous page."""
+        with self._lock:
+            if self._created is None:
+                self._created = {m["id"]: float(m.get("created_ts", 0.0)) for m in self.list()}
+            created = dict(self._created)
+        order = sorted(created, key=lambda sid: (-created[sid], sid))
+        start = 0
+        if after is not None:
+            if after not in created:
+                raise SidecarError("not_found", f"cursor {after!r} names no session (deleted "
+                                   "meanwhile?): list again from the first page")
+            start = order.index(after) + 1
+        ids = order[start:start + limit]
+        more = start + limit < len(order)
+        return ids, ids[-1] if more and ids else None, len(order)
+
     def delete(self, session_id: str) -> None:
         """Remove a session and everything in it (the caller checks no job uses it)."""
         path = self.session_dir(session_id)
         with self._lock:
+            if self._created is not None:
+                self._created.pop(session_id, None)
             for upload_id in [u.upload_id for u in self._uploads.values()
                               if u.session_id == session_id]:
                 self._uploads.pop(upload_id, None)

@@ -138,3 +138,44 @@ def test_a_node_left_running_by_a_full_disk_is_released_at_once(client) -> None:
     assert seen[-1].header.type == "job.failed" and failed.reason.startswith("no_space")
     summary = client.request(m.SessionOpen(session_id=session.session_id))
     assert {t.turn_id: t.status for t in summary.turns} == {"base": "interrupted"}
+
+
+def _fake_sessions(workdir: Path, count: int) -> list[str]:
+    """`count` sessions written straight to disk (the sidecar reads them at start)."""
+    ids = []
+    for i in range(count):
+        session_id = f"{i:012x}"
+        folder = workdir / "sessions" / session_id
+        folder.mkdir(parents=True)
+        (folder / "session.json").write_text(json.dumps({
+            "format": 1, "id": session_id, "name": f"s{i}", "created_ts": 1_000_000.0 + i,
+            "source": {"kind": "upload", "path": None}, "preset": "small", "jobs": []}))
+        ids.append(session_id)
+    return ids
+
+
+@pytest.mark.slow
+def test_ten_thousand_and_one_sessions_page_instead_of_locking_clients_out(tmp_path) -> None:
+    ids = _fake_sessions(tmp_path / "work", 10_001)
+    running = start_sidecar(tmp_path / "work")
+    client = running.client()  # the handshake itself used to fail here (over its cap)
+    try:
+        assert client.server.session_count == 10_001
+        newest = [s.session_id for s in client.server.sessions]
+        assert newest == ids[::-1][:100]
+        listed, after = [], None
+        while True:
+            page = client.request(m.SessionList(after=after, limit=3000), timeout_s=30)
+            assert page.total == 10_001 and len(page.sessions) <= 3000
+            listed += [s.session_id for s in page.sessions]
+            after = page.next_after
+            if after is None:
+                break
+        assert listed == ids[::-1]
+        gone = ids[-1]
+        client.request(m.SessionDelete(session_id=gone))
+        stale = refused(client, m.SessionList(after=gone))
+        assert stale.code == "not_found" and "first page" in stale.message
+    finally:
+        client.close()
+        running.terminate()
