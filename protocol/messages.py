@@ -589,6 +589,10 @@ class JobRender(Message):
     """Turn (None = head)."""
     outputs: tuple[Literal["rgb", "depth", "accumulation"], ...] = param(("rgb",), max_items=3)
     """Which images to return."""
+    dtype: Literal["float32", "float16", "uint8"] = "float32"
+    """Pixel type of rgb and accumulation (uint8: [0, 1] scaled to 0-255); depth is float32,
+    or float16 unless float32 is asked. Large renders fit the sidecar's render budget only
+    as float16 or uint8."""
 
     def check(self) -> None:
         if not self.outputs or len(set(self.outputs)) != len(self.outputs):
@@ -676,12 +680,12 @@ class RenderResult(Message):
     """Turn that rendered."""
     camera: Camera
     """The camera rendered."""
-    rgb: np.ndarray | None = param(None, dtypes=("|u1", "<f4"), shape=(None, None, 3))
-    """[H, W, 3] row 0 = top; uint8 or float32 in [0, 1]."""
-    depth: np.ndarray | None = param(None, dtypes=("<f4",), ndim=(2,), nonfinite=True)
-    """[H, W] float32 distance along the ray, world units (inf = nothing hit)."""
-    accumulation: np.ndarray | None = param(None, dtypes=("<f4",), ndim=(2,))
-    """[H, W] float32 opacity."""
+    rgb: np.ndarray | None = param(None, dtypes=("|u1", "<f2", "<f4"), shape=(None, None, 3))
+    """[H, W, 3] row 0 = top; uint8 (0-255), float16 or float32 in [0, 1]."""
+    depth: np.ndarray | None = param(None, dtypes=("<f2", "<f4"), ndim=(2,), nonfinite=True)
+    """[H, W] float32 (or float16) distance along the ray, world units (inf = nothing hit)."""
+    accumulation: np.ndarray | None = param(None, dtypes=("|u1", "<f2", "<f4"), ndim=(2,))
+    """[H, W] opacity, as rgb's pixel type."""
 
 
 @message("export.result", "event")

@@ -315,23 +315,89 @@ def discard_turn(ctx: JobContext) -> dict:
     return {"turn_id": ctx.params["turn_id"], "discarded": True}
 
 
-@job_kind("job.render", description="render a world-frame camera from a turn")
+RENDER_STRIP_PIXELS = 1 << 20
+"""A render is done in horizontal strips of about this many pixels, checking cancel between
+them (an 8192² render is 64 strips)."""
+_BYTES_PER_PIXEL = {
+    "rgb": {"float32": 12, "float16": 6, "uint8": 3},
+    "accumulation": {"float32": 4, "float16": 2, "uint8": 1},
+    "depth": {"float32": 4, "float16": 2, "uint8": 2},
+}
+"""Bytes per pixel of each output in each requested dtype (depth is never 8-bit)."""
+
+
+def render_budget_bytes() -> int:
+    """Largest image one render may return: one buffer frame of the protocol."""
+    from protocol import Limits
+
+    return Limits().max_buffer_bytes
+
+
+def check_render_params(params: dict) -> dict:
+    """Refuse, before queueing, a render whose images could not be sent."""
+    camera, dtype = params["camera"], params.get("dtype", "float32")
+    budget = render_budget_bytes()
+    for output in params.get("outputs", ("rgb",)):
+        size = camera.width * camera.height * _BYTES_PER_PIXEL[output][dtype]
+        if size > budget:
+            raise ValueError(
+                f"render of {camera.width}x{camera.height} {output} as {dtype} is "
+                f"{size / 2**20:.0f} MiB, over the render budget of {budget / 2**20:.0f} MiB "
+                "per image: ask dtype='float16' or 'uint8', or a smaller size"
+            )
+    return params
+
+
+def _render_in_strips(ctx: JobContext, field, view):
+    """field.render(view), done strip by strip so a cancel stops it between strips."""
+    import dataclasses
+
+    import numpy as np
+
+    from edit3d.scene.cameras import CameraView
+
+    intr = view.intrinsics
+    rows = max(1, RENDER_STRIP_PIXELS // intr.width)
+    parts = []
+    for top in range(0, intr.height, rows):
+        ctx.cancel.raise_if_cancelled()
+        height = min(rows, intr.height - top)
+        strip = dataclasses.replace(intr, cy=intr.cy - top, height=height)
+        parts.append(field.render(CameraView(view.name, view.c2w, strip)))
+    if len(parts) == 1:
+        return parts[0]
+    return dataclasses.replace(parts[0], **{
+        name: np.concatenate([getattr(part, name) for part in parts])
+        for name in ("rgb", "depth", "accumulation")
+    })
+
+
+def _as_dtype(image, dtype: str, *, scaled: bool):
+    import numpy as np
+
+    if dtype == "uint8" and scaled:
+        return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return image.astype(np.float32 if dtype == "float32" else np.float16)
+
+
+@job_kind("job.render", validate=check_render_params,
+          description="render a world-frame camera from a turn")
 def render(ctx: JobContext) -> dict:
     from protocol.messages import RenderResult
 
     workspace = _workspace(ctx)
     field = _field(ctx, workspace, ctx.params.get("turn_id"))
-    ctx.cancel.raise_if_cancelled()
-    result = field.render(_camera_view(ctx.params["camera"]))
+    result = _render_in_strips(ctx, field, _camera_view(ctx.params["camera"]))
     outputs = set(ctx.params.get("outputs", ("rgb",)))
+    dtype = ctx.params.get("dtype", "float32")
     event = RenderResult(
         job_id=ctx.job_id,
         turn_id=ctx.params.get("turn_id") or workspace.head,
         camera=ctx.params["camera"],
-        rgb=result.rgb.astype("float32") if "rgb" in outputs else None,
-        depth=result.depth.astype("float32") if "depth" in outputs else None,
-        accumulation=result.accumulation.astype("float32") if "accumulation" in outputs
-        else None,
+        rgb=_as_dtype(result.rgb, dtype, scaled=True) if "rgb" in outputs else None,
+        depth=_as_dtype(result.depth, dtype, scaled=False) if "depth" in outputs else None,
+        accumulation=_as_dtype(result.accumulation, dtype, scaled=True)
+        if "accumulation" in outputs else None,
     )
     return {"turn_id": event.turn_id, "event": event}
 

@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sidecar_test_jobs as tj
 from sidecar_harness import start_sidecar, wait_for_events
@@ -178,4 +179,40 @@ def test_ten_thousand_and_one_sessions_page_instead_of_locking_clients_out(tmp_p
         assert stale.code == "not_found" and "first page" in stale.message
     finally:
         client.close()
+        running.terminate()
+
+
+def test_a_render_over_the_budget_is_refused_before_queueing(client) -> None:
+    session = client.request(m.SessionCreate(name="render"))
+    big = m.Camera(c2w=np.eye(4), fx=4000.0, fy=4000.0, cx=4096.0,
+                   cy=4096.0, width=8192, height=8192)
+    error = refused(client, m.JobRender(session_id=session.session_id, camera=big))
+    assert error.code == "invalid_field" and "render budget" in error.message
+    assert "uint8" in error.message
+    assert not client.request(m.JobStatus(session_id=session.session_id)).jobs
+    accepted = client.request(m.JobRender(session_id=session.session_id, camera=big,
+                                          dtype="uint8"))
+    client.request(m.JobCancel(job_id=accepted.job_id))
+
+
+def test_a_wildcard_bind_advertises_a_reachable_endpoint(tmp_path) -> None:
+    from sidecar.server import advertised_endpoint
+
+    assert advertised_endpoint("tcp://0.0.0.0:5555", "gpu-box") == "tcp://gpu-box:5555"
+    assert advertised_endpoint("tcp://0.0.0.0:5555", "gpu-box:7000") == "tcp://gpu-box:7000"
+    assert advertised_endpoint("tcp://0.0.0.0:5555", "tcp://10.0.0.2:7000") == (
+        "tcp://10.0.0.2:7000")
+    assert advertised_endpoint("tcp://127.0.0.1:5555", None) == "tcp://127.0.0.1:5555"
+    assert "0.0.0.0" not in advertised_endpoint("tcp://0.0.0.0:5555", None)
+    running = start_sidecar(tmp_path / "work", "--bind", "tcp://0.0.0.0:0",
+                            "--allow-insecure-remote", "--advertise", "127.0.0.1")
+    try:
+        written = json.loads(running.connection_file.read_text())["endpoint"]
+        port = running.endpoint.rsplit(":", 1)[1]
+        assert running.endpoint.startswith("tcp://0.0.0.0:")
+        assert written == f"tcp://127.0.0.1:{port}"
+        client = running.client()  # connects through the file's endpoint
+        assert client.request(m.Heartbeat()).server_time > 0
+        client.close()
+    finally:
         running.terminate()
