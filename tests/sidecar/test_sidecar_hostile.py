@@ -216,3 +216,13 @@ def test_a_wildcard_bind_advertises_a_reachable_endpoint(tmp_path) -> None:
         client.close()
     finally:
         running.terminate()
+
+
+@pytest.mark.parametrize("option", [["--allow-editor", "os.getcwd"],
+                                    ["--allow-editor", "os:getcwd;rm"],
+                                    ["--data-root", "/no/such/folder"]])
+def test_bad_operator_options_stop_the_sidecar_at_once(tmp_path, option) -> None:
+    from sidecar.cli import main
+
+    assert main(["--workdir", str(tmp_path / "work"), *option]) == 2
+    assert not (tmp_path / "work").exists()  # refused before anything was made
