@@ -328,6 +328,8 @@ class Sidecar:
         from sidecar import workspaces
 
         assert job.session_id is not None
+        if job.started is None:
+            return  # cancelled while queued: it wrote nothing (and another job may be running)
         # One job runs at a time and this one has ended: nothing else can own its nodes.
         try:
             root = self.store.workspace_dir(job.session_id)

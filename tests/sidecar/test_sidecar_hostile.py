@@ -226,3 +226,24 @@ def test_bad_operator_options_stop_the_sidecar_at_once(tmp_path, option) -> None
 
     assert main(["--workdir", str(tmp_path / "work"), *option]) == 2
     assert not (tmp_path / "work").exists()  # refused before anything was made
+
+
+def test_only_the_job_that_ran_releases_its_nodes(client) -> None:
+    session = client.request(m.SessionCreate(name="owner"))
+    sid = session.session_id
+    holder = client.request(tj.TestOrphanNode(session_id=sid, end="hang"))
+    wait_for_events(client, lambda e: e.header.type == "job.progress"
+                    and e.message.job_id == holder.job_id, timeout=120)
+    queued = client.request(tj.TestCount(session_id=sid, steps=1))
+    client.request(m.JobCancel(job_id=queued.job_id))  # never ran: releases nothing
+    wait_for_events(client, lambda e: e.header.type == "job.cancelled"
+                    and e.message.job_id == queued.job_id)
+    assert {t.turn_id: t.status for t in turns(client, sid)} == {"base": "running"}
+    client.request(m.JobCancel(job_id=holder.job_id))  # the writer stops: released at once
+    wait_for_events(client, lambda e: e.header.type == "job.cancelled"
+                    and e.message.job_id == holder.job_id)
+    assert {t.turn_id: t.status for t in turns(client, sid)} == {"base": "interrupted"}
+
+
+def turns(client, session_id: str) -> tuple:
+    return client.request(m.SessionOpen(session_id=session_id)).turns
