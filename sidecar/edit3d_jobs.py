@@ -64,8 +64,24 @@ def _cache_views(ctx: JobContext, dataset: Path | None) -> int:
     return len(views)
 
 
+def _check_run_folders(ctx: JobContext) -> None:
+    """An ns-train run names its dataset and checkpoint folders in its config.yml, a file
+    from whoever made the run: both must lie under a root the operator allows, like the run."""
+    from edit3d.field.nerfstudio_run import run_folders
+    from sidecar.policy import resolve_source_path
+
+    source = _session_meta(ctx).get("source", {})
+    if source.get("kind") != "nerfstudio_run":
+        return
+    dataset, checkpoints = run_folders(Path(source["path"]))
+    sessions_root = ctx.session_dir.parent  # type: ignore[union-attr]
+    for folder, what in ((dataset, "the run's dataset"), (checkpoints, "the run's checkpoints")):
+        resolve_source_path(str(Path(folder).absolute()), what, ctx.data_roots, sessions_root)
+
+
 @job_kind("session.prepare", description="read the session's dataset and create its workspace")
 def prepare_session(ctx: JobContext) -> dict:
+    _check_run_folders(ctx)
     count = _cache_views(ctx, None)
     workspace = _workspace(ctx)
     if count == 0 and workspace.head is not None:

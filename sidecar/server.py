@@ -125,7 +125,8 @@ class Sidecar:
         self.jobs = JobManager(
             WorkerOptions(config.device, config.profile, config.job_modules,
                           PRELOAD_MODULES if config.preload else (),
-                          allowed_editors=config.allowed_editors),
+                          allowed_editors=config.allowed_editors,
+                          data_roots=config.data_roots),
             self._on_job_event,
             config.job_limits,
             session_dir_resolver=lambda sid: str(self.store.session_dir(sid)),

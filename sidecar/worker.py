@@ -46,6 +46,8 @@ class WorkerOptions:
     without paying for them."""
     allowed_editors: tuple[str, ...] = ()
     """Editor import paths the operator allowed (besides the registered editors)."""
+    data_roots: tuple[Path, ...] = ()
+    """Folders datasets and ns-train runs may be read from (besides the uploads)."""
 
 
 def _die_with_parent() -> None:
@@ -162,6 +164,7 @@ def _run_job(
         cache=cache,
         send=memory.send,
         allowed_editors=options.allowed_editors,
+        data_roots=options.data_roots,
     )
     conn.send(("started", job_id))
     try:

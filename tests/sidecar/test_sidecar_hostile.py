@@ -247,3 +247,27 @@ def test_only_the_job_that_ran_releases_its_nodes(client) -> None:
 
 def turns(client, session_id: str) -> tuple:
     return client.request(m.SessionOpen(session_id=session_id)).turns
+
+
+def test_an_ns_train_run_may_not_name_a_dataset_outside_the_roots(sidecar, client,
+                                                                   roots) -> None:
+    import yaml
+    from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
+    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+    from nerfstudio.engine.trainer import TrainerConfig
+    from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
+
+    run = roots["data"] / "outputs" / "run"
+    run.mkdir(parents=True)
+    config = TrainerConfig(method_name="nerfacto", pipeline=VanillaPipelineConfig(
+        datamanager=VanillaDataManagerConfig(
+            dataparser=NerfstudioDataParserConfig(data=roots["base"] / "secret"))))
+    (run / "config.yml").write_text(yaml.dump(config))
+    created = client.request(m.SessionCreate(name="run", nerfstudio_run=str(run / "config.yml")))
+    seen = wait_for_events(client, lambda e: e.header.type in ("job.failed", "job.finished")
+                           and e.header.session == created.session_id, timeout=120)
+    assert seen[-1].header.type == "job.failed"
+    assert "the run's dataset" in seen[-1].message.reason
+    assert "not an existing path under a data root" in seen[-1].message.reason
+    workspace = sidecar.workdir / "sessions" / created.session_id / "workspace"
+    assert not (workspace / "workspace.json").exists()

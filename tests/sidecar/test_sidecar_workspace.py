@@ -163,7 +163,7 @@ def upload_folder(client, session_id: str, folder: Path, prefix: str) -> int:
 def test_uploaded_dataset_then_masks_export_and_refine(tmp_path, scene) -> None:
     (tmp_path / "outputs").mkdir()  # where the ns-train run below is written
     running = start_sidecar(tmp_path / "work", "--data-root", str(tmp_path / "outputs"),
-                            preload=True)
+                            "--data-root", str(scene.root), preload=True)
     client = running.client()
     created = client.request(m.SessionCreate(name="remote", preset="tiny"))
     sid = created.session_id
