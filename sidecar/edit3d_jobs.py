@@ -7,6 +7,7 @@ Kinds are named after the protocol request that submits them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from sidecar import workspaces
@@ -59,9 +60,22 @@ def _cache_views(ctx: JobContext, dataset: Path | None) -> int:
     path = dataset or (Path(source["path"]) if source.get("kind") == "dataset" else None)
     if path is None:
         return 0
-    views = load_dataset(path).views
+    dataset = load_dataset(path)  # refuses image names that leave the dataset's folder
+    check_images_inside_roots(ctx, dataset.image_paths.values())
+    views = dataset.views
     workspaces.save_views(ctx.session_dir, views)  # type: ignore[arg-type]
     return len(views)
+
+
+def check_images_inside_roots(ctx: JobContext, paths: Iterable[Path]) -> None:
+    """Every image a dataset names must resolve inside a root the operator allows (checked
+    here as well as by edit3d's loader, before any image is read for training)."""
+    from sidecar.policy import resolve_source_path
+
+    sessions_root = ctx.session_dir.parent  # type: ignore[union-attr]
+    for path in paths:
+        resolve_source_path(str(Path(path).absolute()), "a dataset image", ctx.data_roots,
+                            sessions_root)
 
 
 def _check_run_folders(ctx: JobContext) -> None:

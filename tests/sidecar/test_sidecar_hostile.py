@@ -271,3 +271,22 @@ def test_an_ns_train_run_may_not_name_a_dataset_outside_the_roots(sidecar, clien
     assert "not an existing path under a data root" in seen[-1].message.reason
     workspace = sidecar.workdir / "sessions" / created.session_id / "workspace"
     assert not (workspace / "workspace.json").exists()
+
+
+def test_dataset_images_are_checked_against_the_roots_in_the_worker(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from sidecar.edit3d_jobs import check_images_inside_roots
+    from sidecar.errors import SidecarError
+
+    root, session = tmp_path / "data", tmp_path / "work" / "sessions" / "0123456789ab"
+    (root / "images").mkdir(parents=True)
+    (root / "images" / "a.png").write_bytes(b"png")
+    (tmp_path / "secret.png").write_bytes(b"png")
+    (root / "images" / "b.png").symlink_to(tmp_path / "secret.png")
+    ctx = SimpleNamespace(session_dir=session, data_roots=(root,))
+    check_images_inside_roots(ctx, [root / "images" / "a.png"])
+    for outside in (root / "images" / "b.png", root / ".." / "secret.png"):
+        with pytest.raises(SidecarError) as refused_image:
+            check_images_inside_roots(ctx, [outside])
+        assert refused_image.value.code == "not_found"

@@ -80,6 +80,12 @@ def test_turn_killed_mid_way_is_interrupted_then_resumed(tmp_path, scene) -> Non
 
     direct = Workspace.open(workspace).render(by_name[summary.view_names[3]])
     np.testing.assert_allclose(rendered.rgb, direct.rgb, atol=1e-5)  # same view, same pixels
+    small_job = client.request(m.JobRender(session_id=sid, camera=camera, dtype="uint8",
+                                           outputs=("rgb", "depth")))
+    seen, _ = finished(client, small_job.job_id)
+    small = of_type(seen, "render.result", small_job.job_id)[0]
+    assert small.rgb.dtype == np.uint8 and small.depth.dtype == np.float16
+    np.testing.assert_allclose(small.rgb, direct.rgb * 255.0, atol=0.51)
 
     base_checkpoint = workspace / "base" / "checkpoint.pt"
     base_digest = digest(base_checkpoint)
