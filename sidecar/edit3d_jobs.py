@@ -495,7 +495,6 @@ def _crop(params: dict):
 def export(ctx: JobContext) -> dict:
     import numpy as np
 
-    from edit3d.export.files import write_geometry
     from protocol.messages import ExportResult
 
     workspace = _workspace(ctx)
@@ -504,11 +503,7 @@ def export(ctx: JobContext) -> dict:
     kind, fmt = ctx.params.get("kind", "point_cloud"), ctx.params.get("format", "ply")
     geometry = _export_geometry(ctx, field, kind)
     name = f"{kind}-{turn_id}-{ctx.job_id}.{fmt}"
-    try:
-        write_geometry(ctx.exports_dir / name, geometry, fmt)
-    except BaseException:
-        (ctx.exports_dir / name).unlink(missing_ok=True)  # no truncated export stays behind
-        raise
+    write_export(ctx.exports_dir / name, geometry, fmt)
     points = geometry.points if kind == "point_cloud" else geometry.vertices
     event = ExportResult(
         job_id=ctx.job_id, turn_id=turn_id, kind=kind, format=fmt, path=f"exports/{name}",
@@ -522,6 +517,18 @@ def export(ctx: JobContext) -> dict:
     )
     return {"turn_id": turn_id, "path": f"exports/{name}", "count": len(points),
             "event": event}
+
+
+def write_export(path: Path, geometry, fmt: str) -> None:
+    """Write an export file whole, or not at all (a failed write, e.g. on a full disk,
+    leaves no truncated file behind)."""
+    from edit3d.export.files import write_geometry
+
+    try:
+        write_geometry(path, geometry, fmt)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def _export_geometry(ctx: JobContext, field, kind: str):

@@ -290,3 +290,21 @@ def test_dataset_images_are_checked_against_the_roots_in_the_worker(tmp_path) ->
         with pytest.raises(SidecarError) as refused_image:
             check_images_inside_roots(ctx, [outside])
         assert refused_image.value.code == "not_found"
+
+
+def test_an_export_that_hits_a_full_disk_leaves_no_file(tmp_path) -> None:
+    import errno
+
+    from edit3d.export.geometry import PointCloud
+    from sidecar.edit3d_jobs import write_export
+
+    cloud = PointCloud(points=np.zeros((100, 3), np.float32),
+                       colors=np.ones((100, 3), np.float32))
+    write_export(tmp_path / "whole.ply", cloud, "ply")
+    assert (tmp_path / "whole.ply").stat().st_size > 0
+    full = tmp_path / "full.ply"
+    full.symlink_to("/dev/full")  # every write to it fails with ENOSPC, as on a full disk
+    with pytest.raises(OSError) as raised:
+        write_export(full, cloud, "ply")
+    assert raised.value.errno == errno.ENOSPC
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["whole.ply"]
