@@ -78,8 +78,11 @@ def _scalar_params(spec: dict) -> dict:
 def _steps_done(root: Path, record) -> int:
     """Iterations a node has done: its final count once finished, else its last checkpoint's
     (an interrupted turn resumes from there)."""
-    if record.status == "finished" or record.kind != "edit":
+    if record.status == "finished" or record.kind not in ("edit", "base"):
         return int(record.steps or 0)
+    if record.kind == "base":
+        checkpoint = Path(root) / record.paths["checkpoint"]
+        return max(int(record.steps or 0), _checkpoint_step(checkpoint))
     from edit3d.editing.turns import STATE_NAME
 
     try:
@@ -87,6 +90,20 @@ def _steps_done(root: Path, record) -> int:
         return max(int(record.steps or 0), int(state.get("next_step", 0)))
     except (OSError, ValueError, TypeError, AttributeError, KeyError):
         return int(record.steps or 0)  # no checkpoint yet
+
+
+def _checkpoint_step(path: Path) -> int:
+    """The iteration a field checkpoint was saved at (0 when there is none). Memory-mapped:
+    only the small record is read, not the weights."""
+    if not path.is_file():
+        return 0
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(state.get("step", 0))
+    except Exception:  # a checkpoint being replaced or damaged: no step to report
+        return 0
 
 
 def _turn_summary(root: Path, record) -> TurnSummary:  # an edit3d.workspace.TurnRecord

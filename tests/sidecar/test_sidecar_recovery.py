@@ -155,3 +155,28 @@ def test_worker_killed_mid_base_and_mid_turn_then_resumed_in_the_same_run(tmp_pa
     assert list(turns_of(client, sid)) == ["base", "turn-0001"]
     client.close()
     sidecar.terminate()
+
+
+def test_an_interrupted_node_reports_the_step_of_its_checkpoint(tmp_path) -> None:
+    import torch
+
+    from edit3d.editing.turns import STATE_NAME
+    from edit3d.workspace import BASE_ID, Workspace
+    from sidecar import workspaces
+
+    (tmp_path / "data").mkdir()
+    workspace = Workspace.create(tmp_path / "ws", dataset=tmp_path / "data", preset="tiny")
+    base = workspace._start_node(BASE_ID, None, "base", {"steps": 300})
+    assert workspaces.summarize(tmp_path / "ws").turns[0].step == 0  # no checkpoint yet
+    torch.save({"step": 150, "model": {"w": torch.zeros(1000)}},
+               tmp_path / "ws" / base.paths["checkpoint"])
+    assert workspaces.release_running(tmp_path / "ws", "killed") == ["base"]
+    (summary,) = workspaces.summarize(tmp_path / "ws").turns
+    assert summary.status == "interrupted" and summary.step == 150
+    workspace = Workspace.open(tmp_path / "ws")
+    workspace._finish(BASE_ID, steps=300)
+    turn = workspace._start_node("turn-0001", BASE_ID, "edit", {"steps": 70})
+    (tmp_path / "ws" / turn.paths["dir"] / STATE_NAME).write_text(json.dumps({"next_step": 50}))
+    workspaces.release_running(tmp_path / "ws", "killed")
+    steps = {t.turn_id: (t.status, t.step) for t in workspaces.summarize(tmp_path / "ws").turns}
+    assert steps == {"base": ("finished", 300), "turn-0001": ("interrupted", 50)}
