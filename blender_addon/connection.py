@@ -799,6 +799,9 @@ def start_local_sidecar(
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     cmd = [python, "-m", "sidecar.cli", "--workdir", str(work), "--bind", "tcp://127.0.0.1:0"]
+    # This sidecar serves only this user on loopback (its key file is theirs alone), so it may
+    # open any dataset that user can read; a shared sidecar's operator names --data-root.
+    cmd += ["--data-root", str(Path(work.anchor or "/"))]
     cmd += ["--device", device] + (["--profile", "tiny"] if tiny else [])
     log = open(work / "sidecar-blender.log", "ab")  # noqa: SIM115 - the child owns it
     LINK.autoconnect_since = time.time() - 1.0  # file-system mtimes may be coarse

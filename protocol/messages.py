@@ -227,7 +227,11 @@ class HandshakeReply(Message):
     capabilities: tuple[str, ...] = param((), max_len=64, max_items=256)
     """Feature names, e.g. "ip2p", "adss", "refine", "export.mesh", "upload"."""
     sessions: tuple[SessionInfo, ...] = param((), max_items=10_000)
-    """Existing sessions."""
+    """The newest sessions, newest first (at most one `session.list` page; see
+    `session_count`)."""
+    session_count: int | None = param(None, ge=0, le=MAX_INT32)
+    """How many sessions exist; more than `sessions` holds means: page with `session.list`
+    (None from servers that send them all)."""
     buffer_integrity: Literal["digest", "transport"] = "digest"
     """How frames after the header are authenticated on this connection: "digest" = SHA-256
     of each in the signed header (tcp without CURVE); "transport" = CURVE or a private
@@ -304,15 +308,24 @@ class SessionCreate(Message):
 
 @message("session.list", "request", idempotent=True)
 class SessionList(Message):
-    """List sessions."""
+    """List sessions, newest first, one page at a time."""
+
+    after: str | None = param(None, pattern=ID)
+    """Cursor: the last session id of the previous page (None = start with the newest)."""
+    limit: int = param(1000, ge=1, le=10_000)
+    """Most sessions in the reply."""
 
 
 @message("session.list.reply", "reply")
 class SessionListReply(Message):
-    """All sessions."""
+    """One page of sessions."""
 
     sessions: tuple[SessionInfo, ...] = param((), max_items=10_000)
-    """Sessions, oldest first."""
+    """Sessions, newest first."""
+    next_after: str | None = param(None, pattern=ID)
+    """Pass as `after` to get the next page; None = this was the last page."""
+    total: int | None = param(None, ge=0, le=MAX_INT32)
+    """How many sessions exist."""
 
 
 @message("session.open", "request", idempotent=True)
@@ -588,6 +601,10 @@ class JobRender(Message):
     """Turn (None = head)."""
     outputs: tuple[Literal["rgb", "depth", "accumulation"], ...] = param(("rgb",), max_items=3)
     """Which images to return."""
+    dtype: Literal["float32", "float16", "uint8"] = "float32"
+    """Pixel type of rgb and accumulation (uint8: [0, 1] scaled to 0-255); depth is float32,
+    or float16 unless float32 is asked. Large renders fit the sidecar's render budget only
+    as float16 or uint8."""
 
     def check(self) -> None:
         if not self.outputs or len(set(self.outputs)) != len(self.outputs):
@@ -675,12 +692,12 @@ class RenderResult(Message):
     """Turn that rendered."""
     camera: Camera
     """The camera rendered."""
-    rgb: np.ndarray | None = param(None, dtypes=("|u1", "<f4"), shape=(None, None, 3))
-    """[H, W, 3] row 0 = top; uint8 or float32 in [0, 1]."""
-    depth: np.ndarray | None = param(None, dtypes=("<f4",), ndim=(2,), nonfinite=True)
-    """[H, W] float32 distance along the ray, world units (inf = nothing hit)."""
-    accumulation: np.ndarray | None = param(None, dtypes=("<f4",), ndim=(2,))
-    """[H, W] float32 opacity."""
+    rgb: np.ndarray | None = param(None, dtypes=("|u1", "<f2", "<f4"), shape=(None, None, 3))
+    """[H, W, 3] row 0 = top; uint8 (0-255), float16 or float32 in [0, 1]."""
+    depth: np.ndarray | None = param(None, dtypes=("<f2", "<f4"), ndim=(2,), nonfinite=True)
+    """[H, W] float32 (or float16) distance along the ray, world units (inf = nothing hit)."""
+    accumulation: np.ndarray | None = param(None, dtypes=("|u1", "<f2", "<f4"), ndim=(2,))
+    """[H, W] opacity, as rgb's pixel type."""
 
 
 @message("export.result", "event")

@@ -136,11 +136,13 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
 
 
 @contextmanager
-def running_sidecar(workdir: Path, profile: str) -> Iterator[Path]:
-    """Start `edit3d-sidecar` and yield its connection file; stop it on exit."""
+def running_sidecar(workdir: Path, profile: str, data_root: Path) -> Iterator[Path]:
+    """Start `edit3d-sidecar` (serving datasets under `data_root`) and yield its connection
+    file; stop it on exit."""
     workdir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "sidecar.cli", "--workdir", str(workdir),
-               "--bind", "tcp://127.0.0.1:0", "--profile", profile]
+               "--bind", "tcp://127.0.0.1:0", "--profile", profile,
+               "--data-root", str(data_root)]
     log = (workdir / "sidecar.log").open("w")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
     try:
@@ -261,7 +263,7 @@ def run_demo(out: Path, args: argparse.Namespace) -> Report:
         shutil.rmtree(out)
     scene = make_sample_scene(out / "scene", num_views=args.views, resolution=args.resolution)
     report.add(f"Sample scene: {len(scene.views)} views at {args.resolution} px in {scene.root}")
-    with running_sidecar(out / "sidecar", profile) as connection_file:
+    with running_sidecar(out / "sidecar", profile, scene.root) as connection_file:
         client = Client(connection_file, client_name="edit3d-demo")
         hello = client.connect(timeout_s=60)
         report.add(f"Sidecar: protocol {hello.server_version}, device {hello.device}")

@@ -2,13 +2,15 @@
 
     edit3d-sidecar --workdir DIR [--bind local|tcp://127.0.0.1:PORT] [--curve]
                    [--allow-insecure-remote] [--device cuda|cpu] [--profile real|tiny]
+                   [--data-root DIR ...] [--allow-editor pkg.mod:Factory ...]
+                   [--advertise HOST[:PORT]]
 
 Prints its endpoint and the connection file's path, one `key: value` per line, then serves
 until SIGINT/SIGTERM: the running job is cancelled (cooperatively, then by force), the
 socket is closed, the lock released; sessions stay on disk untouched.
 
-Exit codes: 0 stopped by a signal, 2 insecure bind refused, 3 work directory already
-served, 4 endpoint could not be bound.
+Exit codes: 0 stopped by a signal, 2 insecure bind refused or a bad option value, 3 work
+directory already served, 4 endpoint could not be bound.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import fcntl
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -71,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="torch device for jobs (default: cuda if available, else cpu)")
     parser.add_argument("--profile", choices=("real", "tiny"), default="real",
                         help="model weights: published (real) or tiny random (checks only)")
+    parser.add_argument("--data-root", action="append", default=[], type=Path, metavar="DIR",
+                        help="folder clients may open datasets and ns-train runs from (may "
+                        "repeat; the work directory's uploads are always allowed)")
+    parser.add_argument("--allow-editor", action="append", default=[], metavar="PKG.MOD:FACTORY",
+                        help="editor import path clients may name besides ip2p (may repeat)")
+    parser.add_argument("--advertise", default=None, metavar="HOST[:PORT]",
+                        help="endpoint written to the connection file (for a wildcard "
+                        "--bind: the name or address clients reach this machine by)")
     parser.add_argument("--job-module", action="append", default=[], metavar="MODULE",
                         help="extra module registering job kinds (may repeat)")
     parser.add_argument("--no-preload", action="store_true",
@@ -86,10 +97,29 @@ def _default_device() -> str:
     return "cuda" if Path("/dev/nvidia0").exists() or Path("/dev/nvidiactl").exists() else "cpu"
 
 
+EDITOR_IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+"""What --allow-editor takes: "package.module:Factory"."""
+
+
+def option_problem(args: argparse.Namespace) -> str | None:
+    """Why the options cannot work (a message for the operator), or None."""
+    for spec in args.allow_editor:
+        if not EDITOR_IMPORT_PATH.fullmatch(spec):
+            return f"--allow-editor {spec!r} must look like package.module:Factory"
+    for root in args.data_root:
+        if not root.expanduser().is_dir():
+            return f"--data-root {str(root)!r} is not a directory"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    problem = option_problem(args)
+    if problem is not None:
+        print(f"edit3d-sidecar: {problem}", file=sys.stderr)
+        return 2
     remote = args.bind != "local" and not is_loopback(args.bind)
     if remote and not args.curve and not args.allow_insecure_remote:
         print(f"edit3d-sidecar: refusing to bind {args.bind} without --curve: it is reachable "
@@ -121,6 +151,9 @@ def _serve(args: argparse.Namespace, workdir: Path) -> int:
         allow_insecure_remote=args.allow_insecure_remote,
         job_modules=(*DEFAULT_JOB_MODULES, *args.job_module),
         preload=not args.no_preload,
+        data_roots=tuple(root.expanduser().resolve() for root in args.data_root),
+        allowed_editors=tuple(args.allow_editor),
+        advertise=args.advertise,
     )
     try:
         sidecar = Sidecar(config)

@@ -7,6 +7,7 @@ Kinds are named after the protocol request that submits them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from sidecar import workspaces
@@ -59,13 +60,42 @@ def _cache_views(ctx: JobContext, dataset: Path | None) -> int:
     path = dataset or (Path(source["path"]) if source.get("kind") == "dataset" else None)
     if path is None:
         return 0
-    views = load_dataset(path).views
+    dataset = load_dataset(path)  # refuses image names that leave the dataset's folder
+    check_images_inside_roots(ctx, dataset.image_paths.values())
+    views = dataset.views
     workspaces.save_views(ctx.session_dir, views)  # type: ignore[arg-type]
     return len(views)
 
 
+def check_images_inside_roots(ctx: JobContext, paths: Iterable[Path]) -> None:
+    """Every image a dataset names must resolve inside a root the operator allows (checked
+    here as well as by edit3d's loader, before any image is read for training)."""
+    from sidecar.policy import resolve_source_path
+
+    sessions_root = ctx.session_dir.parent  # type: ignore[union-attr]
+    for path in paths:
+        resolve_source_path(str(Path(path).absolute()), "a dataset image", ctx.data_roots,
+                            sessions_root)
+
+
+def _check_run_folders(ctx: JobContext) -> None:
+    """An ns-train run names its dataset and checkpoint folders in its config.yml, a file
+    from whoever made the run: both must lie under a root the operator allows, like the run."""
+    from edit3d.field.nerfstudio_run import run_folders
+    from sidecar.policy import resolve_source_path
+
+    source = _session_meta(ctx).get("source", {})
+    if source.get("kind") != "nerfstudio_run":
+        return
+    dataset, checkpoints = run_folders(Path(source["path"]))
+    sessions_root = ctx.session_dir.parent  # type: ignore[union-attr]
+    for folder, what in ((dataset, "the run's dataset"), (checkpoints, "the run's checkpoints")):
+        resolve_source_path(str(Path(folder).absolute()), what, ctx.data_roots, sessions_root)
+
+
 @job_kind("session.prepare", description="read the session's dataset and create its workspace")
 def prepare_session(ctx: JobContext) -> dict:
+    _check_run_folders(ctx)
     count = _cache_views(ctx, None)
     workspace = _workspace(ctx)
     if count == 0 and workspace.head is not None:
@@ -248,7 +278,10 @@ def _editor_spec(ctx: JobContext, spec: str) -> str:
 def _editor(ctx: JobContext, spec: str):
     """The editor for `spec`, kept loaded in the warm worker between turns."""
     from edit3d.editing.editors import load_editor
+    from sidecar.policy import check_editor
 
+    # Checked here too: a resumed turn names its editor from the session's files.
+    check_editor(spec, ctx.allowed_editors)
     key = ("editor", spec)
     cached = ctx.cache.get("editor")
     if isinstance(cached, tuple) and cached[0] == key:
@@ -312,23 +345,89 @@ def discard_turn(ctx: JobContext) -> dict:
     return {"turn_id": ctx.params["turn_id"], "discarded": True}
 
 
-@job_kind("job.render", description="render a world-frame camera from a turn")
+RENDER_STRIP_PIXELS = 1 << 20
+"""A render is done in horizontal strips of about this many pixels, checking cancel between
+them (an 8192² render is 64 strips)."""
+_BYTES_PER_PIXEL = {
+    "rgb": {"float32": 12, "float16": 6, "uint8": 3},
+    "accumulation": {"float32": 4, "float16": 2, "uint8": 1},
+    "depth": {"float32": 4, "float16": 2, "uint8": 2},
+}
+"""Bytes per pixel of each output in each requested dtype (depth is never 8-bit)."""
+
+
+def render_budget_bytes() -> int:
+    """Largest image one render may return: one buffer frame of the protocol."""
+    from protocol import Limits
+
+    return Limits().max_buffer_bytes
+
+
+def check_render_params(params: dict) -> dict:
+    """Refuse, before queueing, a render whose images could not be sent."""
+    camera, dtype = params["camera"], params.get("dtype", "float32")
+    budget = render_budget_bytes()
+    for output in params.get("outputs", ("rgb",)):
+        size = camera.width * camera.height * _BYTES_PER_PIXEL[output][dtype]
+        if size > budget:
+            raise ValueError(
+                f"render of {camera.width}x{camera.height} {output} as {dtype} is "
+                f"{size / 2**20:.0f} MiB, over the render budget of {budget / 2**20:.0f} MiB "
+                "per image: ask dtype='float16' or 'uint8', or a smaller size"
+            )
+    return params
+
+
+def _render_in_strips(ctx: JobContext, field, view):
+    """field.render(view), done strip by strip so a cancel stops it between strips."""
+    import dataclasses
+
+    import numpy as np
+
+    from edit3d.scene.cameras import CameraView
+
+    intr = view.intrinsics
+    rows = max(1, RENDER_STRIP_PIXELS // intr.width)
+    parts = []
+    for top in range(0, intr.height, rows):
+        ctx.cancel.raise_if_cancelled()
+        height = min(rows, intr.height - top)
+        strip = dataclasses.replace(intr, cy=intr.cy - top, height=height)
+        parts.append(field.render(CameraView(view.name, view.c2w, strip)))
+    if len(parts) == 1:
+        return parts[0]
+    return dataclasses.replace(parts[0], **{
+        name: np.concatenate([getattr(part, name) for part in parts])
+        for name in ("rgb", "depth", "accumulation")
+    })
+
+
+def _as_dtype(image, dtype: str, *, scaled: bool):
+    import numpy as np
+
+    if dtype == "uint8" and scaled:
+        return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return image.astype(np.float32 if dtype == "float32" else np.float16)
+
+
+@job_kind("job.render", validate=check_render_params,
+          description="render a world-frame camera from a turn")
 def render(ctx: JobContext) -> dict:
     from protocol.messages import RenderResult
 
     workspace = _workspace(ctx)
     field = _field(ctx, workspace, ctx.params.get("turn_id"))
-    ctx.cancel.raise_if_cancelled()
-    result = field.render(_camera_view(ctx.params["camera"]))
+    result = _render_in_strips(ctx, field, _camera_view(ctx.params["camera"]))
     outputs = set(ctx.params.get("outputs", ("rgb",)))
+    dtype = ctx.params.get("dtype", "float32")
     event = RenderResult(
         job_id=ctx.job_id,
         turn_id=ctx.params.get("turn_id") or workspace.head,
         camera=ctx.params["camera"],
-        rgb=result.rgb.astype("float32") if "rgb" in outputs else None,
-        depth=result.depth.astype("float32") if "depth" in outputs else None,
-        accumulation=result.accumulation.astype("float32") if "accumulation" in outputs
-        else None,
+        rgb=_as_dtype(result.rgb, dtype, scaled=True) if "rgb" in outputs else None,
+        depth=_as_dtype(result.depth, dtype, scaled=False) if "depth" in outputs else None,
+        accumulation=_as_dtype(result.accumulation, dtype, scaled=True)
+        if "accumulation" in outputs else None,
     )
     return {"turn_id": event.turn_id, "event": event}
 
@@ -396,7 +495,6 @@ def _crop(params: dict):
 def export(ctx: JobContext) -> dict:
     import numpy as np
 
-    from edit3d.export.files import write_geometry
     from protocol.messages import ExportResult
 
     workspace = _workspace(ctx)
@@ -405,7 +503,7 @@ def export(ctx: JobContext) -> dict:
     kind, fmt = ctx.params.get("kind", "point_cloud"), ctx.params.get("format", "ply")
     geometry = _export_geometry(ctx, field, kind)
     name = f"{kind}-{turn_id}-{ctx.job_id}.{fmt}"
-    write_geometry(ctx.exports_dir / name, geometry, fmt)
+    write_export(ctx.exports_dir / name, geometry, fmt)
     points = geometry.points if kind == "point_cloud" else geometry.vertices
     event = ExportResult(
         job_id=ctx.job_id, turn_id=turn_id, kind=kind, format=fmt, path=f"exports/{name}",
@@ -419,6 +517,18 @@ def export(ctx: JobContext) -> dict:
     )
     return {"turn_id": turn_id, "path": f"exports/{name}", "count": len(points),
             "event": event}
+
+
+def write_export(path: Path, geometry, fmt: str) -> None:
+    """Write an export file whole, or not at all (a failed write, e.g. on a full disk,
+    leaves no truncated file behind)."""
+    from edit3d.export.files import write_geometry
+
+    try:
+        write_geometry(path, geometry, fmt)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def _export_geometry(ctx: JobContext, field, kind: str):

@@ -16,6 +16,8 @@ ErrorCode = Literal[
     "unknown_job_kind",
     "queue_full",
     "not_ready",
+    "not_allowed",
+    "no_space",
     "internal",
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -33,11 +34,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that a reader sees either the old or the new file, whole."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # e.g. a full disk: no stray temp file stays behind
+        raise
     fsync_directory(path.parent)
 
 
@@ -45,6 +50,11 @@ def atomic_write_json(path: Path, data: object) -> None:
     """Atomically write `data` as indented JSON (tmp + fsync + rename)."""
     text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False)
     atomic_write_bytes(path, text.encode("utf-8") + b"\n")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` says the disk (or the user's quota) has no space left."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def read_json(path: Path) -> object:

@@ -8,9 +8,7 @@ or `sidecar.workspaces` (which calls edit3d), and returns the reply message. A r
 from __future__ import annotations
 
 import dataclasses
-import platform
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,6 +19,7 @@ from protocol.version import PROTOCOL_VERSION
 from sidecar import __version__, workspaces
 from sidecar.errors import SidecarError
 from sidecar.kinds import job_kinds
+from sidecar.policy import check_editor, check_preset, resolve_source_path
 
 if TYPE_CHECKING:
     from sidecar.server import Sidecar
@@ -28,6 +27,8 @@ if TYPE_CHECKING:
 Handler = Callable[["Sidecar", Incoming], "m.Message | None"]
 UPLOAD_CHUNK_BYTES = 8 << 20
 PREPARE_KIND = "session.prepare"
+HANDSHAKE_SESSIONS = 100
+"""Newest sessions listed in the handshake reply (the rest: `session.list` pages)."""
 MAX_STATUS_JOBS = 1000
 """Newest jobs listed by one job.status reply."""
 
@@ -36,7 +37,8 @@ MAX_STATUS_JOBS = 1000
 
 
 def handshake(sidecar: Sidecar, incoming: Incoming) -> m.Message:
-    sessions = tuple(_session_info(sidecar, meta) for meta in sidecar.store.list())
+    ids, _more, count = sidecar.store.page(None, HANDSHAKE_SESSIONS)
+    sessions = _session_infos(sidecar, ids)
     capabilities = [*sorted(job_kinds()), "upload", f"profile.{sidecar.config.profile}"]
     info = sidecar.jobs.device_info
     return m.HandshakeReply(
@@ -50,6 +52,7 @@ def handshake(sidecar: Sidecar, incoming: Incoming) -> m.Message:
         capabilities=tuple(capabilities),
         sessions=sessions,
         buffer_integrity=sidecar.endpoint.buffer_integrity,
+        session_count=count,
     )
 
 
@@ -70,25 +73,46 @@ def heartbeat(sidecar: Sidecar, incoming: Incoming) -> m.Message:
 
 def session_create(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     request: m.SessionCreate = incoming.message  # type: ignore[assignment]
+    check_preset(request.preset)
     source, path = "upload", None
     if request.dataset_path is not None:
-        source, path = "dataset", _existing_path(request.dataset_path, "dataset_path")
+        source, path = "dataset", _allowed_source(sidecar, request.dataset_path, "dataset_path")
     elif request.nerfstudio_run is not None:
-        source, path = "nerfstudio_run", _existing_path(request.nerfstudio_run, "nerfstudio_run")
+        source, path = "nerfstudio_run", _allowed_source(sidecar, request.nerfstudio_run,
+                                                         "nerfstudio_run")
+    if path is not None:
+        # Refused before anything is created: a busy answer leaves no session behind.
+        sidecar.jobs.check_room()
     meta = sidecar.store.create(request.name, source=source, source_path=path,
                                 preset=request.preset)
     session_id = meta["id"]
     sidecar.hub.subscribe(session_id, incoming.identity)
     if path is not None:
         # Reading the dataset runs nerfstudio's dataparser: done by the worker, not here.
-        sidecar.jobs.submit(PREPARE_KIND, session_id, {}, origin=incoming.envelope.msg_id)
+        try:
+            sidecar.jobs.submit(PREPARE_KIND, session_id, {}, origin=incoming.envelope.msg_id)
+        except SidecarError:
+            sidecar.store.delete(session_id)
+            sidecar.hub.forget_session(session_id)
+            raise
     return _summary(sidecar, session_id)
 
 
 def session_list(sidecar: Sidecar, incoming: Incoming) -> m.Message:
-    return m.SessionListReply(
-        sessions=tuple(_session_info(sidecar, meta) for meta in sidecar.store.list())
-    )
+    request: m.SessionList = incoming.message  # type: ignore[assignment]
+    ids, next_after, total = sidecar.store.page(request.after, request.limit)
+    return m.SessionListReply(sessions=_session_infos(sidecar, ids), next_after=next_after,
+                              total=total)
+
+
+def _session_infos(sidecar: Sidecar, ids: list[str]) -> tuple[m.SessionInfo, ...]:
+    infos = []
+    for session_id in ids:
+        try:
+            infos.append(_session_info(sidecar, sidecar.store.read(session_id)))
+        except (OSError, ValueError, SidecarError):
+            continue  # deleted meanwhile, or unreadable: listed by nobody
+    return tuple(infos)
 
 
 def session_open(sidecar: Sidecar, incoming: Incoming) -> m.Message:
@@ -163,6 +187,10 @@ def submit_job(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     session_id = params.pop("session_id", None)
     if not isinstance(session_id, str):
         raise SidecarError("bad_request", f"{request.type_name} requests must name a session")
+    if "editor" in params:
+        check_editor(params["editor"], sidecar.config.allowed_editors)
+    if request.type_name == "job.train_base" and params.get("preset") is not None:
+        check_preset(params["preset"])
     sidecar.store.session_dir(session_id)  # not_found before queueing
     sidecar.hub.subscribe(session_id, incoming.identity)
     job = sidecar.jobs.submit(request.type_name, session_id, params,
@@ -237,12 +265,9 @@ def _now() -> float:
     return time.time()
 
 
-def _existing_path(text: str, field_name: str) -> str:
-    path = Path(text).expanduser()
-    if not path.exists():
-        raise SidecarError("not_found", f"{field_name} {text!r} does not exist on "
-                           f"{platform.node() or 'the sidecar machine'}")
-    return str(path.resolve())
+def _allowed_source(sidecar: Sidecar, text: str, field_name: str) -> str:
+    return str(resolve_source_path(text, field_name, sidecar.config.data_roots,
+                                   sidecar.store.root))
 
 
 def _session_info(sidecar: Sidecar, meta: dict) -> m.SessionInfo:

@@ -59,7 +59,8 @@ class Job:
     last_progress_at: float | None = None
     """Wall time of the last progress report (not a heartbeat: a stuck job stops it)."""
     reason: str | None = None
-    """Why it failed: "exception", "out_of_memory", "worker_crashed", "worker_start_failed"."""
+    """Why it failed: "exception", "out_of_memory", "worker_crashed", "worker_start_failed",
+    "no_space" (the disk filled up; the nodes it wrote are left interrupted)."""
     error: str | None = None
     traceback: str | None = None
     result: dict | None = None
@@ -219,13 +220,17 @@ class JobManager:
                 params = job_kind.validate(dict(params))
             except ValueError as exc:
                 raise SidecarError("bad_request", str(exc)) from exc
-        if len(self._queue) >= self.limits.max_queued:
-            raise SidecarError("queue_full", f"{len(self._queue)} jobs are already waiting")
+        self.check_room()
         job = Job(uuid.uuid4().hex[:16], kind, session_id, dict(params), origin=origin)
         self._jobs[job.id] = job
         self._queue.append(job.id)
         self._emit(job, "job.queued", {})
         return job
+
+    def check_room(self) -> None:
+        """Raise `queue_full` when no job can be queued now."""
+        if len(self._queue) >= self.limits.max_queued:
+            raise SidecarError("queue_full", f"{len(self._queue)} jobs are already waiting")
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a queued job at once, or ask the running one to stop (cooperatively)."""

@@ -49,6 +49,10 @@ class JobContext:
     """Lives as long as the worker process: keeps loaded models warm between jobs."""
     send: Callable[[tuple], None] = field(repr=False)
     """Sends one message to the server (used by `progress` and `preview`)."""
+    allowed_editors: tuple[str, ...] = ()
+    """Editor import paths the operator allowed (see `sidecar.policy.check_editor`)."""
+    data_roots: tuple[Path, ...] = ()
+    """Folders datasets and runs may be read from (see `sidecar.policy.resolve_source_path`)."""
     _last_progress: float = field(default=0.0, repr=False)
 
     @property

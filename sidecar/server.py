@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import threading
 import time
 import traceback
@@ -41,8 +42,10 @@ from protocol.messages import (
 from protocol.server import Incoming, ServerEndpoint
 from sidecar.errors import SidecarError
 from sidecar.events import EventHub
+from sidecar.fsutil import is_disk_full
 from sidecar.jobs import Job, JobLimits, JobManager
 from sidecar.kinds import DEFAULT_JOB_MODULES, job_kinds, load_job_modules
+from sidecar.policy import preset_names
 from sidecar.sessions import SessionLimits, SessionStore
 from sidecar.worker import WorkerOptions
 
@@ -71,6 +74,8 @@ _PROTOCOL_CODES = {
     "unknown_job_kind": "unknown_type",
     "queue_full": "busy",
     "not_ready": "conflict",
+    "not_allowed": "not_allowed",
+    "no_space": "no_space",
     "internal": "internal",
 }
 
@@ -104,6 +109,13 @@ class ServerConfig:
     """Queue bounds and the cancel deadline."""
     session_limits: SessionLimits = field(default_factory=SessionLimits)
     """Upload limits."""
+    data_roots: tuple[Path, ...] = ()
+    """Folders datasets and ns-train runs may be opened from (the uploads always may)."""
+    allowed_editors: tuple[str, ...] = ()
+    """Editor import paths ("pkg.mod:Factory") allowed besides the registered editors."""
+    advertise: str | None = None
+    """Endpoint written to the connection file instead of the bound one ("host:port" or
+    "tcp://host:port"; a bare "host" keeps the bound port)."""
 
 
 class Sidecar:
@@ -115,13 +127,16 @@ class Sidecar:
         load_job_modules(config.job_modules)
         self.store = SessionStore(config.workdir, config.session_limits)
         self.store.clean_stale_state()
+        self.store.page(None, 1)  # index the sessions now, not in the first handshake
         self.endpoint = self._bind()
         self.hub = EventHub(
             self._push, load_mark=self._load_seq_mark, save_mark=self._save_seq_mark
         )
         self.jobs = JobManager(
             WorkerOptions(config.device, config.profile, config.job_modules,
-                          PRELOAD_MODULES if config.preload else ()),
+                          PRELOAD_MODULES if config.preload else (),
+                          allowed_editors=config.allowed_editors,
+                          data_roots=config.data_roots),
             self._on_job_event,
             config.job_limits,
             session_dir_resolver=lambda sid: str(self.store.session_dir(sid)),
@@ -130,6 +145,7 @@ class Sidecar:
         if config.preload:
             threading.Thread(target=_preload, args=(SERVER_PRELOAD,), daemon=True,
                              name="sidecar-preload").start()
+        preset_names()  # read once now (cheap), not in the first session.create
         self.recovered: dict[str, list[str]] = {}
         self._running = True
         from sidecar.handlers import HANDLERS  # late: handlers import this module's types
@@ -155,7 +171,8 @@ class Sidecar:
         )
         self.connection_file = write_connection_file(
             self.config.workdir / CONNECTION_FILE,
-            ConnectionInfo(endpoint.endpoint, key, pid=os.getpid(),
+            ConnectionInfo(advertised_endpoint(endpoint.endpoint, self.config.advertise), key,
+                           pid=os.getpid(),
                            curve_server_public_key=curve_public),
         )
         return endpoint
@@ -237,6 +254,11 @@ class Sidecar:
                                 parent_id=parent, detail=exc.code)
             return
         except Exception as exc:  # a handler bug answers `internal`, never kills the loop
+            if is_disk_full(exc):
+                self.endpoint.error(incoming.identity, "no_space",
+                                    f"the sidecar's disk is full: {exc}"[:4000],
+                                    parent_id=parent, detail="no_space")
+                return
             log.exception("handler for %s failed", message.type_name)
             self.endpoint.error(incoming.identity, "internal", f"{type(exc).__name__}: {exc}",
                                 parent_id=parent, detail=traceback.format_exc()[-60000:])
@@ -294,6 +316,9 @@ class Sidecar:
         """Turn a job manager report into protocol events (and session history)."""
         if job.session_id is None:
             return
+        if kind in ("job.failed", "job.cancelled"):
+            # Before the event goes out, so a client that reacts to it can resume at once.
+            self._release_nodes(job)
         for message in self._job_messages(job, kind, data):
             if isinstance(message, _FinishedLater):
                 message = message.build()
@@ -307,6 +332,28 @@ class Sidecar:
         if kind in ("job.queued", "job.started", "job.finished", "job.failed",
                     "job.cancelled"):
             self._record_history(job)
+
+    def _release_nodes(self, job: Job) -> None:
+        """Nodes the ended job left "running" (its worker died, its disk filled up) become
+        interrupted, so resume, discard and a new base training work without a restart."""
+        from sidecar import workspaces
+
+        assert job.session_id is not None
+        if job.started is None:
+            return  # cancelled while queued: it wrote nothing (and another job may be running)
+        # One job runs at a time and this one has ended: nothing else can own its nodes.
+        try:
+            root = self.store.workspace_dir(job.session_id)
+            released = workspaces.release_running(
+                root, f"job {job.id} ended ({job.state}: {job.reason or 'stopped'})")
+        except SidecarError:
+            return  # the session was deleted meanwhile
+        except Exception:  # e.g. the disk is still full: the next start-up recovers it
+            log.exception("could not release the nodes of job %s", job.id)
+            return
+        if released:
+            log.info("session %s: %s marked interrupted after job %s ended",
+                     job.session_id, ", ".join(released), job.id)
 
     def _record_history(self, job: Job) -> None:
         assert job.session_id is not None
@@ -346,6 +393,31 @@ class Sidecar:
         self.jobs.shutdown(timeout_s=10.0)
         self.hub.save_marks()
         self.endpoint.close()
+
+
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "*", "::", "[::]"})
+"""Bind addresses that mean "every interface" (no client can connect to them as such)."""
+
+
+def advertised_endpoint(bound: str, advertise: str | None) -> str:
+    """The endpoint clients should connect to, for the connection file.
+
+    `advertise` ("host", "host:port" or "tcp://host:port") wins; a bare host keeps the bound
+    port. Without it, a wildcard bind is advertised under this machine's name.
+    """
+    scheme, _, address = bound.partition("://")
+    if scheme != "tcp":
+        return bound
+    bound_host, _, bound_port = address.rpartition(":")
+    if advertise:
+        text = advertise.removeprefix("tcp://")
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit():
+            host, port = text, bound_port
+        return f"tcp://{host}:{port}"
+    if bound_host in WILDCARD_HOSTS:
+        return f"tcp://{socket.getfqdn()}:{bound_port}"
+    return bound
 
 
 class _FinishedLater:

@@ -31,6 +31,7 @@ from sidecar.fsutil import (
     UnsafePathError,
     atomic_write_json,
     ensure_directory_without_symlinks,
+    is_disk_full,
     read_json,
     safe_relative_path,
 )
@@ -91,6 +92,9 @@ class SessionStore:
         self.limits = limits or SessionLimits()
         self._lock = threading.RLock()
         self._uploads: dict[str, Upload] = {}
+        self._created: dict[str, float] | None = None
+        """Session id → creation time, read from disk once, then kept up to date (pages of
+        `session.list` and the handshake must not read every session.json)."""
 
     # ----- paths -------------------------------------------------------------------------
     def session_dir(self, session_id: str) -> Path:
@@ -124,9 +128,6 @@ class SessionStore:
             raise SidecarError("bad_request", f"name must be 1-200 characters, got {name!r}")
         session_id = uuid.uuid4().hex[:12]
         path = self.root / session_id
-        path.mkdir(mode=0o700)
-        (path / "uploads" / _PARTIAL_DIR).mkdir(parents=True, mode=0o700)
-        (path / "exports").mkdir(mode=0o700)
         meta = {
             "format": SESSION_FORMAT,
             "id": session_id,
@@ -138,7 +139,19 @@ class SessionStore:
             "workspace_ready": False,
             "jobs": [],
         }
-        atomic_write_json(path / "session.json", meta)
+        try:
+            path.mkdir(mode=0o700)
+            (path / "uploads" / _PARTIAL_DIR).mkdir(parents=True, mode=0o700)
+            (path / "exports").mkdir(mode=0o700)
+            atomic_write_json(path / "session.json", meta)
+        except OSError as exc:
+            shutil.rmtree(path, ignore_errors=True)  # no half session that never lists
+            if is_disk_full(exc):
+                raise SidecarError("no_space", f"no space left to create a session: {exc}") from exc
+            raise
+        with self._lock:
+            if self._created is not None:
+                self._created[session_id] = meta["created_ts"]
         return meta
 
     def read(self, session_id: str) -> dict:
@@ -182,10 +195,30 @@ class SessionStore:
         sessions.sort(key=lambda meta: float(meta.get("created_ts", 0.0)))
         return sessions
 
+    def page(self, after: str | None, limit: int) -> tuple[list[str], str | None, int]:
+        """One page of session ids, newest first: (ids, cursor of the next page or None,
+        number of sessions). `after` is the last id of the previous page."""
+        with self._lock:
+            if self._created is None:
+                self._created = {m["id"]: float(m.get("created_ts", 0.0)) for m in self.list()}
+            created = dict(self._created)
+        order = sorted(created, key=lambda sid: (-created[sid], sid))
+        start = 0
+        if after is not None:
+            if after not in created:
+                raise SidecarError("not_found", f"cursor {after!r} names no session (deleted "
+                                   "meanwhile?): list again from the first page")
+            start = order.index(after) + 1
+        ids = order[start:start + limit]
+        more = start + limit < len(order)
+        return ids, ids[-1] if more and ids else None, len(order)
+
     def delete(self, session_id: str) -> None:
         """Remove a session and everything in it (the caller checks no job uses it)."""
         path = self.session_dir(session_id)
         with self._lock:
+            if self._created is not None:
+                self._created.pop(session_id, None)
             for upload_id in [u.upload_id for u in self._uploads.values()
                               if u.session_id == session_id]:
                 self._uploads.pop(upload_id, None)
@@ -291,11 +324,31 @@ class SessionStore:
                 raise SidecarError(
                     "too_large", f"chunk goes past the declared size {upload.size}"
                 )
-            with open(upload.partial, "ab") as handle:
-                handle.write(data)
+            self._append(upload, data)
             upload.hasher.update(data)  # type: ignore[attr-defined]
             upload.received += length
             return upload.received
+
+    def _append(self, upload: Upload, data: bytes) -> None:
+        """Append a chunk to the partial file; a failed write leaves it as it was."""
+        try:
+            with open(upload.partial, "r+b") as handle:
+                handle.seek(upload.received)
+                try:
+                    handle.write(data)
+                    handle.flush()
+                except OSError:
+                    with contextlib.suppress(OSError):  # the client may resend this chunk
+                        handle.truncate(upload.received)
+                    raise
+        except FileNotFoundError as exc:
+            self._uploads.pop(upload.upload_id, None)
+            raise SidecarError("not_found", "the upload's partial file is gone (the session "
+                               "was cleaned up); begin the upload again") from exc
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise SidecarError("no_space", f"no space left for the upload: {exc}") from exc
+            raise SidecarError("internal", f"could not write the chunk: {exc}") from exc
 
     def commit_upload(self, upload_id: str) -> Path:
         """Verify size and sha256, then move the file into place atomically."""

@@ -27,6 +27,7 @@ from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 from edit3d.progress import Cancelled, CancelToken
+from sidecar.fsutil import is_disk_full
 from sidecar.kinds import JobContext, get_job_kind, load_job_modules
 
 
@@ -43,6 +44,10 @@ class WorkerOptions:
     preload: tuple[str, ...] = ()
     """Modules imported right after "ready" (torch, nerfstudio...), so the first job starts
     without paying for them."""
+    allowed_editors: tuple[str, ...] = ()
+    """Editor import paths the operator allowed (besides the registered editors)."""
+    data_roots: tuple[Path, ...] = ()
+    """Folders datasets and ns-train runs may be read from (besides the uploads)."""
 
 
 def _die_with_parent() -> None:
@@ -128,6 +133,14 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return name == "OutOfMemoryError" or "out of memory" in str(exc).lower()
 
 
+def _failure_reason(exc: BaseException) -> str:
+    if _is_out_of_memory(exc):
+        return "out_of_memory"
+    if is_disk_full(exc) or is_disk_full(exc.__cause__ or exc.__context__ or exc):
+        return "no_space"
+    return "exception"
+
+
 def _run_job(
     conn: Connection, options: WorkerOptions, cancel_event: EventType, cache: dict,
     message: tuple,
@@ -150,6 +163,8 @@ def _run_job(
         profile=options.profile,
         cache=cache,
         send=memory.send,
+        allowed_editors=options.allowed_editors,
+        data_roots=options.data_roots,
     )
     conn.send(("started", job_id))
     try:
@@ -158,7 +173,7 @@ def _run_job(
     except Cancelled:
         conn.send(("cancelled", job_id))
     except Exception as exc:  # every failure of a job is reported, none kills the worker
-        reason = "out_of_memory" if _is_out_of_memory(exc) else "exception"
+        reason = _failure_reason(exc)
         message_text = f"{type(exc).__name__}: {exc}"
         conn.send(("failed", job_id, reason, message_text, traceback.format_exc()))
     memory.report()

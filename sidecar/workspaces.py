@@ -9,6 +9,7 @@ to the workspace, because reading a dataset runs nerfstudio's dataparser.
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def summarize(root: Path) -> WorkspaceSummary:
     from edit3d.workspace import Workspace
 
     workspace = Workspace.open(root)
-    turns = [_turn_summary(record) for record in workspace.turns]
+    turns = [_turn_summary(root, record) for record in workspace.turns]
     return WorkspaceSummary(workspace.head, turns)
 
 
@@ -74,7 +75,38 @@ def _scalar_params(spec: dict) -> dict:
     return params
 
 
-def _turn_summary(record) -> TurnSummary:  # an edit3d.workspace.TurnRecord
+def _steps_done(root: Path, record) -> int:
+    """Iterations a node has done: its final count once finished, else its last checkpoint's
+    (an interrupted turn resumes from there)."""
+    if record.status == "finished" or record.kind not in ("edit", "base"):
+        return int(record.steps or 0)
+    if record.kind == "base":
+        checkpoint = Path(root) / record.paths["checkpoint"]
+        return max(int(record.steps or 0), _checkpoint_step(checkpoint))
+    from edit3d.editing.turns import STATE_NAME
+
+    try:
+        state = json.loads((Path(root) / record.paths["dir"] / STATE_NAME).read_text())
+        return max(int(record.steps or 0), int(state.get("next_step", 0)))
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+        return int(record.steps or 0)  # no checkpoint yet
+
+
+def _checkpoint_step(path: Path) -> int:
+    """The iteration a field checkpoint was saved at (0 when there is none). Memory-mapped:
+    only the small record is read, not the weights."""
+    if not path.is_file():
+        return 0
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(state.get("step", 0))
+    except Exception:  # a checkpoint being replaced or damaged: no step to report
+        return 0
+
+
+def _turn_summary(root: Path, record) -> TurnSummary:  # an edit3d.workspace.TurnRecord
     spec = dict(record.spec or {})
     return TurnSummary(
         turn_id=str(record.id),
@@ -84,7 +116,7 @@ def _turn_summary(record) -> TurnSummary:  # an edit3d.workspace.TurnRecord
         instruction=spec.get("instruction"),
         created_ts=float(record.created or 0.0),
         finished_ts=None if record.finished is None else float(record.finished),
-        step=int(record.steps or 0),
+        step=_steps_done(root, record),
         total_steps=int(spec.get("steps") or 0),
         params=_scalar_params(spec),
     )
@@ -97,6 +129,16 @@ def recover(root: Path) -> list[str]:
     turn of its sessions can really be running: a "running" node whose recorded owner pid
     happens to be alive again (pid reuse) is marked interrupted too.
     """
+    return release_running(root, "the sidecar stopped while it ran")
+
+
+def release_running(root: Path, message: str) -> list[str]:
+    """Mark every node still "running" in the workspace at `root` interrupted; their ids.
+
+    Only valid when no job of the session runs: at start-up, or once the job that wrote the
+    node has ended (failed, was killed with its worker, ran out of disk). Interrupted nodes
+    can be resumed from their last checkpoint or discarded, and a new base training starts.
+    """
     if not workspace_exists(root):
         return []
     from edit3d.workspace import Workspace
@@ -105,7 +147,7 @@ def recover(root: Path) -> list[str]:
     interrupted = list(workspace.recover())
     for record in workspace.turns:
         if record.status == "running":
-            workspace.fail_node(record.id, "interrupted", "the sidecar stopped while it ran")
+            workspace.fail_node(record.id, "interrupted", message)
             interrupted.append(record.id)
     return interrupted
 

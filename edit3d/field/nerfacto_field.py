@@ -469,8 +469,12 @@ class NerfactoField:
         if extra:
             state["extra"] = dict(extra)
         tmp = path.with_name(f".{path.name}.{time.monotonic_ns()}.tmp")
-        torch.save(state, tmp)
-        tmp.replace(path)
+        try:
+            torch.save(state, tmp)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # e.g. a full disk: no stray temp file stays behind
+            raise
         return path
 
 

@@ -161,3 +161,12 @@ def _load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], sour
             f"{source}: checkpoint does not fit this nerfacto build (missing {missing[:4]}, "
             f"unexpected {unexpected[:4]}); a run trained with tiny-cuda-nn needs it installed"
         )
+
+
+def run_folders(config_yml: Path) -> tuple[Path, Path]:
+    """(dataset folder, checkpoint folder) the ns-train run at `config_yml` names, as
+    `load_nerfstudio_run` finds them: for a caller that confines what a run may read."""
+    config = read_trainer_config(config_yml)
+    run_dir = config_yml.parent
+    model_dir = run_dir / str(getattr(config, "relative_model_dir", "nerfstudio_models"))
+    return _data_dir(config, run_dir, None), model_dir

@@ -20,8 +20,9 @@ undoes `applied_transform` is folded in, because the file's poses already carry 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 
 import numpy as np
@@ -113,8 +114,42 @@ def load_image(
 # --- nerfstudio layout -------------------------------------------------------------------
 
 
+def confined_path(root: Path, name: str, path: Path | None = None) -> Path:
+    """The file `name` names inside dataset folder `root`, refused if it could leave it.
+
+    A dataset's file names come from its transforms or COLMAP files, i.e. from whoever made
+    the dataset: an absolute name, a `..` component or a symlink leading out of `root` would
+    let the dataset read any file on the machine. `path` is where the loader looks for it
+    (default root / name). Raises ValueError naming the entry.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"dataset {str(root)!r}: an image file_path must be a non-empty "
+                         f"string, got {name!r}")
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if pure.is_absolute() or PureWindowsPath(name).drive or ".." in pure.parts:
+        raise ValueError(f"dataset {str(root)!r}: file_path {name!r} must be relative to the "
+                         "dataset folder, without '..'")
+    path = root / name if path is None else path
+    real_root = Path(os.path.realpath(root))
+    real = Path(os.path.realpath(path))
+    if real != real_root and real_root not in real.parents:
+        raise ValueError(f"dataset {str(root)!r}: file_path {name!r} leads outside the dataset "
+                         "folder (through a symlink)")
+    return path
+
+
+def _confine_frames(root: Path, frames: list[dict], suffix: str = "") -> None:
+    """Check every file a transforms file names before anything reads one."""
+    for frame in frames:
+        confined_path(root, str(frame.get("file_path", "")) + suffix)
+        for key in ("mask_path", "depth_file_path"):
+            if key in frame:
+                confined_path(root, frame[key])
+
+
 def _load_nerfstudio(root: Path) -> SceneDataset:
     meta = json.loads((root / "transforms.json").read_text())
+    _confine_frames(root, meta["frames"])
     frames = sorted(meta["frames"], key=lambda f: str(root / f["file_path"]))
     views, paths, distortion = [], {}, {}
     for frame in frames:
@@ -182,6 +217,7 @@ def _intrinsics(meta: dict, frame: dict) -> Intrinsics:
 
 def _load_blender(root: Path) -> SceneDataset:
     meta = json.loads((root / "transforms_train.json").read_text())
+    _confine_frames(root, meta["frames"], suffix=".png")
     outputs = _run_dataparser(root, "blender")
     first = Path(str(outputs.image_filenames[0]))
     from PIL import Image
@@ -297,7 +333,10 @@ def _checked_dataset(
     alpha_color: tuple[float, float, float] | None = None,
     colmap_model: str | None = None,
 ) -> SceneDataset:
-    """The dataset with nerfstudio's scene box, refused unless it reproduces their poses."""
+    """The dataset with nerfstudio's scene box, refused unless it reproduces their poses
+    or names an image outside its folder."""
+    for name, path in paths.items():
+        confined_path(root, name, path)
     dataset = SceneDataset(
         root=root,
         format=fmt,

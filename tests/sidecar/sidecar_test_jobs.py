@@ -119,3 +119,37 @@ class OutOfMemoryError(RuntimeError):
 @job_kind("test.oom", needs_session=False)
 def out_of_memory(ctx: JobContext) -> dict:
     raise OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+@message("test.orphan_node", "request")
+class TestOrphanNode(Message):
+    """Open the session's base node and leave it "running", then die or fail."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+    end: Literal["disk_full", "hang"] = "disk_full"
+    """How the job ends: an ENOSPC error, or waiting (for a kill -9) until cancelled."""
+
+
+@job_kind("test.orphan_node")
+def orphan_node(ctx: JobContext) -> dict:
+    """Opens a node the way edit3d's node-writing jobs do, then stops without closing it,
+    as a killed worker or a write failing on a full disk leaves it."""
+    import errno
+
+    from edit3d.workspace import BASE_ID, Workspace
+
+    root = ctx.workspace_dir
+    if (root / "workspace.json").is_file():
+        workspace = Workspace.open(root)
+    else:
+        workspace = Workspace.create(root, dataset=ctx.session_dir, preset="tiny")
+    workspace._start_node(BASE_ID, None, "base", {"steps": 10})
+    if ctx.params.get("end") == "disk_full":
+        raise OSError(errno.ENOSPC, "No space left on device")
+    step = 0
+    while True:
+        ctx.cancel.raise_if_cancelled()
+        step += 1
+        ctx.progress(ProgressEvent("hold", step, 0))
+        time.sleep(0.05)

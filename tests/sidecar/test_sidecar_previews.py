@@ -39,7 +39,7 @@ def scene(tmp_path_factory):
 
 def test_training_jobs_send_live_frames_of_the_field_being_trained(tmp_path, scene) -> None:
     work = tmp_path / "work"
-    sidecar = start_sidecar(work, preload=True)
+    sidecar = start_sidecar(work, "--data-root", str(scene.root), preload=True)
     client = sidecar.client()
     created = client.request(m.SessionCreate(name="previews", dataset_path=str(scene.root),
                                              preset="tiny"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -151,3 +152,37 @@ def test_restart_cleans_partial_uploads_and_half_deletes(tmp_path) -> None:
     fresh.clean_stale_state()
     assert os.listdir(fresh.uploads_dir(session_id) / ".partial") == []
     assert [p.name for p in fresh.root.iterdir()] == [session_id]
+
+
+def _disk_full(*_args, **_kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_create_on_a_full_disk_leaves_no_session_and_no_temp_file(store, tmp_path,
+                                                                  monkeypatch) -> None:
+    monkeypatch.setattr(os, "fsync", _disk_full)  # the session.json write fails
+    with pytest.raises(SidecarError) as full:
+        store.create("full", source="upload")
+    assert full.value.code == "no_space"
+    monkeypatch.undo()
+    assert store.list() == []
+    assert [p for p in store.root.rglob("*")] == []  # no folder, no .tmp
+
+
+def test_chunk_on_a_full_disk_or_lost_partial_gets_a_specific_code(store, session_id) -> None:
+    data = b"0123456789"
+    upload_id = store.begin_upload(session_id, "a.bin", len(data), sha(data))
+    store.write_chunk(upload_id, 0, data[:4])
+    partial = store.upload(upload_id).partial
+    store.upload(upload_id).partial = type(partial)("/dev/full")
+    with pytest.raises(SidecarError) as full:
+        store.write_chunk(upload_id, 4, data[4:])
+    assert full.value.code == "no_space" and store.upload(upload_id).received == 4
+    store.upload(upload_id).partial = partial  # space again: the same chunk is accepted
+    assert store.write_chunk(upload_id, 4, data[4:]) == len(data)
+    assert store.commit_upload(upload_id).read_bytes() == data
+    second = store.begin_upload(session_id, "b.bin", len(data), sha(data))
+    store.upload(second).partial.unlink()  # e.g. cleaned up behind the upload's back
+    with pytest.raises(SidecarError) as lost:
+        store.write_chunk(second, 0, data)
+    assert lost.value.code == "not_found" and "begin the upload again" in lost.value.message

@@ -45,7 +45,7 @@ def scene(tmp_path_factory):
 
 def test_turn_killed_mid_way_is_interrupted_then_resumed(tmp_path, scene) -> None:
     work = tmp_path / "work"
-    first = start_sidecar(work, preload=True)
+    first = start_sidecar(work, "--data-root", str(scene.root), preload=True)
     client = first.client()
     created = client.request(m.SessionCreate(name="sample", dataset_path=str(scene.root),
                                              preset="tiny"))
@@ -80,6 +80,12 @@ def test_turn_killed_mid_way_is_interrupted_then_resumed(tmp_path, scene) -> Non
 
     direct = Workspace.open(workspace).render(by_name[summary.view_names[3]])
     np.testing.assert_allclose(rendered.rgb, direct.rgb, atol=1e-5)  # same view, same pixels
+    small_job = client.request(m.JobRender(session_id=sid, camera=camera, dtype="uint8",
+                                           outputs=("rgb", "depth")))
+    seen, _ = finished(client, small_job.job_id)
+    small = of_type(seen, "render.result", small_job.job_id)[0]
+    assert small.rgb.dtype == np.uint8 and small.depth.dtype == np.float16
+    np.testing.assert_allclose(small.rgb, direct.rgb * 255.0, atol=0.51)
 
     base_checkpoint = workspace / "base" / "checkpoint.pt"
     base_digest = digest(base_checkpoint)
@@ -94,7 +100,7 @@ def test_turn_killed_mid_way_is_interrupted_then_resumed(tmp_path, scene) -> Non
     first.process.wait(timeout=10)
     client.close()
 
-    second = start_sidecar(work, preload=True)
+    second = start_sidecar(work, "--data-root", str(scene.root), preload=True)
     client = second.client()
     summary = client.request(m.SessionOpen(session_id=sid))
     turns = {turn.turn_id: turn for turn in summary.turns}
@@ -161,7 +167,9 @@ def upload_folder(client, session_id: str, folder: Path, prefix: str) -> int:
 
 
 def test_uploaded_dataset_then_masks_export_and_refine(tmp_path, scene) -> None:
-    running = start_sidecar(tmp_path / "work", preload=True)
+    (tmp_path / "outputs").mkdir()  # where the ns-train run below is written
+    running = start_sidecar(tmp_path / "work", "--data-root", str(tmp_path / "outputs"),
+                            "--data-root", str(scene.root), preload=True)
     client = running.client()
     created = client.request(m.SessionCreate(name="remote", preset="tiny"))
     sid = created.session_id
