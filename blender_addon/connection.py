@@ -26,6 +26,7 @@ import bpy
 import numpy as np
 
 from . import scene_io
+from .props import PRESETS
 
 CLIENT_NAME = "blender-addon 0.1.0"
 PREVIEW_IMAGE = "Edit3D Render"
@@ -512,6 +513,8 @@ def _on_session_summary(context: Any, summary: Any) -> None:
     props = context.scene.edit3d
     props.session_id = summary.session_id
     props.session_name = summary.name
+    if summary.preset in {item[0] for item in PRESETS}:
+        props.preset = summary.preset  # the session's, not what the panel last showed
     props.head = summary.head or ""
     props.turns.clear()
     for info in summary.turns:
@@ -521,8 +524,8 @@ def _on_session_summary(context: Any, summary: Any) -> None:
         item.kind = info.kind
         item.status = info.status
         item.instruction = info.instruction or ""
-        item.edit_queries = str(info.params.get("edit_queries", "") or "")
-        item.keep_queries = str(info.params.get("keep_queries", "") or "")
+        item.edit_queries = "; ".join(info.edit_queries)
+        item.keep_queries = "; ".join(info.keep_queries)
         item.caption = str(info.params.get("caption", "") or "")
     for index, item in enumerate(props.turns):
         if item.turn_id == props.head:

@@ -271,7 +271,7 @@ class EDIT3D_OT_train_base(_SidecarOperator, bpy.types.Operator):
         props = context.scene.edit3d
         msg = connection.messages().JobTrainBase(
             session_id=props.session_id,
-            steps=props.base_steps,
+            steps=props.base_steps or None,  # 0: the preset decides
             preset=props.preset,
             dataset_path=props.uploaded_dataset or None,
             **live_preview_fields(context),
@@ -337,7 +337,7 @@ class EDIT3D_OT_run_turn(_SidecarOperator, bpy.types.Operator):
             keep_queries=split_queries(props.keep_queries),
             caption=None if props.auto_caption or not props.caption else props.caption,
             mode=props.mode,
-            steps=props.turn_steps,
+            steps=props.turn_steps or None,  # 0: the preset decides
             parent_turn=props.head or None,
             seed=props.seed,
             **live_preview_fields(context),

@@ -49,8 +49,12 @@ class EDIT3D_PG_turn(bpy.types.PropertyGroup):
     kind: StringProperty(name="Kind", description="base, edit or refine")
     status: StringProperty(name="Status")
     instruction: StringProperty(name="Instruction")
-    edit_queries: StringProperty(name="Edit region")
-    keep_queries: StringProperty(name="Keep region")
+    edit_queries: StringProperty(
+        name="Edit region", description="The turn's queries, joined by '; ' for display"
+    )
+    keep_queries: StringProperty(
+        name="Keep region", description="The turn's queries, joined by '; ' for display"
+    )
     caption: StringProperty(name="Caption")
 
 
@@ -103,7 +107,9 @@ class EDIT3D_PG_scene(bpy.types.PropertyGroup):
     )
     nerfstudio_run: StringProperty(name="Run config", description="config.yml on the sidecar")
     preset: EnumProperty(name="Preset", items=PRESETS)
-    base_steps: IntProperty(name="Base steps", default=30000, min=1)
+    base_steps: IntProperty(
+        name="Base steps", default=0, min=0, description="Iterations (0: the preset's)"
+    )
     camera_collection: StringProperty(name="Cameras", default="Edit3D Cameras")
 
     # job
@@ -141,7 +147,9 @@ class EDIT3D_PG_scene(bpy.types.PropertyGroup):
             ("in2n", "IN2N", "Baseline: condition on the original dataset images"),
         ),
     )
-    turn_steps: IntProperty(name="Steps", default=15000, min=1)
+    turn_steps: IntProperty(
+        name="Steps", default=0, min=0, description="Iterations of a turn (0: the preset's)"
+    )
     seed: IntProperty(name="Seed", default=0, min=0)
 
     # previews

@@ -152,8 +152,12 @@ class TurnInfo(Record):
     """Iterations done."""
     total_steps: int = param(0, ge=0, le=MAX_INT32)
     """Iterations planned."""
+    edit_queries: tuple[str, ...] = param((), max_len=200, max_items=MAX_QUERIES)
+    """Regions the turn edited (edit turns)."""
+    keep_queries: tuple[str, ...] = param((), max_len=200, max_items=MAX_QUERIES)
+    """Regions the turn kept (inverse mode)."""
     params: Scalars = param(default_factory=dict)
-    """The turn's parameters (mode, edit_rate, seed, ...)."""
+    """The turn's scalar parameters (mode, edit_rate, seed, caption, ...)."""
 
 
 JobState = Literal["queued", "running", "finished", "failed", "cancelled"]

@@ -275,6 +275,8 @@ def _summary(sidecar: Sidecar, session_id: str) -> m.SessionSummary:
             finished_ts=turn.finished_ts,
             step=turn.step,
             total_steps=turn.total_steps,
+            edit_queries=turn.edit_queries,
+            keep_queries=turn.keep_queries,
             params=turn.params,
         )
         for turn in summary.turns

@@ -520,12 +520,15 @@ class FakeSidecar:
     """The vendored protocol's server endpoint in this process: answers the handshake (and
     heartbeats with ``gpu_memory_free``), records every request, while polling the add-on."""
 
-    def __init__(self, connection: Any, *, gpu_memory_free: int | None = None) -> None:
+    def __init__(self, connection: Any, *, gpu_memory_free: int | None = None,
+                 answers: dict[str, Callable[[Any], Any]] | None = None) -> None:  # fmt: skip
         self.connection = connection
         self.proto = connection.protocol_module()
         self.msgs = connection.messages()
         self.server = self.proto.ServerEndpoint("tcp://127.0.0.1:0", bytes(range(32)))
         self.gpu_memory_free = gpu_memory_free
+        self.answers = answers or {}
+        """Replies to other requests, by request type name."""
         self.received: list[Any] = []
 
     def connect(self, **prefs_values: Any) -> None:
@@ -559,7 +562,8 @@ class FakeSidecar:
             return msgs.HeartbeatReply(
                 server_time=time.time(), gpu_memory_free=self.gpu_memory_free
             )
-        return None
+        answer = self.answers.get(message.type_name)
+        return None if answer is None else answer(message)
 
     def close(self) -> None:
         self.server.close()
@@ -658,6 +662,59 @@ def job_requests(args: dict[str, Any]) -> dict[str, Any]:
         "render_size": [scene.render.resolution_x, scene.render.resolution_y],
         "panel_labels": [entry[1] for entry in log if entry[0] == "label"],
         "panel_errors": errors,
+    }
+    fake.close()
+    disable_addon()
+    return result
+
+
+@scenario
+def preset_and_queries(args: dict[str, Any]) -> dict[str, Any]:
+    """Unset steps are not sent (the preset decides); an opened session shows its own preset
+    and its turns' queries as the lists they are."""
+    connection = addon_module("connection")
+    msgs = connection.messages()
+    jobs = iter(range(1, 1000))
+
+    def accepted(message: Any) -> Any:
+        return msgs.JobAccepted(job_id=f"j{next(jobs)}", kind=message.type_name,
+                                queue_position=0)  # fmt: skip
+
+    def summary(message: Any) -> Any:
+        turn = msgs.TurnInfo(turn_id="t1", parent="base", kind="edit", status="finished",
+                             created_ts=1.0, edit_queries=("hat, brim", "scarf"),
+                             keep_queries=("face",))  # fmt: skip
+        return msgs.SessionSummary(session_id=message.session_id, name="garden",
+                                   preset="paper", head="t1", turns=(turn,))  # fmt: skip
+
+    answers = {"job.train_base": accepted, "job.run_turn": accepted, "session.open": summary}
+    fake = FakeSidecar(connection, answers=answers)
+    fake.connect()
+    fake.serve(2.0, until=connection.is_ready)
+    props = bpy.context.scene.edit3d
+    props.session_id, props.instruction = "s1", "make it red"
+
+    def steps_sent() -> dict[str, Any]:
+        start = len(fake.received)
+        call_operator(bpy.ops.edit3d.train_base)
+        call_operator(bpy.ops.edit3d.run_turn)
+        fake.serve(2.0, until=lambda: sum(
+            m.type_name.startswith("job.") for m in fake.received[start:]) >= 2)  # fmt: skip
+        return {m.type_name: m.steps for m in fake.received[start:]
+                if m.type_name.startswith("job.")}  # fmt: skip
+
+    defaults = steps_sent()
+    props.base_steps, props.turn_steps = 123, 45
+    chosen = steps_sent()
+    props.preset = "small"
+    call_operator(bpy.ops.edit3d.open_session, session_id="s1")
+    fake.serve(2.0, until=lambda: len(props.turns) == 1)
+    result = {
+        "defaults": defaults,
+        "chosen": chosen,
+        "preset_after_open": props.preset,
+        "turn_queries": [props.turns[0].edit_queries, props.turns[0].keep_queries]
+        if len(props.turns) else None,
     }
     fake.close()
     disable_addon()
