@@ -327,16 +327,75 @@ def _checked_points(points: np.ndarray) -> np.ndarray:
     return pts
 
 
+COLOR_MATERIAL = "Edit3D Color"
+POINTS_NODE_GROUP = "Edit3D Points"
+
+
+def color_material() -> bpy.types.Material:
+    """The material that shows the "Color" attribute (shared by clouds and meshes)."""
+    material = bpy.data.materials.get(COLOR_MATERIAL)
+    if material is not None:
+        return material
+    material = bpy.data.materials.new(COLOR_MATERIAL)
+    material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
+    attribute = nodes.new("ShaderNodeAttribute")
+    attribute.attribute_type = "GEOMETRY"
+    attribute.attribute_name = COLOR_ATTRIBUTE
+    attribute.location = (bsdf.location.x - 300, bsdf.location.y)
+    links.new(attribute.outputs["Color"], bsdf.inputs["Base Color"])
+    # captured colours already contain their lighting: emit them so an unlit scene shows them
+    links.new(attribute.outputs["Color"], bsdf.inputs["Emission Color"])
+    bsdf.inputs["Emission Strength"].default_value = 1.0
+    return material
+
+
+def _points_node_group() -> bpy.types.GeometryNodeTree:
+    """Geometry Nodes: mesh vertices → points of an adjustable radius, coloured material."""
+    group = bpy.data.node_groups.get(POINTS_NODE_GROUP)
+    if group is not None:
+        return group
+    group = bpy.data.node_groups.new(POINTS_NODE_GROUP, "GeometryNodeTree")
+    group.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
+    radius = group.interface.new_socket("Radius", in_out="INPUT", socket_type="NodeSocketFloat")
+    radius.default_value, radius.min_value = 0.01, 0.0
+    group.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+    nodes, links = group.nodes, group.links
+    source, sink = nodes.new("NodeGroupInput"), nodes.new("NodeGroupOutput")
+    to_points = nodes.new("GeometryNodeMeshToPoints")
+    set_material = nodes.new("GeometryNodeSetMaterial")
+    set_material.inputs["Material"].default_value = color_material()
+    for x, node in enumerate((source, to_points, set_material, sink)):
+        node.location = (x * 220, 0)
+    links.new(source.outputs["Geometry"], to_points.inputs["Mesh"])
+    links.new(source.outputs["Radius"], to_points.inputs["Radius"])
+    links.new(to_points.outputs["Points"], set_material.inputs["Geometry"])
+    links.new(set_material.outputs["Geometry"], sink.inputs["Geometry"])
+    return group
+
+
+def point_radius(points: np.ndarray) -> float:
+    """A radius that roughly closes the gaps of N points spread over a surface."""
+    if len(points) < 2:
+        return 0.01
+    extent = float(np.linalg.norm(points.max(axis=0) - points.min(axis=0)))
+    return max(extent / np.sqrt(len(points)), 1e-6) * 0.5
+
+
 def point_cloud_object(
     name: str,
     points: np.ndarray,
     colors: np.ndarray | None,
     collection: bpy.types.Collection,
 ) -> bpy.types.Object:
-    """A vertex-only mesh object of world-frame points [N,3] with a per-point colour.
+    """An object of world-frame points [N,3] with a per-point colour, visible as points.
 
-    colors are sRGB ([N,3|4] float in [0,1] or uint8) and stored linear in a FLOAT_COLOR
-    POINT attribute named "Color". An object of the same name is replaced.
+    The data is a vertex-only mesh; colors are sRGB ([N,3|4] float in [0,1] or uint8) and
+    stored linear in a FLOAT_COLOR POINT attribute named "Color". A Geometry Nodes modifier
+    ("Mesh to Points", radius adjustable on the modifier) makes real points with the colour
+    material, so the cloud shows in Object mode, EEVEE and Cycles. An object of the same
+    name is replaced.
     """
     pts = _checked_points(points)
     mesh = bpy.data.meshes.new(name)
@@ -344,7 +403,14 @@ def point_cloud_object(
     mesh.vertices.foreach_set("co", pts.ravel())
     _set_point_colors(mesh, colors)
     mesh.update()
-    return _replace_object(name, mesh, collection)
+    obj = _replace_object(name, mesh, collection)
+    modifier = obj.modifiers.new("Edit3D Points", "NODES")
+    group = _points_node_group()
+    modifier.node_group = group
+    radius_id = group.interface.items_tree["Radius"].identifier
+    modifier[radius_id] = point_radius(pts)
+    mesh.materials.append(color_material())
+    return obj
 
 
 def mesh_object(
@@ -372,6 +438,7 @@ def mesh_object(
     _set_point_colors(mesh, vertex_colors)
     mesh.update()
     mesh.validate()
+    mesh.materials.append(color_material())
     return _replace_object(name, mesh, collection)
 
 

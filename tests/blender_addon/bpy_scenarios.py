@@ -721,6 +721,58 @@ def preset_and_queries(args: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _render_coverage(scene: Any, path: Path) -> dict[str, Any]:
+    """Render the scene to a PNG with a transparent film; share of covered pixels, mean colour."""
+    scene.render.filepath = str(path)
+    bpy.ops.render.render(write_still=True)
+    image = bpy.data.images.load(str(path))
+    rgba = np.array(image.pixels[:], dtype=np.float32).reshape(-1, 4)
+    bpy.data.images.remove(image)
+    covered = rgba[:, 3] > 0.5
+    mean = rgba[covered, :3].mean(axis=0).tolist() if covered.any() else [0.0, 0.0, 0.0]
+    return {"coverage": float(covered.mean()), "mean_rgb": mean}
+
+
+@scenario
+def visible_results(args: dict[str, Any]) -> dict[str, Any]:
+    """A red point cloud and a green mesh, each rendered alone by Cycles from one camera."""
+    scene_io = addon_module("scene_io")
+    scene = bpy.context.scene
+    for obj in list(scene.objects):  # the start-up cube would hide the plate
+        bpy.data.objects.remove(obj)
+    coll = scene_io.ensure_collection(scene, "results")
+    rng = np.random.default_rng(0)
+    grid = rng.random((4000, 2), dtype=np.float32) * 2.0 - 1.0
+    points = np.column_stack([grid, np.zeros(len(grid), np.float32)])  # a plate at z = 0
+    red = np.tile(np.array([[220, 30, 30]], np.uint8), (len(points), 1))
+    cloud = scene_io.point_cloud_object("cloud", points, red, coll)
+    verts = np.array([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], np.float32)
+    faces = np.array([[0, 1, 2], [0, 2, 3]], np.int32)
+    mesh = scene_io.mesh_object("plate", verts, faces, np.tile([[0.1, 0.8, 0.1]], (4, 1)), coll)
+    camera = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
+    scene.collection.objects.link(camera)
+    camera.location = (0.0, 0.0, 4.0)  # looks down -Z at the plate
+    scene.camera = camera
+    render = scene.render
+    render.engine = args.get("engine", "CYCLES")
+    render.resolution_x, render.resolution_y, render.resolution_percentage = 48, 32, 100
+    render.film_transparent = True
+    if render.engine == "CYCLES":
+        scene.cycles.samples, scene.cycles.device = 4, "CPU"
+    out_dir = Path(args["out_dir"])
+    results = {}
+    for shown, hidden in ((cloud, mesh), (mesh, cloud)):
+        hidden.hide_render, shown.hide_render = True, False
+        results[shown.name] = _render_coverage(scene, out_dir / f"{shown.name}.png")
+    modifier = cloud.modifiers[0]
+    return {
+        **results,
+        "modifier": [modifier.type, modifier.node_group.name],
+        "cloud_material": [m.name for m in cloud.data.materials],
+        "mesh_material": [m.name for m in mesh.data.materials],
+    }
+
+
 # --- against a real sidecar --------------------------------------------------------------
 
 

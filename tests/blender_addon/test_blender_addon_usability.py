@@ -26,3 +26,15 @@ def test_unset_steps_leave_the_length_to_the_preset_and_sessions_show_their_own(
     assert result["preset_after_open"] == "paper"  # the session's, not the panel's "small"
     # a query with a comma stays one query
     assert result["turn_queries"] == ["hat, brim; scarf", "face"]
+
+
+def test_point_clouds_and_meshes_render_in_their_colours(home: Path, tmp_path: Path) -> None:
+    result = run_bpy("visible_results", home, {"out_dir": str(tmp_path)}).result
+    assert result["modifier"] == ["NODES", "Edit3D Points"]
+    assert result["cloud_material"] == result["mesh_material"] == ["Edit3D Color"]
+    # a 2x2 plate seen from 4 m with a 50 mm lens covers a good share of the frame
+    for name, dominant in (("cloud", 0), ("plate", 1)):
+        shown = result[name]
+        assert shown["coverage"] > 0.1, (name, shown)
+        rgb = shown["mean_rgb"]
+        assert rgb[dominant] > 2 * max(c for i, c in enumerate(rgb) if i != dominant), (name, rgb)
