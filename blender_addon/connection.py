@@ -732,7 +732,16 @@ def _on_export_result(context: Any, result: Any) -> None:
         scene_io.mesh_object(name, result.points, result.faces, result.colors, coll)
     else:
         scene_io.point_cloud_object(name, result.points, result.colors, coll)
-    add_report(context, "INFO", f"{name}: {len(result.points)} points")
+    is_mesh = result.kind == "mesh" and result.faces is not None
+    what = f"{len(result.faces)} triangles" if is_mesh else f"{len(result.points)} points"
+    add_report(context, "INFO", f"{name}: {what}")
+    push_undo(f"Edit3D: import {name}")
+
+
+def push_undo(message: str) -> None:
+    """Make objects a timer created one undo step (operators get theirs from bl_options)."""
+    if bpy.ops.ed.undo_push.poll():
+        bpy.ops.ed.undo_push(message=message)
 
 
 EVENT_HANDLERS: dict[str, Callable[[Any, Any], None]] = {

@@ -221,6 +221,7 @@ class EDIT3D_OT_import_cameras(bpy.types.Operator):
 
     bl_idname = "edit3d.import_cameras"
     bl_label = "Import Dataset Cameras"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 - it adds camera objects
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -241,6 +242,7 @@ class EDIT3D_OT_import_transforms(bpy.types.Operator):
 
     bl_idname = "edit3d.import_transforms"
     bl_label = "Import transforms.json Cameras"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 - it adds camera objects
 
     filepath: StringProperty(subtype="FILE_PATH")
     filter_glob: StringProperty(default="*.json", options={"HIDDEN"})
@@ -416,10 +418,17 @@ class EDIT3D_OT_resume_turn(_SidecarOperator, bpy.types.Operator):
 
 
 class EDIT3D_OT_discard_turn(_SidecarOperator, bpy.types.Operator):
-    """Discard the selected interrupted turn"""
+    """Discard the selected interrupted turn (its partial training is deleted)"""
 
     bl_idname = "edit3d.discard_turn"
     bl_label = "Discard Turn"
+
+    def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
+        # deleting a turn's work cannot be undone in Blender: ask first
+        return context.window_manager.invoke_confirm(
+            self, event, title="Discard the interrupted turn?",
+            message="Its partial training is deleted on the sidecar.", confirm_text="Discard",
+        )  # fmt: skip
 
     def run(self, context: bpy.types.Context) -> set[str]:
         turn = _selected_turn(context)

@@ -773,6 +773,56 @@ def visible_results(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class _ConfirmRecorder:
+    """A window manager stand-in that records invoke_confirm calls instead of showing one."""
+
+    def __init__(self) -> None:
+        self.asked: list[dict[str, Any]] = []
+
+    def invoke_confirm(self, _op: Any, _event: Any, **kwargs: Any) -> set[str]:
+        self.asked.append(kwargs)
+        return {"RUNNING_MODAL"}
+
+
+@scenario
+def undo_and_confirm(args: dict[str, Any]) -> dict[str, Any]:
+    """Scene-changing operators make undo steps, and so do objects a poll step imports;
+    destructive operators ask first."""
+    connection = addon_module("connection")
+    msgs = connection.messages()
+    options = {
+        name: sorted(getattr(bpy.types, name).bl_options)
+        for name in ("EDIT3D_OT_import_cameras", "EDIT3D_OT_import_transforms")
+    }
+    recorder = _ConfirmRecorder()
+    context = type("Ctx", (), {"window_manager": recorder})()
+    invoked = bpy.types.EDIT3D_OT_discard_turn.invoke(None, context, None)
+    bpy.ops.ed.undo_push(message="before the import")
+    verts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32)
+    result = msgs.ExportResult(job_id="j1", kind="mesh", format="ply", path="exports/m.ply",
+                               points=verts, faces=np.array([[0, 1, 2]], np.int32))  # fmt: skip
+    connection._on_export_result(bpy.context, result)
+    name = "Edit3D mesh head"
+    imported = name in bpy.data.objects
+    if bpy.ops.ed.undo.poll():  # False when the import made no step of its own
+        bpy.ops.ed.undo()
+    after_undo = name in bpy.data.objects
+    if bpy.ops.ed.redo.poll():
+        bpy.ops.ed.redo()
+    after_redo = name in bpy.data.objects
+    reports = [r.message for r in bpy.context.scene.edit3d.reports]
+    disable_addon()
+    return {
+        "options": options,
+        "confirm_result": sorted(invoked),
+        "confirm_asked": recorder.asked,
+        "imported": imported,
+        "after_undo": after_undo,
+        "after_redo": after_redo,
+        "reports": reports,
+    }
+
+
 # --- against a real sidecar --------------------------------------------------------------
 
 

@@ -38,3 +38,14 @@ def test_point_clouds_and_meshes_render_in_their_colours(home: Path, tmp_path: P
         assert shown["coverage"] > 0.1, (name, shown)
         rgb = shown["mean_rgb"]
         assert rgb[dominant] > 2 * max(c for i, c in enumerate(rgb) if i != dominant), (name, rgb)
+
+
+def test_imports_are_undo_steps_and_discarding_asks_first(home: Path) -> None:
+    result = run_bpy("undo_and_confirm", home).result
+    for name, options in result["options"].items():
+        assert options == ["REGISTER", "UNDO"], name
+    assert result["confirm_result"] == ["RUNNING_MODAL"]
+    assert len(result["confirm_asked"]) == 1 and "Discard" in result["confirm_asked"][0]["title"]
+    # an object built by the poll step is one undo step: undo removes it, redo restores it
+    assert (result["imported"], result["after_undo"], result["after_redo"]) == (True, False, True)
+    assert "Edit3D mesh head: 1 triangles" in result["reports"]
