@@ -2,7 +2,9 @@
 
 Structure: one PropertyGroup on the Scene (`scene.edit3d`, props.py), add-on preferences
 (preferences.py), operators (operators.py), sidebar panels (panels.py), the one sidecar
-link and its poll timer (connection.py), and plain scene data conversions (scene_io.py).
+link and its poll timer over a protocol.Client (connection.py), replies and events applied
+to properties (events.py), a sidecar started from Blender (local_sidecar.py), connection
+files (connection_files.py), and plain scene data conversions (scene_io.py).
 Registering opens no socket: the network is touched only when the user connects.
 """
 

@@ -8,7 +8,7 @@ from typing import Any
 import bpy
 from bpy.props import StringProperty
 
-from . import connection, scene_io, upload
+from . import connection, events, local_sidecar, scene_io, upload
 from .preferences import get_preferences
 
 
@@ -40,7 +40,7 @@ class _SidecarOperator:
         raise NotImplementedError
 
     def submit(self, context: bpy.types.Context, message: Any, route=None) -> set[str]:
-        connection.submit_job(context, message, route)
+        events.submit_job(context, message, route)
         return {"FINISHED"}
 
 
@@ -88,7 +88,7 @@ class EDIT3D_OT_start_sidecar(bpy.types.Operator):
             self.report({"ERROR"}, "Set the sidecar workdir in the add-on preferences")
             return {"CANCELLED"}
         try:
-            conn_file = connection.start_local_sidecar(
+            conn_file = local_sidecar.start(
                 bpy.path.abspath(prefs.sidecar_python), workdir,
                 device=prefs.sidecar_device, tiny=prefs.sidecar_tiny,
                 settings=connection.settings_from_preferences(prefs),
@@ -108,7 +108,7 @@ class EDIT3D_OT_stop_sidecar(bpy.types.Operator):
     bl_label = "Stop Local Sidecar"
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        if not connection.stop_local_sidecar():
+        if not local_sidecar.stop(context):
             self.report({"WARNING"}, "No sidecar started from this Blender is running")
             return {"CANCELLED"}
         return {"FINISHED"}
@@ -167,7 +167,7 @@ def _on_session_created(context: Any, summary: Any) -> None:
     props.session_id = summary.session_id
     props.uploaded_dataset = ""
     props.event_seq = -1
-    connection.open_session(context, summary.session_id)
+    events.open_session(context, summary.session_id)
 
 
 def _session_error(context: Any, text: str) -> None:
@@ -195,13 +195,9 @@ class EDIT3D_OT_open_session(_SidecarOperator, bpy.types.Operator):
             props.event_seq = -1
         connection.request(
             context, connection.messages().SessionOpen(session_id=session_id),
-            _on_session_opened, _session_error,
+            events.on_session_summary, _session_error,
         )  # fmt: skip
         return {"FINISHED"}
-
-
-def _on_session_opened(context: Any, summary: Any) -> None:
-    connection._on_session_summary(context, summary)
 
 
 class EDIT3D_OT_list_sessions(_SidecarOperator, bpy.types.Operator):
@@ -212,7 +208,7 @@ class EDIT3D_OT_list_sessions(_SidecarOperator, bpy.types.Operator):
     needs_session = False
 
     def run(self, context: bpy.types.Context) -> set[str]:
-        connection.refresh_sessions(context)
+        events.refresh_sessions(context)
         return {"FINISHED"}
 
 
@@ -229,7 +225,7 @@ class EDIT3D_OT_import_cameras(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
-            cameras = connection.import_session_cameras(context)
+            cameras = events.import_session_cameras(context)
         except (LookupError, ValueError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -289,7 +285,7 @@ def live_preview_fields(context: bpy.types.Context) -> dict[str, Any]:
     camera = context.scene.camera
     if camera is None or camera.type != "CAMERA":
         return {}
-    return {"preview_camera": connection.camera_message(context, camera)}
+    return {"preview_camera": events.camera_message(context, camera)}
 
 
 def _active_camera(op: bpy.types.Operator, context: bpy.types.Context) -> Any:
@@ -313,7 +309,7 @@ class EDIT3D_OT_preview_masks(_SidecarOperator, bpy.types.Operator):
             return {"CANCELLED"}
         msg = connection.messages().JobPreviewMasks(
             session_id=props.session_id,
-            camera=connection.camera_message(context, camera),
+            camera=events.camera_message(context, camera),
             edit_queries=split_queries(props.edit_queries),
             keep_queries=split_queries(props.keep_queries),
             caption=None if props.auto_caption or not props.caption else props.caption,
@@ -356,13 +352,13 @@ class EDIT3D_OT_cancel_job(bpy.types.Operator):
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         props = context.scene.edit3d
-        return connection.is_ready() and props.job_state in connection.ACTIVE_JOB_STATES
+        return connection.is_ready() and props.job_state in events.ACTIVE_JOB_STATES
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         if upload.abort(context):
             return {"FINISHED"}
         try:
-            connection.cancel_job(context)
+            events.cancel_job(context)
         except LookupError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -395,7 +391,7 @@ class EDIT3D_OT_checkout_turn(_SidecarOperator, bpy.types.Operator):
 
 def _refresh_after(context: Any, _reply: Any) -> None:
     props = context.scene.edit3d
-    connection.open_session(context, props.session_id)
+    events.open_session(context, props.session_id)
 
 
 class EDIT3D_OT_resume_turn(_SidecarOperator, bpy.types.Operator):
@@ -467,7 +463,7 @@ class EDIT3D_OT_render_camera(_SidecarOperator, bpy.types.Operator):
         if camera is None:
             return {"CANCELLED"}
         try:
-            connection.render_camera(context, camera)
+            events.render_camera(context, camera)
         except (ConnectionError, ValueError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}

@@ -6,7 +6,7 @@ from typing import Any
 
 import bpy
 
-from .connection import ACTIVE_JOB_STATES
+from .events import ACTIVE_JOB_STATES
 
 STATUS_ICONS = {
     "running": "PLAY",

@@ -456,10 +456,11 @@ def no_sidecar(args: dict[str, Any]) -> dict[str, Any]:
     _configure(prefs, args)
     props = bpy.context.scene.edit3d
     bpy.context.preferences.system.use_online_access = False
+    loopback, prefs.endpoint = prefs.endpoint, "tcp://192.0.2.10:5555"  # another machine
     offline = call_operator(bpy.ops.edit3d.connect)
     offline_state = props.connection_state
     offline_socket = connection.LINK.client is not None
-    bpy.context.preferences.system.use_online_access = True
+    prefs.endpoint = loopback  # this machine: allowed with online access still off
     t0 = time.perf_counter()
     online = call_operator(bpy.ops.edit3d.connect)
     connect_call_s = time.perf_counter() - t0
@@ -801,7 +802,7 @@ def undo_and_confirm(args: dict[str, Any]) -> dict[str, Any]:
     verts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32)
     result = msgs.ExportResult(job_id="j1", kind="mesh", format="ply", path="exports/m.ply",
                                points=verts, faces=np.array([[0, 1, 2]], np.int32))  # fmt: skip
-    connection._on_export_result(bpy.context, result)
+    sys.modules[f"{ADDON}.events"]._on_export_result(bpy.context, result)
     name = "Edit3D mesh head"
     imported = name in bpy.data.objects
     if bpy.ops.ed.undo.poll():  # False when the import made no step of its own
@@ -991,7 +992,8 @@ def _render_phase(phase: Phase, connection: Any, view_index: int) -> dict[str, A
                          width=int(w), height=int(h), name=name)  # fmt: skip
     count = len(link.render_results)
     job = msgs.JobRender(session_id=props.session_id, camera=direct)
-    phase.run_job("direct render", lambda: connection.submit_job(bpy.context, job), 120)
+    events = sys.modules[f"{ADDON}.events"]
+    phase.run_job("direct render", lambda: events.submit_job(bpy.context, job), 120)
     phase.wait("direct result", lambda: len(link.render_results) > count, 10)
     rgb = np.asarray(link.render_results[-1].rgb, dtype=np.float32)
     if rgb.max() > 1.0:
@@ -1043,7 +1045,7 @@ def _export_phase(phase: Phase, connection: Any) -> dict[str, Any]:
     job = phase.run_job("export", lambda: bpy.ops.edit3d.export(into_scene=True), 180)
     phase.wait("export object", lambda: bool(connection.LINK.export_results), 10)
     result = connection.LINK.export_results[-1]
-    coll = bpy.data.collections.get(connection.EXPORT_COLLECTION)
+    coll = bpy.data.collections.get(sys.modules[f"{ADDON}.events"].EXPORT_COLLECTION)
     objects = [] if coll is None else list(coll.objects)
     if not objects:
         return {"job": job["final"], "objects": 0}
@@ -1238,7 +1240,7 @@ def sidecar_session(args: dict[str, Any]) -> dict[str, Any]:
         out["reports"] = [(r.level, r.message) for r in props.reports]
         proc = connection.LINK.local_process
         if proc is not None and proc.poll() is None:
-            connection.stop_local_sidecar()
+            sys.modules[f"{ADDON}.local_sidecar"].stop(bpy.context)
             try:
                 proc.wait(timeout=30)
             except Exception:

@@ -323,12 +323,13 @@ def test_no_sidecar_is_reported_within_the_timeout_without_freezing(home: Path) 
         "limit_s": 6.0,
     }
     result = run_bpy("no_sidecar", home, args).result
-    # online access off: refused before any socket exists
+    # online access off, a sidecar on another machine: refused before any socket exists
     assert result["offline_result"] == ["CANCELLED"]
     assert "Allow Online Access" in result["offline_error"]
     assert result["offline_state"] == "DISCONNECTED"
     assert result["offline_socket"] is False
-    # online: the operator returns at once, the poll step reports the silence
+    # online access still off, a loopback endpoint: allowed; the operator returns at once
+    # and the poll step reports the silence
     assert result["online_result"] == ["FINISHED"]
     assert result["connect_call_s"] < 0.5
     assert result["state_after_call"] == "CONNECTING"
@@ -348,7 +349,7 @@ def test_a_sidecar_of_another_protocol_major_is_refused_with_a_clear_report(home
     assert result["ready"] is False
     errors = [m for level, m in result["reports"] if level == "ERROR"]
     assert len(errors) == 1
-    assert "speaks protocol 2.0, this add-on 1." in errors[0]
+    assert "speaks protocol 2.0, this client 1." in errors[0]
 
 
 def test_values_the_protocol_refuses_are_reported_and_never_sent(home: Path) -> None:

@@ -96,7 +96,9 @@ def test_dataset_cameras_imported_from_the_session_match_transforms(session_run,
 
 def test_wrong_key_is_reported_and_the_right_one_reconnects(session_run: dict) -> None:
     wrong = session_run["wrong_key"]
-    assert wrong["elapsed"] is not None and 4.5 < wrong["elapsed"] < 6.5  # the 5 s timeout
+    # the handshake gives up after 2 s (a stale or wrong connection is found fast), not
+    # after the 5 s request timeout
+    assert wrong["elapsed"] is not None and 1.5 < wrong["elapsed"] < 3.5
     assert len(wrong["errors"]) == 1
     assert "No answer from the sidecar" in wrong["errors"][0]
     assert "key" in wrong["errors"][0]

@@ -1,0 +1,390 @@
+"""Replies and events applied to the panel's properties, and the requests they answer.
+
+Handlers take (context, message) and only write properties, build images and objects, or
+send follow-up requests; `route(client)` registers them on a protocol.Client, which calls
+them from the poll step on Blender's main thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import bpy
+import numpy as np
+
+from . import scene_io
+from .connection import (
+    LINK,
+    JobRoute,
+    SessionViews,
+    add_report,
+    is_ready,
+    messages,
+    report_error,
+    request,
+)
+from .props import PRESETS
+
+PREVIEW_IMAGE = "Edit3D Render"
+MASK_IMAGE = "Edit3D Mask"
+HEATMAP_IMAGE = "Edit3D Heatmap"
+EXPORT_COLLECTION = "Edit3D Exports"
+LONG_JOBS = ("job.train_base", "job.run_turn", "job.resume_turn", "job.refine")
+"""Jobs whose end changes the turn history (the session summary is refreshed after them)."""
+
+ACTIVE_JOB_STATES = ("SUBMITTED", "QUEUED", "RUNNING")
+
+
+# --- connection --------------------------------------------------------------------------
+
+
+def on_connected(context: Any, reply: Any) -> None:
+    """The handshake's facts in the panel; the open session is re-opened (resubscribed)."""
+    props = context.scene.edit3d
+    props.server_version = reply.sidecar_version or ".".join(map(str, reply.server_version))
+    props.device = reply.device + (f" ({reply.gpu_name})" if reply.gpu_name else "")
+    props.gpu_memory_total_gb = (reply.gpu_memory_total or 0) / 2**30
+    props.gpu_memory_free_gb = (reply.gpu_memory_free or 0) / 2**30
+    props.capabilities = ", ".join(reply.capabilities)
+    fill_sessions(props, reply.sessions)
+    if props.session_id:
+        open_session(context, props.session_id, resync=True)
+
+
+def fill_sessions(props: Any, sessions: Any) -> None:
+    """Show the sidecar's sessions (newest first) so one can be opened."""
+    props.sessions.clear()
+    for info in sorted(sessions, key=lambda i: -i.created_ts):
+        item = props.sessions.add()
+        item.session_id, item.label = info.session_id, info.name
+        item.turn_count, item.busy = info.turn_count, info.busy
+
+
+def refresh_sessions(context: Any) -> None:
+    def listed(ctx: Any, reply: Any) -> None:
+        fill_sessions(ctx.scene.edit3d, reply.sessions)
+
+    request(context, messages().SessionList(), listed)
+
+
+def _on_heartbeat(context: Any, reply: Any) -> None:
+    props = context.scene.edit3d
+    if reply.gpu_memory_free is not None:
+        props.gpu_memory_free_gb = reply.gpu_memory_free / 2**30
+    if reply.busy and reply.running_job_id and props.job_id == reply.running_job_id:
+        props.queue_position = 0
+
+
+# --- sessions and turns ------------------------------------------------------------------
+
+
+def open_session(context: Any, session_id: str, *, resync: bool = False) -> None:
+    """Open (subscribe to) a session; refreshes turns and views.
+
+    With resync (a session this conversation has not followed yet, e.g. after re-enabling
+    the add-on) the client asks for the events missed since the last one applied; the
+    server re-sends them, then answers events.replayed. A session the client already
+    follows is resynced by the client itself after a reconnect.
+    """
+    request(context, messages().SessionOpen(session_id=session_id), on_session_summary)
+    seq = context.scene.edit3d.event_seq
+    client = LINK.client
+    if resync and seq >= 0 and client is not None and client.last_seq(session_id) is None:
+        client.follow(session_id, seq)
+        client.resync(session_id)
+
+
+def on_session_summary(context: Any, summary: Any) -> None:
+    props = context.scene.edit3d
+    props.session_id = summary.session_id
+    props.session_name = summary.name
+    if summary.preset in {item[0] for item in PRESETS}:
+        props.preset = summary.preset  # the session's, not what the panel last showed
+    props.head = summary.head or ""
+    props.turns.clear()
+    for info in summary.turns:
+        item = props.turns.add()
+        item.turn_id = info.turn_id
+        item.parent = info.parent or ""
+        item.kind = info.kind
+        item.status = info.status
+        item.instruction = info.instruction or ""
+        item.edit_queries = "; ".join(info.edit_queries)
+        item.keep_queries = "; ".join(info.keep_queries)
+        item.caption = str(info.params.get("caption", "") or "")
+    for index, item in enumerate(props.turns):
+        if item.turn_id == props.head:
+            props.active_turn_index = index
+    LINK.views = SessionViews(
+        list(summary.view_names), np.asarray(summary.view_c2w), np.asarray(summary.view_intrinsics)
+    )
+    if props.event_seq < 0:
+        props.event_seq = summary.last_seq
+    if LINK.client is not None and LINK.client.last_seq(summary.session_id) is None:
+        LINK.client.follow(summary.session_id, summary.last_seq)
+
+
+def _on_events_replayed(context: Any, reply: Any) -> None:
+    props = context.scene.edit3d
+    props.event_seq = reply.last_seq  # replayed events came first; a restarted sidecar resets
+    if not reply.complete:
+        known = {job.job_id: job for job in reply.jobs}
+        if props.job_id in known:
+            _apply_job_info(props, known[props.job_id])
+        elif props.job_state in ACTIVE_JOB_STATES:
+            props.job_state = "FAILED"
+            props.job_message = "the sidecar restarted and lost this job; resume its turn"
+            report_error(context, f"{props.job_kind}: {props.job_message}")
+        request(context, messages().SessionOpen(session_id=reply.session_id), on_session_summary)
+
+
+def _apply_job_info(props: Any, job: Any) -> None:
+    state = {"queued": "QUEUED", "running": "RUNNING", "finished": "FINISHED",
+             "failed": "FAILED", "cancelled": "CANCELLED"}.get(str(job.state))  # fmt: skip
+    if state is not None:
+        props.job_state = state
+
+
+def import_session_cameras(context: Any) -> list[Any]:
+    """Create camera objects for the open session's dataset views (exact poses)."""
+    if LINK.views is None:
+        raise LookupError("no session is open: create or open one first")
+    props = context.scene.edit3d
+    return scene_io.import_cameras(
+        context.scene, LINK.views.names, LINK.views.pinholes(), props.camera_collection
+    )
+
+
+# --- jobs --------------------------------------------------------------------------------
+
+
+def submit_job(context: Any, message: Any, route: JobRoute | None = None) -> Any:
+    """Send a job request; the job becomes the panel's current job once accepted."""
+    route = route or JobRoute(message.type_name)
+    props = context.scene.edit3d
+    if not route.silent:
+        props.job_kind = message.type_name
+        props.job_state = "SUBMITTED"
+        props.job_id = ""
+        props.progress = 0.0
+        props.step = props.total = 0
+        props.eta_s = -1.0
+        props.job_message = ""
+
+    def accepted(ctx: Any, reply: Any) -> None:
+        LINK.submitting = max(0, LINK.submitting - 1)
+        LINK.jobs[reply.job_id] = route
+        if not route.silent:
+            p = ctx.scene.edit3d
+            p.job_id = reply.job_id
+            p.queue_position = reply.queue_position
+            p.job_state = "QUEUED" if reply.queue_position > 0 else "RUNNING"
+
+    def refused(ctx: Any, text: str) -> None:
+        LINK.submitting = max(0, LINK.submitting - 1)
+        if not route.silent:
+            ctx.scene.edit3d.job_state = "FAILED"
+            ctx.scene.edit3d.job_message = text
+        report_error(ctx, f"{message.type_name} refused: {text}")
+
+    call = request(context, message, accepted, refused, session=props.session_id or None)
+    LINK.submitting += 1
+    return call
+
+
+def cancel_job(context: Any) -> None:
+    props = context.scene.edit3d
+    if not props.job_id:
+        raise LookupError("no job to cancel")
+    request(context, messages().JobCancel(job_id=props.job_id))
+
+
+def _is_current(props: Any, job_id: str) -> bool:
+    return bool(job_id) and job_id == props.job_id
+
+
+def _adopt(props: Any, job_id: str, kind: str) -> None:
+    """Show a job this client did not submit (e.g. session.prepare) when nothing else runs."""
+    if job_id in LINK.jobs or _is_current(props, job_id):
+        return
+    if props.job_state in ACTIVE_JOB_STATES:
+        return
+    # our own submission's events can overtake its job.accepted reply: never adopt those
+    if LINK.submitting:
+        return
+    props.job_id, props.job_kind = job_id, kind
+    props.progress, props.step, props.total, props.eta_s = 0.0, 0, 0, -1.0
+    props.job_message = ""
+
+
+def _on_job_queued(context: Any, event: Any) -> None:
+    props = context.scene.edit3d
+    _adopt(props, event.job_id, event.kind)
+    if _is_current(props, event.job_id):
+        props.job_state = "QUEUED"
+        props.queue_position = event.position
+
+
+def _on_job_started(context: Any, event: Any) -> None:
+    props = context.scene.edit3d
+    _adopt(props, event.job_id, event.kind)
+    if _is_current(props, event.job_id):
+        props.job_state = "RUNNING"
+        props.queue_position = 0
+
+
+def _on_job_progress(context: Any, event: Any) -> None:
+    props = context.scene.edit3d
+    if not _is_current(props, event.job_id):
+        return
+    props.job_state = "RUNNING"
+    props.step, props.total = event.step, event.total
+    props.progress = min(1.0, event.step / event.total) if event.total else 0.0
+    if event.loss is not None and np.isfinite(event.loss):
+        props.loss = event.loss
+    props.eta_s = -1.0 if event.eta_s is None else event.eta_s
+    props.job_message = event.message
+
+
+def _on_job_preview(context: Any, event: Any) -> None:
+    props = context.scene.edit3d
+    if props.live_preview and _is_current(props, event.job_id):
+        props.preview_image = scene_io.image_to_datablock(PREVIEW_IMAGE, event.image[..., :3])
+
+
+def _end_job(context: Any, job_id: str, state: str, message: str) -> JobRoute | None:
+    route = LINK.jobs.pop(job_id, None)
+    props = context.scene.edit3d
+    if _is_current(props, job_id):
+        props.job_state = state
+        props.job_message = message
+        if state == "FINISHED":
+            props.progress = 1.0
+        props.eta_s = -1.0
+    return route
+
+
+def _on_job_finished(context: Any, event: Any) -> None:
+    route = _end_job(context, event.job_id, "FINISHED", "")
+    props = context.scene.edit3d
+    if (route is None or route.kind in LONG_JOBS) and props.session_id and is_ready():
+        request(context, messages().SessionOpen(session_id=props.session_id), on_session_summary)
+
+
+def _on_job_failed(context: Any, event: Any) -> None:
+    _end_job(context, event.job_id, "FAILED", event.reason)
+    report_error(context, f"{event.kind} failed on the sidecar: {event.reason}")
+
+
+def _on_job_cancelled(context: Any, event: Any) -> None:
+    _end_job(context, event.job_id, "CANCELLED", "cancelled")
+    add_report(context, "INFO", f"{event.kind} cancelled")
+    props = context.scene.edit3d
+    if props.session_id and is_ready():
+        request(context, messages().SessionOpen(session_id=props.session_id), on_session_summary)
+
+
+def _on_render_result(context: Any, result: Any) -> None:
+    LINK.render_results = [*LINK.render_results[-3:], result]
+    if result.rgb is None:
+        return
+    rgb = np.asarray(result.rgb)
+    image = rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb
+    context.scene.edit3d.preview_image = scene_io.image_to_datablock(PREVIEW_IMAGE, image)
+
+
+def _on_masks_result(context: Any, result: Any) -> None:
+    props = context.scene.edit3d
+    props.mask_caption = result.caption
+    if props.auto_caption:
+        props.caption = result.caption
+    props.mask_image = scene_io.image_to_datablock(MASK_IMAGE, result.soft_mask, non_color=True)
+    if len(result.heatmaps):
+        heat = np.max(np.asarray(result.heatmaps), axis=0)
+        props.heatmap_image = scene_io.image_to_datablock(HEATMAP_IMAGE, heat, non_color=True)
+
+
+def _on_export_result(context: Any, result: Any) -> None:
+    LINK.export_results = [*LINK.export_results[-3:], result]
+    route = LINK.jobs.get(result.job_id)
+    if route is not None and not route.into_scene:
+        add_report(context, "INFO", f"exported {result.path} on the sidecar")
+        return
+    if result.points is None:
+        return
+    coll = scene_io.ensure_collection(context.scene, EXPORT_COLLECTION)
+    name = f"Edit3D {result.kind.replace('_', ' ')} {result.turn_id or 'head'}"
+    if result.kind == "mesh" and result.faces is not None:
+        scene_io.mesh_object(name, result.points, result.faces, result.colors, coll)
+    else:
+        scene_io.point_cloud_object(name, result.points, result.colors, coll)
+    is_mesh = result.kind == "mesh" and result.faces is not None
+    what = f"{len(result.faces)} triangles" if is_mesh else f"{len(result.points)} points"
+    add_report(context, "INFO", f"{name}: {what}")
+    push_undo(f"Edit3D: import {name}")
+
+
+def push_undo(message: str) -> None:
+    """Make objects a timer created one undo step (operators get theirs from bl_options)."""
+    if bpy.ops.ed.undo_push.poll():
+        bpy.ops.ed.undo_push(message=message)
+
+
+HANDLERS: dict[str, Callable[[Any, Any], None]] = {
+    "heartbeat.reply": _on_heartbeat,
+    "job.queued": _on_job_queued,
+    "job.started": _on_job_started,
+    "job.progress": _on_job_progress,
+    "job.preview": _on_job_preview,
+    "job.finished": _on_job_finished,
+    "job.failed": _on_job_failed,
+    "job.cancelled": _on_job_cancelled,
+    "render.result": _on_render_result,
+    "masks.result": _on_masks_result,
+    "export.result": _on_export_result,
+    "events.replayed": _on_events_replayed,
+}
+
+
+# --- live preview ------------------------------------------------------------------------
+
+
+def route(client: Any) -> None:
+    """Register every handler on the client (it calls them from the poll step)."""
+    for type_name, handler in HANDLERS.items():
+        client.on_event(type_name, lambda message, fn=handler: fn(bpy.context, message))
+
+
+def live_preview_tick(context: Any) -> None:
+    """While idle with live preview on, re-render the active camera when it moved."""
+    now = time.monotonic()
+    props = context.scene.edit3d
+    camera = context.scene.camera
+    if not props.live_preview or camera is None or not props.session_id:
+        return
+    if props.job_state in ACTIVE_JOB_STATES or now < LINK.next_live_at:
+        return
+    LINK.next_live_at = now + props.live_interval_s
+    pose = tuple(round(v, 6) for row in camera.matrix_world for v in row)
+    if pose == LINK.last_live_pose:
+        return
+    LINK.last_live_pose = pose
+    render_camera(context, camera, silent=True)
+
+
+def camera_message(context: Any, camera: Any) -> Any:
+    pin = scene_io.pinhole_from_camera(camera, context.scene)
+    return messages().Camera(
+        c2w=pin.c2w, fx=pin.fx, fy=pin.fy, cx=pin.cx, cy=pin.cy,
+        width=pin.width, height=pin.height, name=scene_io.dataset_view_name(camera),
+    )  # fmt: skip
+
+
+def render_camera(context: Any, camera: Any, *, silent: bool = False, turn_id: str | None = None):
+    props = context.scene.edit3d
+    msg = messages().JobRender(
+        session_id=props.session_id, camera=camera_message(context, camera), turn_id=turn_id
+    )
+    return submit_job(context, msg, JobRoute("job.render", silent=silent))
