@@ -131,12 +131,12 @@ def messages() -> Any:
 
 def add_report(context: Any, level: str, message: str) -> None:
     """Keep a message for the panel (errors arrive between operators) and print it."""
-    props = context.scene.edit3d
-    item = props.reports.add()
+    status = context.window_manager.edit3d
+    item = status.reports.add()
     item.level = level
     item.message = message[:1024]
-    while len(props.reports) > MAX_REPORTS:
-        props.reports.remove(0)
+    while len(status.reports) > MAX_REPORTS:
+        status.reports.remove(0)
     print(f"Edit3D {level}: {message}")
 
 
@@ -212,11 +212,11 @@ def connect(context: Any, settings: LinkSettings) -> None:
 
 def disconnect(context: Any, reason: str = "") -> None:
     """Close the link on purpose (jobs on the sidecar keep running)."""
+    status = context.window_manager.edit3d
     LINK.autoconnect_file = None
     close_client()
-    props = context.scene.edit3d
-    props.connection_state = "DISCONNECTED"
-    props.connection_message = reason
+    status.connection_state = "DISCONNECTED"
+    status.connection_message = reason
 
 
 def close_client() -> None:
@@ -231,13 +231,13 @@ def close_client() -> None:
 
 def _on_state(client: Any, state: str, detail: str) -> None:
     """The conversation's state, shown in the panel; errors the user must see, reported."""
+    status = bpy.context.window_manager.edit3d
     if client is not LINK.client:
         return
     context = bpy.context
-    props = context.scene.edit3d
-    before = props.connection_state
-    props.connection_state = state.upper()
-    props.connection_message = detail
+    before = status.connection_state
+    status.connection_state = state.upper()
+    status.connection_message = detail
     if state == "connected":
         LINK.autoconnect_file = None  # connected: a later disconnect must stay disconnected
         from . import events

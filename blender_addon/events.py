@@ -42,39 +42,40 @@ ACTIVE_JOB_STATES = ("SUBMITTED", "QUEUED", "RUNNING")
 
 def on_connected(context: Any, reply: Any) -> None:
     """The handshake's facts in the panel; the open session is re-opened (resubscribed)."""
+    status = context.window_manager.edit3d
     props = context.scene.edit3d
-    props.server_version = reply.sidecar_version or ".".join(map(str, reply.server_version))
-    props.device = reply.device + (f" ({reply.gpu_name})" if reply.gpu_name else "")
-    props.gpu_memory_total_gb = (reply.gpu_memory_total or 0) / 2**30
-    props.gpu_memory_free_gb = (reply.gpu_memory_free or 0) / 2**30
-    props.capabilities = ", ".join(reply.capabilities)
-    fill_sessions(props, reply.sessions)
+    status.server_version = reply.sidecar_version or ".".join(map(str, reply.server_version))
+    status.device = reply.device + (f" ({reply.gpu_name})" if reply.gpu_name else "")
+    status.gpu_memory_total_gb = (reply.gpu_memory_total or 0) / 2**30
+    status.gpu_memory_free_gb = (reply.gpu_memory_free or 0) / 2**30
+    status.capabilities = ", ".join(reply.capabilities)
+    fill_sessions(status, reply.sessions)
     if props.session_id:
         open_session(context, props.session_id, resync=True)
 
 
-def fill_sessions(props: Any, sessions: Any) -> None:
+def fill_sessions(status: Any, sessions: Any) -> None:
     """Show the sidecar's sessions (newest first) so one can be opened."""
-    props.sessions.clear()
+    status.sessions.clear()
     for info in sorted(sessions, key=lambda i: -i.created_ts):
-        item = props.sessions.add()
+        item = status.sessions.add()
         item.session_id, item.label = info.session_id, info.name
         item.turn_count, item.busy = info.turn_count, info.busy
 
 
 def refresh_sessions(context: Any) -> None:
     def listed(ctx: Any, reply: Any) -> None:
-        fill_sessions(ctx.scene.edit3d, reply.sessions)
+        fill_sessions(ctx.window_manager.edit3d, reply.sessions)
 
     request(context, messages().SessionList(), listed)
 
 
 def _on_heartbeat(context: Any, reply: Any) -> None:
-    props = context.scene.edit3d
+    status = context.window_manager.edit3d
     if reply.gpu_memory_free is not None:
-        props.gpu_memory_free_gb = reply.gpu_memory_free / 2**30
-    if reply.busy and reply.running_job_id and props.job_id == reply.running_job_id:
-        props.queue_position = 0
+        status.gpu_memory_free_gb = reply.gpu_memory_free / 2**30
+    if reply.busy and reply.running_job_id and status.job_id == reply.running_job_id:
+        status.queue_position = 0
 
 
 # --- sessions and turns ------------------------------------------------------------------
@@ -99,7 +100,7 @@ def open_session(context: Any, session_id: str, *, resync: bool = False) -> None
 def on_session_summary(context: Any, summary: Any) -> None:
     props = context.scene.edit3d
     props.session_id = summary.session_id
-    props.session_name = summary.name
+    context.window_manager.edit3d.session_label = summary.name
     if summary.preset in {item[0] for item in PRESETS}:
         props.preset = summary.preset  # the session's, not what the panel last showed
     props.head = summary.head or ""
@@ -127,24 +128,25 @@ def on_session_summary(context: Any, summary: Any) -> None:
 
 
 def _on_events_replayed(context: Any, reply: Any) -> None:
+    status = context.window_manager.edit3d
     props = context.scene.edit3d
     props.event_seq = reply.last_seq  # replayed events came first; a restarted sidecar resets
     if not reply.complete:
         known = {job.job_id: job for job in reply.jobs}
-        if props.job_id in known:
-            _apply_job_info(props, known[props.job_id])
-        elif props.job_state in ACTIVE_JOB_STATES:
-            props.job_state = "FAILED"
-            props.job_message = "the sidecar restarted and lost this job; resume its turn"
-            report_error(context, f"{props.job_kind}: {props.job_message}")
+        if status.job_id in known:
+            _apply_job_info(status, known[status.job_id])
+        elif status.job_state in ACTIVE_JOB_STATES:
+            status.job_state = "FAILED"
+            status.job_message = "the sidecar restarted and lost this job; resume its turn"
+            report_error(context, f"{status.job_kind}: {status.job_message}")
         request(context, messages().SessionOpen(session_id=reply.session_id), on_session_summary)
 
 
-def _apply_job_info(props: Any, job: Any) -> None:
+def _apply_job_info(status: Any, job: Any) -> None:
     state = {"queued": "QUEUED", "running": "RUNNING", "finished": "FINISHED",
              "failed": "FAILED", "cancelled": "CANCELLED"}.get(str(job.state))  # fmt: skip
     if state is not None:
-        props.job_state = state
+        status.job_state = state
 
 
 def import_session_cameras(context: Any) -> list[Any]:
@@ -162,31 +164,33 @@ def import_session_cameras(context: Any) -> list[Any]:
 
 def submit_job(context: Any, message: Any, route: JobRoute | None = None) -> Any:
     """Send a job request; the job becomes the panel's current job once accepted."""
+    status = context.window_manager.edit3d
     route = route or JobRoute(message.type_name)
     props = context.scene.edit3d
     if not route.silent:
-        props.job_kind = message.type_name
-        props.job_state = "SUBMITTED"
-        props.job_id = ""
-        props.progress = 0.0
-        props.step = props.total = 0
-        props.eta_s = -1.0
-        props.job_message = ""
+        status.job_kind = message.type_name
+        status.job_state = "SUBMITTED"
+        status.loss = 0.0  # a render or export has none: the last job's must not linger
+        status.job_id = ""
+        status.progress = 0.0
+        status.step = status.total = 0
+        status.eta_s = -1.0
+        status.job_message = ""
 
     def accepted(ctx: Any, reply: Any) -> None:
+        status = ctx.window_manager.edit3d
         LINK.submitting = max(0, LINK.submitting - 1)
         LINK.jobs[reply.job_id] = route
         if not route.silent:
-            p = ctx.scene.edit3d
-            p.job_id = reply.job_id
-            p.queue_position = reply.queue_position
-            p.job_state = "QUEUED" if reply.queue_position > 0 else "RUNNING"
+            status.job_id = reply.job_id
+            status.queue_position = reply.queue_position
+            status.job_state = "QUEUED" if reply.queue_position > 0 else "RUNNING"
 
     def refused(ctx: Any, text: str) -> None:
         LINK.submitting = max(0, LINK.submitting - 1)
         if not route.silent:
-            ctx.scene.edit3d.job_state = "FAILED"
-            ctx.scene.edit3d.job_message = text
+            ctx.window_manager.edit3d.job_state = "FAILED"
+            ctx.window_manager.edit3d.job_message = text
         report_error(ctx, f"{message.type_name} refused: {text}")
 
     call = request(context, message, accepted, refused, session=props.session_id or None)
@@ -195,74 +199,75 @@ def submit_job(context: Any, message: Any, route: JobRoute | None = None) -> Any
 
 
 def cancel_job(context: Any) -> None:
-    props = context.scene.edit3d
-    if not props.job_id:
+    status = context.window_manager.edit3d
+    if not status.job_id:
         raise LookupError("no job to cancel")
-    request(context, messages().JobCancel(job_id=props.job_id))
+    request(context, messages().JobCancel(job_id=status.job_id))
 
 
-def _is_current(props: Any, job_id: str) -> bool:
-    return bool(job_id) and job_id == props.job_id
+def _is_current(status: Any, job_id: str) -> bool:
+    return bool(job_id) and job_id == status.job_id
 
 
-def _adopt(props: Any, job_id: str, kind: str) -> None:
+def _adopt(status: Any, job_id: str, kind: str) -> None:
     """Show a job this client did not submit (e.g. session.prepare) when nothing else runs."""
-    if job_id in LINK.jobs or _is_current(props, job_id):
+    if job_id in LINK.jobs or _is_current(status, job_id):
         return
-    if props.job_state in ACTIVE_JOB_STATES:
+    if status.job_state in ACTIVE_JOB_STATES:
         return
     # our own submission's events can overtake its job.accepted reply: never adopt those
     if LINK.submitting:
         return
-    props.job_id, props.job_kind = job_id, kind
-    props.progress, props.step, props.total, props.eta_s = 0.0, 0, 0, -1.0
-    props.job_message = ""
+    status.job_id, status.job_kind = job_id, kind
+    status.progress, status.step, status.total, status.eta_s = 0.0, 0, 0, -1.0
+    status.loss = 0.0
+    status.job_message = ""
 
 
 def _on_job_queued(context: Any, event: Any) -> None:
-    props = context.scene.edit3d
-    _adopt(props, event.job_id, event.kind)
-    if _is_current(props, event.job_id):
-        props.job_state = "QUEUED"
-        props.queue_position = event.position
+    status = context.window_manager.edit3d
+    _adopt(status, event.job_id, event.kind)
+    if _is_current(status, event.job_id):
+        status.job_state = "QUEUED"
+        status.queue_position = event.position
 
 
 def _on_job_started(context: Any, event: Any) -> None:
-    props = context.scene.edit3d
-    _adopt(props, event.job_id, event.kind)
-    if _is_current(props, event.job_id):
-        props.job_state = "RUNNING"
-        props.queue_position = 0
+    status = context.window_manager.edit3d
+    _adopt(status, event.job_id, event.kind)
+    if _is_current(status, event.job_id):
+        status.job_state = "RUNNING"
+        status.queue_position = 0
 
 
 def _on_job_progress(context: Any, event: Any) -> None:
-    props = context.scene.edit3d
-    if not _is_current(props, event.job_id):
+    status = context.window_manager.edit3d
+    if not _is_current(status, event.job_id):
         return
-    props.job_state = "RUNNING"
-    props.step, props.total = event.step, event.total
-    props.progress = min(1.0, event.step / event.total) if event.total else 0.0
+    status.job_state = "RUNNING"
+    status.step, status.total = event.step, event.total
+    status.progress = min(1.0, event.step / event.total) if event.total else 0.0
     if event.loss is not None and np.isfinite(event.loss):
-        props.loss = event.loss
-    props.eta_s = -1.0 if event.eta_s is None else event.eta_s
-    props.job_message = event.message
+        status.loss = event.loss
+    status.eta_s = -1.0 if event.eta_s is None else event.eta_s
+    status.job_message = event.message
 
 
 def _on_job_preview(context: Any, event: Any) -> None:
     props = context.scene.edit3d
-    if props.live_preview and _is_current(props, event.job_id):
+    if props.live_preview and _is_current(context.window_manager.edit3d, event.job_id):
         props.preview_image = scene_io.image_to_datablock(PREVIEW_IMAGE, event.image[..., :3])
 
 
 def _end_job(context: Any, job_id: str, state: str, message: str) -> JobRoute | None:
+    status = context.window_manager.edit3d
     route = LINK.jobs.pop(job_id, None)
-    props = context.scene.edit3d
-    if _is_current(props, job_id):
-        props.job_state = state
-        props.job_message = message
+    if _is_current(status, job_id):
+        status.job_state = state
+        status.job_message = message
         if state == "FINISHED":
-            props.progress = 1.0
-        props.eta_s = -1.0
+            status.progress = 1.0
+        status.eta_s = -1.0
     return route
 
 
@@ -296,8 +301,9 @@ def _on_render_result(context: Any, result: Any) -> None:
 
 
 def _on_masks_result(context: Any, result: Any) -> None:
+    status = context.window_manager.edit3d
     props = context.scene.edit3d
-    props.mask_caption = result.caption
+    status.mask_caption = result.caption
     if props.auto_caption:
         props.caption = result.caption
     props.mask_image = scene_io.image_to_datablock(MASK_IMAGE, result.soft_mask, non_color=True)
@@ -359,12 +365,13 @@ def route(client: Any) -> None:
 
 def live_preview_tick(context: Any) -> None:
     """While idle with live preview on, re-render the active camera when it moved."""
+    status = context.window_manager.edit3d
     now = time.monotonic()
     props = context.scene.edit3d
     camera = context.scene.camera
     if not props.live_preview or camera is None or not props.session_id:
         return
-    if props.job_state in ACTIVE_JOB_STATES or now < LINK.next_live_at:
+    if status.job_state in ACTIVE_JOB_STATES or now < LINK.next_live_at:
         return
     LINK.next_live_at = now + props.live_interval_s
     pose = tuple(round(v, 6) for row in camera.matrix_world for v in row)

