@@ -18,7 +18,7 @@ import numpy as np
 from protocol import messages as m
 from protocol.server import Incoming
 from protocol.version import PROTOCOL_VERSION
-from sidecar import __version__, workspaces
+from sidecar import __version__, downloads, workspaces
 from sidecar.errors import SidecarError
 from sidecar.kinds import job_kinds
 
@@ -37,7 +37,7 @@ MAX_STATUS_JOBS = 1000
 
 def handshake(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     sessions = tuple(_session_info(sidecar, meta) for meta in sidecar.store.list())
-    capabilities = [*sorted(job_kinds()), "upload", f"profile.{sidecar.config.profile}"]
+    capabilities = [*sorted(job_kinds()), "upload", "download", f"profile.{sidecar.config.profile}"]
     info = sidecar.jobs.device_info
     return m.HandshakeReply(
         server_version=PROTOCOL_VERSION,
@@ -150,6 +150,17 @@ def upload_commit(sidecar: Sidecar, incoming: Incoming) -> m.Message:
 def upload_abort(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     sidecar.store.abort_upload(incoming.message.upload_id)  # type: ignore[attr-defined]
     return m.Ok()
+
+
+# ----- downloads -------------------------------------------------------------------------
+
+
+def download_chunk(sidecar: Sidecar, incoming: Incoming) -> m.Message:
+    request: m.DownloadChunk = incoming.message  # type: ignore[assignment]
+    path = downloads.export_file(sidecar.store.session_dir(request.session_id), request.path)
+    data, size, sha = downloads.read_chunk(path, request.offset, request.length)
+    return m.DownloadData(path=request.path, offset=request.offset, size=size, sha256=sha,
+                          data=np.frombuffer(data, dtype=np.uint8))
 
 
 # ----- jobs ----------------------------------------------------------------------------
@@ -306,6 +317,7 @@ HANDLERS: dict[str, Handler] = {
     "upload.chunk": upload_chunk,
     "upload.commit": upload_commit,
     "upload.abort": upload_abort,
+    "download.chunk": download_chunk,
     "job.cancel": job_cancel,
     "job.status": job_status,
     "events.since": events_since,

@@ -828,6 +828,98 @@ def undo_and_confirm(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _connection_file_errors(tmp: Path) -> dict[str, Any]:
+    """Connect with a folder, a file without a key, and a dead sidecar's file."""
+    import subprocess
+
+    prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
+    no_key = tmp / "no-key.json"
+    no_key.write_text(json.dumps({"endpoint": "tcp://127.0.0.1:5555"}))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its pid is free now: the file below is a stale one
+    stale = tmp / "stale.json"
+    stale.write_text(json.dumps({"endpoint": "tcp://127.0.0.1:5555", "key": "ab" * 32,
+                                 "pid": gone.pid}))  # fmt: skip
+    for path in (no_key, stale):
+        path.chmod(0o600)
+    out = {}
+    for name, path in (("folder", tmp), ("no_key", no_key), ("stale", stale)):
+        prefs.connection_file = str(path)
+        t0 = time.perf_counter()
+        out[name] = {**call_operator(bpy.ops.edit3d.connect), "s": time.perf_counter() - t0}
+    prefs.connection_file = ""
+    return out
+
+
+@scenario
+def honest_state(args: dict[str, Any]) -> dict[str, Any]:
+    """What the panel says matches what is true: after re-enabling, after a job without a
+    loss, with a session open; connection-file problems are named; runtime is not saved."""
+    connection = addon_module("connection")
+    msgs = connection.messages()
+
+    def summary(message: Any) -> Any:
+        return msgs.SessionSummary(session_id=message.session_id, name="garden")
+
+    def created(message: Any) -> Any:
+        return msgs.SessionSummary(session_id="s2", name=message.name)
+
+    def accepted(message: Any) -> Any:
+        return msgs.JobAccepted(job_id="j1", kind=message.type_name, queue_position=0)
+
+    fake = FakeSidecar(connection, answers={"session.open": summary, "session.create": created,
+                                            "job.render": accepted})  # fmt: skip
+    fake.connect()
+    fake.serve(2.0, until=connection.is_ready)
+    props, status = bpy.context.scene.edit3d, bpy.context.window_manager.edit3d
+    props.session_name = "next scene"
+    call_operator(bpy.ops.edit3d.open_session, session_id="s1")
+    fake.serve(2.0, until=lambda: status.session_label == "garden")
+    naming = {"label": status.session_label, "name_field": props.session_name}
+    props.source, props.dataset_path = "DATASET", "/data/scene"
+    call_operator(bpy.ops.edit3d.create_session)
+    fake.serve(2.0, until=lambda: props.session_id == "s2")
+    naming["create_sent"] = [m.name for m in fake.received if m.type_name == "session.create"]
+
+    status.loss = 0.25  # what a finished turn left
+    camera = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    bpy.context.scene.collection.objects.link(camera)
+    bpy.context.scene.camera = camera
+    call_operator(bpy.ops.edit3d.render_camera)
+    fake.serve(1.0, until=lambda: status.job_id == "j1")
+    loss_during_render = status.loss
+
+    connected_before = status.connection_state
+    disable_addon()
+    enable_addon()
+    status = bpy.context.window_manager.edit3d
+    after_reenable = {
+        "state": status.connection_state,
+        "connect_enabled": bpy.ops.edit3d.connect.poll(),
+        "create_enabled": bpy.ops.edit3d.create_session.poll(),
+    }
+    local_sidecar = sys.modules[f"{ADDON}.local_sidecar"]
+    command = local_sidecar.command("py", Path("/w"), device="auto", tiny=False)
+    prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
+    result = {
+        "naming": naming,
+        "loss_during_render": loss_during_render,
+        "connected_before": connected_before,
+        "after_reenable": after_reenable,
+        "device_default": prefs.sidecar_device,
+        "auto_command": command,
+        "cpu_command": local_sidecar.command("py", Path("/w"), device="cpu", tiny=True),
+        "file_errors": _connection_file_errors(Path(args["tmp"])),
+        "runtime_on_scene": [
+            name for name in ("connection_state", "job_state", "reports")
+            if hasattr(bpy.context.scene.edit3d, name)
+        ],
+    }
+    fake.close()
+    disable_addon()
+    return result
+
+
 # --- against a real sidecar --------------------------------------------------------------
 
 
@@ -1251,11 +1343,22 @@ def sidecar_session(args: dict[str, Any]) -> dict[str, Any]:
         out["reports"] = [(r.level, r.message) for r in status.reports]
         proc = connection.LINK.local_process
         if proc is not None and proc.poll() is None:
-            sys.modules[f"{ADDON}.local_sidecar"].stop(bpy.context)
+            reports_before = len(phase.status.reports)
+            call_operator(bpy.ops.edit3d.stop_sidecar)
             try:
                 proc.wait(timeout=30)
             except Exception:
                 proc.kill()
+            end = time.monotonic() + 2.0  # longer than a heartbeat: a loss would show now
+            while time.monotonic() < end:
+                phase.tick()
+                time.sleep(0.05)
+            out["after_stop"] = {
+                "state": phase.status.connection_state,
+                "message": phase.status.connection_message,
+                "errors": [r.message for r in list(phase.status.reports)[reports_before:]
+                           if r.level == "ERROR"],
+            }  # fmt: skip
         disable_addon()
         out["timer_registered_after_disable"] = bpy.app.timers.is_registered(connection._timer)
     return out

@@ -79,6 +79,12 @@ def test_connects_and_shows_the_handshake(session_run: dict) -> None:
     assert session_run["timer_registered_after_disable"] is False
 
 
+def test_stopping_the_local_sidecar_is_a_disconnect_not_a_loss(session_run: dict) -> None:
+    stopped = session_run["after_stop"]
+    assert stopped["state"] == "DISCONNECTED", stopped
+    assert "stopped" in stopped["message"] and stopped["errors"] == []
+
+
 @needs_workspace
 def test_dataset_cameras_imported_from_the_session_match_transforms(session_run, sample):
     transforms = json.loads((Path(sample.root) / "transforms.json").read_text())

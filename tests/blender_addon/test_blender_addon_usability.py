@@ -49,3 +49,26 @@ def test_imports_are_undo_steps_and_discarding_asks_first(home: Path) -> None:
     # an object built by the poll step is one undo step: undo removes it, redo restores it
     assert (result["imported"], result["after_undo"], result["after_redo"]) == (True, False, True)
     assert "Edit3D mesh head: 1 triangles" in result["reports"]
+
+
+def test_the_panel_tells_the_truth(home: Path, tmp_path: Path) -> None:
+    result = run_bpy("honest_state", home, {"tmp": str(tmp_path)}).result
+    # a session open: its name is shown, and the next session can still be named
+    naming = result["naming"]
+    assert naming["label"] == "garden" and naming["name_field"] == "next scene"
+    assert naming["create_sent"] == ["next scene"]
+    assert result["loss_during_render"] == 0.0  # the last turn's loss does not linger
+    # disabled and enabled again while connected: disconnected, and Connect works
+    assert result["connected_before"] == "CONNECTED"
+    assert result["after_reenable"] == {
+        "state": "DISCONNECTED", "connect_enabled": True, "create_enabled": False,
+    }
+    # the sidecar chooses CUDA only where torch finds it; a forced device is passed on
+    assert result["device_default"] == "auto" and "--device" not in result["auto_command"]
+    assert result["cpu_command"][-4:] == ["--device", "cpu", "--profile", "tiny"]
+    errors = result["file_errors"]
+    assert "is a folder" in errors["folder"]["error"] and "chmod" not in errors["folder"]["error"]
+    assert "has no 'key' field" in errors["no_key"]["error"]
+    assert "is stale" in errors["stale"]["error"] and errors["stale"]["s"] < 0.5
+    assert all(e["result"] == ["CANCELLED"] for e in errors.values())
+    assert result["runtime_on_scene"] == []  # nothing transient is saved with the .blend
