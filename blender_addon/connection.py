@@ -102,6 +102,9 @@ class SidecarLink:
     autoconnect_since: float = 0.0
     """Wall-clock start of that sidecar (an older file is a previous run's)."""
     uploads: Any = None
+    """The dataset upload in progress (upload.py)."""
+    download: Any = None
+    """The export download in progress (download.py)."""
     export_results: list[Any] = field(default_factory=list)
     """ExportResult messages received (newest last; tests and the demo read them)."""
     render_results: list[Any] = field(default_factory=list)

@@ -316,7 +316,7 @@ def _on_export_result(context: Any, result: Any) -> None:
     LINK.export_results = [*LINK.export_results[-3:], result]
     route = LINK.jobs.get(result.job_id)
     if route is not None and not route.into_scene:
-        add_report(context, "INFO", f"exported {result.path} on the sidecar")
+        add_report(context, "INFO", f"exported {result.path} on the sidecar; Download fetches it")
         return
     if result.points is None:
         return

@@ -8,7 +8,7 @@ from typing import Any
 import bpy
 from bpy.props import StringProperty
 
-from . import connection, events, local_sidecar, scene_io, upload
+from . import connection, download, events, local_sidecar, scene_io, upload
 from .preferences import get_preferences
 
 
@@ -356,7 +356,7 @@ class EDIT3D_OT_cancel_job(bpy.types.Operator):
         return connection.is_ready() and status.job_state in events.ACTIVE_JOB_STATES
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        if upload.abort(context):
+        if upload.abort(context) or download.abort(context):
             return {"FINISHED"}
         try:
             events.cancel_job(context)
@@ -515,6 +515,34 @@ class EDIT3D_OT_export(_SidecarOperator, bpy.types.Operator):
         return self.submit(context, msg, route)
 
 
+class EDIT3D_OT_download_export(_SidecarOperator, bpy.types.Operator):
+    """Download the session's latest exported file into the Save-to folder (resumes a
+    stopped download; checked against the sidecar's SHA-256)"""
+
+    bl_idname = "edit3d.download_export"
+    bl_label = "Download"
+
+    path: StringProperty(name="File", description="exports/... on the sidecar (empty: latest)")
+
+    def run(self, context: bpy.types.Context) -> set[str]:
+        props = context.scene.edit3d
+        latest = connection.LINK.export_results[-1].path if connection.LINK.export_results else ""
+        remote = self.path or latest
+        if not remote:
+            self.report({"ERROR"}, "Nothing exported yet: export first")
+            return {"CANCELLED"}
+        if not props.export_save_path:
+            self.report({"ERROR"}, "Choose the Save to folder first")
+            return {"CANCELLED"}
+        folder = Path(bpy.path.abspath(props.export_save_path))
+        try:
+            download.start(context, props.session_id, remote, folder)
+        except OSError as exc:
+            self.report({"ERROR"}, f"Cannot write into {folder}: {exc}")
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
 class EDIT3D_OT_clear_reports(bpy.types.Operator):
     """Clear the messages kept from the sidecar"""
 
@@ -547,5 +575,6 @@ classes = (
     EDIT3D_OT_render_camera,
     EDIT3D_OT_show_image,
     EDIT3D_OT_export,
+    EDIT3D_OT_download_export,
     EDIT3D_OT_clear_reports,
 )

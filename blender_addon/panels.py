@@ -247,6 +247,9 @@ class VIEW3D_PT_edit3d_export(Edit3DPanelMixin, bpy.types.Panel):
         row = layout.row(align=True)
         row.operator("edit3d.export", text="Into Scene", icon="IMPORT").into_scene = True
         row.operator("edit3d.export", text="Save on Sidecar", icon="FILE_TICK").into_scene = False
+        row = layout.row(align=True)
+        row.prop(props, "export_save_path")
+        row.operator("edit3d.download_export", text="", icon="IMPORT")
         layout.operator("edit3d.refine", icon="SHADERFX")
         draw_job(layout, context.window_manager.edit3d)
 

@@ -156,7 +156,10 @@ class EDIT3D_PG_scene(bpy.types.PropertyGroup):
         name="Format", items=(("ply", "PLY", ""), ("obj", "OBJ", ""), ("glb", "glTF binary", ""))
     )
     export_points: IntProperty(name="Points", default=200000, min=1)
-    export_save_path: StringProperty(name="Save to", subtype="FILE_PATH")
+    export_save_path: StringProperty(
+        name="Save to", subtype="DIR_PATH",
+        description="Local folder that Download saves exported files into",
+    )  # fmt: skip
 
 
 class EDIT3D_PG_status(bpy.types.PropertyGroup):

@@ -72,3 +72,18 @@ def test_the_panel_tells_the_truth(home: Path, tmp_path: Path) -> None:
     assert "is stale" in errors["stale"]["error"] and errors["stale"]["s"] < 0.5
     assert all(e["result"] == ["CANCELLED"] for e in errors.values())
     assert result["runtime_on_scene"] == []  # nothing transient is saved with the .blend
+
+
+def test_exports_download_in_checked_chunks_and_resume(home: Path, tmp_path: Path) -> None:
+    result = run_bpy("download_export", home, {"folder": str(tmp_path / "saved")}).result
+    assert result["no_export"]["result"] == ["CANCELLED"]
+    fresh = result["fresh"]
+    assert fresh["state"] == "FINISHED" and fresh["same_bytes"] and not fresh["part_left"]
+    assert fresh["offsets"] == [0, 1000, 2000, 3000, 4000]  # 1000-byte chunks
+    resumed = result["resumed"]
+    assert resumed["state"] == "FINISHED" and resumed["same_bytes"]
+    assert resumed["offsets"] == [2500, 3500]  # only what the .part file lacked
+    corrupt = result["corrupt"]
+    assert corrupt["state"] == "FAILED" and not corrupt["same_bytes"]
+    assert not corrupt["part_left"]  # discarded, so the next Download starts afresh
+    assert any("checksum" in e for e in result["errors"])
