@@ -540,6 +540,9 @@ class JobRunTurn(Message):
     """Named turn preset."""
     parent_turn: str | None = param(None, pattern=ID)
     """Turn to edit from (None = head)."""
+    after_job: str | None = param(None, pattern=ID)
+    """Queue on top of this queued or running turn job of the session: the turn it makes
+    becomes the parent (instead of parent_turn); if it makes none, this job fails too."""
     edit_rate: int = param(10, ge=1, le=100_000)
     """Re-edit one view every this many iterations."""
     edit_count: int = param(1, ge=1, le=1000)
