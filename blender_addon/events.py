@@ -125,6 +125,7 @@ def on_session_summary(context: Any, summary: Any) -> None:
         props.event_seq = summary.last_seq
     if LINK.client is not None and LINK.client.last_seq(summary.session_id) is None:
         LINK.client.follow(summary.session_id, summary.last_seq)
+        attach_session_jobs(context, summary.session_id)  # first opened here: find its jobs
 
 
 def _on_events_replayed(context: Any, reply: Any) -> None:
@@ -147,6 +148,9 @@ def _apply_job_info(status: Any, job: Any) -> None:
              "failed": "FAILED", "cancelled": "CANCELLED"}.get(str(job.state))  # fmt: skip
     if state is not None:
         status.job_state = state
+    status.step, status.total = job.step, job.total
+    status.progress = job.step / job.total if job.total else 0.0
+    status.job_message = job.message
 
 
 def import_session_cameras(context: Any) -> list[Any]:
@@ -181,6 +185,9 @@ def submit_job(context: Any, message: Any, route: JobRoute | None = None) -> Any
         status = ctx.window_manager.edit3d
         LINK.submitting = max(0, LINK.submitting - 1)
         LINK.jobs[reply.job_id] = route
+        row = job_row(status, reply.job_id, message.type_name, session_id)
+        if row.state == "queued":  # its job.started may have come first
+            row.queue_position = reply.queue_position
         if not route.silent:
             status.job_id = reply.job_id
             status.queue_position = reply.queue_position
@@ -193,16 +200,28 @@ def submit_job(context: Any, message: Any, route: JobRoute | None = None) -> Any
             ctx.window_manager.edit3d.job_message = text
         report_error(ctx, f"{message.type_name} refused: {text}")
 
+    session_id = getattr(message, "session_id", "") or props.session_id
     call = request(context, message, accepted, refused, session=props.session_id or None)
     LINK.submitting += 1
     return call
 
 
-def cancel_job(context: Any) -> None:
-    status = context.window_manager.edit3d
-    if not status.job_id:
+def cancel_job(context: Any, job_id: str = "") -> None:
+    """Cancel `job_id`, or the panel's current job."""
+    job_id = job_id or context.window_manager.edit3d.job_id
+    if not job_id:
         raise LookupError("no job to cancel")
-    request(context, messages().JobCancel(job_id=status.job_id))
+    request(context, messages().JobCancel(job_id=job_id))
+
+
+def cancel_queued_previews(context: Any) -> int:
+    """A user's render goes first: live-preview renders still queued are cancelled."""
+    status = context.window_manager.edit3d
+    queued = [row.job_id for row in status.jobs if row.state == "queued"]
+    stale = [job_id for job_id in queued if LINK.jobs.get(job_id, JobRoute("")).silent]
+    for job_id in stale:
+        cancel_job(context, job_id)
+    return len(stale)
 
 
 def _is_current(status: Any, job_id: str) -> bool:
@@ -224,8 +243,63 @@ def _adopt(status: Any, job_id: str, kind: str) -> None:
     status.job_message = ""
 
 
+TURN_JOBS = ("job.train_base", "job.run_turn", "job.resume_turn")
+"""Jobs that make a turn another turn can be queued on (job.run_turn's after_job)."""
+MAX_ENDED_ROWS = 5
+"""Ended jobs kept in the job list (the newest)."""
+
+
+def job_row(status: Any, job_id: str, kind: str = "", session_id: str = "") -> Any:
+    """The job list's row of a job, added when new."""
+    for row in status.jobs:
+        if row.job_id == job_id:
+            return row
+    row = status.jobs.add()
+    row.job_id, row.kind, row.session_id = job_id, kind, session_id
+    row.state, row.eta_s = "queued", -1.0
+    return row
+
+
+def _row_ended(status: Any, job_id: str, state: str, message: str) -> None:
+    row = job_row(status, job_id)
+    row.state, row.message, row.eta_s = state, message, -1.0
+    if state == "finished":
+        row.progress = 1.0
+    ended = [i for i, r in enumerate(status.jobs) if r.state not in ("queued", "running")]
+    for index in reversed(ended[:-MAX_ENDED_ROWS]):
+        status.jobs.remove(index)
+
+
+def active_turn_job(status: Any, session_id: str) -> Any:
+    """The newest queued or running turn job of the session (a new turn goes on top)."""
+    rows = [r for r in status.jobs if r.session_id == session_id and r.kind in TURN_JOBS
+            and r.state in ("queued", "running")]  # fmt: skip
+    return rows[-1] if rows else None
+
+
+def attach_session_jobs(context: Any, session_id: str) -> None:
+    """List the session's jobs, wherever they were started; follow a running one."""
+
+    def listed(ctx: Any, reply: Any) -> None:
+        status = ctx.window_manager.edit3d
+        for job in reply.jobs:
+            if job.state not in ("queued", "running"):
+                continue
+            row = job_row(status, job.job_id, job.kind, job.session_id)
+            row.state, row.step, row.total = job.state, job.step, job.total
+            row.progress = job.step / job.total if job.total else 0.0
+            row.queue_position, row.message = job.queue_position or 0, job.message
+            _adopt(status, job.job_id, job.kind)
+            if _is_current(status, job.job_id):
+                _apply_job_info(status, job)
+
+    request(context, messages().JobStatus(session_id=session_id), listed)
+
+
 def _on_job_queued(context: Any, event: Any) -> None:
     status = context.window_manager.edit3d
+    row = job_row(status, event.job_id, event.kind, context.scene.edit3d.session_id)
+    row.state, row.queue_position = "queued", event.position
     _adopt(status, event.job_id, event.kind)
     if _is_current(status, event.job_id):
         status.job_state = "QUEUED"
@@ -234,6 +308,8 @@ def _on_job_queued(context: Any, event: Any) -> None:
 
 def _on_job_started(context: Any, event: Any) -> None:
     status = context.window_manager.edit3d
+    row = job_row(status, event.job_id, event.kind, context.scene.edit3d.session_id)
+    row.state, row.queue_position = "running", 0
     _adopt(status, event.job_id, event.kind)
     if _is_current(status, event.job_id):
         status.job_state = "RUNNING"
@@ -242,6 +318,11 @@ def _on_job_started(context: Any, event: Any) -> None:
 
 def _on_job_progress(context: Any, event: Any) -> None:
     status = context.window_manager.edit3d
+    row = job_row(status, event.job_id)
+    row.state, row.step, row.total = "running", event.step, event.total
+    row.progress = min(1.0, event.step / event.total) if event.total else 0.0
+    row.eta_s = -1.0 if event.eta_s is None else event.eta_s
+    row.message = event.message
     if not _is_current(status, event.job_id):
         return
     status.job_state = "RUNNING"
@@ -262,6 +343,7 @@ def _on_job_preview(context: Any, event: Any) -> None:
 def _end_job(context: Any, job_id: str, state: str, message: str) -> JobRoute | None:
     status = context.window_manager.edit3d
     route = LINK.jobs.pop(job_id, None)
+    _row_ended(status, job_id, state.lower(), message)
     if _is_current(status, job_id):
         status.job_state = state
         status.job_message = message
@@ -371,8 +453,10 @@ def live_preview_tick(context: Any) -> None:
     camera = context.scene.camera
     if not props.live_preview or camera is None or not props.session_id:
         return
-    if status.job_state in ACTIVE_JOB_STATES or now < LINK.next_live_at:
+    if now < LINK.next_live_at or status.job_state in ACTIVE_JOB_STATES:
         return
+    if any(row.state in ("queued", "running") for row in status.jobs):
+        return  # a preview would wait behind the job and show the user nothing new
     LINK.next_live_at = now + props.live_interval_s
     pose = tuple(round(v, 6) for row in camera.matrix_world for v in row)
     if pose == LINK.last_live_pose:

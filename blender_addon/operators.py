@@ -329,6 +329,7 @@ class EDIT3D_OT_run_turn(_SidecarOperator, bpy.types.Operator):
         if not props.instruction.strip():
             self.report({"ERROR"}, "Write an instruction first")
             return {"CANCELLED"}
+        under = events.active_turn_job(context.window_manager.edit3d, props.session_id)
         msg = connection.messages().JobRunTurn(
             session_id=props.session_id,
             instruction=props.instruction,
@@ -337,29 +338,36 @@ class EDIT3D_OT_run_turn(_SidecarOperator, bpy.types.Operator):
             caption=None if props.auto_caption or not props.caption else props.caption,
             mode=props.mode,
             steps=props.turn_steps or None,  # 0: the preset decides
-            parent_turn=props.head or None,
+            parent_turn=None if under is not None else props.head or None,
+            after_job=None if under is None else under.job_id,
             seed=props.seed,
             **live_preview_fields(context),
         )
+        if under is not None:
+            self.report({"INFO"}, f"Queued on top of the {under.state} turn job {under.job_id}: "
+                        "its turn becomes this turn's parent")  # fmt: skip
         return self.submit(context, msg)
 
 
 class EDIT3D_OT_cancel_job(bpy.types.Operator):
-    """Cancel the current job on the sidecar"""
+    """Cancel a job on the sidecar (the current one unless a job is named)"""
 
     bl_idname = "edit3d.cancel_job"
     bl_label = "Cancel Job"
 
+    job_id: StringProperty(name="Job", description="Job to cancel (empty: the current job)")
+
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         status = context.window_manager.edit3d
-        return connection.is_ready() and status.job_state in events.ACTIVE_JOB_STATES
+        active = any(row.state in ("queued", "running") for row in status.jobs)
+        return connection.is_ready() and (status.job_state in events.ACTIVE_JOB_STATES or active)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        if upload.abort(context) or download.abort(context):
+        if not self.job_id and (upload.abort(context) or download.abort(context)):
             return {"FINISHED"}
         try:
-            events.cancel_job(context)
+            events.cancel_job(context, self.job_id)
         except LookupError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -464,6 +472,7 @@ class EDIT3D_OT_render_camera(_SidecarOperator, bpy.types.Operator):
         if camera is None:
             return {"CANCELLED"}
         try:
+            events.cancel_queued_previews(context)  # the user's render goes first
             events.render_camera(context, camera)
         except (ConnectionError, ValueError) as exc:
             self.report({"ERROR"}, str(exc))

@@ -56,6 +56,26 @@ def draw_job(layout: Any, status: Any) -> None:
         box.label(text=status.job_message, icon="INFO")
 
 
+def draw_job_list(layout: Any, status: Any) -> None:
+    """Every job of the open session: kind, session, state, progress, ETA, cancel."""
+    for row in status.jobs:
+        box = layout.box()
+        header = box.row()
+        icon = STATUS_ICONS.get(row.state, "SORTTIME")
+        header.label(text=f"{row.kind.removeprefix('job.')}  {row.session_id}", icon=icon)
+        if row.state in ("queued", "running"):
+            header.operator("edit3d.cancel_job", text="", icon="CANCEL").job_id = row.job_id
+        if row.state == "queued":
+            box.label(text=f"queued, {row.queue_position} job(s) ahead")
+        elif row.state == "running":
+            text = f"{row.step}/{row.total}" if row.total else "running"
+            eta = format_eta(row.eta_s)
+            text += f"  ETA {eta}" if eta else ""
+            box.progress(factor=row.progress, type="BAR", text=text)
+        else:
+            box.label(text=f"{row.state}: {row.message}" if row.message else row.state)
+
+
 class Edit3DPanelMixin:
     """Shared placement of every Edit3D panel."""
 
@@ -120,6 +140,18 @@ class VIEW3D_PT_edit3d_connection(Edit3DPanelMixin, bpy.types.Panel):
             layout.label(text=report.message, icon="ERROR" if report.level == "ERROR" else "INFO")
         if len(status.reports):
             layout.operator("edit3d.clear_reports", icon="X")
+
+
+class VIEW3D_PT_edit3d_jobs(Edit3DPanelMixin, bpy.types.Panel):
+    bl_label = "Jobs"
+    bl_parent_id = "VIEW3D_PT_edit3d_connection"
+
+    def draw(self, context: Any) -> None:
+        status = context.window_manager.edit3d
+        if not len(status.jobs):
+            self.layout.label(text="No jobs")
+            return
+        draw_job_list(self.layout, status)
 
 
 class VIEW3D_PT_edit3d_scene(Edit3DPanelMixin, bpy.types.Panel):
@@ -258,6 +290,7 @@ classes = (
     EDIT3D_UL_turns,
     EDIT3D_UL_sessions,
     VIEW3D_PT_edit3d_connection,
+    VIEW3D_PT_edit3d_jobs,
     VIEW3D_PT_edit3d_scene,
     VIEW3D_PT_edit3d_turns,
     VIEW3D_PT_edit3d_preview,

@@ -68,6 +68,21 @@ class EDIT3D_PG_session(bpy.types.PropertyGroup):
     busy: BoolProperty(name="Busy")
 
 
+class EDIT3D_PG_job(bpy.types.PropertyGroup):
+    """One job of the open session, whoever started it (the job list)."""
+
+    job_id: StringProperty(name="Job")
+    kind: StringProperty(name="Kind", description="Request type, e.g. job.run_turn")
+    session_id: StringProperty(name="Session")
+    state: StringProperty(name="State", description="queued, running, finished, ...")
+    queue_position: IntProperty(name="Queue position")
+    progress: FloatProperty(name="Progress", subtype="FACTOR", min=0.0, max=1.0)
+    step: IntProperty(name="Step")
+    total: IntProperty(name="Total")
+    eta_s: FloatProperty(name="ETA", unit="TIME_ABSOLUTE", default=-1.0)
+    message: StringProperty(name="Message")
+
+
 class EDIT3D_PG_report(bpy.types.PropertyGroup):
     """A message from the sidecar kept for the panel (errors arrive between operators)."""
 
@@ -190,6 +205,9 @@ class EDIT3D_PG_status(bpy.types.PropertyGroup):
     eta_s: FloatProperty(name="ETA", unit="TIME_ABSOLUTE", default=-1.0)
     job_message: StringProperty(name="Job message")
 
+    jobs: CollectionProperty(type=EDIT3D_PG_job)
+    """Every job of the open session (and this Blender's), newest last."""
+
     mask_caption: StringProperty(name="Mask caption")
     reports: CollectionProperty(type=EDIT3D_PG_report)
 
@@ -199,10 +217,11 @@ class EDIT3D_PG_status(bpy.types.PropertyGroup):
         self.job_state, self.job_id, self.job_message = "NONE", "", ""
         self.progress, self.step, self.total, self.loss, self.eta_s = 0.0, 0, 0, 0.0, -1.0
         self.sessions.clear()
+        self.jobs.clear()
 
 
-classes = (EDIT3D_PG_turn, EDIT3D_PG_session, EDIT3D_PG_report, EDIT3D_PG_scene,
-           EDIT3D_PG_status)  # fmt: skip
+classes = (EDIT3D_PG_turn, EDIT3D_PG_session, EDIT3D_PG_job, EDIT3D_PG_report,
+           EDIT3D_PG_scene, EDIT3D_PG_status)  # fmt: skip
 
 
 def register_properties() -> None:

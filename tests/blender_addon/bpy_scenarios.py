@@ -373,6 +373,12 @@ def _set_state(props: Any, scene_io: Any, state: dict[str, Any]) -> None:
                 item = status.sessions.add()
                 for k, v in session.items():
                     setattr(item, k, v)
+        elif key == "jobs":
+            status.jobs.clear()
+            for job in value:
+                item = status.jobs.add()
+                for k, v in job.items():
+                    setattr(item, k, v)
         elif key == "reports":
             status.reports.clear()
             for level, message in value:
@@ -532,7 +538,14 @@ class FakeSidecar:
         self.gpu_memory_free = gpu_memory_free
         self.answers = answers or {}
         """Replies to other requests, by request type name."""
+        self.identity = b""
+        """The add-on's socket identity (to push events to it)."""
+        self.seq = 0
         self.received: list[Any] = []
+
+    def push(self, event: Any, session: str = "s1") -> None:
+        self.seq += 1
+        self.server.push_event([self.identity], event, session=session, seq=self.seq)
 
     def connect(self, **prefs_values: Any) -> None:
         prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
@@ -546,6 +559,7 @@ class FakeSidecar:
         while time.monotonic() < end and not (until is not None and until()):
             incoming = self.server.recv(timeout_ms=5)
             if incoming is not None:
+                self.identity = incoming.identity
                 self.received.append(incoming.message)
                 reply = self._reply(incoming.message)
                 if reply is not None:
@@ -973,6 +987,88 @@ def download_export(args: dict[str, Any]) -> dict[str, Any]:
     fake.close()
     disable_addon()
     return out
+
+
+@scenario
+def job_list(args: dict[str, Any]) -> dict[str, Any]:
+    """Every job of the open session is listed and cancellable; a job started elsewhere is
+    followed on opening; a second turn queues on top of the first; user renders go first."""
+    connection = addon_module("connection")
+    msgs = connection.messages()
+    jobs = iter(range(1, 100))
+
+    def accepted(message: Any) -> Any:
+        return msgs.JobAccepted(job_id=f"j{next(jobs)}", kind=message.type_name,
+                                queue_position=1)  # fmt: skip
+
+    def elsewhere(message: Any) -> Any:  # a base training another Blender started
+        job = msgs.JobInfo(job_id="j0", session_id="s1", kind="job.train_base", state="running",
+                           queue_position=0, step=40, total=100, submitted_ts=1.0)  # fmt: skip
+        return msgs.JobStateReply(jobs=(job,))
+
+    def summary(message: Any) -> Any:
+        return msgs.SessionSummary(session_id=message.session_id, name="garden", last_seq=0)
+
+    fake = FakeSidecar(connection, answers={
+        "session.open": summary, "job.status": elsewhere, "job.run_turn": accepted,
+        "job.render": accepted, "job.cancel": lambda m: msgs.Ok()})  # fmt: skip
+    fake.connect()
+    fake.serve(2.0, until=connection.is_ready)
+    props, status = bpy.context.scene.edit3d, bpy.context.window_manager.edit3d
+    call_operator(bpy.ops.edit3d.open_session, session_id="s1")
+    fake.serve(2.0, until=lambda: len(status.jobs) == 1)
+    attached = {"rows": [(r.job_id, r.kind, r.state, r.step) for r in status.jobs],
+                "current": [status.job_id, status.job_state, status.step]}  # fmt: skip
+    fake.push(msgs.JobProgress(job_id="j0", step=60, total=100, eta_s=30.0))
+    fake.serve(1.0, until=lambda: status.jobs[0].step == 60)
+    attached["after_progress"] = [status.jobs[0].step, status.jobs[0].eta_s, status.progress]
+
+    props.instruction = "make it red"
+    turns = []
+    for _ in range(2):
+        start = len(fake.received)
+        turns.append(call_operator(bpy.ops.edit3d.run_turn))
+        fake.serve(1.0, until=lambda s=start: any(
+            m.type_name == "job.run_turn" for m in fake.received[s:]) and status.jobs[-1].job_id
+            != "j0" and len(status.jobs) == len(turns) + 1)  # fmt: skip
+    sent = [(m.parent_turn, m.after_job) for m in fake.received if m.type_name == "job.run_turn"]
+    call_operator(bpy.ops.edit3d.cancel_job, job_id="j1")
+    fake.serve(1.0, until=lambda: any(m.type_name == "job.cancel" for m in fake.received))
+    cancelled = [m.job_id for m in fake.received if m.type_name == "job.cancel"]
+
+    # a live-preview render queued behind j0 is cancelled when the user asks for a render
+    camera = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    bpy.context.scene.collection.objects.link(camera)
+    bpy.context.scene.camera = camera
+    events = sys.modules[f"{ADDON}.events"]
+    events.render_camera(bpy.context, camera, silent=True)
+    fake.serve(1.0, until=lambda: len(status.jobs) == 4)
+    live_id = status.jobs[-1].job_id
+    call_operator(bpy.ops.edit3d.render_camera)
+    fake.serve(1.0, until=lambda: live_id in [m.job_id for m in fake.received
+                                              if m.type_name == "job.cancel"])  # fmt: skip
+    fake.push(msgs.JobFinished(job_id="j0", kind="job.train_base"))
+    fake.serve(1.0, until=lambda: status.jobs[0].state == "finished")
+
+    addon = enable_addon()
+    panel = next(c for c in addon.classes if c.__name__ == "VIEW3D_PT_edit3d_jobs")
+    log: list[tuple[str, Any]] = []
+    errors: list[str] = []
+    panel.draw(_PanelSelf(RecordingLayout(log, errors)), bpy.context)
+    result = {
+        "attached": attached,
+        "turn_reports": turns,
+        "sent": sent,
+        "cancelled": [m.job_id for m in fake.received if m.type_name == "job.cancel"],
+        "cancel_first": cancelled,
+        "live_id": live_id,
+        "rows": [(r.job_id, r.kind, r.state) for r in status.jobs],
+        "panel_log": [list(map(str, entry)) for entry in log],
+        "panel_errors": errors,
+    }
+    fake.close()
+    disable_addon()
+    return result
 
 
 # --- against a real sidecar --------------------------------------------------------------

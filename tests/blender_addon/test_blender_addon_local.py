@@ -259,6 +259,14 @@ PANEL_STATES = [
             {"session_id": "s1", "label": "garden", "turn_count": 2, "busy": True},
             {"session_id": "s2", "label": "statue", "turn_count": 0},
         ],
+        "jobs": [
+            {"job_id": "j1", "kind": "job.run_turn", "session_id": "s1", "state": "running",
+             "step": 25, "total": 100, "progress": 0.25, "eta_s": 125.0},
+            {"job_id": "j2", "kind": "job.render", "session_id": "s1", "state": "queued",
+             "queue_position": 1},
+            {"job_id": "j0", "kind": "job.train_base", "session_id": "s1", "state": "failed",
+             "message": "worker crashed"},
+        ],
     },
     {
         "connection_state": "LOST",
@@ -282,7 +290,7 @@ PANEL_STATES = [
 
 def test_every_panel_draws_in_every_state(home: Path) -> None:
     outcomes = run_bpy("panels", home, {"states": PANEL_STATES}).result["outcomes"]
-    assert len(outcomes) == 5 * len(PANEL_STATES)
+    assert len(outcomes) == 6 * len(PANEL_STATES)
     for outcome in outcomes:
         assert outcome["errors"] == [], (outcome["panel"], outcome["state"], outcome["errors"])
         assert outcome["log"], outcome["panel"]

@@ -87,3 +87,24 @@ def test_exports_download_in_checked_chunks_and_resume(home: Path, tmp_path: Pat
     assert corrupt["state"] == "FAILED" and not corrupt["same_bytes"]
     assert not corrupt["part_left"]  # discarded, so the next Download starts afresh
     assert any("checksum" in e for e in result["errors"])
+
+
+def test_every_job_is_listed_followed_and_cancellable(home: Path) -> None:
+    result = run_bpy("job_list", home).result
+    attached = result["attached"]
+    # a base training started by another Blender: listed and followed on opening
+    assert attached["rows"] == [["j0", "job.train_base", "running", 40]]
+    assert attached["current"] == ["j0", "RUNNING", 40]
+    assert attached["after_progress"] == [60, 30.0, pytest.approx(0.6)]
+    # Run Turn while a turn job is running or queued: on top of it, and it says so
+    assert all(r["result"] == ["FINISHED"] for r in result["turn_reports"])
+    assert result["sent"] == [[None, "j0"], [None, "j1"]]  # a chain, not siblings
+    assert result["cancel_first"] == ["j1"]  # cancel reaches the job asked for
+    assert result["live_id"] in result["cancelled"]  # the user's render goes first
+    rows = {job_id: (kind, state) for job_id, kind, state in result["rows"]}
+    assert rows["j0"] == ("job.train_base", "finished")
+    assert rows["j2"] == ("job.run_turn", "queued")
+    assert result["panel_errors"] == []
+    log = result["panel_log"]
+    assert ["operator", "edit3d.cancel_job"] in log
+    assert any(kind == "label" and "run_turn" in text for kind, text in log)
