@@ -77,6 +77,8 @@ class JobRoute:
     """Live-preview renders do not take over the panel's job display."""
     into_scene: bool = True
     """Exports: build Blender objects from the returned arrays."""
+    image: str = ""
+    """Renders: the image datablock the result goes into (empty: the preview image)."""
 
 
 @dataclass

@@ -28,6 +28,8 @@ from .connection import (
 from .props import PRESETS
 
 PREVIEW_IMAGE = "Edit3D Render"
+BEFORE_IMAGE = "Edit3D Render (before)"
+"""The same camera rendered from the head's parent turn: what the last edit changed."""
 MASK_IMAGE = "Edit3D Mask"
 HEATMAP_IMAGE = "Edit3D Heatmap"
 EXPORT_COLLECTION = "Edit3D Exports"
@@ -379,7 +381,14 @@ def _on_render_result(context: Any, result: Any) -> None:
         return
     rgb = np.asarray(result.rgb)
     image = rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb
-    context.scene.edit3d.preview_image = scene_io.image_to_datablock(PREVIEW_IMAGE, image)
+    route = LINK.jobs.get(result.job_id)
+    name = route.image if route is not None and route.image else PREVIEW_IMAGE
+    datablock = scene_io.image_to_datablock(name, image)
+    props = context.scene.edit3d
+    if name == BEFORE_IMAGE:
+        props.before_image = datablock
+    else:
+        props.preview_image = datablock
 
 
 def _on_masks_result(context: Any, result: Any) -> None:
@@ -473,9 +482,25 @@ def camera_message(context: Any, camera: Any) -> Any:
     )  # fmt: skip
 
 
-def render_camera(context: Any, camera: Any, *, silent: bool = False, turn_id: str | None = None):
+def render_camera(
+    context: Any, camera: Any, *, silent: bool = False, turn_id: str | None = None,
+    image: str = PREVIEW_IMAGE,
+) -> Any:  # fmt: skip
+    """Render `camera` from `turn_id` (None: the head) into the image named `image`."""
     props = context.scene.edit3d
     msg = messages().JobRender(
         session_id=props.session_id, camera=camera_message(context, camera), turn_id=turn_id
     )
-    return submit_job(context, msg, JobRoute("job.render", silent=silent))
+    return submit_job(context, msg, JobRoute("job.render", silent=silent, image=image))
+
+
+def render_before_after(context: Any, camera: Any) -> bool:
+    """Render the head turn, and its parent turn into the "before" image when it has one.
+    Returns whether a "before" render was asked for."""
+    props = context.scene.edit3d
+    head = next((t for t in props.turns if t.turn_id == props.head), None)
+    parent = head.parent if head is not None and props.render_before else ""
+    if parent:
+        render_camera(context, camera, turn_id=parent, image=BEFORE_IMAGE, silent=True)
+    render_camera(context, camera)
+    return bool(parent)

@@ -462,7 +462,8 @@ class EDIT3D_OT_refine(_SidecarOperator, bpy.types.Operator):
 
 
 class EDIT3D_OT_render_camera(_SidecarOperator, bpy.types.Operator):
-    """Render the active camera (pose, lens, shift, resolution) from the head turn"""
+    """Render the active camera (pose, lens, shift, resolution) from the head turn (and,
+    with Before/after, from its parent turn too)"""
 
     bl_idname = "edit3d.render_camera"
     bl_label = "Render Active Camera"
@@ -473,7 +474,7 @@ class EDIT3D_OT_render_camera(_SidecarOperator, bpy.types.Operator):
             return {"CANCELLED"}
         try:
             events.cancel_queued_previews(context)  # the user's render goes first
-            events.render_camera(context, camera)
+            events.render_before_after(context, camera)
         except (ConnectionError, ValueError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -498,8 +499,16 @@ class EDIT3D_OT_show_image(bpy.types.Operator):
         if not areas:
             self.report({"WARNING"}, "Open an Image Editor to see the image")
             return {"CANCELLED"}
-        areas[0].spaces.active.image = image
+        for area, shown in zip(areas, self._images(image), strict=False):
+            area.spaces.active.image = shown  # before/after side by side given two editors
         return {"FINISHED"}
+
+    @staticmethod
+    def _images(image: Any) -> list[Any]:
+        before = bpy.data.images.get(events.BEFORE_IMAGE)
+        if image.name == events.PREVIEW_IMAGE and before is not None:
+            return [before, image]
+        return [image]
 
 
 class EDIT3D_OT_export(_SidecarOperator, bpy.types.Operator):

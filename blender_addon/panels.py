@@ -254,16 +254,24 @@ class VIEW3D_PT_edit3d_preview(Edit3DPanelMixin, bpy.types.Panel):
     def draw(self, context: Any) -> None:
         layout = self.layout
         props = context.scene.edit3d
-        layout.operator("edit3d.render_camera", icon="RENDER_STILL")
+        row = layout.row(align=True)
+        row.operator("edit3d.render_camera", icon="RENDER_STILL")
+        row.prop(props, "render_before")
         row = layout.row(align=True)
         row.prop(props, "live_preview")
         sub = row.row()
         sub.active = props.live_preview
         sub.prop(props, "live_interval_s")
-        if props.preview_image is not None:
-            image = props.preview_image
-            layout.template_icon(icon_value=image.preview_ensure().icon_id, scale=8.0)
-            layout.operator("edit3d.show_image", icon="IMAGE").image_name = image.name
+        if props.preview_image is None:
+            return
+        row = layout.row()
+        for image in (props.before_image, props.preview_image):
+            if image is not None:
+                col = row.column()
+                col.label(text="Before" if image == props.before_image else "After")
+                col.template_icon(icon_value=image.preview_ensure().icon_id, scale=6.0)
+        image = props.preview_image
+        layout.operator("edit3d.show_image", icon="IMAGE").image_name = image.name
 
 
 class VIEW3D_PT_edit3d_export(Edit3DPanelMixin, bpy.types.Panel):

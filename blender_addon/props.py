@@ -152,6 +152,13 @@ class EDIT3D_PG_scene(bpy.types.PropertyGroup):
 
     # previews
     preview_image: PointerProperty(name="Render", type=bpy.types.Image)
+    before_image: PointerProperty(
+        name="Before", type=bpy.types.Image, description="The head's parent turn, same camera"
+    )
+    render_before: BoolProperty(
+        name="Before/after", default=True,
+        description="Also render the head's parent turn, to compare what the last edit changed",
+    )  # fmt: skip
     mask_image: PointerProperty(name="Mask", type=bpy.types.Image)
     heatmap_image: PointerProperty(name="Heatmap", type=bpy.types.Image)
     live_preview: BoolProperty(

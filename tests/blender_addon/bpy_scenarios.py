@@ -364,7 +364,7 @@ def _set_state(props: Any, scene_io: Any, state: dict[str, Any]) -> None:
                 for k, v in turn.items():
                     setattr(item, k, v)
         elif key == "images":
-            for attr in ("preview_image", "mask_image", "heatmap_image"):
+            for attr in ("preview_image", "before_image", "mask_image", "heatmap_image"):
                 image = scene_io.image_to_datablock(attr, np.zeros((4, 4, 3), np.float32))
                 setattr(props, attr, image if value else None)
         elif key == "sessions":
@@ -1065,6 +1065,53 @@ def job_list(args: dict[str, Any]) -> dict[str, Any]:
         "rows": [(r.job_id, r.kind, r.state) for r in status.jobs],
         "panel_log": [list(map(str, entry)) for entry in log],
         "panel_errors": errors,
+    }
+    fake.close()
+    disable_addon()
+    return result
+
+
+@scenario
+def before_after(args: dict[str, Any]) -> dict[str, Any]:
+    """Render Active Camera renders the head and its parent turn, into two images."""
+    connection = addon_module("connection")
+    msgs = connection.messages()
+    jobs = iter(range(1, 100))
+
+    def accepted(message: Any) -> Any:
+        return msgs.JobAccepted(job_id=f"r{next(jobs)}", kind=message.type_name,
+                                queue_position=0)  # fmt: skip
+
+    fake = FakeSidecar(connection, answers={"job.render": accepted})
+    fake.connect()
+    fake.serve(2.0, until=connection.is_ready)
+    props = bpy.context.scene.edit3d
+    props.session_id, props.head = "s1", "t2"
+    for turn_id, parent in (("base", ""), ("t1", "base"), ("t2", "t1")):
+        item = props.turns.add()
+        item.turn_id, item.parent, item.kind, item.status = turn_id, parent, "edit", "finished"
+    camera = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    bpy.context.scene.collection.objects.link(camera)
+    bpy.context.scene.camera = camera
+    call_operator(bpy.ops.edit3d.render_camera)
+    renders = lambda: [m for m in fake.received if m.type_name == "job.render"]  # noqa: E731
+    fake.serve(2.0, until=lambda: len(renders()) == 2 and "r2" in connection.LINK.jobs)
+    colours = {"r1": (255, 0, 0), "r2": (0, 0, 255)}  # r1 = the first request
+    for job_id, colour in colours.items():
+        rgb = np.zeros((4, 6, 3), np.uint8)
+        rgb[:] = colour
+        cam = renders()[0].camera
+        fake.push(msgs.RenderResult(job_id=job_id, camera=cam, rgb=rgb))
+    fake.serve(1.0, until=lambda: props.before_image is not None
+               and props.preview_image is not None)  # fmt: skip
+
+    def first_pixel(image: Any) -> list[float]:
+        return [round(v, 3) for v in list(image.pixels[:3])] if image is not None else []
+
+    result = {
+        "turns_asked": [m.turn_id for m in renders()],
+        "before": [getattr(props.before_image, "name", ""), first_pixel(props.before_image)],
+        "after": [getattr(props.preview_image, "name", ""), first_pixel(props.preview_image)],
     }
     fake.close()
     disable_addon()

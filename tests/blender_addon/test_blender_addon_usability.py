@@ -108,3 +108,10 @@ def test_every_job_is_listed_followed_and_cancellable(home: Path) -> None:
     log = result["panel_log"]
     assert ["operator", "edit3d.cancel_job"] in log
     assert any(kind == "label" and "run_turn" in text for kind, text in log)
+
+
+def test_renders_show_the_head_and_its_parent_turn_side_by_side(home: Path) -> None:
+    result = run_bpy("before_after", home).result
+    assert result["turns_asked"] == ["t1", None]  # the parent first, then the head
+    assert result["before"] == ["Edit3D Render (before)", [1.0, 0.0, 0.0]]
+    assert result["after"] == ["Edit3D Render", [0.0, 0.0, 1.0]]
