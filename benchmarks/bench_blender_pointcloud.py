@@ -1,4 +1,4 @@
-"""Benchmark: a 1M-point cloud into a Blender object, and one idle poll tick of the add-on.
+"""Benchmark: a 1M-point cloud shown in Blender, and the idle poll tick of the add-on.
 
     .venv/bin/python benchmarks/bench_blender_pointcloud.py [--points 1000000] [--repeat 3]
     .venv/bin/python benchmarks/bench_blender_pointcloud.py --connection-file F --session S
@@ -8,14 +8,17 @@ subprocess) and times, from Blender's side:
 
 * end to end: the Export operator → `job.export` request → `export.result` with N points
   (float32 positions, uint8 colours) over the signed protocol → decoded by the add-on's
-  poll step → a mesh object with a FLOAT_COLOR point attribute in the scene;
-* the object-building part alone (scene_io.point_cloud_object on the same arrays);
-* one poll tick with nothing to do while connected (median, p99, max of 2000).
+  poll step → an object with a FLOAT_COLOR point attribute, its Geometry Nodes "Mesh to
+  Points" modifier and colour material, evaluated (what a viewport or render shows);
+* the object-building + evaluation part alone (scene_io.point_cloud_object on the same
+  arrays, then the depsgraph update);
+* the poll tick with nothing to do while connected (median, p99 and worst of 10,000, wall
+  time and this thread's CPU time: on a busy machine the wall time includes preemption).
 
 By default the peer is a protocol server in this process that answers `job.export` at once
 with a pre-built cloud: the time is the transport + add-on path, without any export work.
 With --connection-file/--session the peer is a real sidecar and the time includes its export
-job. Targets: end to end ≤ 1 s, idle tick ≤ 2 ms.
+job. Targets: end to end ≤ 1 s, worst idle tick ≤ 2 ms.
 """
 
 from __future__ import annotations
@@ -68,11 +71,13 @@ def blender_main(config: dict) -> dict:
     props.session_id = config["session"]
     props.export_kind, props.export_points = "point_cloud", config["points"]
 
-    ticks = []
-    for _ in range(2000):
-        t0 = time.perf_counter()
+    ticks, cpu_ticks = [], []
+    for _ in range(config["ticks"]):
+        c0, t0 = time.thread_time(), time.perf_counter()
         connection.poll_once(bpy.context)
         ticks.append(time.perf_counter() - t0)
+        cpu_ticks.append(time.thread_time() - c0)
+        time.sleep(0.0005)  # ticks spread over seconds, so heartbeats fall inside them
 
     end_to_end, build = [], []
     for _ in range(config["repeat"]):
@@ -80,15 +85,18 @@ def blender_main(config: dict) -> dict:
         t0 = time.perf_counter()
         bpy.ops.edit3d.export(into_scene=True)
         poll_until(lambda b=before: len(connection.LINK.export_results) > b, 600)
+        bpy.context.view_layer.update()  # evaluates the Mesh-to-Points modifier
         end_to_end.append(time.perf_counter() - t0)
         result = connection.LINK.export_results[-1]
         coll = scene_io.ensure_collection(bpy.context.scene, "bench")
         t1 = time.perf_counter()
         obj = scene_io.point_cloud_object("bench", result.points, result.colors, coll)
+        bpy.context.view_layer.update()
         build.append(time.perf_counter() - t1)
-        count = len(obj.data.vertices)
+        count = _evaluated_points(obj)
     addon_utils.disable(ADDON, default_set=True)  # removes the timer (bpy 4.5 exit hang)
     ticks_ms = np.array(ticks) * 1000
+    cpu_ms = np.array(cpu_ticks) * 1000
     return {
         "points": count,
         "end_to_end_s": end_to_end,
@@ -97,8 +105,21 @@ def blender_main(config: dict) -> dict:
             "median": float(np.median(ticks_ms)),
             "p99": float(np.percentile(ticks_ms, 99)),
             "max": float(ticks_ms.max()),
+            "cpu_max": float(cpu_ms.max()),
+            "over_2ms": int((ticks_ms > 2.0).sum()),
         },
     }
+
+
+def _evaluated_points(obj) -> int:
+    """Points the evaluated object really shows (the modifier's point cloud)."""
+    import bpy
+
+    evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    if not evaluated.modifiers or evaluated.modifiers[0].type != "NODES":
+        raise RuntimeError("the point cloud has no Geometry Nodes setup")
+    geometry = evaluated.evaluated_geometry()
+    return len(geometry.pointcloud.points) if geometry.pointcloud is not None else 0
 
 
 # --- the stand-in peer -------------------------------------------------------------------
@@ -177,6 +198,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--ticks", type=int, default=10_000, help="idle poll ticks timed")
     parser.add_argument("--connection-file", help="a real sidecar's connection file")
     parser.add_argument("--session", help="a session of that sidecar with a trained turn")
     parser.add_argument("--inside-blender", help=argparse.SUPPRESS)
@@ -202,7 +224,8 @@ def main() -> int:
             write_connection_file(conn_file, ConnectionInfo(server.endpoint.endpoint, key))
             session, peer = "bench", "protocol server answering at once (no export work)"
         config = {"connection_file": conn_file, "session": session, "points": args.points,
-                  "repeat": args.repeat, "out": str(home / "result.json")}  # fmt: skip
+                  "repeat": args.repeat, "ticks": args.ticks,
+                  "out": str(home / "result.json")}  # fmt: skip
         (home / "config.json").write_text(json.dumps(config))
         cmd = [str(BLENDER_PYTHON), __file__, "--inside-blender", str(home / "config.json")]
         try:
@@ -214,11 +237,15 @@ def main() -> int:
         result = json.loads((home / "result.json").read_text())
     e2e, build, tick = result["end_to_end_s"], result["object_build_s"], result["idle_tick_ms"]
     print(f"peer: {peer}")
-    print(f"point cloud into Blender, {result['points']} points, end to end: "
-          f"best {min(e2e):.3f} s, all {[round(t, 3) for t in e2e]} (target <= 1 s)")  # fmt: skip
-    print(f"  of which building the object: best {min(build):.3f} s")
-    print(f"idle poll tick: median {tick['median']:.3f} ms, p99 {tick['p99']:.3f} ms, "
-          f"max {tick['max']:.3f} ms (target <= 2 ms)")  # fmt: skip
+    print(f"point cloud shown in Blender (Geometry Nodes points), {result['points']} points, "
+          f"end to end: best {min(e2e):.3f} s, all {[round(t, 3) for t in e2e]} "
+          f"= {min(e2e) / 1.0:.2f}x the 1 s target")  # fmt: skip
+    print(f"  of which building + evaluating the object: best {min(build):.3f} s")
+    print(f"idle poll tick over {args.ticks} ticks: median {tick['median']:.4f} ms, "
+          f"p99 {tick['p99']:.4f} ms, worst {tick['max']:.3f} ms "
+          f"= {tick['max'] / 2.0:.2f}x the 2 ms target ({tick['over_2ms']} ticks over 2 ms)")
+    print(f"  worst CPU time of one tick (this thread only: without other processes' "
+          f"preemption) {tick['cpu_max']:.3f} ms = {tick['cpu_max'] / 2.0:.2f}x the target")
     return 0
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import bpy
 from bpy.props import StringProperty
 
-from . import connection, scene_io, upload
+from . import connection, download, events, local_sidecar, scene_io, upload
 from .preferences import get_preferences
 
 
@@ -40,7 +40,7 @@ class _SidecarOperator:
         raise NotImplementedError
 
     def submit(self, context: bpy.types.Context, message: Any, route=None) -> set[str]:
-        connection.submit_job(context, message, route)
+        events.submit_job(context, message, route)
         return {"FINISHED"}
 
 
@@ -88,7 +88,7 @@ class EDIT3D_OT_start_sidecar(bpy.types.Operator):
             self.report({"ERROR"}, "Set the sidecar workdir in the add-on preferences")
             return {"CANCELLED"}
         try:
-            conn_file = connection.start_local_sidecar(
+            conn_file = local_sidecar.start(
                 bpy.path.abspath(prefs.sidecar_python), workdir,
                 device=prefs.sidecar_device, tiny=prefs.sidecar_tiny,
                 settings=connection.settings_from_preferences(prefs),
@@ -108,7 +108,7 @@ class EDIT3D_OT_stop_sidecar(bpy.types.Operator):
     bl_label = "Stop Local Sidecar"
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        if not connection.stop_local_sidecar():
+        if not local_sidecar.stop(context):
             self.report({"WARNING"}, "No sidecar started from this Blender is running")
             return {"CANCELLED"}
         return {"FINISHED"}
@@ -167,7 +167,7 @@ def _on_session_created(context: Any, summary: Any) -> None:
     props.session_id = summary.session_id
     props.uploaded_dataset = ""
     props.event_seq = -1
-    connection.open_session(context, summary.session_id)
+    events.open_session(context, summary.session_id)
 
 
 def _session_error(context: Any, text: str) -> None:
@@ -184,9 +184,10 @@ class EDIT3D_OT_open_session(_SidecarOperator, bpy.types.Operator):
     session_id: StringProperty(name="Session")
 
     def run(self, context: bpy.types.Context) -> set[str]:
+        status = context.window_manager.edit3d
         props = context.scene.edit3d
-        listed = props.sessions[props.active_session_index].session_id if (
-            0 <= props.active_session_index < len(props.sessions)) else ""  # fmt: skip
+        listed = status.sessions[status.active_session_index].session_id if (
+            0 <= status.active_session_index < len(status.sessions)) else ""  # fmt: skip
         session_id = self.session_id or listed or props.session_id
         if not session_id:
             self.report({"ERROR"}, "No session id given")
@@ -195,13 +196,9 @@ class EDIT3D_OT_open_session(_SidecarOperator, bpy.types.Operator):
             props.event_seq = -1
         connection.request(
             context, connection.messages().SessionOpen(session_id=session_id),
-            _on_session_opened, _session_error,
+            events.on_session_summary, _session_error,
         )  # fmt: skip
         return {"FINISHED"}
-
-
-def _on_session_opened(context: Any, summary: Any) -> None:
-    connection._on_session_summary(context, summary)
 
 
 class EDIT3D_OT_list_sessions(_SidecarOperator, bpy.types.Operator):
@@ -212,7 +209,7 @@ class EDIT3D_OT_list_sessions(_SidecarOperator, bpy.types.Operator):
     needs_session = False
 
     def run(self, context: bpy.types.Context) -> set[str]:
-        connection.refresh_sessions(context)
+        events.refresh_sessions(context)
         return {"FINISHED"}
 
 
@@ -221,6 +218,7 @@ class EDIT3D_OT_import_cameras(bpy.types.Operator):
 
     bl_idname = "edit3d.import_cameras"
     bl_label = "Import Dataset Cameras"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 - it adds camera objects
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -228,7 +226,7 @@ class EDIT3D_OT_import_cameras(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
-            cameras = connection.import_session_cameras(context)
+            cameras = events.import_session_cameras(context)
         except (LookupError, ValueError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -241,6 +239,7 @@ class EDIT3D_OT_import_transforms(bpy.types.Operator):
 
     bl_idname = "edit3d.import_transforms"
     bl_label = "Import transforms.json Cameras"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 - it adds camera objects
 
     filepath: StringProperty(subtype="FILE_PATH")
     filter_glob: StringProperty(default="*.json", options={"HIDDEN"})
@@ -271,7 +270,7 @@ class EDIT3D_OT_train_base(_SidecarOperator, bpy.types.Operator):
         props = context.scene.edit3d
         msg = connection.messages().JobTrainBase(
             session_id=props.session_id,
-            steps=props.base_steps,
+            steps=props.base_steps or None,  # 0: the preset decides
             preset=props.preset,
             dataset_path=props.uploaded_dataset or None,
             **live_preview_fields(context),
@@ -287,7 +286,7 @@ def live_preview_fields(context: bpy.types.Context) -> dict[str, Any]:
     camera = context.scene.camera
     if camera is None or camera.type != "CAMERA":
         return {}
-    return {"preview_camera": connection.camera_message(context, camera)}
+    return {"preview_camera": events.camera_message(context, camera)}
 
 
 def _active_camera(op: bpy.types.Operator, context: bpy.types.Context) -> Any:
@@ -311,7 +310,7 @@ class EDIT3D_OT_preview_masks(_SidecarOperator, bpy.types.Operator):
             return {"CANCELLED"}
         msg = connection.messages().JobPreviewMasks(
             session_id=props.session_id,
-            camera=connection.camera_message(context, camera),
+            camera=events.camera_message(context, camera),
             edit_queries=split_queries(props.edit_queries),
             keep_queries=split_queries(props.keep_queries),
             caption=None if props.auto_caption or not props.caption else props.caption,
@@ -330,6 +329,7 @@ class EDIT3D_OT_run_turn(_SidecarOperator, bpy.types.Operator):
         if not props.instruction.strip():
             self.report({"ERROR"}, "Write an instruction first")
             return {"CANCELLED"}
+        under = events.active_turn_job(context.window_manager.edit3d, props.session_id)
         msg = connection.messages().JobRunTurn(
             session_id=props.session_id,
             instruction=props.instruction,
@@ -337,30 +337,37 @@ class EDIT3D_OT_run_turn(_SidecarOperator, bpy.types.Operator):
             keep_queries=split_queries(props.keep_queries),
             caption=None if props.auto_caption or not props.caption else props.caption,
             mode=props.mode,
-            steps=props.turn_steps,
-            parent_turn=props.head or None,
+            steps=props.turn_steps or None,  # 0: the preset decides
+            parent_turn=None if under is not None else props.head or None,
+            after_job=None if under is None else under.job_id,
             seed=props.seed,
             **live_preview_fields(context),
         )
+        if under is not None:
+            self.report({"INFO"}, f"Queued on top of the {under.state} turn job {under.job_id}: "
+                        "its turn becomes this turn's parent")  # fmt: skip
         return self.submit(context, msg)
 
 
 class EDIT3D_OT_cancel_job(bpy.types.Operator):
-    """Cancel the current job on the sidecar"""
+    """Cancel a job on the sidecar (the current one unless a job is named)"""
 
     bl_idname = "edit3d.cancel_job"
     bl_label = "Cancel Job"
 
+    job_id: StringProperty(name="Job", description="Job to cancel (empty: the current job)")
+
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        props = context.scene.edit3d
-        return connection.is_ready() and props.job_state in connection.ACTIVE_JOB_STATES
+        status = context.window_manager.edit3d
+        active = any(row.state in ("queued", "running") for row in status.jobs)
+        return connection.is_ready() and (status.job_state in events.ACTIVE_JOB_STATES or active)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        if upload.abort(context):
+        if not self.job_id and (upload.abort(context) or download.abort(context)):
             return {"FINISHED"}
         try:
-            connection.cancel_job(context)
+            events.cancel_job(context, self.job_id)
         except LookupError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -393,7 +400,7 @@ class EDIT3D_OT_checkout_turn(_SidecarOperator, bpy.types.Operator):
 
 def _refresh_after(context: Any, _reply: Any) -> None:
     props = context.scene.edit3d
-    connection.open_session(context, props.session_id)
+    events.open_session(context, props.session_id)
 
 
 class EDIT3D_OT_resume_turn(_SidecarOperator, bpy.types.Operator):
@@ -416,10 +423,17 @@ class EDIT3D_OT_resume_turn(_SidecarOperator, bpy.types.Operator):
 
 
 class EDIT3D_OT_discard_turn(_SidecarOperator, bpy.types.Operator):
-    """Discard the selected interrupted turn"""
+    """Discard the selected interrupted turn (its partial training is deleted)"""
 
     bl_idname = "edit3d.discard_turn"
     bl_label = "Discard Turn"
+
+    def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
+        # deleting a turn's work cannot be undone in Blender: ask first
+        return context.window_manager.invoke_confirm(
+            self, event, title="Discard the interrupted turn?",
+            message="Its partial training is deleted on the sidecar.", confirm_text="Discard",
+        )  # fmt: skip
 
     def run(self, context: bpy.types.Context) -> set[str]:
         turn = _selected_turn(context)
@@ -448,7 +462,8 @@ class EDIT3D_OT_refine(_SidecarOperator, bpy.types.Operator):
 
 
 class EDIT3D_OT_render_camera(_SidecarOperator, bpy.types.Operator):
-    """Render the active camera (pose, lens, shift, resolution) from the head turn"""
+    """Render the active camera (pose, lens, shift, resolution) from the head turn (and,
+    with Before/after, from its parent turn too)"""
 
     bl_idname = "edit3d.render_camera"
     bl_label = "Render Active Camera"
@@ -458,7 +473,8 @@ class EDIT3D_OT_render_camera(_SidecarOperator, bpy.types.Operator):
         if camera is None:
             return {"CANCELLED"}
         try:
-            connection.render_camera(context, camera)
+            events.cancel_queued_previews(context)  # the user's render goes first
+            events.render_before_after(context, camera)
         except (ConnectionError, ValueError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -483,8 +499,16 @@ class EDIT3D_OT_show_image(bpy.types.Operator):
         if not areas:
             self.report({"WARNING"}, "Open an Image Editor to see the image")
             return {"CANCELLED"}
-        areas[0].spaces.active.image = image
+        for area, shown in zip(areas, self._images(image), strict=False):
+            area.spaces.active.image = shown  # before/after side by side given two editors
         return {"FINISHED"}
+
+    @staticmethod
+    def _images(image: Any) -> list[Any]:
+        before = bpy.data.images.get(events.BEFORE_IMAGE)
+        if image.name == events.PREVIEW_IMAGE and before is not None:
+            return [before, image]
+        return [image]
 
 
 class EDIT3D_OT_export(_SidecarOperator, bpy.types.Operator):
@@ -509,6 +533,34 @@ class EDIT3D_OT_export(_SidecarOperator, bpy.types.Operator):
         return self.submit(context, msg, route)
 
 
+class EDIT3D_OT_download_export(_SidecarOperator, bpy.types.Operator):
+    """Download the session's latest exported file into the Save-to folder (resumes a
+    stopped download; checked against the sidecar's SHA-256)"""
+
+    bl_idname = "edit3d.download_export"
+    bl_label = "Download"
+
+    path: StringProperty(name="File", description="exports/... on the sidecar (empty: latest)")
+
+    def run(self, context: bpy.types.Context) -> set[str]:
+        props = context.scene.edit3d
+        latest = connection.LINK.export_results[-1].path if connection.LINK.export_results else ""
+        remote = self.path or latest
+        if not remote:
+            self.report({"ERROR"}, "Nothing exported yet: export first")
+            return {"CANCELLED"}
+        if not props.export_save_path:
+            self.report({"ERROR"}, "Choose the Save to folder first")
+            return {"CANCELLED"}
+        folder = Path(bpy.path.abspath(props.export_save_path))
+        try:
+            download.start(context, props.session_id, remote, folder)
+        except OSError as exc:
+            self.report({"ERROR"}, f"Cannot write into {folder}: {exc}")
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
 class EDIT3D_OT_clear_reports(bpy.types.Operator):
     """Clear the messages kept from the sidecar"""
 
@@ -516,7 +568,7 @@ class EDIT3D_OT_clear_reports(bpy.types.Operator):
     bl_label = "Clear Messages"
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        context.scene.edit3d.reports.clear()
+        context.window_manager.edit3d.reports.clear()
         return {"FINISHED"}
 
 
@@ -541,5 +593,6 @@ classes = (
     EDIT3D_OT_render_camera,
     EDIT3D_OT_show_image,
     EDIT3D_OT_export,
+    EDIT3D_OT_download_export,
     EDIT3D_OT_clear_reports,
 )

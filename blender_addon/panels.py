@@ -1,4 +1,5 @@
-"""Sidebar panels (3D viewport, tab "Edit3D"). They only read `scene.edit3d`."""
+"""Sidebar panels (3D viewport, tab "Edit3D"). They only read `scene.edit3d` and
+`window_manager.edit3d`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import bpy
 
-from .connection import ACTIVE_JOB_STATES
+from .events import ACTIVE_JOB_STATES
 
 STATUS_ICONS = {
     "running": "PLAY",
@@ -32,27 +33,47 @@ def format_eta(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def draw_job(layout: Any, props: Any) -> None:
+def draw_job(layout: Any, status: Any) -> None:
     """Progress bar, ETA and cancel of the current job (every panel that starts one)."""
-    if props.job_state == "NONE":
+    if status.job_state == "NONE":
         return
     box = layout.box()
     header = box.row()
-    header.label(text=f"{props.job_kind or 'job'}: {props.job_state.lower()}", icon="SETTINGS")
-    if props.job_state in ACTIVE_JOB_STATES:
+    header.label(text=f"{status.job_kind or 'job'}: {status.job_state.lower()}", icon="SETTINGS")
+    if status.job_state in ACTIVE_JOB_STATES:
         header.operator("edit3d.cancel_job", text="", icon="CANCEL")
-    if props.job_state == "QUEUED":
-        box.label(text=f"{props.queue_position} job(s) ahead")
-    elif props.job_state == "RUNNING":
-        text = f"{props.step}/{props.total}" if props.total else "working"
-        eta = format_eta(props.eta_s)
+    if status.job_state == "QUEUED":
+        box.label(text=f"{status.queue_position} job(s) ahead")
+    elif status.job_state == "RUNNING":
+        text = f"{status.step}/{status.total}" if status.total else "working"
+        eta = format_eta(status.eta_s)
         if eta:
             text += f"  ETA {eta}"
-        box.progress(factor=props.progress, type="BAR", text=text)
-        if props.loss > 0:
-            box.label(text=f"loss {props.loss:.4f}")
-    if props.job_message:
-        box.label(text=props.job_message, icon="INFO")
+        box.progress(factor=status.progress, type="BAR", text=text)
+        if status.loss > 0:
+            box.label(text=f"loss {status.loss:.4f}")
+    if status.job_message:
+        box.label(text=status.job_message, icon="INFO")
+
+
+def draw_job_list(layout: Any, status: Any) -> None:
+    """Every job of the open session: kind, session, state, progress, ETA, cancel."""
+    for row in status.jobs:
+        box = layout.box()
+        header = box.row()
+        icon = STATUS_ICONS.get(row.state, "SORTTIME")
+        header.label(text=f"{row.kind.removeprefix('job.')}  {row.session_id}", icon=icon)
+        if row.state in ("queued", "running"):
+            header.operator("edit3d.cancel_job", text="", icon="CANCEL").job_id = row.job_id
+        if row.state == "queued":
+            box.label(text=f"queued, {row.queue_position} job(s) ahead")
+        elif row.state == "running":
+            text = f"{row.step}/{row.total}" if row.total else "running"
+            eta = format_eta(row.eta_s)
+            text += f"  ETA {eta}" if eta else ""
+            box.progress(factor=row.progress, type="BAR", text=text)
+        else:
+            box.label(text=f"{row.state}: {row.message}" if row.message else row.state)
 
 
 class Edit3DPanelMixin:
@@ -95,30 +116,42 @@ class VIEW3D_PT_edit3d_connection(Edit3DPanelMixin, bpy.types.Panel):
     bl_label = "Edit3D Connection"
 
     def draw(self, context: Any) -> None:
+        status = context.window_manager.edit3d
         layout = self.layout
-        props = context.scene.edit3d
-        state = props.connection_state
+        state = status.connection_state
         row = layout.row()
         row.label(text=state.title(), icon=CONNECTION_ICONS.get(state, "QUESTION"))
         if state in ("DISCONNECTED",):
             row.operator("edit3d.connect", icon="LINKED")
         else:
             row.operator("edit3d.disconnect", icon="UNLINKED")
-        if props.connection_message:
-            layout.label(text=props.connection_message, icon="INFO")
+        if status.connection_message:
+            layout.label(text=status.connection_message, icon="INFO")
         if state == "CONNECTED":
             col = layout.column(align=True)
-            col.label(text=f"Sidecar {props.server_version}")
-            col.label(text=f"Device: {props.device}")
-            if props.gpu_memory_total_gb > 0:
+            col.label(text=f"Sidecar {status.server_version}")
+            col.label(text=f"Device: {status.device}")
+            if status.gpu_memory_total_gb > 0:
                 col.label(
-                    text=f"GPU memory: {props.gpu_memory_free_gb:.1f} free of "
-                    f"{props.gpu_memory_total_gb:.1f} GB"
+                    text=f"GPU memory: {status.gpu_memory_free_gb:.1f} free of "
+                    f"{status.gpu_memory_total_gb:.1f} GB"
                 )
-        for report in list(props.reports)[-3:]:
+        for report in list(status.reports)[-3:]:
             layout.label(text=report.message, icon="ERROR" if report.level == "ERROR" else "INFO")
-        if len(props.reports):
+        if len(status.reports):
             layout.operator("edit3d.clear_reports", icon="X")
+
+
+class VIEW3D_PT_edit3d_jobs(Edit3DPanelMixin, bpy.types.Panel):
+    bl_label = "Jobs"
+    bl_parent_id = "VIEW3D_PT_edit3d_connection"
+
+    def draw(self, context: Any) -> None:
+        status = context.window_manager.edit3d
+        if not len(status.jobs):
+            self.layout.label(text="No jobs")
+            return
+        draw_job_list(self.layout, status)
 
 
 class VIEW3D_PT_edit3d_scene(Edit3DPanelMixin, bpy.types.Panel):
@@ -126,12 +159,13 @@ class VIEW3D_PT_edit3d_scene(Edit3DPanelMixin, bpy.types.Panel):
     bl_parent_id = "VIEW3D_PT_edit3d_connection"
 
     def draw(self, context: Any) -> None:
+        status = context.window_manager.edit3d
         layout = self.layout
         props = context.scene.edit3d
         if props.session_id:
-            layout.label(text=f"Session {props.session_name} ({props.session_id})", icon="FILE_3D")
-        else:
-            layout.prop(props, "session_name")
+            label = status.session_label or props.session_id
+            layout.label(text=f"Open: {label} ({props.session_id})", icon="FILE_3D")
+        layout.prop(props, "session_name", text="New session")
         layout.prop(props, "source")
         if props.source == "DATASET":
             layout.prop(props, "dataset_path")
@@ -142,9 +176,9 @@ class VIEW3D_PT_edit3d_scene(Edit3DPanelMixin, bpy.types.Panel):
         layout.prop(props, "preset")
         row = layout.row(align=True)
         row.operator("edit3d.create_session", icon="ADD")
-        if len(props.sessions):
+        if len(status.sessions):
             layout.template_list(
-                "EDIT3D_UL_sessions", "", props, "sessions", props, "active_session_index", rows=3
+                "EDIT3D_UL_sessions", "", status, "sessions", status, "active_session_index", rows=3
             )
         row = layout.row(align=True)
         row.operator("edit3d.open_session", icon="FILEBROWSER")
@@ -156,7 +190,7 @@ class VIEW3D_PT_edit3d_scene(Edit3DPanelMixin, bpy.types.Panel):
         row = layout.row(align=True)
         row.prop(props, "base_steps")
         row.operator("edit3d.train_base", icon="PLAY")
-        draw_job(layout, props)
+        draw_job(layout, context.window_manager.edit3d)
 
 
 class VIEW3D_PT_edit3d_turns(Edit3DPanelMixin, bpy.types.Panel):
@@ -195,15 +229,16 @@ class VIEW3D_PT_edit3d_turns(Edit3DPanelMixin, bpy.types.Panel):
         row.operator("edit3d.preview_masks", icon="MOD_MASK")
         row.operator("edit3d.run_turn", icon="PLAY")
         _draw_mask_preview(layout, props)
-        draw_job(layout, props)
+        draw_job(layout, context.window_manager.edit3d)
 
 
 def _draw_mask_preview(layout: Any, props: Any) -> None:
+    status = bpy.context.window_manager.edit3d
     if props.mask_image is None and props.heatmap_image is None:
         return
     box = layout.box()
-    if props.mask_caption:
-        box.label(text=f"caption: {props.mask_caption}")
+    if status.mask_caption:
+        box.label(text=f"caption: {status.mask_caption}")
     for image in (props.heatmap_image, props.mask_image):
         if image is None:
             continue
@@ -219,16 +254,24 @@ class VIEW3D_PT_edit3d_preview(Edit3DPanelMixin, bpy.types.Panel):
     def draw(self, context: Any) -> None:
         layout = self.layout
         props = context.scene.edit3d
-        layout.operator("edit3d.render_camera", icon="RENDER_STILL")
+        row = layout.row(align=True)
+        row.operator("edit3d.render_camera", icon="RENDER_STILL")
+        row.prop(props, "render_before")
         row = layout.row(align=True)
         row.prop(props, "live_preview")
         sub = row.row()
         sub.active = props.live_preview
         sub.prop(props, "live_interval_s")
-        if props.preview_image is not None:
-            image = props.preview_image
-            layout.template_icon(icon_value=image.preview_ensure().icon_id, scale=8.0)
-            layout.operator("edit3d.show_image", icon="IMAGE").image_name = image.name
+        if props.preview_image is None:
+            return
+        row = layout.row()
+        for image in (props.before_image, props.preview_image):
+            if image is not None:
+                col = row.column()
+                col.label(text="Before" if image == props.before_image else "After")
+                col.template_icon(icon_value=image.preview_ensure().icon_id, scale=6.0)
+        image = props.preview_image
+        layout.operator("edit3d.show_image", icon="IMAGE").image_name = image.name
 
 
 class VIEW3D_PT_edit3d_export(Edit3DPanelMixin, bpy.types.Panel):
@@ -244,14 +287,18 @@ class VIEW3D_PT_edit3d_export(Edit3DPanelMixin, bpy.types.Panel):
         row = layout.row(align=True)
         row.operator("edit3d.export", text="Into Scene", icon="IMPORT").into_scene = True
         row.operator("edit3d.export", text="Save on Sidecar", icon="FILE_TICK").into_scene = False
+        row = layout.row(align=True)
+        row.prop(props, "export_save_path")
+        row.operator("edit3d.download_export", text="", icon="IMPORT")
         layout.operator("edit3d.refine", icon="SHADERFX")
-        draw_job(layout, props)
+        draw_job(layout, context.window_manager.edit3d)
 
 
 classes = (
     EDIT3D_UL_turns,
     EDIT3D_UL_sessions,
     VIEW3D_PT_edit3d_connection,
+    VIEW3D_PT_edit3d_jobs,
     VIEW3D_PT_edit3d_scene,
     VIEW3D_PT_edit3d_turns,
     VIEW3D_PT_edit3d_preview,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, FloatProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 
 
 def addon_package() -> str:
@@ -73,7 +73,14 @@ class EDIT3D_AP_preferences(bpy.types.AddonPreferences):
     sidecar_workdir: StringProperty(
         name="Sidecar workdir", subtype="DIR_PATH", description="Sessions are kept here"
     )
-    sidecar_device: StringProperty(name="Device", default="cuda")
+    sidecar_device: EnumProperty(
+        name="Device",
+        items=(
+            ("auto", "Automatic", "CUDA when the sidecar's torch finds a GPU, else the CPU"),
+            ("cuda", "CUDA", "The GPU (fails when there is none)"),
+            ("cpu", "CPU", "The CPU (slow; tiny models and checks)"),
+        ),
+    )
     sidecar_tiny: BoolProperty(
         name="Tiny models",
         description="Run the sidecar with tiny random models: a pipeline check, never an edit",

@@ -1,4 +1,5 @@
-"""The add-on's state on the Scene: one PropertyGroup, `scene.edit3d`.
+"""The add-on's properties: what the user sets, on the Scene (`scene.edit3d`, saved with
+the .blend), and runtime state, on the window manager (`window_manager.edit3d`, never saved).
 
 Everything the panel shows lives here, so the poll step only writes properties and the panel
 only reads them.
@@ -49,8 +50,12 @@ class EDIT3D_PG_turn(bpy.types.PropertyGroup):
     kind: StringProperty(name="Kind", description="base, edit or refine")
     status: StringProperty(name="Status")
     instruction: StringProperty(name="Instruction")
-    edit_queries: StringProperty(name="Edit region")
-    keep_queries: StringProperty(name="Keep region")
+    edit_queries: StringProperty(
+        name="Edit region", description="The turn's queries, joined by '; ' for display"
+    )
+    keep_queries: StringProperty(
+        name="Keep region", description="The turn's queries, joined by '; ' for display"
+    )
     caption: StringProperty(name="Caption")
 
 
@@ -63,6 +68,21 @@ class EDIT3D_PG_session(bpy.types.PropertyGroup):
     busy: BoolProperty(name="Busy")
 
 
+class EDIT3D_PG_job(bpy.types.PropertyGroup):
+    """One job of the open session, whoever started it (the job list)."""
+
+    job_id: StringProperty(name="Job")
+    kind: StringProperty(name="Kind", description="Request type, e.g. job.run_turn")
+    session_id: StringProperty(name="Session")
+    state: StringProperty(name="State", description="queued, running, finished, ...")
+    queue_position: IntProperty(name="Queue position")
+    progress: FloatProperty(name="Progress", subtype="FACTOR", min=0.0, max=1.0)
+    step: IntProperty(name="Step")
+    total: IntProperty(name="Total")
+    eta_s: FloatProperty(name="ETA", unit="TIME_ABSOLUTE", default=-1.0)
+    message: StringProperty(name="Message")
+
+
 class EDIT3D_PG_report(bpy.types.PropertyGroup):
     """A message from the sidecar kept for the panel (errors arrive between operators)."""
 
@@ -73,21 +93,11 @@ class EDIT3D_PG_report(bpy.types.PropertyGroup):
 class EDIT3D_PG_scene(bpy.types.PropertyGroup):
     """Connection, session, job, turn and export state of the Edit3D add-on."""
 
-    # connection
-    connection_state: EnumProperty(name="Connection", items=CONNECTION_STATES)
-    connection_message: StringProperty(name="Connection message")
-    server_version: StringProperty(name="Sidecar version")
-    device: StringProperty(name="Device")
-    gpu_memory_total_gb: FloatProperty(name="GPU memory", precision=1)
-    gpu_memory_free_gb: FloatProperty(name="GPU memory free", precision=1)
-    capabilities: StringProperty(name="Capabilities")
-    last_contact: FloatProperty(name="Last contact", description="time.monotonic() of it")
-
     # session and scene
-    sessions: CollectionProperty(type=EDIT3D_PG_session)
-    active_session_index: IntProperty(name="Sidecar session")
-    session_id: StringProperty(name="Session")
-    session_name: StringProperty(name="Name", default="scene")
+    session_id: StringProperty(name="Session", description="The open session on the sidecar")
+    session_name: StringProperty(
+        name="Name", default="scene", description="Name of the next session to create"
+    )
     source: EnumProperty(
         name="Source",
         items=(
@@ -103,21 +113,15 @@ class EDIT3D_PG_scene(bpy.types.PropertyGroup):
     )
     nerfstudio_run: StringProperty(name="Run config", description="config.yml on the sidecar")
     preset: EnumProperty(name="Preset", items=PRESETS)
-    base_steps: IntProperty(name="Base steps", default=30000, min=1)
+    base_steps: IntProperty(
+        name="Base steps", default=0, min=0, description="Iterations (0: the preset's)"
+    )
     camera_collection: StringProperty(name="Cameras", default="Edit3D Cameras")
 
-    # job
-    job_id: StringProperty(name="Job")
-    job_kind: StringProperty(name="Job kind")
-    job_state: EnumProperty(name="Job state", items=JOB_STATES)
-    queue_position: IntProperty(name="Queue position")
-    progress: FloatProperty(name="Progress", subtype="FACTOR", min=0.0, max=1.0)
-    step: IntProperty(name="Step")
-    total: IntProperty(name="Total")
-    loss: FloatProperty(name="Loss", precision=4)
-    eta_s: FloatProperty(name="ETA", unit="TIME_ABSOLUTE", default=-1.0)
-    job_message: StringProperty(name="Job message")
-    event_seq: IntProperty(name="Last event sequence", default=-1)
+    event_seq: IntProperty(
+        name="Last event sequence", default=-1,
+        description="Last event of the open session applied (resync from here on reopening)",
+    )  # fmt: skip
 
     # turns
     turns: CollectionProperty(type=EDIT3D_PG_turn)
@@ -141,14 +145,22 @@ class EDIT3D_PG_scene(bpy.types.PropertyGroup):
             ("in2n", "IN2N", "Baseline: condition on the original dataset images"),
         ),
     )
-    turn_steps: IntProperty(name="Steps", default=15000, min=1)
+    turn_steps: IntProperty(
+        name="Steps", default=0, min=0, description="Iterations of a turn (0: the preset's)"
+    )
     seed: IntProperty(name="Seed", default=0, min=0)
 
     # previews
     preview_image: PointerProperty(name="Render", type=bpy.types.Image)
+    before_image: PointerProperty(
+        name="Before", type=bpy.types.Image, description="The head's parent turn, same camera"
+    )
+    render_before: BoolProperty(
+        name="Before/after", default=True,
+        description="Also render the head's parent turn, to compare what the last edit changed",
+    )  # fmt: skip
     mask_image: PointerProperty(name="Mask", type=bpy.types.Image)
     heatmap_image: PointerProperty(name="Heatmap", type=bpy.types.Image)
-    mask_caption: StringProperty(name="Mask caption")
     live_preview: BoolProperty(
         name="Live preview", description="Render the active camera while training"
     )
@@ -166,17 +178,64 @@ class EDIT3D_PG_scene(bpy.types.PropertyGroup):
         name="Format", items=(("ply", "PLY", ""), ("obj", "OBJ", ""), ("glb", "glTF binary", ""))
     )
     export_points: IntProperty(name="Points", default=200000, min=1)
-    export_save_path: StringProperty(name="Save to", subtype="FILE_PATH")
+    export_save_path: StringProperty(
+        name="Save to", subtype="DIR_PATH",
+        description="Local folder that Download saves exported files into",
+    )  # fmt: skip
 
+
+class EDIT3D_PG_status(bpy.types.PropertyGroup):
+    """Runtime state on the window manager (never saved into a .blend file): the link,
+    the jobs and the sidecar's messages."""
+
+    # connection
+    connection_state: EnumProperty(name="Connection", items=CONNECTION_STATES)
+    connection_message: StringProperty(name="Connection message")
+    server_version: StringProperty(name="Sidecar version")
+    device: StringProperty(name="Device")
+    gpu_memory_total_gb: FloatProperty(name="GPU memory", precision=1)
+    gpu_memory_free_gb: FloatProperty(name="GPU memory free", precision=1)
+    capabilities: StringProperty(name="Capabilities")
+    sessions: CollectionProperty(type=EDIT3D_PG_session)
+    active_session_index: IntProperty(name="Sidecar session")
+    session_label: StringProperty(name="Open session", description="Name of the open session")
+
+    # the panel's current job
+    job_id: StringProperty(name="Job")
+    job_kind: StringProperty(name="Job kind")
+    job_state: EnumProperty(name="Job state", items=JOB_STATES)
+    queue_position: IntProperty(name="Queue position")
+    progress: FloatProperty(name="Progress", subtype="FACTOR", min=0.0, max=1.0)
+    step: IntProperty(name="Step")
+    total: IntProperty(name="Total")
+    loss: FloatProperty(name="Loss", precision=4)
+    eta_s: FloatProperty(name="ETA", unit="TIME_ABSOLUTE", default=-1.0)
+    job_message: StringProperty(name="Job message")
+
+    jobs: CollectionProperty(type=EDIT3D_PG_job)
+    """Every job of the open session (and this Blender's), newest last."""
+
+    mask_caption: StringProperty(name="Mask caption")
     reports: CollectionProperty(type=EDIT3D_PG_report)
 
+    def reset(self) -> None:
+        """Nothing connected, no job: the truth right after (re)registering the add-on."""
+        self.connection_state, self.connection_message = "DISCONNECTED", ""
+        self.job_state, self.job_id, self.job_message = "NONE", "", ""
+        self.progress, self.step, self.total, self.loss, self.eta_s = 0.0, 0, 0, 0.0, -1.0
+        self.sessions.clear()
+        self.jobs.clear()
 
-classes = (EDIT3D_PG_turn, EDIT3D_PG_session, EDIT3D_PG_report, EDIT3D_PG_scene)
+
+classes = (EDIT3D_PG_turn, EDIT3D_PG_session, EDIT3D_PG_job, EDIT3D_PG_report,
+           EDIT3D_PG_scene, EDIT3D_PG_status)  # fmt: skip
 
 
-def register_scene_property() -> None:
+def register_properties() -> None:
     bpy.types.Scene.edit3d = PointerProperty(type=EDIT3D_PG_scene)
+    bpy.types.WindowManager.edit3d = PointerProperty(type=EDIT3D_PG_status)
 
 
-def unregister_scene_property() -> None:
+def unregister_properties() -> None:
+    del bpy.types.WindowManager.edit3d
     del bpy.types.Scene.edit3d

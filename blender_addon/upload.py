@@ -71,15 +71,15 @@ class DatasetUpload:
 
 def start(context: Any, session_id: str, root: Path) -> DatasetUpload:
     """Begin uploading root into the session as `<root name>/`."""
+    status = context.window_manager.edit3d
     files = dataset_files(root)
     job = DatasetUpload(
         session_id, root, root.name or "dataset", files, sum(p.stat().st_size for p in files)
     )
     connection.LINK.uploads = job
-    props = context.scene.edit3d
-    props.job_id, props.job_kind, props.job_state = "", JOB_KIND, "RUNNING"
-    props.progress, props.step, props.total, props.eta_s = 0.0, 0, len(files), -1.0
-    props.job_message = f"uploading {len(files)} files"
+    status.job_id, status.job_kind, status.job_state = "", JOB_KIND, "RUNNING"
+    status.progress, status.step, status.total, status.eta_s = 0.0, 0, len(files), -1.0
+    status.job_message = f"uploading {len(files)} files"
     _begin_file(context, job)
     return job
 
@@ -133,15 +133,16 @@ def _send_chunk(context: Any, job: DatasetUpload) -> None:
 
 
 def _on_chunk_stored(context: Any, _reply: Any) -> None:
+    status = context.window_manager.edit3d
     job = connection.LINK.uploads
     if job is None or job.aborted:
         return
-    props = context.scene.edit3d
-    props.progress = job.sent_bytes / job.total_bytes if job.total_bytes else 1.0
+    status.progress = job.sent_bytes / job.total_bytes if job.total_bytes else 1.0
     _send_chunk(context, job)
 
 
 def _on_committed(context: Any, reply: Any) -> None:
+    status = context.window_manager.edit3d
     job = connection.LINK.uploads
     if job is None or job.aborted:
         return
@@ -149,7 +150,7 @@ def _on_committed(context: Any, reply: Any) -> None:
     job.index += 1
     job.upload_id = ""
     props = context.scene.edit3d
-    props.step = job.index
+    status.step = job.index
     if job.index < len(job.files):
         _begin_file(context, job)
         return
@@ -162,12 +163,12 @@ def _on_error(context: Any, text: str) -> None:
     if job is None:
         return
     _finish(context, job, "FAILED", f"upload of {job.current.name} failed: {text}")
-    connection.report_error(context, context.scene.edit3d.job_message)
+    connection.report_error(context, context.window_manager.edit3d.job_message)
 
 
 def _finish(context: Any, job: DatasetUpload, state: str, message: str) -> None:
+    status = context.window_manager.edit3d
     connection.LINK.uploads = None
-    props = context.scene.edit3d
-    props.job_state, props.job_message = state, message
+    status.job_state, status.job_message = state, message
     if state == "FINISHED":
-        props.progress = 1.0
+        status.progress = 1.0

@@ -4,7 +4,7 @@ Pure Python (msgpack, pyzmq, numpy); relative imports only, because the package 
 vendored into the Blender add-on. The specification is SPEC.md next to this file.
 """
 
-from .client import Client
+from .client import Call, Client, KeepAlive
 from .codec import Codec, Envelope, ReplayGuard, ReplayGuards
 from .connection import (
     ConnectionFileError,
@@ -47,7 +47,9 @@ __all__ = [
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
     "REQUEST_LIMITS",
+    "Call",
     "Client",
+    "KeepAlive",
     "Codec",
     "ConnectionFileError",
     "ConnectionInfo",

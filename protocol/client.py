@@ -16,8 +16,9 @@ import os
 import time
 import uuid
 from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import zmq
 
@@ -36,6 +37,7 @@ from .messages import (
     EventsSince,
     Handshake,
     HandshakeReply,
+    Heartbeat,
     Message,
 )
 from .wire import REQUEST_LIMITS, Limits
@@ -60,12 +62,69 @@ class _EventStream:
     """When to give up waiting for the resync and deliver what is held."""
 
 
+ReplyCallback = Callable[[Message], None]
+ErrorCallback = Callable[[Exception], None]
+EventHandler = Callable[[Message], None]
+LinkState = Literal["disconnected", "connecting", "connected", "lost"]
+StateListener = Callable[[LinkState, str], None]
+
+
+@dataclass
+class Call:
+    """A request in flight: a future settled by `Client.pump()`, with optional callbacks.
+
+    Exactly one of `reply` / `error` is set once it is done: the reply message, or the
+    exception (RemoteError for an error reply, RequestTimeout, ConnectionError when the
+    link was lost or closed first, VersionMismatch).
+    """
+
+    msg_id: str
+    type_name: str
+    timeout_s: float
+    deadline: float
+    on_reply: ReplyCallback | None = None
+    on_error: ErrorCallback | None = None
+    reply: Message | None = None
+    error: Exception | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.reply is not None or self.error is not None
+
+
+@dataclass(frozen=True)
+class KeepAlive:
+    """Liveness rules of a conversation (`Client.start`)."""
+
+    heartbeat_interval_s: float = 2.0
+    """A heartbeat goes out when nothing was heard for this long."""
+    lost_after_s: float = 6.0
+    """Silence after which the link is lost (pending calls fail) and reconnecting starts."""
+    reconnect_every_s: float = 2.0
+    """Pause between reconnect attempts while lost."""
+    handshake_timeout_s: float = 10.0
+    """How long the first handshake may take before the link is given up."""
+
+    def __post_init__(self) -> None:
+        for name in ("heartbeat_interval_s", "lost_after_s", "reconnect_every_s",
+                     "handshake_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+
+
 class Client:
     """Talks to a sidecar: handshake, requests with timeouts, server-pushed events.
 
     ``request()`` waits (polling, never a blocking receive) for the reply; ``send()`` +
-    ``poll()`` never wait and suit a UI timer. Events of each session are delivered in
-    sequence order; a gap triggers an ``events.since`` resync, and so does ``reconnect()``.
+    ``poll()`` never wait. Events of each session are delivered in sequence order; a gap
+    triggers an ``events.since`` resync, and so does ``reconnect()``.
+
+    The conversation API never waits and suits a UI timer: ``start()`` opens the link and
+    handshakes in the background, ``call()`` sends a request and returns a `Call` settled
+    later (callbacks, timeout), ``on_event()`` routes events (and unclaimed replies) by
+    type, and ``pump()`` — called by the timer — receives, settles calls, sends heartbeats,
+    notices a silent sidecar, reconnects (re-reading a connection file, so a restarted
+    sidecar's new port and key are found) and resyncs every followed session.
     """
 
     def __init__(
@@ -81,7 +140,9 @@ class Client:
         codec: Codec | None = None,
         resync_timeout_s: float = 5.0,
     ) -> None:
+        self._connection_file: str | os.PathLike[str] | None = None
         if connection is not None and not isinstance(connection, ConnectionInfo):
+            self._connection_file = connection
             connection = load_connection_file(connection)
         if connection is None:
             if endpoint is None or key is None:
@@ -89,10 +150,8 @@ class Client:
             connection = ConnectionInfo(endpoint=endpoint, key=key,
                                         curve_server_public_key=curve_server_public_key)
         self.connection = connection
-        by_transport = transport_authenticates(connection.endpoint,
-                                               bool(connection.curve_server_public_key))
-        self.codec = codec or Codec(connection.key, limits=limits, send_limits=REQUEST_LIMITS,
-                                    buffer_digests=not by_transport)
+        self._limits = limits
+        self.codec = codec or self._codec_for(connection)
         self.client_name = client_name
         self.resync_timeout_s = resync_timeout_s
         self.client_id = uuid.uuid4().hex.encode("ascii")
@@ -106,6 +165,18 @@ class Client:
         self._pending: OrderedDict[str, None] = OrderedDict()
         self._streams: dict[str, _EventStream] = {}
         self._version_error: ProtocolError | None = None
+        # conversation state (start/call/pump)
+        self.state: LinkState = "disconnected"
+        self.state_detail = ""
+        self.keep_alive = KeepAlive()
+        self.last_contact = 0.0
+        """time.monotonic() of the last message received."""
+        self._calls: dict[str, Call] = {}
+        self._handlers: dict[str, EventHandler] = {}
+        self._state_listeners: list[StateListener] = []
+        self._heartbeat: Call | None = None
+        self._handshake: Call | None = None
+        self._next_reconnect = 0.0
 
     # ----------------------------------------------------------------- connection
 
@@ -293,10 +364,11 @@ class Client:
                     self._version_error = exc
                 continue
             self.stats["received"] += 1
+            self.last_contact = time.monotonic()
             self._route(envelope)
 
     def _awaits_reply(self, parent_id: str) -> bool:
-        return parent_id in self._waiting or parent_id in self._pending
+        return parent_id in self._waiting or parent_id in self._pending or parent_id in self._calls
 
     def _route(self, envelope: Envelope) -> None:
         header = envelope.header
@@ -306,6 +378,8 @@ class Client:
         parent = header.parent_id
         if parent in self._waiting:
             self._replies[parent] = envelope
+        elif parent in self._calls:
+            self._settle(self._calls.pop(parent), envelope.message)
         elif isinstance(envelope.message, EventsReplayed) and self._is_resync_reply(envelope):
             self._finish_resync(envelope)
         elif parent in self._pending:
@@ -394,3 +468,225 @@ class Client:
         for seq in sorted(stream.held):
             self._inbox.append(stream.held.pop(seq))
             stream.last_seq = max(stream.last_seq or 0, seq)
+
+    # ----------------------------------------------------------------- conversation
+
+    def on_event(self, type_name: str, handler: EventHandler) -> None:
+        """Route events of `type_name` (and replies to `call()`s made without `on_reply`)
+        to `handler(message)` from `pump()`; one handler per type, a new one replaces it."""
+        self._handlers[type_name] = handler
+
+    def on_state(self, listener: StateListener) -> None:
+        """Call `listener(state, detail)` from `start()`/`pump()`/`stop()` on every change."""
+        self._state_listeners.append(listener)
+
+    def start(self, keep_alive: KeepAlive | None = None) -> Call:
+        """Open the link without waiting: the handshake is answered in a later `pump()`.
+
+        State goes "connecting" → "connected" (or "disconnected" with the reason when the
+        sidecar does not answer within `handshake_timeout_s` or speaks another major).
+        """
+        self.keep_alive = keep_alive or self.keep_alive
+        self._close_socket()
+        self._set_state("connecting", f"waiting for {self.endpoint}")
+        return self._send_handshake(self.keep_alive.handshake_timeout_s)
+
+    def stop(self, reason: str = "closed") -> None:
+        """End the conversation on purpose: pending calls fail, state "disconnected"."""
+        self._fail_calls(ConnectionError(reason))
+        self.close()
+        self._set_state("disconnected", reason)
+
+    def call(
+        self,
+        message: Message,
+        *,
+        on_reply: ReplyCallback | None = None,
+        on_error: ErrorCallback | None = None,
+        timeout_s: float = 10.0,
+        session: str | None = None,
+    ) -> Call:
+        """Send a request now, never wait: the returned `Call` is settled by `pump()`.
+
+        Raises ConnectionError when the link is down or the send queue is full (nothing
+        was sent). Without `on_reply`, a reply goes to the `on_event` handler of its type.
+        """
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
+        if self.state in ("disconnected", "lost") and message.type_name != "handshake":
+            raise ConnectionError(f"not connected to a sidecar ({self.state_detail})")
+        try:
+            msg_id = self._send(message, session)
+        except RequestTimeout as exc:
+            raise ConnectionError(str(exc)) from None
+        call = Call(msg_id, message.type_name, timeout_s, time.monotonic() + timeout_s,
+                    on_reply, on_error)
+        self._calls[msg_id] = call
+        return call
+
+    def pump(self, max_messages: int = 1000) -> list[Envelope]:
+        """One non-blocking turn of the conversation (for a UI timer).
+
+        Receives what has arrived, settles calls (callbacks run here), routes events to
+        their handlers, fails calls past their deadline, keeps the link alive and
+        reconnects a lost one. Returns the events and replies no handler claimed.
+        """
+        try:
+            self._receive(0, max_messages)
+        except zmq.ZMQError as exc:  # a broken socket is a lost link, not a crash
+            self._lose(f"receive failed: {exc}")
+        if self._version_error is not None:
+            error, self._version_error = self._version_error, None
+            self._fail_calls(VersionMismatch(self._version_text(None) + f" ({error.message})"))
+        now = time.monotonic()
+        self._expire_calls(now)
+        self._expire_resyncs()
+        self._keep_link(now)
+        delivered = list(self._inbox)
+        self._inbox.clear()
+        return [env for env in delivered if not self._dispatch(env)]
+
+    @property
+    def pending_calls(self) -> int:
+        """Calls sent and not yet settled."""
+        return len(self._calls)
+
+    # --- conversation internals
+
+    def _set_state(self, state: LinkState, detail: str) -> None:
+        changed = (state, detail) != (self.state, self.state_detail)
+        self.state, self.state_detail = state, detail
+        if changed:
+            for listener in list(self._state_listeners):
+                self._safely(listener, state, detail)
+
+    def _safely(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run an application callback; one that raises must not stop the others."""
+        try:
+            fn(*args)
+        except Exception:
+            self.stats["callback_errors"] += 1
+            log.exception("callback %r failed", fn)
+
+    def _send_handshake(self, timeout_s: float) -> Call:
+        hello = Handshake(client_version=self.codec.version, client_name=self.client_name)
+        self._handshake = self.call(hello, on_reply=self._on_handshake,
+                                    on_error=self._on_handshake_failed, timeout_s=timeout_s)
+        return self._handshake
+
+    def _on_handshake(self, reply: Message) -> None:
+        self._handshake = None
+        assert isinstance(reply, HandshakeReply)
+        if reply.server_version[0] != self.codec.version[0]:
+            self.close()
+            self._set_state("disconnected", self._version_text(reply.server_version))
+            return
+        if self.server is not None and self.server.server_id != reply.server_id:
+            log.info("sidecar restarted (%s -> %s)", self.server.server_id, reply.server_id)
+        self.server = reply
+        self.last_contact = time.monotonic()
+        self._resync_all()
+        self._set_state("connected", "")
+
+    def _on_handshake_failed(self, error: Exception) -> None:
+        self._handshake = None
+        self._close_socket()
+        if self.state == "lost":  # keep trying: the next attempt builds a fresh socket
+            self._set_state("lost", f"still unreachable: {error}")
+            return
+        self.server = None
+        self._set_state("disconnected", str(error))
+
+    def _settle(self, call: Call, message: Message) -> None:
+        if isinstance(message, ErrorReply):
+            if message.code == ErrorCode.UNSUPPORTED_VERSION:
+                self._fail(call, VersionMismatch(self._version_text(None)
+                                                 + f" ({message.message})"))
+            else:
+                self._fail(call, RemoteError(message.code, message.message, message.detail))
+            return
+        call.reply = message
+        if call.on_reply is not None:
+            self._safely(call.on_reply, message)
+        elif message.type_name in self._handlers:
+            self._safely(self._handlers[message.type_name], message)
+
+    def _fail(self, call: Call, error: Exception) -> None:
+        call.error = error
+        if call.on_error is not None:
+            self._safely(call.on_error, error)
+        else:
+            log.warning("%s failed: %s", call.type_name, error)
+
+    def _fail_calls(self, error: Exception) -> None:
+        calls, self._calls = list(self._calls.values()), {}
+        self._heartbeat = None
+        for call in calls:
+            self._fail(call, error)
+
+    def _expire_calls(self, now: float) -> None:
+        for msg_id, call in list(self._calls.items()):
+            if now > call.deadline:
+                del self._calls[msg_id]
+                self.stats["timeouts"] += 1
+                self._fail(call, RequestTimeout(f"no reply to {call.type_name!r} from "
+                                                f"{self.endpoint} within {call.timeout_s:g} s"))
+
+    def _keep_link(self, now: float) -> None:
+        rules = self.keep_alive
+        if self.state == "connected":
+            if now - self.last_contact > rules.lost_after_s:
+                self._lose(f"silent for {now - self.last_contact:.1f} s")
+            elif self._heartbeat is None and now - self.last_contact >= rules.heartbeat_interval_s:
+                self._heartbeat = self.call(Heartbeat(), on_reply=self._on_heartbeat,
+                                            on_error=self._on_heartbeat_failed,
+                                            timeout_s=rules.lost_after_s)
+        elif self.state == "lost" and self._handshake is None and now >= self._next_reconnect:
+            self._reconnect_attempt(now)
+
+    def _on_heartbeat(self, reply: Message) -> None:
+        self._heartbeat = None
+        handler = self._handlers.get(reply.type_name)
+        if handler is not None:
+            self._safely(handler, reply)
+
+    def _on_heartbeat_failed(self, _error: Exception) -> None:
+        self._heartbeat = None  # silence is judged by last_contact, not by one probe
+
+    def _lose(self, reason: str) -> None:
+        self._fail_calls(ConnectionError(f"connection lost ({reason})"))
+        self._close_socket()
+        self._next_reconnect = time.monotonic()
+        self._set_state("lost", reason)
+
+    def _reconnect_attempt(self, now: float) -> None:
+        rules = self.keep_alive
+        self._next_reconnect = now + max(rules.reconnect_every_s, rules.lost_after_s)
+        if self._connection_file is not None:
+            try:  # a restarted sidecar writes a new port and key
+                self._use_connection(load_connection_file(self._connection_file))
+            except (OSError, ValueError) as exc:
+                self._set_state("lost", f"cannot reconnect yet: {exc}")
+                return
+        self.last_contact = now
+        # a restarted sidecar answers at once; waiting longer than the loss delay adds lag
+        self._send_handshake(min(rules.handshake_timeout_s, rules.lost_after_s))
+
+    def _use_connection(self, info: ConnectionInfo) -> None:
+        if info != self.connection:
+            self._close_socket()
+            self.connection = info
+            self.codec = self._codec_for(info)
+
+    def _codec_for(self, info: ConnectionInfo) -> Codec:
+        by_transport = transport_authenticates(info.endpoint, bool(info.curve_server_public_key))
+        return Codec(info.key, limits=self._limits, send_limits=REQUEST_LIMITS,
+                     buffer_digests=not by_transport)
+
+    def _dispatch(self, envelope: Envelope) -> bool:
+        handler = self._handlers.get(envelope.message.type_name)
+        if handler is None:
+            return False
+        self._safely(handler, envelope.message)
+        return True
+

@@ -160,8 +160,12 @@ class TurnInfo(Record):
     """Iterations done."""
     total_steps: int = param(0, ge=0, le=MAX_INT32)
     """Iterations planned."""
+    edit_queries: tuple[str, ...] = param((), max_len=200, max_items=MAX_QUERIES)
+    """Regions the turn edited (edit turns)."""
+    keep_queries: tuple[str, ...] = param((), max_len=200, max_items=MAX_QUERIES)
+    """Regions the turn kept (inverse mode)."""
     params: Scalars = param(default_factory=dict)
-    """The turn's parameters (mode, edit_rate, seed, ...)."""
+    """The turn's scalar parameters (mode, edit_rate, seed, caption, ...)."""
 
 
 JobState = Literal["queued", "running", "finished", "failed", "cancelled"]
@@ -455,6 +459,40 @@ class UploadDone(Message):
     """Verified SHA-256."""
 
 
+# --------------------------------------------------------------------------- downloads
+
+
+@message("download.chunk", "request", idempotent=True)
+class DownloadChunk(Message):
+    """Read part of a file a session exported (so a remote sidecar's exports reach the
+    user): reading from `offset` lets an interrupted download resume."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+    path: str = param(path="relative", max_len=1024)
+    """File, relative to the session folder; only files under exports/ are served."""
+    offset: int = param(0, ge=0, le=64 * GiB)
+    """First byte wanted."""
+    length: int = param(4 << 20, ge=1, le=16 << 20)
+    """Bytes wanted at most."""
+
+
+@message("download.data", "reply")
+class DownloadData(Message):
+    """Bytes of an exported file, with the whole file's size and SHA-256 to check against."""
+
+    path: str = param(path="relative", max_len=1024)
+    """File, relative to the session folder."""
+    offset: int = param(ge=0, le=64 * GiB)
+    """Byte offset of `data`."""
+    size: int = param(ge=0, le=64 * GiB)
+    """Size of the whole file, bytes."""
+    sha256: str = param(pattern=r"[0-9a-f]{64}")
+    """Hex SHA-256 of the whole file."""
+    data: np.ndarray = param(dtypes=("|u1",), ndim=(1,), max_bytes=16 << 20)
+    """The bytes, uint8 [n] (empty at the end of the file)."""
+
+
 # --------------------------------------------------------------------------- jobs (requests)
 
 
@@ -527,6 +565,9 @@ class JobRunTurn(Message):
     """Named turn preset."""
     parent_turn: str | None = param(None, pattern=ID)
     """Turn to edit from (None = head)."""
+    after_job: str | None = param(None, pattern=ID)
+    """Queue on top of this queued or running turn job of the session: the turn it makes
+    becomes the parent (instead of parent_turn); if it makes none, this job fails too."""
     edit_rate: int = param(10, ge=1, le=100_000)
     """Re-edit one view every this many iterations."""
     edit_count: int = param(1, ge=1, le=1000)

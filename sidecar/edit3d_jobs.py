@@ -249,25 +249,21 @@ def train_base(ctx: JobContext) -> dict:
             "preview_s": round(live.render_s, 4)}
 
 
+TURN_SPEC_FIELDS = ("instruction", "edit_queries", "keep_queries", "caption", "mode", "steps",
+                    "edit_rate", "edit_count", "lr", "seed", "editor")
+"""job.run_turn fields that are TurnSpec fields of the same name and meaning."""
+
+
 def _turn_spec(ctx: JobContext):
+    """The request's TurnSpec: only the fields the request set (None = not set), so the
+    spec's own defaults and the field preset (e.g. its turn_steps) decide the rest."""
     from edit3d.editing.turns import TurnSpec
 
-    p = ctx.params
-    options = {"steps": p["steps"]} if p.get("steps") else {}
-    if p.get("lr") is not None:
-        options["lr"] = p["lr"]
-    return TurnSpec(
-        instruction=p["instruction"],
-        edit_queries=tuple(p.get("edit_queries", ())),
-        keep_queries=tuple(p.get("keep_queries", ())),
-        caption=p.get("caption"),
-        mode=p.get("mode", "edit3d"),
-        edit_rate=p.get("edit_rate", 10),
-        edit_count=p.get("edit_count", 1),
-        seed=p.get("seed", 0),
-        editor=p.get("editor", "ip2p"),
-        **options,
-    )
+    given = {k: ctx.params[k] for k in TURN_SPEC_FIELDS if ctx.params.get(k) is not None}
+    for key in ("edit_queries", "keep_queries"):
+        if key in given:
+            given[key] = tuple(given[key])
+    return TurnSpec(**given)
 
 
 def _editor_spec(ctx: JobContext, spec: str) -> str:

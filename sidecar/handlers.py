@@ -16,7 +16,7 @@ import numpy as np
 from protocol import messages as m
 from protocol.server import Incoming
 from protocol.version import PROTOCOL_VERSION
-from sidecar import __version__, workspaces
+from sidecar import __version__, downloads, workspaces
 from sidecar.errors import SidecarError
 from sidecar.kinds import job_kinds
 from sidecar.policy import check_editor, check_preset, resolve_source_path
@@ -39,7 +39,7 @@ MAX_STATUS_JOBS = 1000
 def handshake(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     ids, _more, count = sidecar.store.page(None, HANDSHAKE_SESSIONS)
     sessions = _session_infos(sidecar, ids)
-    capabilities = [*sorted(job_kinds()), "upload", f"profile.{sidecar.config.profile}"]
+    capabilities = [*sorted(job_kinds()), "upload", "download", f"profile.{sidecar.config.profile}"]
     info = sidecar.jobs.device_info
     return m.HandshakeReply(
         server_version=PROTOCOL_VERSION,
@@ -177,6 +177,17 @@ def upload_abort(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     return m.Ok()
 
 
+# ----- downloads -------------------------------------------------------------------------
+
+
+def download_chunk(sidecar: Sidecar, incoming: Incoming) -> m.Message:
+    request: m.DownloadChunk = incoming.message  # type: ignore[assignment]
+    path = downloads.export_file(sidecar.store.session_dir(request.session_id), request.path)
+    data, size, sha = downloads.read_chunk(path, request.offset, request.length)
+    return m.DownloadData(path=request.path, offset=request.offset, size=size, sha256=sha,
+                          data=np.frombuffer(data, dtype=np.uint8))
+
+
 # ----- jobs ----------------------------------------------------------------------------
 
 
@@ -301,6 +312,8 @@ def _summary(sidecar: Sidecar, session_id: str) -> m.SessionSummary:
             finished_ts=turn.finished_ts,
             step=turn.step,
             total_steps=turn.total_steps,
+            edit_queries=turn.edit_queries,
+            keep_queries=turn.keep_queries,
             params=turn.params,
         )
         for turn in summary.turns
@@ -330,6 +343,7 @@ HANDLERS: dict[str, Handler] = {
     "upload.chunk": upload_chunk,
     "upload.commit": upload_commit,
     "upload.abort": upload_abort,
+    "download.chunk": download_chunk,
     "job.cancel": job_cancel,
     "job.status": job_status,
     "events.since": events_since,

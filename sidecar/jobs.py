@@ -221,6 +221,7 @@ class JobManager:
             except ValueError as exc:
                 raise SidecarError("bad_request", str(exc)) from exc
         self.check_room()
+        self._check_after(session_id, params.get("after_job"))
         job = Job(uuid.uuid4().hex[:16], kind, session_id, dict(params), origin=origin)
         self._jobs[job.id] = job
         self._queue.append(job.id)
@@ -308,6 +309,9 @@ class JobManager:
         self.ensure_worker()
         assert self._worker is not None
         job = self._jobs[self._queue.popleft()]
+        if not self._resolve_after(job):
+            self._start_next()
+            return
         self._running = job
         job.state = "running"
         job.started = time.time()
@@ -320,6 +324,34 @@ class JobManager:
             return
         self._emit(job, "job.started", {})
         self._announce_positions()
+
+    def _check_after(self, session_id: str | None, after: str | None) -> None:
+        """A job may be queued on top of another job of the same session only."""
+        if after is None:
+            return
+        parent = self._jobs.get(after)
+        if parent is None or parent.session_id != session_id:
+            raise SidecarError("not_found", f"no job {after!r} in this session to queue after")
+        if parent.state in ("failed", "cancelled"):
+            raise SidecarError("bad_request", f"job {after!r} {parent.state}: nothing to build on")
+
+    def _resolve_after(self, job: Job) -> bool:
+        """A job queued on top of another (params["after_job"]) builds on the turn that job
+        made: that turn becomes its parent. Without one (the job failed or was cancelled),
+        it fails too, saying why."""
+        after = job.params.pop("after_job", None)
+        if after is None:
+            return True
+        parent = self._jobs.get(after)
+        finished = parent is not None and parent.state == "finished"
+        turn_id = (parent.result or {}).get("turn_id") if finished else None
+        if turn_id is None:
+            job.reason = "parent_failed"
+            job.error = f"the job it was queued on ({after}) ended without a turn"
+            self._end(job, "failed")
+            return False
+        job.params["parent_turn"] = turn_id
+        return True
 
     def _session_dir_of(self, job: Job) -> str | None:
         if job.session_id is None or self.session_dir_resolver is None:

@@ -33,6 +33,8 @@ class TurnSummary:
     finished_ts: float | None
     step: int
     total_steps: int
+    edit_queries: tuple[str, ...]
+    keep_queries: tuple[str, ...]
     params: dict
 
 
@@ -59,20 +61,17 @@ def summarize(root: Path) -> WorkspaceSummary:
     return WorkspaceSummary(workspace.head, turns)
 
 
-LIST_SEPARATOR = ", "
-"""Joins a list parameter (edit/keep queries) into the one string TurnInfo.params can hold."""
-
-
 def _scalar_params(spec: dict) -> dict:
-    """The spec as a flat map of scalars: lists of strings (queries) become one string,
-    "shirt, trousers"; anything else that is not a scalar is left out."""
-    params = {}
-    for key, value in (spec or {}).items():
-        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-            value = LIST_SEPARATOR.join(value)
-        if value is None or isinstance(value, (str, int, float, bool)):
-            params[str(key)] = value
-    return params
+    """The spec's scalar values (str, int, float, bool, None); lists and maps are left out."""
+    return {
+        str(key): value
+        for key, value in (spec or {}).items()
+        if value is None or isinstance(value, (str, int, float, bool))
+    }
+
+
+def _queries(spec: dict, key: str) -> tuple[str, ...]:
+    return tuple(str(q) for q in spec.get(key) or ())
 
 
 def _steps_done(root: Path, record) -> int:
@@ -118,6 +117,8 @@ def _turn_summary(root: Path, record) -> TurnSummary:  # an edit3d.workspace.Tur
         finished_ts=None if record.finished is None else float(record.finished),
         step=_steps_done(root, record),
         total_steps=int(spec.get("steps") or 0),
+        edit_queries=_queries(spec, "edit_queries"),
+        keep_queries=_queries(spec, "keep_queries"),
         params=_scalar_params(spec),
     )
 

@@ -355,6 +355,7 @@ class _PanelSelf:
 
 
 def _set_state(props: Any, scene_io: Any, state: dict[str, Any]) -> None:
+    status = bpy.context.window_manager.edit3d
     for key, value in state.items():
         if key == "turns":
             props.turns.clear()
@@ -363,22 +364,28 @@ def _set_state(props: Any, scene_io: Any, state: dict[str, Any]) -> None:
                 for k, v in turn.items():
                     setattr(item, k, v)
         elif key == "images":
-            for attr in ("preview_image", "mask_image", "heatmap_image"):
+            for attr in ("preview_image", "before_image", "mask_image", "heatmap_image"):
                 image = scene_io.image_to_datablock(attr, np.zeros((4, 4, 3), np.float32))
                 setattr(props, attr, image if value else None)
         elif key == "sessions":
-            props.sessions.clear()
+            status.sessions.clear()
             for session in value:
-                item = props.sessions.add()
+                item = status.sessions.add()
                 for k, v in session.items():
                     setattr(item, k, v)
+        elif key == "jobs":
+            status.jobs.clear()
+            for job in value:
+                item = status.jobs.add()
+                for k, v in job.items():
+                    setattr(item, k, v)
         elif key == "reports":
-            props.reports.clear()
+            status.reports.clear()
             for level, message in value:
-                item = props.reports.add()
+                item = status.reports.add()
                 item.level, item.message = level, message
         else:
-            setattr(props, key, value)
+            setattr(status if hasattr(status, key) else props, key, value)
 
 
 @scenario
@@ -391,7 +398,7 @@ def panels(args: dict[str, Any]) -> dict[str, Any]:
         ("EDIT3D_UL_turns", "turns", "active_turn_index"),
         ("EDIT3D_UL_sessions", "sessions", "active_session_index"),
     )
-    props = bpy.context.scene.edit3d
+    props, status = bpy.context.scene.edit3d, bpy.context.window_manager.edit3d
     outcomes = []
     for state in args["states"]:
         _set_state(props, scene_io, state)
@@ -402,10 +409,11 @@ def panels(args: dict[str, Any]) -> dict[str, Any]:
                 cls.draw(_PanelSelf(RecordingLayout(log, errors)), bpy.context)
                 for ul_name, collection, active in list_items:
                     ul = lists[ul_name]
-                    for index, item in enumerate(getattr(props, collection)):
+                    data = props if hasattr(props, collection) else status
+                    for index, item in enumerate(getattr(data, collection)):
                         ul.draw_item(
-                            ul, bpy.context, RecordingLayout(log, errors), props, item, 0,
-                            props, active, index,
+                            ul, bpy.context, RecordingLayout(log, errors), data, item, 0,
+                            data, active, index,
                         )  # fmt: skip
             except Exception:
                 errors.append(traceback.format_exc())
@@ -452,21 +460,22 @@ def _configure(prefs: Any, args: dict[str, Any]) -> None:
 @scenario
 def no_sidecar(args: dict[str, Any]) -> dict[str, Any]:
     connection = addon_module("connection")
+    status = bpy.context.window_manager.edit3d
     prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
     _configure(prefs, args)
-    props = bpy.context.scene.edit3d
     bpy.context.preferences.system.use_online_access = False
+    loopback, prefs.endpoint = prefs.endpoint, "tcp://192.0.2.10:5555"  # another machine
     offline = call_operator(bpy.ops.edit3d.connect)
-    offline_state = props.connection_state
+    offline_state = status.connection_state
     offline_socket = connection.LINK.client is not None
-    bpy.context.preferences.system.use_online_access = True
+    prefs.endpoint = loopback  # this machine: allowed with online access still off
     t0 = time.perf_counter()
     online = call_operator(bpy.ops.edit3d.connect)
     connect_call_s = time.perf_counter() - t0
-    state_after_call = props.connection_state
+    state_after_call = status.connection_state
     timer_registered = bpy.app.timers.is_registered(connection._timer)
     timing = _poll_until(
-        connection, lambda: props.connection_state == "DISCONNECTED", args["limit_s"]
+        connection, lambda: status.connection_state == "DISCONNECTED", args["limit_s"]
     )
     result = {
         "offline_result": offline["result"],
@@ -477,8 +486,8 @@ def no_sidecar(args: dict[str, Any]) -> dict[str, Any]:
         "connect_call_s": connect_call_s,
         "state_after_call": state_after_call,
         "timer_registered_after_connect": timer_registered,
-        "final_state": props.connection_state,
-        "reports": [(r.level, r.message) for r in props.reports],
+        "final_state": status.connection_state,
+        "reports": [(r.level, r.message) for r in status.reports],
         **timing,
     }
     disable_addon()
@@ -490,26 +499,26 @@ def no_sidecar(args: dict[str, Any]) -> dict[str, Any]:
 def version_mismatch(args: dict[str, Any]) -> dict[str, Any]:
     """A server (the vendored protocol's own endpoint, in this process) of protocol 3.x."""
     connection = addon_module("connection")
+    status = bpy.context.window_manager.edit3d
     proto = connection.protocol_module()
     key = bytes(range(32))
     server = proto.ServerEndpoint("tcp://127.0.0.1:0", key)
     prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
     _configure(prefs, {"endpoint": server.endpoint, "key_hex": key.hex()})
     bpy.context.preferences.system.use_online_access = True
-    props = bpy.context.scene.edit3d
     call_operator(bpy.ops.edit3d.connect)
     msgs = connection.messages()
     start = time.monotonic()
-    while props.connection_state == "CONNECTING" and time.monotonic() - start < 10:
+    while status.connection_state == "CONNECTING" and time.monotonic() - start < 10:
         incoming = server.recv(timeout_ms=10)
         if incoming is not None and isinstance(incoming.message, msgs.Handshake):
             reply = msgs.HandshakeReply(server_version=(3, 0), server_id="future", device="cpu")
             server.reply(incoming.identity, reply, parent_id=incoming.envelope.header.msg_id)
         connection.poll_once(bpy.context)
     result = {
-        "state": props.connection_state,
+        "state": status.connection_state,
         "ready": connection.is_ready(),
-        "reports": [(r.level, r.message) for r in props.reports],
+        "reports": [(r.level, r.message) for r in status.reports],
     }
     server.close()
     disable_addon()
@@ -520,13 +529,23 @@ class FakeSidecar:
     """The vendored protocol's server endpoint in this process: answers the handshake (and
     heartbeats with ``gpu_memory_free``), records every request, while polling the add-on."""
 
-    def __init__(self, connection: Any, *, gpu_memory_free: int | None = None) -> None:
+    def __init__(self, connection: Any, *, gpu_memory_free: int | None = None,
+                 answers: dict[str, Callable[[Any], Any]] | None = None) -> None:  # fmt: skip
         self.connection = connection
         self.proto = connection.protocol_module()
         self.msgs = connection.messages()
         self.server = self.proto.ServerEndpoint("tcp://127.0.0.1:0", bytes(range(32)))
         self.gpu_memory_free = gpu_memory_free
+        self.answers = answers or {}
+        """Replies to other requests, by request type name."""
+        self.identity = b""
+        """The add-on's socket identity (to push events to it)."""
+        self.seq = 0
         self.received: list[Any] = []
+
+    def push(self, event: Any, session: str = "s1") -> None:
+        self.seq += 1
+        self.server.push_event([self.identity], event, session=session, seq=self.seq)
 
     def connect(self, **prefs_values: Any) -> None:
         prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
@@ -540,6 +559,7 @@ class FakeSidecar:
         while time.monotonic() < end and not (until is not None and until()):
             incoming = self.server.recv(timeout_ms=5)
             if incoming is not None:
+                self.identity = incoming.identity
                 self.received.append(incoming.message)
                 reply = self._reply(incoming.message)
                 if reply is not None:
@@ -559,7 +579,8 @@ class FakeSidecar:
             return msgs.HeartbeatReply(
                 server_time=time.time(), gpu_memory_free=self.gpu_memory_free
             )
-        return None
+        answer = self.answers.get(message.type_name)
+        return None if answer is None else answer(message)
 
     def close(self) -> None:
         self.server.close()
@@ -569,6 +590,7 @@ class FakeSidecar:
 def refused_fields(args: dict[str, Any]) -> dict[str, Any]:
     """Values the protocol refuses are reported by the operator and never sent."""
     connection = addon_module("connection")
+    status = bpy.context.window_manager.edit3d
     fake = FakeSidecar(connection)
     fake.connect()
     props = bpy.context.scene.edit3d
@@ -586,7 +608,7 @@ def refused_fields(args: dict[str, Any]) -> dict[str, Any]:
         "long_instruction": long_instruction,
         "many_queries": many_queries,
         "received": [m.type_name for m in fake.received],
-        "job_state": props.job_state,
+        "job_state": status.job_state,
     }
     fake.close()
     disable_addon()
@@ -625,12 +647,13 @@ def _training_requests(fake: FakeSidecar) -> dict[str, Any]:
 def job_requests(args: dict[str, Any]) -> dict[str, Any]:
     """Training jobs carry the scene camera for live previews; heartbeats update free memory."""
     connection = addon_module("connection")
+    status = bpy.context.window_manager.edit3d
     addon = enable_addon()
     fake = FakeSidecar(connection, gpu_memory_free=12 * 2**30)
     fake.connect(heartbeat_interval_s=0.2)
     props = bpy.context.scene.edit3d
     fake.serve(2.0, until=connection.is_ready)
-    free_after_handshake = props.gpu_memory_free_gb
+    free_after_handshake = status.gpu_memory_free_gb
     props.session_id = "s1"
     scene = bpy.context.scene
     camera = bpy.data.objects.new("PreviewCam", bpy.data.cameras.new("PreviewCam"))
@@ -643,14 +666,14 @@ def job_requests(args: dict[str, Any]) -> dict[str, Any]:
     live_on = _training_requests(fake)
     props.live_preview = False
     live_off = _training_requests(fake)
-    fake.serve(3.0, until=lambda: abs(props.gpu_memory_free_gb - 12.0) < 1e-6)
+    fake.serve(3.0, until=lambda: abs(status.gpu_memory_free_gb - 12.0) < 1e-6)
     panel = next(c for c in addon.classes if c.__name__ == "VIEW3D_PT_edit3d_connection")
     log: list[tuple[str, Any]] = []
     errors: list[str] = []
     panel.draw(_PanelSelf(RecordingLayout(log, errors)), bpy.context)
     result = {
         "free_after_handshake": free_after_handshake,
-        "free_after_heartbeat": props.gpu_memory_free_gb,
+        "free_after_heartbeat": status.gpu_memory_free_gb,
         "heartbeats": sum(m.type_name == "heartbeat" for m in fake.received),
         "live_on": live_on,
         "live_off": live_off,
@@ -658,6 +681,437 @@ def job_requests(args: dict[str, Any]) -> dict[str, Any]:
         "render_size": [scene.render.resolution_x, scene.render.resolution_y],
         "panel_labels": [entry[1] for entry in log if entry[0] == "label"],
         "panel_errors": errors,
+    }
+    fake.close()
+    disable_addon()
+    return result
+
+
+@scenario
+def preset_and_queries(args: dict[str, Any]) -> dict[str, Any]:
+    """Unset steps are not sent (the preset decides); an opened session shows its own preset
+    and its turns' queries as the lists they are."""
+    connection = addon_module("connection")
+    msgs = connection.messages()
+    jobs = iter(range(1, 1000))
+
+    def accepted(message: Any) -> Any:
+        return msgs.JobAccepted(job_id=f"j{next(jobs)}", kind=message.type_name,
+                                queue_position=0)  # fmt: skip
+
+    def summary(message: Any) -> Any:
+        turn = msgs.TurnInfo(turn_id="t1", parent="base", kind="edit", status="finished",
+                             created_ts=1.0, edit_queries=("hat, brim", "scarf"),
+                             keep_queries=("face",))  # fmt: skip
+        return msgs.SessionSummary(session_id=message.session_id, name="garden",
+                                   preset="paper", head="t1", turns=(turn,))  # fmt: skip
+
+    answers = {"job.train_base": accepted, "job.run_turn": accepted, "session.open": summary}
+    fake = FakeSidecar(connection, answers=answers)
+    fake.connect()
+    fake.serve(2.0, until=connection.is_ready)
+    props = bpy.context.scene.edit3d
+    props.session_id, props.instruction = "s1", "make it red"
+
+    def steps_sent() -> dict[str, Any]:
+        start = len(fake.received)
+        call_operator(bpy.ops.edit3d.train_base)
+        call_operator(bpy.ops.edit3d.run_turn)
+        fake.serve(2.0, until=lambda: sum(
+            m.type_name.startswith("job.") for m in fake.received[start:]) >= 2)  # fmt: skip
+        return {m.type_name: m.steps for m in fake.received[start:]
+                if m.type_name.startswith("job.")}  # fmt: skip
+
+    defaults = steps_sent()
+    props.base_steps, props.turn_steps = 123, 45
+    chosen = steps_sent()
+    props.preset = "small"
+    call_operator(bpy.ops.edit3d.open_session, session_id="s1")
+    fake.serve(2.0, until=lambda: len(props.turns) == 1)
+    result = {
+        "defaults": defaults,
+        "chosen": chosen,
+        "preset_after_open": props.preset,
+        "turn_queries": [props.turns[0].edit_queries, props.turns[0].keep_queries]
+        if len(props.turns) else None,
+    }
+    fake.close()
+    disable_addon()
+    return result
+
+
+def _render_coverage(scene: Any, path: Path) -> dict[str, Any]:
+    """Render the scene to a PNG with a transparent film; share of covered pixels, mean colour."""
+    scene.render.filepath = str(path)
+    bpy.ops.render.render(write_still=True)
+    image = bpy.data.images.load(str(path))
+    rgba = np.array(image.pixels[:], dtype=np.float32).reshape(-1, 4)
+    bpy.data.images.remove(image)
+    covered = rgba[:, 3] > 0.5
+    mean = rgba[covered, :3].mean(axis=0).tolist() if covered.any() else [0.0, 0.0, 0.0]
+    return {"coverage": float(covered.mean()), "mean_rgb": mean}
+
+
+@scenario
+def visible_results(args: dict[str, Any]) -> dict[str, Any]:
+    """A red point cloud and a green mesh, each rendered alone by Cycles from one camera."""
+    scene_io = addon_module("scene_io")
+    scene = bpy.context.scene
+    for obj in list(scene.objects):  # the start-up cube would hide the plate
+        bpy.data.objects.remove(obj)
+    coll = scene_io.ensure_collection(scene, "results")
+    rng = np.random.default_rng(0)
+    grid = rng.random((4000, 2), dtype=np.float32) * 2.0 - 1.0
+    points = np.column_stack([grid, np.zeros(len(grid), np.float32)])  # a plate at z = 0
+    red = np.tile(np.array([[220, 30, 30]], np.uint8), (len(points), 1))
+    cloud = scene_io.point_cloud_object("cloud", points, red, coll)
+    verts = np.array([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], np.float32)
+    faces = np.array([[0, 1, 2], [0, 2, 3]], np.int32)
+    mesh = scene_io.mesh_object("plate", verts, faces, np.tile([[0.1, 0.8, 0.1]], (4, 1)), coll)
+    camera = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
+    scene.collection.objects.link(camera)
+    camera.location = (0.0, 0.0, 4.0)  # looks down -Z at the plate
+    scene.camera = camera
+    render = scene.render
+    render.engine = args.get("engine", "CYCLES")
+    render.resolution_x, render.resolution_y, render.resolution_percentage = 48, 32, 100
+    render.film_transparent = True
+    if render.engine == "CYCLES":
+        scene.cycles.samples, scene.cycles.device = 4, "CPU"
+    out_dir = Path(args["out_dir"])
+    results = {}
+    for shown, hidden in ((cloud, mesh), (mesh, cloud)):
+        hidden.hide_render, shown.hide_render = True, False
+        results[shown.name] = _render_coverage(scene, out_dir / f"{shown.name}.png")
+    modifier = cloud.modifiers[0]
+    return {
+        **results,
+        "modifier": [modifier.type, modifier.node_group.name],
+        "cloud_material": [m.name for m in cloud.data.materials],
+        "mesh_material": [m.name for m in mesh.data.materials],
+    }
+
+
+class _ConfirmRecorder:
+    """A window manager stand-in that records invoke_confirm calls instead of showing one."""
+
+    def __init__(self) -> None:
+        self.asked: list[dict[str, Any]] = []
+
+    def invoke_confirm(self, _op: Any, _event: Any, **kwargs: Any) -> set[str]:
+        self.asked.append(kwargs)
+        return {"RUNNING_MODAL"}
+
+
+@scenario
+def undo_and_confirm(args: dict[str, Any]) -> dict[str, Any]:
+    """Scene-changing operators make undo steps, and so do objects a poll step imports;
+    destructive operators ask first."""
+    connection = addon_module("connection")
+    msgs = connection.messages()
+    options = {
+        name: sorted(getattr(bpy.types, name).bl_options)
+        for name in ("EDIT3D_OT_import_cameras", "EDIT3D_OT_import_transforms")
+    }
+    recorder = _ConfirmRecorder()
+    context = type("Ctx", (), {"window_manager": recorder})()
+    invoked = bpy.types.EDIT3D_OT_discard_turn.invoke(None, context, None)
+    bpy.ops.ed.undo_push(message="before the import")
+    verts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32)
+    result = msgs.ExportResult(job_id="j1", kind="mesh", format="ply", path="exports/m.ply",
+                               points=verts, faces=np.array([[0, 1, 2]], np.int32))  # fmt: skip
+    sys.modules[f"{ADDON}.events"]._on_export_result(bpy.context, result)
+    name = "Edit3D mesh head"
+    imported = name in bpy.data.objects
+    if bpy.ops.ed.undo.poll():  # False when the import made no step of its own
+        bpy.ops.ed.undo()
+    after_undo = name in bpy.data.objects
+    if bpy.ops.ed.redo.poll():
+        bpy.ops.ed.redo()
+    after_redo = name in bpy.data.objects
+    reports = [r.message for r in bpy.context.window_manager.edit3d.reports]
+    disable_addon()
+    return {
+        "options": options,
+        "confirm_result": sorted(invoked),
+        "confirm_asked": recorder.asked,
+        "imported": imported,
+        "after_undo": after_undo,
+        "after_redo": after_redo,
+        "reports": reports,
+    }
+
+
+def _connection_file_errors(tmp: Path) -> dict[str, Any]:
+    """Connect with a folder, a file without a key, and a dead sidecar's file."""
+    import subprocess
+
+    prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
+    no_key = tmp / "no-key.json"
+    no_key.write_text(json.dumps({"endpoint": "tcp://127.0.0.1:5555"}))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its pid is free now: the file below is a stale one
+    stale = tmp / "stale.json"
+    stale.write_text(json.dumps({"endpoint": "tcp://127.0.0.1:5555", "key": "ab" * 32,
+                                 "pid": gone.pid}))  # fmt: skip
+    for path in (no_key, stale):
+        path.chmod(0o600)
+    out = {}
+    for name, path in (("folder", tmp), ("no_key", no_key), ("stale", stale)):
+        prefs.connection_file = str(path)
+        t0 = time.perf_counter()
+        out[name] = {**call_operator(bpy.ops.edit3d.connect), "s": time.perf_counter() - t0}
+    prefs.connection_file = ""
+    return out
+
+
+@scenario
+def honest_state(args: dict[str, Any]) -> dict[str, Any]:
+    """What the panel says matches what is true: after re-enabling, after a job without a
+    loss, with a session open; connection-file problems are named; runtime is not saved."""
+    connection = addon_module("connection")
+    msgs = connection.messages()
+
+    def summary(message: Any) -> Any:
+        return msgs.SessionSummary(session_id=message.session_id, name="garden")
+
+    def created(message: Any) -> Any:
+        return msgs.SessionSummary(session_id="s2", name=message.name)
+
+    def accepted(message: Any) -> Any:
+        return msgs.JobAccepted(job_id="j1", kind=message.type_name, queue_position=0)
+
+    fake = FakeSidecar(connection, answers={"session.open": summary, "session.create": created,
+                                            "job.render": accepted})  # fmt: skip
+    fake.connect()
+    fake.serve(2.0, until=connection.is_ready)
+    props, status = bpy.context.scene.edit3d, bpy.context.window_manager.edit3d
+    props.session_name = "next scene"
+    call_operator(bpy.ops.edit3d.open_session, session_id="s1")
+    fake.serve(2.0, until=lambda: status.session_label == "garden")
+    naming = {"label": status.session_label, "name_field": props.session_name}
+    props.source, props.dataset_path = "DATASET", "/data/scene"
+    call_operator(bpy.ops.edit3d.create_session)
+    fake.serve(2.0, until=lambda: props.session_id == "s2")
+    naming["create_sent"] = [m.name for m in fake.received if m.type_name == "session.create"]
+
+    status.loss = 0.25  # what a finished turn left
+    camera = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    bpy.context.scene.collection.objects.link(camera)
+    bpy.context.scene.camera = camera
+    call_operator(bpy.ops.edit3d.render_camera)
+    fake.serve(1.0, until=lambda: status.job_id == "j1")
+    loss_during_render = status.loss
+
+    connected_before = status.connection_state
+    disable_addon()
+    enable_addon()
+    status = bpy.context.window_manager.edit3d
+    after_reenable = {
+        "state": status.connection_state,
+        "connect_enabled": bpy.ops.edit3d.connect.poll(),
+        "create_enabled": bpy.ops.edit3d.create_session.poll(),
+    }
+    local_sidecar = sys.modules[f"{ADDON}.local_sidecar"]
+    command = local_sidecar.command("py", Path("/w"), device="auto", tiny=False)
+    prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
+    result = {
+        "naming": naming,
+        "loss_during_render": loss_during_render,
+        "connected_before": connected_before,
+        "after_reenable": after_reenable,
+        "device_default": prefs.sidecar_device,
+        "auto_command": command,
+        "cpu_command": local_sidecar.command("py", Path("/w"), device="cpu", tiny=True),
+        "file_errors": _connection_file_errors(Path(args["tmp"])),
+        "runtime_on_scene": [
+            name for name in ("connection_state", "job_state", "reports")
+            if hasattr(bpy.context.scene.edit3d, name)
+        ],
+    }
+    fake.close()
+    disable_addon()
+    return result
+
+
+@scenario
+def download_export(args: dict[str, Any]) -> dict[str, Any]:
+    """An export on the sidecar reaches a local folder in chunks, resumes, and a wrong
+    partial file is caught by the checksum."""
+    import hashlib
+
+    connection = addon_module("connection")
+    download = sys.modules[f"{ADDON}.download"]
+    download.CHUNK_BYTES = 1000
+    msgs = connection.messages()
+    remote = np.random.default_rng(0).integers(0, 256, 4500, dtype=np.uint8).tobytes()
+    offsets: list[int] = []
+
+    def chunk(message: Any) -> Any:
+        offsets.append(message.offset)
+        data = remote[message.offset:message.offset + message.length]
+        return msgs.DownloadData(path=message.path, offset=message.offset, size=len(remote),
+                                 sha256=hashlib.sha256(remote).hexdigest(),
+                                 data=np.frombuffer(data, np.uint8))  # fmt: skip
+
+    fake = FakeSidecar(connection, answers={"download.chunk": chunk})
+    fake.connect()
+    fake.serve(2.0, until=connection.is_ready)
+    props, status = bpy.context.scene.edit3d, bpy.context.window_manager.edit3d
+    props.session_id = "s1"
+    folder = Path(args["folder"])
+    props.export_save_path = str(folder)
+    target = folder / "cloud.ply"
+    out: dict[str, Any] = {"no_export": call_operator(bpy.ops.edit3d.download_export)}
+    connection.LINK.export_results.append(msgs.ExportResult(
+        job_id="j1", kind="point_cloud", format="ply", path="exports/cloud.ply"))  # fmt: skip
+
+    def run(label: str) -> None:
+        offsets.clear()
+        call_operator(bpy.ops.edit3d.download_export)
+        fake.serve(5.0, until=lambda: status.job_state != "RUNNING")
+        out[label] = {
+            "state": status.job_state, "message": status.job_message, "offsets": list(offsets),
+            "same_bytes": target.is_file() and target.read_bytes() == remote,
+            "part_left": target.with_name("cloud.ply.part").exists(),
+        }  # fmt: skip
+
+    run("fresh")
+    target.unlink()
+    target.with_name("cloud.ply.part").write_bytes(remote[:2500])  # a stopped download
+    run("resumed")
+    target.unlink()
+    target.with_name("cloud.ply.part").write_bytes(b"x" * 2500)  # another file's bytes
+    run("corrupt")
+    out["errors"] = [r.message for r in status.reports if r.level == "ERROR"]
+    fake.close()
+    disable_addon()
+    return out
+
+
+@scenario
+def job_list(args: dict[str, Any]) -> dict[str, Any]:
+    """Every job of the open session is listed and cancellable; a job started elsewhere is
+    followed on opening; a second turn queues on top of the first; user renders go first."""
+    connection = addon_module("connection")
+    msgs = connection.messages()
+    jobs = iter(range(1, 100))
+
+    def accepted(message: Any) -> Any:
+        return msgs.JobAccepted(job_id=f"j{next(jobs)}", kind=message.type_name,
+                                queue_position=1)  # fmt: skip
+
+    def elsewhere(message: Any) -> Any:  # a base training another Blender started
+        job = msgs.JobInfo(job_id="j0", session_id="s1", kind="job.train_base", state="running",
+                           queue_position=0, step=40, total=100, submitted_ts=1.0)  # fmt: skip
+        return msgs.JobStateReply(jobs=(job,))
+
+    def summary(message: Any) -> Any:
+        return msgs.SessionSummary(session_id=message.session_id, name="garden", last_seq=0)
+
+    fake = FakeSidecar(connection, answers={
+        "session.open": summary, "job.status": elsewhere, "job.run_turn": accepted,
+        "job.render": accepted, "job.cancel": lambda m: msgs.Ok()})  # fmt: skip
+    fake.connect()
+    fake.serve(2.0, until=connection.is_ready)
+    props, status = bpy.context.scene.edit3d, bpy.context.window_manager.edit3d
+    call_operator(bpy.ops.edit3d.open_session, session_id="s1")
+    fake.serve(2.0, until=lambda: len(status.jobs) == 1)
+    attached = {"rows": [(r.job_id, r.kind, r.state, r.step) for r in status.jobs],
+                "current": [status.job_id, status.job_state, status.step]}  # fmt: skip
+    fake.push(msgs.JobProgress(job_id="j0", step=60, total=100, eta_s=30.0))
+    fake.serve(1.0, until=lambda: status.jobs[0].step == 60)
+    attached["after_progress"] = [status.jobs[0].step, status.jobs[0].eta_s, status.progress]
+
+    props.instruction = "make it red"
+    turns = []
+    for _ in range(2):
+        start = len(fake.received)
+        turns.append(call_operator(bpy.ops.edit3d.run_turn))
+        fake.serve(1.0, until=lambda s=start: any(
+            m.type_name == "job.run_turn" for m in fake.received[s:]) and status.jobs[-1].job_id
+            != "j0" and len(status.jobs) == len(turns) + 1)  # fmt: skip
+    sent = [(m.parent_turn, m.after_job) for m in fake.received if m.type_name == "job.run_turn"]
+    call_operator(bpy.ops.edit3d.cancel_job, job_id="j1")
+    fake.serve(1.0, until=lambda: any(m.type_name == "job.cancel" for m in fake.received))
+    cancelled = [m.job_id for m in fake.received if m.type_name == "job.cancel"]
+
+    # a live-preview render queued behind j0 is cancelled when the user asks for a render
+    camera = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    bpy.context.scene.collection.objects.link(camera)
+    bpy.context.scene.camera = camera
+    events = sys.modules[f"{ADDON}.events"]
+    events.render_camera(bpy.context, camera, silent=True)
+    fake.serve(1.0, until=lambda: len(status.jobs) == 4)
+    live_id = status.jobs[-1].job_id
+    call_operator(bpy.ops.edit3d.render_camera)
+    fake.serve(1.0, until=lambda: live_id in [m.job_id for m in fake.received
+                                              if m.type_name == "job.cancel"])  # fmt: skip
+    fake.push(msgs.JobFinished(job_id="j0", kind="job.train_base"))
+    fake.serve(1.0, until=lambda: status.jobs[0].state == "finished")
+
+    addon = enable_addon()
+    panel = next(c for c in addon.classes if c.__name__ == "VIEW3D_PT_edit3d_jobs")
+    log: list[tuple[str, Any]] = []
+    errors: list[str] = []
+    panel.draw(_PanelSelf(RecordingLayout(log, errors)), bpy.context)
+    result = {
+        "attached": attached,
+        "turn_reports": turns,
+        "sent": sent,
+        "cancelled": [m.job_id for m in fake.received if m.type_name == "job.cancel"],
+        "cancel_first": cancelled,
+        "live_id": live_id,
+        "rows": [(r.job_id, r.kind, r.state) for r in status.jobs],
+        "panel_log": [list(map(str, entry)) for entry in log],
+        "panel_errors": errors,
+    }
+    fake.close()
+    disable_addon()
+    return result
+
+
+@scenario
+def before_after(args: dict[str, Any]) -> dict[str, Any]:
+    """Render Active Camera renders the head and its parent turn, into two images."""
+    connection = addon_module("connection")
+    msgs = connection.messages()
+    jobs = iter(range(1, 100))
+
+    def accepted(message: Any) -> Any:
+        return msgs.JobAccepted(job_id=f"r{next(jobs)}", kind=message.type_name,
+                                queue_position=0)  # fmt: skip
+
+    fake = FakeSidecar(connection, answers={"job.render": accepted})
+    fake.connect()
+    fake.serve(2.0, until=connection.is_ready)
+    props = bpy.context.scene.edit3d
+    props.session_id, props.head = "s1", "t2"
+    for turn_id, parent in (("base", ""), ("t1", "base"), ("t2", "t1")):
+        item = props.turns.add()
+        item.turn_id, item.parent, item.kind, item.status = turn_id, parent, "edit", "finished"
+    camera = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    bpy.context.scene.collection.objects.link(camera)
+    bpy.context.scene.camera = camera
+    call_operator(bpy.ops.edit3d.render_camera)
+    renders = lambda: [m for m in fake.received if m.type_name == "job.render"]  # noqa: E731
+    fake.serve(2.0, until=lambda: len(renders()) == 2 and "r2" in connection.LINK.jobs)
+    colours = {"r1": (255, 0, 0), "r2": (0, 0, 255)}  # r1 = the first request
+    for job_id, colour in colours.items():
+        rgb = np.zeros((4, 6, 3), np.uint8)
+        rgb[:] = colour
+        cam = renders()[0].camera
+        fake.push(msgs.RenderResult(job_id=job_id, camera=cam, rgb=rgb))
+    fake.serve(1.0, until=lambda: props.before_image is not None
+               and props.preview_image is not None)  # fmt: skip
+
+    def first_pixel(image: Any) -> list[float]:
+        return [round(v, 3) for v in list(image.pixels[:3])] if image is not None else []
+
+    result = {
+        "turns_asked": [m.turn_id for m in renders()],
+        "before": [getattr(props.before_image, "name", ""), first_pixel(props.before_image)],
+        "after": [getattr(props.preview_image, "name", ""), first_pixel(props.preview_image)],
     }
     fake.close()
     disable_addon()
@@ -673,6 +1127,7 @@ class Phase:
     def __init__(self, connection: Any) -> None:
         self.connection = connection
         self.props = bpy.context.scene.edit3d
+        self.status = bpy.context.window_manager.edit3d
         self.longest_tick = 0.0
         self.timeouts: list[str] = []
 
@@ -695,16 +1150,16 @@ class Phase:
         return None
 
     def snapshot(self) -> dict[str, Any]:
-        p = self.props
+        status = self.status
         return {
-            "connection": p.connection_state,
-            "job_kind": p.job_kind,
-            "job_state": p.job_state,
-            "step": p.step,
-            "total": p.total,
-            "progress": round(p.progress, 4),
-            "eta_s": p.eta_s,
-            "message": p.job_message,
+            "connection": status.connection_state,
+            "job_kind": status.job_kind,
+            "job_state": status.job_state,
+            "step": status.step,
+            "total": status.total,
+            "progress": round(status.progress, 4),
+            "eta_s": status.eta_s,
+            "message": status.job_message,
         }
 
     def run_job(self, label: str, start: Callable[[], Any], limit_s: float) -> dict[str, Any]:
@@ -714,8 +1169,8 @@ class Phase:
         self.wait(
             label,
             lambda: (
-                self.props.job_id != ""
-                and self.props.job_state in ("FINISHED", "FAILED", "CANCELLED")
+                self.status.job_id != ""
+                and self.status.job_state in ("FINISHED", "FAILED", "CANCELLED")
             ),
             limit_s,
             on_tick=lambda: samples.append(self.snapshot()),
@@ -759,18 +1214,18 @@ def _camera_rows(scene_io: Any, coll: Any) -> list[dict[str, Any]]:
 
 
 def _wrong_key(phase: Phase, connection: Any, endpoint: str, timeout_s: float) -> dict:
-    props = phase.props
+    status = phase.status
     prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
     saved = prefs.connection_file
     bpy.ops.edit3d.disconnect()
     prefs.connection_file = ""
     prefs.endpoint, prefs.key_hex = endpoint, "cd" * 32
-    reports_before = len(props.reports)
+    reports_before = len(status.reports)
     call_operator(bpy.ops.edit3d.connect)
     elapsed = phase.wait(
-        "wrong key", lambda: props.connection_state == "DISCONNECTED", timeout_s + 5.0
+        "wrong key", lambda: status.connection_state == "DISCONNECTED", timeout_s + 5.0
     )
-    errors = [r.message for r in list(props.reports)[reports_before:] if r.level == "ERROR"]
+    errors = [r.message for r in list(status.reports)[reports_before:] if r.level == "ERROR"]
     prefs.connection_file = saved
     call_operator(bpy.ops.edit3d.connect)
     back = phase.wait("reconnect after wrong key", connection.is_ready, 20.0)
@@ -780,12 +1235,13 @@ def _wrong_key(phase: Phase, connection: Any, endpoint: str, timeout_s: float) -
 def _sessions_phase(phase: Phase, wanted: str) -> dict[str, Any]:
     """List the sidecar's sessions, pick one in the list, open it."""
     props = phase.props
-    props.sessions.clear()
+    status = bpy.context.window_manager.edit3d
+    status.sessions.clear()
     call_operator(bpy.ops.edit3d.list_sessions)
-    phase.wait("session list", lambda: len(props.sessions) > 0, 20)
-    listed = [(s.session_id, s.label, s.turn_count) for s in props.sessions]
-    props.active_session_index = next(
-        (i for i, s in enumerate(props.sessions) if s.session_id == wanted), 0
+    phase.wait("session list", lambda: len(status.sessions) > 0, 20)
+    listed = [(s.session_id, s.label, s.turn_count) for s in status.sessions]
+    status.active_session_index = next(
+        (i for i, s in enumerate(status.sessions) if s.session_id == wanted), 0
     )
     call_operator(bpy.ops.edit3d.open_session)
     phase.wait("opened from list", lambda: props.session_id == wanted and not props.turns, 20)
@@ -795,12 +1251,13 @@ def _sessions_phase(phase: Phase, wanted: str) -> dict[str, Any]:
 def _upload_phase(phase: Phase, args: dict[str, Any]) -> dict[str, Any]:
     """Create an empty session and upload the dataset folder into it."""
     props = phase.props
+    status = bpy.context.window_manager.edit3d
     props.source, props.upload_dir, props.session_name = "UPLOAD", args["dataset"], "uploaded"
     created = call_operator(bpy.ops.edit3d.create_session)
     samples: list[dict[str, Any]] = []
     phase.wait(
         "upload",
-        lambda: props.job_kind == "upload" and props.job_state in ("FINISHED", "FAILED"),
+        lambda: status.job_kind == "upload" and status.job_state in ("FINISHED", "FAILED"),
         120,
         on_tick=lambda: samples.append(phase.snapshot()),
     )
@@ -832,7 +1289,8 @@ def _render_phase(phase: Phase, connection: Any, view_index: int) -> dict[str, A
                          width=int(w), height=int(h), name=name)  # fmt: skip
     count = len(link.render_results)
     job = msgs.JobRender(session_id=props.session_id, camera=direct)
-    phase.run_job("direct render", lambda: connection.submit_job(bpy.context, job), 120)
+    events = sys.modules[f"{ADDON}.events"]
+    phase.run_job("direct render", lambda: events.submit_job(bpy.context, job), 120)
     phase.wait("direct result", lambda: len(link.render_results) > count, 10)
     rgb = np.asarray(link.render_results[-1].rgb, dtype=np.float32)
     if rgb.max() > 1.0:
@@ -856,8 +1314,8 @@ def _render_phase(phase: Phase, connection: Any, view_index: int) -> dict[str, A
 
 def _live_preview_phase(phase: Phase, connection: Any) -> dict[str, Any]:
     """With live preview on, moving the active camera re-renders it without a click."""
-    props, link = phase.props, connection.LINK
-    job_before = (props.job_id, props.job_kind)
+    props, status, link = phase.props, phase.status, connection.LINK
+    job_before = (status.job_id, status.job_kind)
     before = np.asarray(_image_rgb(props.preview_image))
     props.live_interval_s = 0.5
     props.live_preview = True
@@ -873,7 +1331,7 @@ def _live_preview_phase(phase: Phase, connection: Any) -> dict[str, Any]:
         "image_changed": float(np.abs(after - before).max()),
         "sent_view": None if sent is None else sent.name,
         "camera_view": bpy.context.scene.camera.name,
-        "panel_job_unchanged": job_before == (props.job_id, props.job_kind),
+        "panel_job_unchanged": job_before == (status.job_id, status.job_kind),
     }
 
 
@@ -884,7 +1342,7 @@ def _export_phase(phase: Phase, connection: Any) -> dict[str, Any]:
     job = phase.run_job("export", lambda: bpy.ops.edit3d.export(into_scene=True), 180)
     phase.wait("export object", lambda: bool(connection.LINK.export_results), 10)
     result = connection.LINK.export_results[-1]
-    coll = bpy.data.collections.get(connection.EXPORT_COLLECTION)
+    coll = bpy.data.collections.get(sys.modules[f"{ADDON}.events"].EXPORT_COLLECTION)
     objects = [] if coll is None else list(coll.objects)
     if not objects:
         return {"job": job["final"], "objects": 0}
@@ -923,18 +1381,20 @@ def _kill_sidecar(connection: Any) -> None:
 def _idle_kill_phase(phase: Phase, connection: Any) -> dict[str, Any]:
     """kill -9 an idle sidecar: the panel shows Lost; a restarted one is found again."""
     props = phase.props
-    old_endpoint = connection.LINK.client.endpoint
+    status = bpy.context.window_manager.edit3d
+    old_key = connection.LINK.client.connection.key.hex()
     _kill_sidecar(connection)
     killed = time.monotonic()
-    lost = phase.wait("idle lost", lambda: props.connection_state == "LOST", 20)
+    lost = phase.wait("idle lost", lambda: status.connection_state == "LOST", 20)
     lost_s = time.monotonic() - killed
     call_operator(bpy.ops.edit3d.start_sidecar)
-    back = phase.wait("idle reconnect", lambda: props.connection_state == "CONNECTED", 60)
+    back = phase.wait("idle reconnect", lambda: status.connection_state == "CONNECTED", 60)
+    client = connection.LINK.client
     return {
         "lost_s": lost_s if lost is not None else None,
         "reconnected_s": back,
-        "old_endpoint": old_endpoint,
-        "new_endpoint": None if connection.LINK.client is None else connection.LINK.client.endpoint,
+        "old_key": old_key,
+        "new_key": None if client is None else client.connection.key.hex(),
         "session_after": props.session_id,
     }
 
@@ -942,20 +1402,21 @@ def _idle_kill_phase(phase: Phase, connection: Any) -> dict[str, Any]:
 def _kill_phase(phase: Phase, connection: Any, args: dict[str, Any]) -> dict[str, Any]:
     """kill -9 the sidecar's process group mid-turn, then start it again."""
     props = phase.props
+    status = bpy.context.window_manager.edit3d
     props.instruction = "make it blue"
     props.turn_steps = args["long_turn_steps"]
     bpy.ops.edit3d.run_turn()
     running = phase.wait(
-        "long turn running", lambda: props.job_state == "RUNNING" and props.step > 0, 180
+        "long turn running", lambda: status.job_state == "RUNNING" and status.step > 0, 180
     )
     _kill_sidecar(connection)
     killed_at = time.monotonic()
-    lost = phase.wait("lost", lambda: props.connection_state == "LOST", 20)
+    lost = phase.wait("lost", lambda: status.connection_state == "LOST", 20)
     lost_after_kill = time.monotonic() - killed_at if lost is not None else None
-    errors_after_kill = [r.message for r in props.reports if r.level == "ERROR"][-2:]
+    errors_after_kill = [r.message for r in status.reports if r.level == "ERROR"][-2:]
     call_operator(bpy.ops.edit3d.start_sidecar)
     back = phase.wait("reconnected", lambda: connection.is_ready(), 90)
-    phase.wait("job resolved", lambda: props.job_state not in ("SUBMITTED", "QUEUED",
+    phase.wait("job resolved", lambda: status.job_state not in ("SUBMITTED", "QUEUED",
                                                               "RUNNING"), 30)  # fmt: skip
     phase.wait("turns refreshed", lambda: any(t.status == "interrupted" for t in props.turns), 30)
     result = {
@@ -979,6 +1440,7 @@ def _kill_phase(phase: Phase, connection: Any, args: dict[str, Any]) -> dict[str
 
 def _edit_phases(phase: Phase, connection: Any, args: dict[str, Any], out: dict) -> None:
     props = phase.props
+    status = bpy.context.window_manager.edit3d
     props.base_steps = args["base_steps"]
     out["base"] = phase.run_job("train base", lambda: bpy.ops.edit3d.train_base(), 600)
     phase.wait("base turn listed", lambda: any(t.kind == "base" for t in props.turns), 30)
@@ -988,7 +1450,7 @@ def _edit_phases(phase: Phase, connection: Any, args: dict[str, Any], out: dict)
     props.edit_queries, props.keep_queries = "person", "head"
     out["masks"] = phase.run_job("masks", lambda: bpy.ops.edit3d.preview_masks(), 300)
     out["mask_images"] = {
-        "caption": props.mask_caption,
+        "caption": status.mask_caption,
         "caption_field": props.caption,
         "mask": None if props.mask_image is None else list(props.mask_image.size),
         "heatmap": None if props.heatmap_image is None else list(props.heatmap_image.size),
@@ -1002,11 +1464,11 @@ def _edit_phases(phase: Phase, connection: Any, args: dict[str, Any], out: dict)
     # cancel a running turn
     props.turn_steps = args["long_turn_steps"]
     bpy.ops.edit3d.run_turn()
-    phase.wait("turn to cancel running", lambda: props.job_state == "RUNNING" and props.step > 0,
+    phase.wait("turn to cancel running", lambda: status.job_state == "RUNNING" and status.step > 0,
                180)  # fmt: skip
     t0 = time.monotonic()
     bpy.ops.edit3d.cancel_job()
-    phase.wait("cancelled", lambda: props.job_state == "CANCELLED", 60)
+    phase.wait("cancelled", lambda: status.job_state == "CANCELLED", 60)
     out["cancel"] = {"latency_s": time.monotonic() - t0, "final": phase.snapshot()}
     out["export"] = _export_phase(phase, connection)
     base = next(i for i, t in enumerate(props.turns) if t.kind == "base")
@@ -1021,6 +1483,7 @@ def _edit_phases(phase: Phase, connection: Any, args: dict[str, Any], out: dict)
 @scenario
 def sidecar_session(args: dict[str, Any]) -> dict[str, Any]:
     connection = addon_module("connection")
+    status = bpy.context.window_manager.edit3d
     scene_io = sys.modules[f"{ADDON}.scene_io"]
     prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
     _configure(prefs, args)
@@ -1032,11 +1495,11 @@ def sidecar_session(args: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
         started = call_operator(bpy.ops.edit3d.start_sidecar)
-        connected = phase.wait("connected", lambda: props.connection_state == "CONNECTED", 90)
+        connected = phase.wait("connected", lambda: status.connection_state == "CONNECTED", 90)
         out["connect"] = {
-            "operator": started, "seconds": connected, "server_version": props.server_version,
-            "device": props.device, "capabilities": props.capabilities,
-            "gpu_memory_total_gb": props.gpu_memory_total_gb,
+            "operator": started, "seconds": connected, "server_version": status.server_version,
+            "device": status.device, "capabilities": status.capabilities,
+            "gpu_memory_total_gb": status.gpu_memory_total_gb,
         }  # fmt: skip
         if connected is None:
             return out
@@ -1053,7 +1516,7 @@ def sidecar_session(args: dict[str, Any]) -> dict[str, Any]:
             "views",
             lambda: (
                 (connection.LINK.views is not None and len(connection.LINK.views.names) > 0)
-                or props.job_state == "FAILED"
+                or status.job_state == "FAILED"
             ),
             180,
         )
@@ -1076,14 +1539,25 @@ def sidecar_session(args: dict[str, Any]) -> dict[str, Any]:
     finally:
         out["timeouts"] = phase.timeouts
         out["longest_tick"] = phase.longest_tick
-        out["reports"] = [(r.level, r.message) for r in props.reports]
+        out["reports"] = [(r.level, r.message) for r in status.reports]
         proc = connection.LINK.local_process
         if proc is not None and proc.poll() is None:
-            connection.stop_local_sidecar()
+            reports_before = len(phase.status.reports)
+            call_operator(bpy.ops.edit3d.stop_sidecar)
             try:
                 proc.wait(timeout=30)
             except Exception:
                 proc.kill()
+            end = time.monotonic() + 2.0  # longer than a heartbeat: a loss would show now
+            while time.monotonic() < end:
+                phase.tick()
+                time.sleep(0.05)
+            out["after_stop"] = {
+                "state": phase.status.connection_state,
+                "message": phase.status.connection_message,
+                "errors": [r.message for r in list(phase.status.reports)[reports_before:]
+                           if r.level == "ERROR"],
+            }  # fmt: skip
         disable_addon()
         out["timer_registered_after_disable"] = bpy.app.timers.is_registered(connection._timer)
     return out

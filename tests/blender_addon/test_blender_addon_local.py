@@ -259,6 +259,14 @@ PANEL_STATES = [
             {"session_id": "s1", "label": "garden", "turn_count": 2, "busy": True},
             {"session_id": "s2", "label": "statue", "turn_count": 0},
         ],
+        "jobs": [
+            {"job_id": "j1", "kind": "job.run_turn", "session_id": "s1", "state": "running",
+             "step": 25, "total": 100, "progress": 0.25, "eta_s": 125.0},
+            {"job_id": "j2", "kind": "job.render", "session_id": "s1", "state": "queued",
+             "queue_position": 1},
+            {"job_id": "j0", "kind": "job.train_base", "session_id": "s1", "state": "failed",
+             "message": "worker crashed"},
+        ],
     },
     {
         "connection_state": "LOST",
@@ -282,7 +290,7 @@ PANEL_STATES = [
 
 def test_every_panel_draws_in_every_state(home: Path) -> None:
     outcomes = run_bpy("panels", home, {"states": PANEL_STATES}).result["outcomes"]
-    assert len(outcomes) == 5 * len(PANEL_STATES)
+    assert len(outcomes) == 6 * len(PANEL_STATES)
     for outcome in outcomes:
         assert outcome["errors"] == [], (outcome["panel"], outcome["state"], outcome["errors"])
         assert outcome["log"], outcome["panel"]
@@ -323,12 +331,13 @@ def test_no_sidecar_is_reported_within_the_timeout_without_freezing(home: Path) 
         "limit_s": 6.0,
     }
     result = run_bpy("no_sidecar", home, args).result
-    # online access off: refused before any socket exists
+    # online access off, a sidecar on another machine: refused before any socket exists
     assert result["offline_result"] == ["CANCELLED"]
     assert "Allow Online Access" in result["offline_error"]
     assert result["offline_state"] == "DISCONNECTED"
     assert result["offline_socket"] is False
-    # online: the operator returns at once, the poll step reports the silence
+    # online access still off, a loopback endpoint: allowed; the operator returns at once
+    # and the poll step reports the silence
     assert result["online_result"] == ["FINISHED"]
     assert result["connect_call_s"] < 0.5
     assert result["state_after_call"] == "CONNECTING"
@@ -348,7 +357,7 @@ def test_a_sidecar_of_another_protocol_major_is_refused_with_a_clear_report(home
     assert result["ready"] is False
     errors = [m for level, m in result["reports"] if level == "ERROR"]
     assert len(errors) == 1
-    assert "speaks protocol 3.0, this add-on 2." in errors[0]
+    assert "speaks protocol 3.0, this client 2." in errors[0]
 
 
 def test_values_the_protocol_refuses_are_reported_and_never_sent(home: Path) -> None:

@@ -88,6 +88,13 @@ def count(ctx: JobContext) -> dict:
     return {"counted": steps, "worker_pid": os.getpid(), "warm_runs": ctx.cache["runs"]}
 
 
+@job_kind("test.turn", needs_session=False)
+def make_turn(ctx: JobContext) -> dict:
+    """Makes a "turn" named by the job's params, on the parent the job was given."""
+    time.sleep(float(ctx.params.get("delay_s", 0.0)))
+    return {"turn_id": ctx.params["name"], "parent": ctx.params.get("parent_turn")}
+
+
 @job_kind("test.raise", needs_session=False)
 def raise_error(ctx: JobContext) -> dict:
     raise RuntimeError("deliberate failure in test.raise")

@@ -139,3 +139,21 @@ def test_out_of_memory_fails_the_job_and_replaces_the_worker(manager) -> None:
     assert "Tried to allocate" in oom.error
     assert after.state == "finished"
     assert after.result["worker_pid"] != before.result["worker_pid"]  # memory given back
+
+
+def test_a_job_queued_after_a_turn_builds_on_the_turn_it_made(manager) -> None:
+    first = manager.submit("test.turn", None, {"name": "t1", "delay_s": 0.3})
+    second = manager.submit("test.turn", None, {"name": "t2", "after_job": first.id})
+    third = manager.submit("test.turn", None, {"name": "t3", "after_job": second.id})
+    pump_until(manager, lambda: third.state == "finished")
+    assert first.result["parent"] is None  # the head, as asked
+    assert second.result["parent"] == "t1" and third.result["parent"] == "t2"  # a chain
+
+    failing = manager.submit("test.raise", None, {})
+    orphan = manager.submit("test.turn", None, {"name": "t4", "after_job": failing.id})
+    pump_until(manager, lambda: orphan.state in ("finished", "failed"))
+    assert orphan.state == "failed" and failing.id in orphan.error
+    with pytest.raises(SidecarError, match="nothing to build on"):
+        manager.submit("test.turn", None, {"name": "t5", "after_job": failing.id})
+    with pytest.raises(SidecarError, match="no job"):
+        manager.submit("test.turn", None, {"name": "t6", "after_job": "missing"})

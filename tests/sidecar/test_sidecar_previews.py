@@ -88,12 +88,12 @@ def test_training_jobs_send_live_frames_of_the_field_being_trained(tmp_path, sce
     seen, _ = finished(client, quiet.job_id)
     assert [f.step for f in of_type(seen, "job.preview", quiet.job_id)] == [2]  # result only
 
-    # the turn list shows a turn's queries and caption (as strings: params are scalars)
+    # the turn list shows a turn's queries (as lists) and caption
     turns = {t.turn_id: t for t in client.request(m.SessionOpen(session_id=sid)).turns}
-    params = turns["turn-0002"].params
-    assert params["edit_queries"] == "shirt, trousers" and params["keep_queries"] == "face"
-    assert params["caption"] == "a person" and params["edit_rate"] == 10
-    assert turns["turn-0001"].params["edit_queries"] == ""  # none given
+    turn = turns["turn-0002"]
+    assert turn.edit_queries == ("shirt", "trousers") and turn.keep_queries == ("face",)
+    assert turn.params["caption"] == "a person" and turn.params["edit_rate"] == 10
+    assert turns["turn-0001"].edit_queries == ()  # none given
     assert client.request(m.Heartbeat()).gpu_memory_free is None  # a CPU sidecar
     client.close()
     assert sidecar.terminate() == 0

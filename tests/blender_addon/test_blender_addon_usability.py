@@ -1,0 +1,117 @@
+"""What a Blender user sees and does, in a real headless Blender: presets and steps, visible
+results, undo, and honest connection state (fake sidecars in the bpy process; no GPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from blender_harness import installed_home, run_bpy
+
+pytestmark = pytest.mark.blender
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return installed_home(tmp_path_factory.mktemp("blender"))
+
+
+def test_unset_steps_leave_the_length_to_the_preset_and_sessions_show_their_own(
+    home: Path,
+) -> None:
+    result = run_bpy("preset_and_queries", home).result
+    # default panel: no steps sent, so the session's preset decides (Small: 5,000 / 3,000)
+    assert result["defaults"] == {"job.train_base": None, "job.run_turn": None}
+    assert result["chosen"] == {"job.train_base": 123, "job.run_turn": 45}
+    assert result["preset_after_open"] == "paper"  # the session's, not the panel's "small"
+    # a query with a comma stays one query
+    assert result["turn_queries"] == ["hat, brim; scarf", "face"]
+
+
+def test_point_clouds_and_meshes_render_in_their_colours(home: Path, tmp_path: Path) -> None:
+    result = run_bpy("visible_results", home, {"out_dir": str(tmp_path)}).result
+    assert result["modifier"] == ["NODES", "Edit3D Points"]
+    assert result["cloud_material"] == result["mesh_material"] == ["Edit3D Color"]
+    # a 2x2 plate seen from 4 m with a 50 mm lens covers a good share of the frame
+    for name, dominant in (("cloud", 0), ("plate", 1)):
+        shown = result[name]
+        assert shown["coverage"] > 0.1, (name, shown)
+        rgb = shown["mean_rgb"]
+        assert rgb[dominant] > 2 * max(c for i, c in enumerate(rgb) if i != dominant), (name, rgb)
+
+
+def test_imports_are_undo_steps_and_discarding_asks_first(home: Path) -> None:
+    result = run_bpy("undo_and_confirm", home).result
+    for name, options in result["options"].items():
+        assert options == ["REGISTER", "UNDO"], name
+    assert result["confirm_result"] == ["RUNNING_MODAL"]
+    assert len(result["confirm_asked"]) == 1 and "Discard" in result["confirm_asked"][0]["title"]
+    # an object built by the poll step is one undo step: undo removes it, redo restores it
+    assert (result["imported"], result["after_undo"], result["after_redo"]) == (True, False, True)
+    assert "Edit3D mesh head: 1 triangles" in result["reports"]
+
+
+def test_the_panel_tells_the_truth(home: Path, tmp_path: Path) -> None:
+    result = run_bpy("honest_state", home, {"tmp": str(tmp_path)}).result
+    # a session open: its name is shown, and the next session can still be named
+    naming = result["naming"]
+    assert naming["label"] == "garden" and naming["name_field"] == "next scene"
+    assert naming["create_sent"] == ["next scene"]
+    assert result["loss_during_render"] == 0.0  # the last turn's loss does not linger
+    # disabled and enabled again while connected: disconnected, and Connect works
+    assert result["connected_before"] == "CONNECTED"
+    assert result["after_reenable"] == {
+        "state": "DISCONNECTED", "connect_enabled": True, "create_enabled": False,
+    }
+    # the sidecar chooses CUDA only where torch finds it; a forced device is passed on
+    assert result["device_default"] == "auto" and "--device" not in result["auto_command"]
+    assert result["cpu_command"][-4:] == ["--device", "cpu", "--profile", "tiny"]
+    errors = result["file_errors"]
+    assert "is a folder" in errors["folder"]["error"] and "chmod" not in errors["folder"]["error"]
+    assert "has no 'key' field" in errors["no_key"]["error"]
+    assert "is stale" in errors["stale"]["error"] and errors["stale"]["s"] < 0.5
+    assert all(e["result"] == ["CANCELLED"] for e in errors.values())
+    assert result["runtime_on_scene"] == []  # nothing transient is saved with the .blend
+
+
+def test_exports_download_in_checked_chunks_and_resume(home: Path, tmp_path: Path) -> None:
+    result = run_bpy("download_export", home, {"folder": str(tmp_path / "saved")}).result
+    assert result["no_export"]["result"] == ["CANCELLED"]
+    fresh = result["fresh"]
+    assert fresh["state"] == "FINISHED" and fresh["same_bytes"] and not fresh["part_left"]
+    assert fresh["offsets"] == [0, 1000, 2000, 3000, 4000]  # 1000-byte chunks
+    resumed = result["resumed"]
+    assert resumed["state"] == "FINISHED" and resumed["same_bytes"]
+    assert resumed["offsets"] == [2500, 3500]  # only what the .part file lacked
+    corrupt = result["corrupt"]
+    assert corrupt["state"] == "FAILED" and not corrupt["same_bytes"]
+    assert not corrupt["part_left"]  # discarded, so the next Download starts afresh
+    assert any("checksum" in e for e in result["errors"])
+
+
+def test_every_job_is_listed_followed_and_cancellable(home: Path) -> None:
+    result = run_bpy("job_list", home).result
+    attached = result["attached"]
+    # a base training started by another Blender: listed and followed on opening
+    assert attached["rows"] == [["j0", "job.train_base", "running", 40]]
+    assert attached["current"] == ["j0", "RUNNING", 40]
+    assert attached["after_progress"] == [60, 30.0, pytest.approx(0.6)]
+    # Run Turn while a turn job is running or queued: on top of it, and it says so
+    assert all(r["result"] == ["FINISHED"] for r in result["turn_reports"])
+    assert result["sent"] == [[None, "j0"], [None, "j1"]]  # a chain, not siblings
+    assert result["cancel_first"] == ["j1"]  # cancel reaches the job asked for
+    assert result["live_id"] in result["cancelled"]  # the user's render goes first
+    rows = {job_id: (kind, state) for job_id, kind, state in result["rows"]}
+    assert rows["j0"] == ("job.train_base", "finished")
+    assert rows["j2"] == ("job.run_turn", "queued")
+    assert result["panel_errors"] == []
+    log = result["panel_log"]
+    assert ["operator", "edit3d.cancel_job"] in log
+    assert any(kind == "label" and "run_turn" in text for kind, text in log)
+
+
+def test_renders_show_the_head_and_its_parent_turn_side_by_side(home: Path) -> None:
+    result = run_bpy("before_after", home).result
+    assert result["turns_asked"] == ["t1", None]  # the parent first, then the head
+    assert result["before"] == ["Edit3D Render (before)", [1.0, 0.0, 0.0]]
+    assert result["after"] == ["Edit3D Render", [0.0, 0.0, 1.0]]
