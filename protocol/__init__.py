@@ -24,6 +24,7 @@ from .connection import (
     write_connection_file,
     write_curve_keypair,
 )
+from .droplog import DropLog
 from .errors import ErrorCode, ProtocolError, RemoteError, RequestTimeout, VersionMismatch
 from .messages import *  # noqa: F403  (the message set is the package's vocabulary)
 from .messages import (
@@ -37,7 +38,7 @@ from .messages import (
     TurnInfo,
 )
 from .schema import DTYPES, Record, Rule
-from .server import DropLog, EventLog, Incoming, InsecureBindError, ServerEndpoint
+from .server import EventLog, Incoming, InsecureBindError, ServerEndpoint
 from .version import PROTOCOL_VERSION
 from .wire import REQUEST_LIMITS, Limits
 

@@ -30,6 +30,7 @@ from .connection import (
     load_connection_file,
     transport_authenticates,
 )
+from .droplog import DropLog
 from .errors import ErrorCode, ProtocolError, RemoteError, RequestTimeout, VersionMismatch
 from .messages import (
     ErrorReply,
@@ -157,6 +158,7 @@ class Client:
         self.client_id = uuid.uuid4().hex.encode("ascii")
         self.server: HandshakeReply | None = None
         self.stats: Counter[str] = Counter()
+        self._drops = DropLog(log)
         self._context = context or zmq.Context.instance()
         self._socket: zmq.Socket[Any] | None = None
         self._inbox: deque[Envelope] = deque()
@@ -359,7 +361,7 @@ class Client:
                 envelope = self.codec.unpack(frames, is_fresh_reply=self._awaits_reply)
             except ProtocolError as exc:
                 self.stats["dropped"] += 1
-                log.warning("dropped message from %s: %s", self.endpoint, exc)
+                self._drops.record(self.endpoint, exc)
                 if exc.authenticated and exc.code == ErrorCode.UNSUPPORTED_VERSION:
                     self._version_error = exc
                 continue

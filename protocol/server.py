@@ -7,9 +7,8 @@ import hmac
 import logging
 import os
 import socket
-import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,7 @@ from .connection import (
     is_loopback,
     transport_authenticates,
 )
+from .droplog import DropLog
 from .errors import ErrorCode, ProtocolError
 from .messages import ErrorReply, Message
 from .wire import REQUEST_LIMITS, Limits, unpack_map
@@ -140,7 +140,7 @@ class ServerEndpoint:
             self.stats["dropped"] += 1
             if exc.code == ErrorCode.UNSUPPORTED_VERSION and self._answer_legacy(identity, frames):
                 return
-            self.drops.record(identity, exc)
+            self.drops.record(identity.hex(), exc)
             return
         self.stats["rejected"] += 1
         log.info("rejected message from %s: %s", identity.hex(), exc)
@@ -228,40 +228,6 @@ def _refuse_live_ipc(endpoint: str) -> None:
     finally:
         probe.close()
     raise zmq.ZMQError(errno.EADDRINUSE, f"{endpoint} is served by another process")
-
-
-class DropLog:
-    """Dropped (unauthenticated) messages logged as counts, not one line each.
-
-    The first drop is logged at once; later ones are summed per reason and logged at most
-    once per `interval_s`, so a flood of garbage costs no log volume.
-    """
-
-    def __init__(self, logger: logging.Logger, interval_s: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.logger = logger
-        self.interval_s = interval_s
-        self._clock = clock
-        self._pending: Counter[str] = Counter()
-        self._last_reason = ""
-        self._next_at = -float("inf")
-        self.total = 0
-
-    def record(self, identity: bytes, exc: ProtocolError) -> None:
-        self.total += 1
-        self._pending[str(exc.code)] += 1
-        self._last_reason = f"{identity.hex()}: {exc}"[:500]
-        self.flush_due()
-
-    def flush_due(self) -> None:
-        """Log the counts gathered since the last line, if one is due."""
-        if not self._pending or self._clock() < self._next_at:
-            return
-        counts = ", ".join(f"{code} {n}" for code, n in self._pending.most_common())
-        self.logger.warning("dropped %d unauthenticated message(s) (%s); last from %s",
-                            sum(self._pending.values()), counts, self._last_reason)
-        self._pending.clear()
-        self._next_at = self._clock() + self.interval_s
 
 
 class EventLog:

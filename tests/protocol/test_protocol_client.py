@@ -303,3 +303,29 @@ def test_curve_encrypted_handshake() -> None:
             c.connect(timeout_s=0.3)  # plaintext client cannot talk to a CURVE server
     finally:
         srv.close()
+
+
+def test_dropped_messages_are_logged_as_counts_by_the_client(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import zmq
+
+    context = zmq.Context.instance()
+    router = context.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        with Client(endpoint=f"tcp://127.0.0.1:{port}", key=KEY) as c:
+            c.send(Handshake(client_version=PROTOCOL_VERSION))
+            identity = router.recv_multipart()[0]
+            for i in range(50):  # garbage a hostile or broken peer could send
+                router.send_multipart([identity, b"E3D" + bytes([i]), b"junk"])
+            with caplog.at_level("WARNING", logger="protocol.client"):
+                deadline = time.monotonic() + 5
+                while c.stats["dropped"] < 50 and time.monotonic() < deadline:
+                    c.poll(50)
+            assert c.stats["dropped"] == 50
+            warnings = [r for r in caplog.records if r.name == "protocol.client"]
+            assert len(warnings) == 1  # the first drop at once, the rest summed later
+    finally:
+        router.close()
