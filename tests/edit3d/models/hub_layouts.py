@@ -1,0 +1,94 @@
+"""Write hub models' repository folders as their publishers lay them out, with tiny weights.
+
+`write_repo_folder(name, folder)` saves the family's tiny twin with `save_pretrained`, the
+same writer that produced the published folders: the same file names, subfolders and
+config keys, random miniature weights. `populate_hub_cache` files such folders into a
+Hugging Face cache exactly as `huggingface_hub` does (blobs, a snapshot per commit, refs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from edit3d.models import registry
+
+HUB_MODELS = (
+    "instruct-pix2pix",
+    "blip-caption-large",
+    "blip-itm-large-coco",
+    "clip-vit-l14",
+    "clip-vit-b32",
+)
+
+
+def write_repo_folder(name: str, folder: Path) -> Path:
+    """The tiny twin of hub model `name` saved in its repository's layout under `folder`."""
+    built = registry.load_model(name, "tiny", seed=0)
+    folder.mkdir(parents=True, exist_ok=True)
+    if name == "instruct-pix2pix":
+        for part in ("unet", "vae", "text_encoder", "scheduler"):
+            getattr(built, part).save_pretrained(folder / part)
+        _write_bpe_tokenizer(built.tokenizer, folder / "tokenizer")
+        _write_model_index(folder)
+    elif name.startswith("blip"):
+        built.model.save_pretrained(folder)
+        built.processor.tokenizer.save_pretrained(folder)
+        built.processor.image_processor.save_pretrained(folder)  # preprocessor_config.json
+        vocab = sorted(built.processor.tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+        (folder / "vocab.txt").write_text("".join(f"{token}\n" for token, _ in vocab))
+    else:
+        built.model.save_pretrained(folder)
+        built.tokenizer.save_pretrained(folder)
+        _write_bpe_tokenizer(built.tokenizer, folder)
+    return folder
+
+
+def _write_bpe_tokenizer(tokenizer: object, folder: Path) -> None:
+    """vocab.json + merges.txt (+ tokenizer_config.json), the files the publishers ship."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(folder)  # type: ignore[attr-defined]
+    (folder / "tokenizer.json").unlink(missing_ok=True)  # not in the published folders
+    vocab = tokenizer.get_vocab()  # type: ignore[attr-defined]
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+
+
+def _write_model_index(folder: Path) -> None:
+    import json
+
+    index = {
+        "_class_name": "StableDiffusionInstructPix2PixPipeline",
+        "_diffusers_version": "0.15.0.dev0",
+        "feature_extractor": [None, None],
+        "requires_safety_checker": False,
+        "safety_checker": [None, None],
+        "scheduler": ["diffusers", "EulerAncestralDiscreteScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+
+
+def populate_hub_cache(cache: Path, repo_id: str, revision: str, files_from: Path) -> Path:
+    """File every file under `files_from` into `cache` as huggingface_hub stores a download:
+    content-addressed blobs, `snapshots/<revision>/<path>` links to them, `refs/main`."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / revision
+    for source in sorted(p for p in files_from.rglob("*") if p.is_file()):
+        data = source.read_bytes()
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = snapshot / source.relative_to(files_from)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(revision)
+    return snapshot
