@@ -57,6 +57,11 @@ ByteProgress = Callable[[int, int | None], None]
 class ModelNotAvailable(RuntimeError):
     """Real weights were asked for and no local copy exists."""
 
+    def __init__(self, message: str, one_line: str = "") -> None:
+        super().__init__(message)
+        self.one_line = one_line or message.splitlines()[0]
+        """The problem and the fix in one line, for the command line."""
+
 
 class FetchError(RuntimeError):
     """A download failed; nothing partial was left in the models directory."""
@@ -321,15 +326,16 @@ def resolve_path(name: str, local_path: str | os.PathLike[str] | None = None) ->
     if location.present:
         return location.path
     spec = get_spec(name)
+    fix = (
+        f"run `edit3d models fetch {name}` on a machine with network access, or set "
+        f"{model_path_env_var(name)}=/path/to/it"
+    )
     if location.origin in ("argument", "environment"):
         origin = "local_path" if location.origin == "argument" else model_path_env_var(name)
-        raise ModelNotAvailable(
-            f"{origin} points model {name!r} at {location.path}, which does not exist.\n"
-            + _remedies(spec)
-        )
-    raise ModelNotAvailable(
-        f"model {name!r} ({spec.description}) is not in {location.path}.\n" + _remedies(spec)
-    )
+        problem = f"{origin} points model {name!r} at {location.path}, which does not exist"
+    else:
+        problem = f"model {name!r} ({spec.description}) is not in {location.path}"
+    raise ModelNotAvailable(f"{problem}.\n" + _remedies(spec), one_line=f"{problem}; {fix}")
 
 
 def _override_path(spec: ModelSpec, path: Path) -> tuple[Path, bool]:
