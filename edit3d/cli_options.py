@@ -145,6 +145,15 @@ def require_node(workspace: Any, node_id: str | None, option: str) -> None:
         )
 
 
+def require_models(names: list[str]) -> None:
+    """ModelNotAvailable for the first of `names` without real weights (nothing loaded):
+    commands call this before their first expensive step."""
+    from edit3d.models.registry import resolve_path
+
+    for name in names:
+        resolve_path(name)
+
+
 @contextlib.contextmanager
 def ctrl_c_cancels() -> Iterator[Any]:
     """A CancelToken that the first Ctrl-C sets (the running step finishes, a checkpoint is
