@@ -21,7 +21,7 @@ from edit3d.cli_options import (
 )
 from edit3d.progress import ProgressEvent
 
-CPU_SECONDS_PER_STEP = {"paper": 4.6, "small": 1.3, "tiny": 0.3}
+CPU_SECONDS_PER_STEP = {"paper": 4.6, "small": 1.3, "tiny": 0.5}
 """Base-training seconds per iteration of each preset on a 2-core CPU (measured; see
 docs/cli.md): what `train` quotes when it runs without CUDA."""
 
