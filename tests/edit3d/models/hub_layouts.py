@@ -28,8 +28,9 @@ def write_repo_folder(name: str, folder: Path) -> Path:
     built = registry.load_model(name, "tiny", seed=0)
     folder.mkdir(parents=True, exist_ok=True)
     if name == "instruct-pix2pix":
-        for part in ("unet", "vae", "text_encoder", "scheduler"):
+        for part in ("unet", "vae", "text_encoder"):
             getattr(built, part).save_pretrained(folder / part)
+        _write_json(folder / "scheduler" / "scheduler_config.json", IP2P_SCHEDULER_CONFIG)
         _write_bpe_tokenizer(built.tokenizer, folder / "tokenizer")
         _write_model_index(folder)
     elif name.startswith("blip"):
@@ -57,9 +58,29 @@ def _write_bpe_tokenizer(tokenizer: object, folder: Path) -> None:
     (folder / "merges.txt").write_text("#version: 0.2\n")
 
 
-def _write_model_index(folder: Path) -> None:
+IP2P_SCHEDULER_CONFIG = {
+    "_class_name": "EulerAncestralDiscreteScheduler",
+    "_diffusers_version": "0.15.0.dev0",
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "steps_offset": 1,
+    "trained_betas": None,
+}
+"""timbrooks/instruct-pix2pix scheduler/scheduler_config.json: no clip_sample and no
+set_alpha_to_one (a DDIM scheduler read from it alone takes DDIM's defaults)."""
+
+
+def _write_json(path: Path, data: dict) -> None:
     import json
 
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+
+
+def _write_model_index(folder: Path) -> None:
     index = {
         "_class_name": "StableDiffusionInstructPix2PixPipeline",
         "_diffusers_version": "0.15.0.dev0",
@@ -72,7 +93,7 @@ def _write_model_index(folder: Path) -> None:
         "unet": ["diffusers", "UNet2DConditionModel"],
         "vae": ["diffusers", "AutoencoderKL"],
     }
-    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+    _write_json(folder / "model_index.json", index)
 
 
 def populate_hub_cache(cache: Path, repo_id: str, revision: str, files_from: Path) -> Path:

@@ -66,6 +66,17 @@ def test_hub_models_load_from_the_cache_without_network(
     monkeypatch.delenv(registry.MODELS_DIR_ENV, raising=False)
 
     ip2p = registry.load_model("instruct-pix2pix")
+    # The DDIM settings instruct-nerf2nerf uses (SD 1.4's), not DDIM's defaults, over the
+    # repository's noise schedule.
+    scheduler = ip2p.scheduler.config
+    assert type(ip2p.scheduler).__name__ == "DDIMScheduler"
+    assert (scheduler.clip_sample, scheduler.set_alpha_to_one, scheduler.steps_offset) == (
+        False,
+        False,
+        1,
+    )
+    assert (scheduler.beta_start, scheduler.beta_end) == (0.00085, 0.012)
+    assert scheduler.beta_schedule == "scaled_linear"
     latents = torch.zeros(1, 8, 8, 8)
     states = ip2p.text_encoder(ip2p.tokenizer(["turn it red"], return_tensors="pt").input_ids)[0]
     assert ip2p.unet(latents, 10, encoder_hidden_states=states).sample.shape == (1, 4, 8, 8)
