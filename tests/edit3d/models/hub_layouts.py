@@ -34,9 +34,13 @@ def write_repo_folder(name: str, folder: Path) -> Path:
         _write_bpe_tokenizer(built.tokenizer, folder / "tokenizer")
         _write_model_index(folder)
     elif name.startswith("blip"):
-        built.model.save_pretrained(folder)
+        _blip_at_published_input_size(name).save_pretrained(folder)
         built.processor.tokenizer.save_pretrained(folder)
-        built.processor.image_processor.save_pretrained(folder)  # preprocessor_config.json
+        # BLIP-large's preprocessor_config.json: 384 px bicubic, CLIP mean/std (transformers'
+        # BlipImageProcessor defaults are exactly these).
+        from transformers import BlipImageProcessor
+
+        BlipImageProcessor().save_pretrained(folder)
         vocab = sorted(built.processor.tokenizer.get_vocab().items(), key=lambda kv: kv[1])
         (folder / "vocab.txt").write_text("".join(f"{token}\n" for token, _ in vocab))
     else:
@@ -44,6 +48,23 @@ def write_repo_folder(name: str, folder: Path) -> Path:
         built.tokenizer.save_pretrained(folder)
         _write_bpe_tokenizer(built.tokenizer, folder)
     return folder
+
+
+def _blip_at_published_input_size(name: str) -> object:
+    """The tiny BLIP with the published vision input: 384 px in 16 px patches (24x24 grid)."""
+    import torch
+    import transformers
+
+    from edit3d.models import blip
+
+    config = blip.tiny_config()
+    config.vision_config.image_size = 384
+    config.vision_config.patch_size = 16
+    model_class = (
+        "BlipForConditionalGeneration" if "caption" in name else ("BlipForImageTextRetrieval")
+    )
+    torch.manual_seed(0)
+    return getattr(transformers, model_class)(config)
 
 
 def _write_bpe_tokenizer(tokenizer: object, folder: Path) -> None:

@@ -88,6 +88,9 @@ def test_hub_models_load_from_the_cache_without_network(
     for name in ("blip-caption-large", "blip-itm-large-coco"):
         blip = registry.load_model(name)
         inputs = blip.processor(images=image, text="a chair", return_tensors="pt")
-        assert inputs["pixel_values"].shape[-1] == blip.model.config.vision_config.image_size
+        # BLIP eval input: 384 x 384, so Grad-CAM maps live on a 24 x 24 patch grid.
+        assert tuple(inputs["pixel_values"].shape[-2:]) == (384, 384)
         with torch.no_grad():
+            patches = blip.model.vision_model(inputs["pixel_values"]).last_hidden_state
+            assert patches.shape[1] == 1 + 24 * 24
             assert blip.model(**inputs) is not None
