@@ -220,6 +220,11 @@ class HandshakeReply(Message):
     """Feature names, e.g. "ip2p", "adss", "refine", "export.mesh", "upload"."""
     sessions: tuple[SessionInfo, ...] = param((), max_items=10_000)
     """Existing sessions."""
+    weights_present: tuple[str, ...] = param((), max_len=64, max_items=256)
+    """Registered model names whose real weights the server has (e.g. "sam-vit-h")."""
+    weights_missing: tuple[str, ...] = param((), max_len=64, max_items=256)
+    """Registered model names without real weights on the server: jobs needing them fail
+    until `edit3d models fetch NAME` is run there (the tiny profile needs none)."""
 
 
 @message("heartbeat", "request", idempotent=True)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edit3d.models.sources import weights_presence
 from protocol import messages as m
 from protocol.server import Incoming
 from protocol.version import PROTOCOL_VERSION
@@ -39,6 +40,7 @@ def handshake(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     sessions = tuple(_session_info(sidecar, meta) for meta in sidecar.store.list())
     capabilities = [*sorted(job_kinds()), "upload", f"profile.{sidecar.config.profile}"]
     info = sidecar.jobs.device_info
+    weights = weights_presence()
     return m.HandshakeReply(
         server_version=PROTOCOL_VERSION,
         server_id=sidecar.server_id,
@@ -49,6 +51,8 @@ def handshake(sidecar: Sidecar, incoming: Incoming) -> m.Message:
         gpu_memory_free=info.get("gpu_memory_free"),
         capabilities=tuple(capabilities),
         sessions=sessions,
+        weights_present=tuple(name for name, present in weights.items() if present),
+        weights_missing=tuple(name for name, present in weights.items() if not present),
     )
 
 

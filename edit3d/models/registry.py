@@ -292,21 +292,30 @@ def local_override(name: str, local_path: str | os.PathLike[str] | None = None) 
 
 def locate(name: str, local_path: str | os.PathLike[str] | None = None) -> Location:
     """Where `name`'s real weights would load from; looks, never downloads."""
-    spec = get_spec(name)
+    return locate_source(name, get_spec(name).source, local_path)
+
+
+def locate_source(
+    name: str, source: Source, local_path: str | os.PathLike[str] | None = None
+) -> Location:
+    """`locate` for a name and its pinned source, without importing the family modules."""
     override = local_override(name, local_path)
     if override is not None:
         origin: Origin = "argument" if local_path is not None else "environment"
-        return Location(origin, *_override_path(spec, override))
-    return standard_location(spec)
+        return Location(origin, *_override_path(source, override))
+    return _standard_location(name, source)
 
 
 def standard_location(spec: ModelSpec) -> Location:
     """The copy `edit3d models fetch` manages (overrides aside)."""
-    source = spec.source
+    return _standard_location(spec.name, spec.source)
+
+
+def _standard_location(name: str, source: Source) -> Location:
     if isinstance(source, UrlSource):
-        target = cache_dir(spec.name) / source.filename
+        target = cache_dir(name) / source.filename
         return Location("models-dir", target, _is_complete_file(source, target))
-    copied = cache_dir(spec.name)
+    copied = cache_dir(name)
     if os.environ.get(MODELS_DIR_ENV) and copied.is_dir():
         return Location("models-dir", copied, _has_required_files(source, copied))
     snapshot = _hub_snapshot(source)
@@ -338,8 +347,7 @@ def resolve_path(name: str, local_path: str | os.PathLike[str] | None = None) ->
     raise ModelNotAvailable(f"{problem}.\n" + _remedies(spec), one_line=f"{problem}; {fix}")
 
 
-def _override_path(spec: ModelSpec, path: Path) -> tuple[Path, bool]:
-    source = spec.source
+def _override_path(source: Source, path: Path) -> tuple[Path, bool]:
     if isinstance(source, UrlSource) and path.is_dir():
         inside = path / source.filename
         return inside, inside.is_file()

@@ -8,7 +8,7 @@ against several independent published records.
 
 from __future__ import annotations
 
-from edit3d.models.registry import HubSource, UrlSource
+from edit3d.models.registry import HubSource, UrlSource, locate_source
 
 # Framework-specific duplicates of the same weights that the torch stack never reads.
 _NON_TORCH_WEIGHTS = ("*.h5", "*.msgpack", "*.ot", "*.onnx", "*.tflite", "*.pb")
@@ -162,3 +162,9 @@ ALL_SOURCES: dict[str, HubSource | UrlSource] = {
     "clip-vit-b32": CLIP_VIT_B32,
 }
 """The source each registered name is expected to use, by the names in the shared contract."""
+
+
+def weights_presence() -> dict[str, bool]:
+    """Per pinned name: whether its real weights are where `load_model` would look (cheap:
+    file checks only, no family module or network)."""
+    return {name: locate_source(name, source).present for name, source in ALL_SOURCES.items()}

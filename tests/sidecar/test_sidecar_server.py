@@ -47,6 +47,13 @@ def test_handshake_connection_file_and_lock(sidecar, client) -> None:
     assert reply.server_version[0] == 1 and reply.device == "cpu"
     assert "test.count" in reply.capabilities and "upload" in reply.capabilities
     assert "profile.tiny" in reply.capabilities
+    # Which real weights the server has, by registered name: each name on one side.
+    from edit3d.models.sources import ALL_SOURCES, weights_presence
+
+    assert set(reply.weights_present) | set(reply.weights_missing) == set(ALL_SOURCES)
+    assert not set(reply.weights_present) & set(reply.weights_missing)
+    present = {name for name, here in weights_presence().items() if here}
+    assert set(reply.weights_present) == present
     assert sidecar.endpoint.startswith("tcp://127.0.0.1:") and not sidecar.endpoint.endswith(":0")
     assert stat.S_IMODE(sidecar.connection_file.stat().st_mode) == 0o600
     second = subprocess.run(
