@@ -75,6 +75,17 @@ def positive_float(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
 def eval_subcommands(subparsers: Any) -> Any:
     """The `edit3d eval` group's subcommands, created by whichever module asks first."""
     existing = subparsers.choices.get("eval")

@@ -9,8 +9,8 @@ from typing import Any
 from edit3d.cli_options import (
     add_device_option,
     add_workspace_option,
+    fraction,
     open_workspace,
-    positive_float,
     positive_int,
     resolve_device,
 )
@@ -47,9 +47,7 @@ def add_commands(subparsers: Any) -> None:
         "--render-long-side", type=positive_int, help="render size (default: dataset)"
     )
     parser.add_argument("--resolution", type=positive_int, default=192, help="mesh voxels per side")
-    parser.add_argument(
-        "--accumulation", type=positive_float, default=0.5, help="opacity threshold"
-    )
+    parser.add_argument("--accumulation", type=fraction, default=0.5, help="opacity threshold, 0-1")
     parser.add_argument("--seed", type=int, default=0, help="seed of the point subsampling")
     add_device_option(parser)
     parser.set_defaults(func=run_export)

@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from edit3d.cli_options import CliError, eval_subcommands, positive_int
+from edit3d.cli_options import CliError, eval_subcommands, fraction, positive_int
 
 _PROFILE_HELP = "real: published weights; tiny: random miniatures (pipeline check only)"
 
@@ -29,7 +29,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="SAM prompt grid (default 32; tiny 8)",
     )
-    parser.add_argument("--threshold", type=float, default=0.6, help="heatmap threshold")
+    parser.add_argument("--threshold", type=fraction, default=0.6, help="heatmap threshold, 0-1")
     parser.add_argument(
         "--layer", type=int, default=None, help="BLIP text layer for Grad-CAM (default 6)"
     )
