@@ -29,10 +29,16 @@ class FaceBox:
     """Bottom edge (exclusive)."""
     score: float = 1.0
     """Detector confidence (detector-specific scale)."""
+    landmarks: tuple[tuple[float, float], ...] | None = None
+    """Five points (left eye, right eye, nose tip, left and right mouth corner; image left
+    first; OpenCV pixel coordinates) from a landmark detector: the face is then aligned to
+    FFHQ's template for GFPGAN (`edit3d.refine.face_align`). None: a square crop of the box."""
 
     def __post_init__(self) -> None:
         if not (self.x1 > self.x0 and self.y1 > self.y0):
             raise ValueError(f"face box must have positive size, got {self}")
+        if self.landmarks is not None and np.shape(self.landmarks) != (5, 2):
+            raise ValueError(f"landmarks must be five (x, y) points, got {self.landmarks}")
 
     @property
     def width(self) -> float:
