@@ -42,6 +42,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "edit3d.models.sam",
     "edit3d.models.sr",
     "edit3d.models.clip",
+    "edit3d.models.face_detector",
 )
 """Modules that register model families, imported on first use of the registry."""
 

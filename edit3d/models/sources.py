@@ -126,6 +126,19 @@ FACEXLIB_PARSING_PARSENET = UrlSource(
     license="MIT",
 )
 
+# OpenCV Zoo's YuNet: face boxes with five landmarks, run by OpenCV's own FaceDetectorYN
+# (no extra package); the file is a Git LFS object pinned at an opencv_zoo commit, its
+# SHA-256 the LFS object id.
+YUNET_FACE_2023MAR = UrlSource(
+    url="https://media.githubusercontent.com/media/opencv/opencv_zoo/"
+    "47534e27c9851bb1128ccc0102f1145e27f23f98/models/face_detection_yunet/"
+    "face_detection_yunet_2023mar.onnx",
+    sha256="8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+    filename="face_detection_yunet_2023mar.onnx",
+    size_bytes=232_589,
+    license="MIT",
+)
+
 # --- CLIP for the directional metric (paper Sec. 4.3) -------------------------------------
 
 CLIP_VIT_L14 = HubSource(
@@ -156,6 +169,7 @@ ALL_SOURCES: dict[str, HubSource | UrlSource] = {
     "sam-vit-b": SAM_VIT_B,
     "realesrgan-x4plus": REALESRGAN_X4PLUS,
     "gfpgan-v1.4": GFPGAN_V14,
+    "yunet-face": YUNET_FACE_2023MAR,
     "facexlib-detection-resnet50": FACEXLIB_DETECTION_RESNET50,
     "facexlib-parsing-parsenet": FACEXLIB_PARSING_PARSENET,
     "clip-vit-l14": CLIP_VIT_L14,

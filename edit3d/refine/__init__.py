@@ -13,7 +13,7 @@ _EXPORTS = {
     "FaceBox": "edit3d.refine.faces",
     "FaceDetector": "edit3d.refine.faces",
     "FixedFaceDetector": "edit3d.refine.faces",
-    "HaarFaceDetector": "edit3d.refine.faces",
+    "YuNetFaceDetector": "edit3d.refine.faces",
     "RefineConfig": "edit3d.refine.finetune",
     "RefineResult": "edit3d.refine.finetune",
     "finetune_super_resolution": "edit3d.refine.finetune",

@@ -56,7 +56,8 @@ def run_refine_command(args: argparse.Namespace) -> int:
     from edit3d.refine.node import run_refine
 
     if args.profile == "real":
-        require_models(["realesrgan-x4plus", *(["gfpgan-v1.4"] if not args.no_faces else [])])
+        faces = [] if args.no_faces else ["gfpgan-v1.4", "yunet-face"]
+        require_models(["realesrgan-x4plus", *faces])
     config = RefineConfig(
         steps=args.steps,
         lr=args.lr,
