@@ -250,7 +250,6 @@ def _cpu_hint(preset: str, steps: int | None) -> str:
 
 def run_edit(args: argparse.Namespace) -> int:
     from edit3d.editing.turns import TurnSpec
-    from edit3d.workspace import load_editor_for
 
     device = resolve_device(args.device)
     workspace = open_workspace(args.workspace, device=device)
@@ -258,7 +257,7 @@ def run_edit(args: argparse.Namespace) -> int:
     workspace.recover()
     parent = args.parent
     mask_provider = _mask_provider(args, workspace, device, bool(args.caption))
-    editor = load_editor_for(args.editor, device)  # once for all turns, before any render
+    editor = _editor(args.editor, device)  # once for all turns, before any render
     for instruction in args.turn:
         spec = TurnSpec(
             instruction,
@@ -284,6 +283,18 @@ def run_edit(args: argparse.Namespace) -> int:
         if args.editor.endswith("-tiny") or args.profile == "tiny":
             print("  (tiny models: a pipeline check, not an edit)")
     return 0
+
+
+def _editor(spec: str, device: str) -> Any:
+    """The editor `spec` names, loaded now; a spec that names none is a one-line error."""
+    from edit3d.workspace import load_editor_for
+
+    try:
+        return load_editor_for(spec, device)
+    except (ValueError, ImportError, AttributeError) as error:
+        raise CliError(
+            f"--editor {spec}: {error}", "use ip2p, ip2p-tiny or package.module:Factory"
+        ) from error
 
 
 def _mask_provider(
@@ -408,11 +419,7 @@ def run_resume(args: argparse.Namespace) -> int:
         mask_provider = segmenter.mask_provider()
     else:
         mask_provider = None
-    editor = None
-    if args.editor is not None:
-        from edit3d.workspace import load_editor_for
-
-        editor = load_editor_for(args.editor, device)
+    editor = _editor(args.editor, device) if args.editor is not None else None
     with ctrl_c_cancels() as cancel, ProgressBars() as bars:
         record = workspace.resume_turn(
             args.turn_id, editor=editor, mask_provider=mask_provider, progress=bars,

@@ -140,6 +140,13 @@ def test_unknown_view_lists_the_valid_form(trained, capsys: pytest.CaptureFixtur
     _fails([*argv, "--device", "cpu"], capsys, "'frame_00000.png' is not a view", view)
 
 
+def test_unknown_editor(trained, capsys: pytest.CaptureFixture[str]) -> None:
+    workspace, _, _ = trained
+    edit = ["edit", "-w", str(workspace), "--turn", "x", "--device", "cpu", "--editor"]
+    _fails([*edit, "dall-e"], capsys, "--editor dall-e", "package.module:Factory")
+    _fails([*edit, "no_such_module:Editor"], capsys, "--editor no_such_module:Editor")
+
+
 def test_unknown_node(trained, capsys: pytest.CaptureFixture[str]) -> None:
     workspace, _, _ = trained
     _fails(["checkout", "-w", str(workspace), "turn-9999"], capsys, "turn-9999", "one of: base")
