@@ -34,7 +34,8 @@ class HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         default = action.default
-        if "default" in text or default in (None, False, argparse.SUPPRESS, []):
+        unset = default is None or default is False or default in (argparse.SUPPRESS, [])
+        if "default" in text or unset:  # (identity: a default of 0 is shown, False is not)
             return text
         if not action.option_strings and action.nargs not in ("?", "*"):
             return text

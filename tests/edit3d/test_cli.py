@@ -192,7 +192,8 @@ def test_every_option_has_help_and_shows_its_default() -> None:
                 continue
             name = "/".join(action.option_strings) or action.dest
             assert action.help, f"{parser.prog} {name} has no help"
-            if action.option_strings and action.default not in (None, False, [], "==SUPPRESS=="):
+            unset = action.default is None or action.default is False
+            if action.option_strings and not unset and action.default not in ([], "==SUPPRESS=="):
                 shown = f"default: {action.default}" in help_text or "default" in action.help
                 assert shown, f"{parser.prog} {name}: default {action.default!r} not shown"
 
