@@ -85,7 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from edit3d.progress import Cancelled
 
         if isinstance(error, Cancelled):
-            print(f"edit3d {args.command}: cancelled; {error}", file=sys.stderr)
+            print(
+                f"edit3d {args.command}: cancelled; the checkpoint is saved: `edit3d resume "
+                "-w W NODE` continues a turn or refine, `edit3d train -w W` the base",
+                file=sys.stderr,
+            )
             return EXIT_CANCELLED
         message = expected_failure(error)
         if message is None or args.debug:
