@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(error, Cancelled):
             print(
                 f"edit3d {args.command}: cancelled; the checkpoint is saved: `edit3d resume "
-                "-w W NODE` continues a turn or refine, `edit3d train -w W` the base",
+                "-w W NODE` continues a turn, `edit3d train -w W` the base",
                 file=sys.stderr,
             )
             return EXIT_CANCELLED
