@@ -96,7 +96,7 @@ def _sphere_roots(center, radius, origins, dirs) -> tuple[np.ndarray, np.ndarray
 
 def _sphere_hit(p: dict, origins: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     t, _ = _pick_nearest(*_sphere_roots(p["center"], p["radius"], origins, dirs))
-    normals = origins + dirs * np.where(np.isfinite(t), t, 0.0)[:, None] - p["center"]
+    normals = (origins + dirs * np.where(np.isfinite(t), t, 0.0)[:, None] - p["center"])
     return t, normals / p["radius"]
 
 
@@ -111,7 +111,7 @@ def _cap_hit(p: dict, origins: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray
         z = origins[:, 2] + dirs[:, 2] * np.where(np.isfinite(t), t, 0.0)
         kept.append(np.where(z >= p["z_min"], t, np.inf))
     t, _ = _pick_nearest(*kept)
-    normals = origins + dirs * np.where(np.isfinite(t), t, 0.0)[:, None] - p["center"]
+    normals = (origins + dirs * np.where(np.isfinite(t), t, 0.0)[:, None] - p["center"])
     return t, normals / p["radius"]
 
 
@@ -600,7 +600,9 @@ def transforms_json(views: Sequence[CameraView]) -> dict[str, Any]:
         "k2": 0.0,
         "p1": 0.0,
         "p2": 0.0,
-        "frames": [{"file_path": v.name, "transform_matrix": v.c2w.tolist()} for v in views],
+        "frames": [
+            {"file_path": v.name, "transform_matrix": v.c2w.tolist()} for v in views
+        ],
     }
 
 

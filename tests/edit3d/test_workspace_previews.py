@@ -41,9 +41,8 @@ class Frames:
 
 @pytest.fixture(scope="module")
 def scene_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_scene(
-        tmp_path_factory.mktemp("preview-scene"), num_views=6, resolution=16
-    ).root
+    return make_tiny_scene(tmp_path_factory.mktemp("preview-scene"), num_views=6,
+                           resolution=16).root
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -58,9 +57,8 @@ def test_base_hook_sees_each_step_and_previews_do_not_change_training(
     torch.manual_seed(0)  # nerfstudio draws initial weights and ray jitter from torch's global RNG
     plain.train_base(steps=8, seed=3)
     frames = Frames()
-    watched = Workspace.create(
-        tmp_path / "watched", dataset=scene_root, preset="tiny", config=CONFIG
-    )
+    watched = Workspace.create(tmp_path / "watched", dataset=scene_root, preset="tiny",
+                               config=CONFIG)
     torch.manual_seed(0)
     record = watched.train_base(steps=8, seed=3, on_step=frames)
 
@@ -77,7 +75,8 @@ def test_base_hook_sees_each_step_and_previews_do_not_change_training(
 
 
 def test_turn_hook_runs_through_cancel_and_resume(scene_root: Path, tmp_path: Path) -> None:
-    workspace = Workspace.create(tmp_path / "ws", dataset=scene_root, preset="tiny", config=CONFIG)
+    workspace = Workspace.create(tmp_path / "ws", dataset=scene_root, preset="tiny",
+                                 config=CONFIG)
     workspace.train_base(steps=4)
     cancel = CancelToken()
 
@@ -88,9 +87,8 @@ def test_turn_hook_runs_through_cancel_and_resume(scene_root: Path, tmp_path: Pa
     frames = Frames()
     spec = TurnSpec("make it red", steps=10, edit_rate=3, lr=0.02, editor="unused")
     with pytest.raises(Cancelled):
-        workspace.run_turn(
-            spec, editor=Tint(), progress=stop_after_6, cancel=cancel, on_step=frames
-        )
+        workspace.run_turn(spec, editor=Tint(), progress=stop_after_6, cancel=cancel,
+                           on_step=frames)
     assert frames.steps == list(range(1, 6))  # the cancel is seen before step 6's hook
 
     resumed = Frames()
