@@ -240,6 +240,11 @@ class HandshakeReply(Message):
     """How frames after the header are authenticated on this connection: "digest" = SHA-256
     of each in the signed header (tcp without CURVE); "transport" = CURVE or a private
     ipc:// socket already authenticates every byte, so no digests are sent or required."""
+    weights_present: tuple[str, ...] = param((), max_len=64, max_items=256)
+    """Registered model names whose real weights the server has (e.g. "sam-vit-h")."""
+    weights_missing: tuple[str, ...] = param((), max_len=64, max_items=256)
+    """Registered model names without real weights on the server: jobs needing them fail
+    until `edit3d models fetch NAME` is run there (the tiny profile needs none)."""
 
 
 @message("heartbeat", "request", idempotent=True)

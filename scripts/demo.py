@@ -59,6 +59,7 @@ REAL_MODELS = (
     "sam-vit-h",
     "realesrgan-x4plus",
     "gfpgan-v1.4",
+    "yunet-face",
     "clip-vit-l14",
 )
 PIPELINE_CHECK = "PIPELINE CHECK (tiny random models) - not an edit"

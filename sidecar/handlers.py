@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edit3d.models.sources import weights_presence
 from protocol import messages as m
 from protocol.server import Incoming
 from protocol.version import PROTOCOL_VERSION
@@ -41,6 +42,7 @@ def handshake(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     sessions = _session_infos(sidecar, ids)
     capabilities = [*sorted(job_kinds()), "upload", "download", f"profile.{sidecar.config.profile}"]
     info = sidecar.jobs.device_info
+    weights = weights_presence()
     return m.HandshakeReply(
         server_version=PROTOCOL_VERSION,
         server_id=sidecar.server_id,
@@ -53,6 +55,8 @@ def handshake(sidecar: Sidecar, incoming: Incoming) -> m.Message:
         sessions=sessions,
         buffer_integrity=sidecar.endpoint.buffer_integrity,
         session_count=count,
+        weights_present=tuple(name for name, present in weights.items() if present),
+        weights_missing=tuple(name for name, present in weights.items() if not present),
     )
 
 

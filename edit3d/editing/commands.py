@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from edit3d.cli_options import add_device_option, add_workspace_option, resolve_device
+from edit3d.cli_options import (
+    PRESET_NAMES,
+    CliError,
+    add_device_option,
+    add_workspace_option,
+    ctrl_c_cancels,
+    open_workspace,
+    positive_float,
+    positive_int,
+    require_node,
+    require_workspace,
+    resolve_device,
+)
 from edit3d.progress import ProgressEvent
+
+CPU_SECONDS_PER_STEP = {"paper": 4.6, "small": 1.3, "tiny": 0.5}
+"""Base-training seconds per iteration of each preset on a 2-core CPU (measured; see
+docs/cli.md): what `train` quotes when it runs without CUDA."""
 
 
 def add_commands(subparsers: Any) -> None:
@@ -31,14 +46,20 @@ def _add_train(subparsers: Any) -> None:
         help="create a workspace and train its base nerfacto field",
         description="Create a workspace over DATA (nerfstudio transforms.json, ns-process-data "
         "output or Blender-synthetic folder) and train the base field (paper Sec. 4.1), or "
-        "start from an existing `ns-train nerfacto` run with --nerfstudio-run.",
+        "start from an existing `ns-train nerfacto` run with --nerfstudio-run. On an existing "
+        "workspace it continues an interrupted base training.",
     )
     parser.add_argument("data", nargs="?", type=Path, help="dataset folder")
     _workspace_arg(parser)
     parser.add_argument("--nerfstudio-run", type=Path, help="config.yml of an ns-train run")
-    parser.add_argument("--preset", default="small", help="paper | small | tiny (default small)")
-    parser.add_argument("--steps", type=int, help="iterations (default: the preset's)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--preset",
+        choices=PRESET_NAMES,
+        default="small",
+        help="field size and schedule: paper (Sec. 4.1, GPU), small, tiny (a CPU check)",
+    )
+    parser.add_argument("--steps", type=positive_int, help="iterations (default: the preset's)")
+    parser.add_argument("--seed", type=int, default=0, help="initialisation and ray-sampling seed")
     parser.set_defaults(func=run_train)
 
 
@@ -51,56 +72,104 @@ def _add_edit(subparsers: Any) -> None:
     )
     _workspace_arg(parser)
     parser.add_argument("--turn", action="append", required=True, help="an instruction")
-    parser.add_argument("--edit-query", action="append", default=[], help="region to edit")
-    parser.add_argument("--keep-query", action="append", default=[], help="region to keep")
+    parser.add_argument(
+        "--edit-query", action="append", default=[], help="region to edit (repeatable)"
+    )
+    parser.add_argument(
+        "--keep-query", action="append", default=[], help="region to keep (repeatable)"
+    )
     parser.add_argument("--caption", help="caption for segmentation (default: automatic)")
-    parser.add_argument("--mode", choices=("edit3d", "in2n"), default="edit3d")
-    parser.add_argument("--editor", default="ip2p", help="ip2p | ip2p-tiny | package.module:Cls")
+    parser.add_argument(
+        "--masks",
+        type=Path,
+        help="folder with one PNG per view (<image stem>.png, white = edit) instead of "
+        "segmenting the queries",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("edit3d", "in2n"),
+        default="edit3d",
+        help="edit3d: condition on the previous turn's renders (Sec. 3.1); in2n: on the "
+        "dataset images (the baseline)",
+    )
+    parser.add_argument("--editor", default="ip2p", help="ip2p | ip2p-tiny | package.module:Class")
     parser.add_argument(
         "--profile",
         choices=("real", "tiny"),
         default="real",
         help="segmentation models: real weights, or tiny random ones (pipeline check only)",
     )
-    parser.add_argument("--parent", help="turn id to start from (default: head)")
-    parser.add_argument("--steps", type=int, help="iterations per turn (default: preset's)")
-    parser.add_argument("--edit-rate", type=int, default=10)
-    parser.add_argument("--edit-count", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=0.0025)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--parent", help="node to start from (default: head)")
+    parser.add_argument(
+        "--steps", type=positive_int, help="iterations per turn (default: the preset's)"
+    )
+    parser.add_argument(
+        "--edit-rate", type=positive_int, default=10, help="iterations between image edits"
+    )
+    parser.add_argument(
+        "--edit-count", type=positive_int, default=1, help="views re-edited each time"
+    )
+    parser.add_argument(
+        "--lr", type=positive_float, default=0.0025, help="field learning rate during edits"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="diffusion and sampling seed")
     parser.set_defaults(func=run_edit)
 
 
 def _add_render(subparsers: Any) -> None:
-    parser = subparsers.add_parser("render", help="render dataset views of a turn to PNGs")
+    parser = subparsers.add_parser(
+        "render",
+        help="render dataset views, or cameras from a JSON file, of a node to PNGs",
+    )
     _workspace_arg(parser)
-    parser.add_argument("--turn", help="turn id (default: head)")
+    parser.add_argument("--turn", help="node id (default: head)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--views", nargs="*", help="view names (default: all)")
-    parser.add_argument("--width", type=int, help="render width (default: the view's)")
-    parser.add_argument("--height", type=int, help="render height (default: the view's)")
+    views = parser.add_mutually_exclusive_group()
+    views.add_argument(
+        "--views", nargs="+", help="dataset view names, e.g. images/frame_00001.png (default: all)"
+    )
+    views.add_argument(
+        "--camera",
+        type=Path,
+        help="JSON camera(s) in the dataset's world frame: {c2w: 4x4, fx, fy, cx, cy, width, "
+        "height, name?} or a list of them",
+    )
+    parser.add_argument(
+        "--width", type=positive_int, help="render width in px (default: the view's)"
+    )
+    parser.add_argument(
+        "--height", type=positive_int, help="render height in px (default: the view's)"
+    )
     parser.set_defaults(func=run_render)
 
 
 def _add_history(subparsers: Any) -> None:
-    parser = subparsers.add_parser("history", help="list the workspace's turns as a tree")
-    _workspace_arg(parser)
+    parser = subparsers.add_parser("history", help="list the workspace's nodes as a tree")
+    add_workspace_option(parser)
     parser.set_defaults(func=run_history)
 
 
 def _add_checkout(subparsers: Any) -> None:
-    parser = subparsers.add_parser("checkout", help="make a finished turn the head")
-    _workspace_arg(parser)
-    parser.add_argument("turn_id")
+    parser = subparsers.add_parser("checkout", help="make a finished node the head")
+    add_workspace_option(parser)
+    parser.add_argument("turn_id", help="node id, as `edit3d history` lists them")
     parser.set_defaults(func=run_checkout)
 
 
 def _add_resume(subparsers: Any) -> None:
     parser = subparsers.add_parser("resume", help="resume an interrupted or cancelled turn")
     _workspace_arg(parser)
-    parser.add_argument("turn_id")
+    parser.add_argument("turn_id", help="node id, as `edit3d history` lists them")
     parser.add_argument("--editor", help="editor spec (default: the turn's)")
-    parser.add_argument("--profile", choices=("real", "tiny"), default="real")
+    parser.add_argument(
+        "--masks", type=Path, help="mask folder, as for `edit3d edit --masks` (default: none)"
+    )
+    parser.add_argument(
+        "--profile",
+        choices=("real", "tiny"),
+        default="real",
+        help="segmentation models: real weights, or tiny random ones (pipeline check only)",
+    )
     parser.set_defaults(func=run_resume)
 
 
@@ -108,10 +177,12 @@ def _add_resume(subparsers: Any) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from edit3d.workspace import WORKSPACE_FILE, Workspace
+    from edit3d.workspace import Workspace
 
+    existing = _recorded(args.workspace)
+    _check_train_inputs(args, existing)
     device = resolve_device(args.device)
-    if (args.workspace / WORKSPACE_FILE).is_file():
+    if existing is not None:
         workspace = Workspace.open(args.workspace, device=device)
         workspace.recover()
     elif args.nerfstudio_run is not None:
@@ -120,31 +191,73 @@ def run_train(args: argparse.Namespace) -> int:
         )
         print(f"imported {args.nerfstudio_run} as the base of {args.workspace}")
         return 0
-    elif args.data is None:
-        print("edit3d train: give DATA or --nerfstudio-run", file=sys.stderr)
-        return 2
     else:
         workspace = Workspace.create(
             args.workspace, dataset=args.data, preset=args.preset, device=device
         )
-    with ProgressBars() as bars:
-        record = workspace.train_base(steps=args.steps, progress=bars, seed=args.seed)
+    if device == "cpu":
+        print(_cpu_hint(existing["preset"] if existing else args.preset, args.steps))
+    with ctrl_c_cancels() as cancel, ProgressBars() as bars:
+        record = workspace.train_base(
+            steps=args.steps, progress=bars, seed=args.seed, cancel=cancel
+        )
     print(f"base trained: {record.steps} iterations in {record.timings.get('train_s', 0):.0f} s")
     return 0
 
 
+def _recorded(root: Path) -> dict[str, Any] | None:
+    """workspace.json of `root` as data, or None where there is none (no torch needed)."""
+    import json
+
+    path = root / "workspace.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _check_train_inputs(args: argparse.Namespace, existing: dict[str, Any] | None) -> None:
+    if existing is not None:
+        recorded = existing.get("dataset")
+        if args.data is not None and recorded != str(args.data.resolve()):
+            raise CliError(
+                f"workspace {args.workspace} was made for dataset {recorded}, not {args.data}",
+                "give that dataset (or none) to continue it, or a new -w for this one",
+            )
+        return
+    if args.data is None and args.nerfstudio_run is None:
+        raise CliError("give DATA (a dataset folder) or --nerfstudio-run CONFIG", "see --help")
+    if args.data is not None and args.nerfstudio_run is not None:
+        raise CliError("DATA and --nerfstudio-run both given", "give one of them")
+    given = args.data if args.data is not None else args.nerfstudio_run
+    if not given.exists():
+        what = "dataset folder" if args.data is not None else "ns-train config"
+        raise CliError(f"{what} {given} does not exist", "check the path")
+
+
+def _cpu_hint(preset: str, steps: int | None) -> str:
+    from edit3d.field.presets import get_preset
+
+    total = steps or get_preset(preset).base_steps
+    hours = CPU_SECONDS_PER_STEP[preset] * total / 3600
+    tiny_steps = get_preset("tiny").base_steps
+    tiny_minutes = CPU_SECONDS_PER_STEP["tiny"] * tiny_steps / 60
+    advice = (
+        f"; on a CPU `--preset tiny` fits ({tiny_steps} iterations, ~{tiny_minutes:.0f} min, "
+        "a pipeline check), real scenes want a CUDA GPU"
+        if preset != "tiny"
+        else ""
+    )
+    return f"no CUDA: preset {preset!r} ({total} iterations) takes ~{hours:.1f} h here{advice}"
+
+
 def run_edit(args: argparse.Namespace) -> int:
     from edit3d.editing.turns import TurnSpec
-    from edit3d.workspace import Workspace, load_editor_for
 
     device = resolve_device(args.device)
-    workspace = Workspace.open(args.workspace, device=device)
+    workspace = open_workspace(args.workspace, device=device)
+    require_node(workspace, args.parent, "--parent")
     workspace.recover()
     parent = args.parent
-    editor = load_editor_for(args.editor, device)  # once for all turns
-    mask_provider = None
-    if args.edit_query or args.keep_query:
-        mask_provider = _segmenter(args.profile, device).mask_provider()
+    mask_provider = _mask_provider(args, workspace, device, bool(args.caption))
+    editor = _editor(args.editor, device)  # once for all turns, before any render
     for instruction in args.turn:
         spec = TurnSpec(
             instruction,
@@ -158,11 +271,13 @@ def run_edit(args: argparse.Namespace) -> int:
             lr=args.lr,
             seed=args.seed,
             editor=args.editor,
+            segmentation=_segmentation_label(args),
         )
-        with ProgressBars() as bars:
+        with ctrl_c_cancels() as cancel, ProgressBars() as bars:
             record = workspace.run_turn(
-                spec, parent, editor=editor, mask_provider=mask_provider, progress=bars
-            )
+                spec, parent, editor=editor, mask_provider=mask_provider, progress=bars,
+                cancel=cancel,
+            )  # fmt: skip
         parent = record.id
         print(f"{record.id}: {instruction!r} finished ({_seconds(record.timings)})")
         if args.editor.endswith("-tiny") or args.profile == "tiny":
@@ -170,62 +285,146 @@ def run_edit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _editor(spec: str, device: str) -> Any:
+    """The editor `spec` names, loaded now; a spec that names none is a one-line error."""
+    from edit3d.workspace import load_editor_for
+
+    try:
+        return load_editor_for(spec, device)
+    except (ValueError, ImportError, AttributeError) as error:
+        raise CliError(
+            f"--editor {spec}: {error}", "use ip2p, ip2p-tiny or package.module:Factory"
+        ) from error
+
+
+def _mask_provider(
+    args: argparse.Namespace, workspace: Any, device: str, caption_given: bool
+) -> Any:
+    """--masks DIR (every view's file checked now), else ADSS when queries are given (its
+    weights checked now): a missing input fails before the pre-renders, not after."""
+    queries = bool(getattr(args, "edit_query", None) or getattr(args, "keep_query", None))
+    if args.masks is not None:
+        return _folder_masks(args.masks, workspace)
+    if not queries:
+        return None
+    segmenter = _segmenter(args.profile, device)
+    segmenter.require_weights(with_caption=not caption_given)
+    return segmenter.mask_provider()
+
+
+def _folder_masks(folder: Path, workspace: Any) -> Any:
+    from edit3d.segmentation.mask_folder import FolderMaskProvider
+
+    if not folder.is_dir():
+        raise CliError(f"--masks {folder} is not a folder", "give a folder of PNG masks")
+    provider = FolderMaskProvider(folder)
+    names = [view.name for view in workspace.load_field().views] if workspace.head else []
+    missing = provider.missing(names)
+    if missing:
+        raise CliError(
+            f"--masks {folder} has no mask for {len(missing)} of {len(names)} views "
+            f"(e.g. {provider.path_for(missing[0]).name} for {missing[0]})",
+            "write one <image stem>.png per dataset view",
+        )
+    return provider
+
+
+def _segmentation_label(args: argparse.Namespace) -> str:
+    if args.masks is not None:
+        return f"folder:{args.masks.resolve()}"
+    if args.edit_query or args.keep_query:
+        return "adss" if args.profile == "real" else "adss-tiny"
+    return ""
+
+
 def run_render(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
     from edit3d.editing.turns import safe_file_name
-    from edit3d.workspace import Workspace
 
-    workspace = Workspace.open(args.workspace, device=resolve_device(args.device))
+    workspace = open_workspace(args.workspace, device=resolve_device(args.device))
+    require_node(workspace, args.turn, "--turn")
+    cameras = _cameras_from_file(args.camera) if args.camera is not None else None
     field = workspace.load_field(args.turn)
-    names = args.views or [view.name for view in field.views]
+    views = cameras if cameras is not None else _named_views(field, args.views)
     args.out.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        result = field.render(field.view(name), width=args.width, height=args.height)
+    for index, view in enumerate(views):
+        result = field.render(view, width=args.width, height=args.height)
         pixels = np.round(result.rgb * 255).astype(np.uint8)
-        Image.fromarray(pixels).save(args.out / f"{safe_file_name(name)}.png")
-    print(f"rendered {len(names)} views of {args.turn or workspace.head} to {args.out}")
+        stem = safe_file_name(view.name) if view.name else f"camera_{index:03d}"
+        Image.fromarray(pixels).save(args.out / f"{stem}.png")
+    print(f"rendered {len(views)} views of {args.turn or workspace.head} to {args.out}")
     return 0
 
 
-def run_history(args: argparse.Namespace) -> int:
-    from edit3d.workspace import Workspace
+def _named_views(field: Any, names: list[str] | None) -> list[Any]:
+    known = [view.name for view in field.views]
+    unknown = [name for name in names or () if name not in known]
+    if unknown:
+        examples = ", ".join(known[:3])
+        raise CliError(
+            f"--views {unknown[0]!r} is not a view of this scene",
+            f"view names are dataset file paths as in transforms.json, e.g. {examples} "
+            f"({len(known)} views)",
+        )
+    return [field.view(name) for name in names] if names else list(field.views)
 
-    workspace = Workspace.open(args.workspace)
-    for line in history_lines(workspace):
+
+def _cameras_from_file(path: Path) -> list[Any]:
+    from edit3d.scene.cameras import cameras_from_json
+
+    try:
+        return cameras_from_json(path)
+    except (OSError, ValueError) as error:
+        raise CliError(
+            f"--camera {path}: {error}",
+            "give JSON with c2w (4x4), fx, fy, cx, cy, width, height per camera",
+        ) from error
+
+
+def run_history(args: argparse.Namespace) -> int:
+    recorded = _recorded(require_workspace(args.workspace))
+    for line in history_lines(recorded["turns"], recorded.get("head")):
         print(line)
     return 0
 
 
 def run_checkout(args: argparse.Namespace) -> int:
-    from edit3d.workspace import Workspace
-
-    workspace = Workspace.open(args.workspace)
+    workspace = open_workspace(args.workspace)
+    require_node(workspace, args.turn_id, "node")
+    status = workspace.turn(args.turn_id).status
+    if status != "finished":
+        raise CliError(
+            f"node {args.turn_id} is {status}, not finished",
+            f"resume it with `edit3d resume -w {args.workspace} {args.turn_id}` first",
+        )
     workspace.checkout(args.turn_id)
     print(f"head is now {args.turn_id}; the next turn branches from it")
     return 0
 
 
 def run_resume(args: argparse.Namespace) -> int:
-    from edit3d.workspace import Workspace
-
     device = resolve_device(args.device)
-    workspace = Workspace.open(args.workspace, device=device)
+    workspace = open_workspace(args.workspace, device=device)
+    require_node(workspace, args.turn_id, "node")
     workspace.recover()
     spec = workspace.turn(args.turn_id).turn_spec
-    editor = None
-    if args.editor is not None:
-        from edit3d.workspace import load_editor_for
-
-        editor = load_editor_for(args.editor, device)
-    mask_provider = None
-    if spec is not None and (spec.edit_queries or spec.keep_queries):
-        mask_provider = _segmenter(args.profile, device).mask_provider()
-    with ProgressBars() as bars:
+    caption_given = spec is not None and bool(spec.caption)
+    if args.masks is not None:
+        mask_provider = _folder_masks(args.masks, workspace)
+    elif spec is not None and (spec.edit_queries or spec.keep_queries):
+        segmenter = _segmenter(args.profile, device)
+        segmenter.require_weights(with_caption=not caption_given)
+        mask_provider = segmenter.mask_provider()
+    else:
+        mask_provider = None
+    editor = _editor(args.editor, device) if args.editor is not None else None
+    with ctrl_c_cancels() as cancel, ProgressBars() as bars:
         record = workspace.resume_turn(
-            args.turn_id, editor=editor, mask_provider=mask_provider, progress=bars
-        )
+            args.turn_id, editor=editor, mask_provider=mask_provider, progress=bars,
+            cancel=cancel,
+        )  # fmt: skip
     print(f"{record.id} finished ({_seconds(record.timings)})")
     return 0
 
@@ -233,27 +432,40 @@ def run_resume(args: argparse.Namespace) -> int:
 # --- helpers ---------------------------------------------------------------------------
 
 
-def history_lines(workspace: Any) -> list[str]:
-    """The history as an indented tree, head marked with '*'."""
-    records = workspace.turns
-    children: dict[str | None, list[Any]] = {}
-    for record in records:
-        children.setdefault(record.parent, []).append(record)
+def history_lines(turns: list[dict[str, Any]], head: str | None) -> list[str]:
+    """The history (workspace.json's node records) as an indented tree, head marked '*':
+    id, kind, status, time, instruction, mode and the regions (queries or masks)."""
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for record in turns:
+        children.setdefault(record.get("parent"), []).append(record)
     lines: list[str] = []
 
     def walk(parent: str | None, depth: int) -> None:
         for record in children.get(parent, []):
-            mark = "*" if record.id == workspace.head else " "
-            what = record.spec.get("instruction", "") if record.kind == "edit" else ""
-            mode = f" [{record.spec.get('mode')}]" if record.kind == "edit" else ""
+            mark = "*" if record["id"] == head else " "
             lines.append(
-                f"{mark} {'  ' * depth}{record.id:<10} {record.kind:<6} {record.status:<11}"
-                f" {_seconds(record.timings):>8}  {what}{mode}"
+                f"{mark} {'  ' * depth}{record['id']:<10} {record['kind']:<6} "
+                f"{record['status']:<11} {_seconds(record.get('timings') or {}):>8}"
+                f"{_turn_summary(record)}"
             )
-            walk(record.id, depth + 1)
+            walk(record["id"], depth + 1)
 
     walk(None, 0)
     return lines
+
+
+def _turn_summary(record: dict[str, Any]) -> str:
+    if record.get("kind") != "edit":
+        return ""
+    spec = record.get("spec") or {}
+    parts = [f"  {spec.get('instruction', '')!r} [{spec.get('mode', 'edit3d')}]"]
+    if spec.get("edit_queries"):
+        parts.append(f"edit: {', '.join(spec['edit_queries'])}")
+    if spec.get("keep_queries"):
+        parts.append(f"keep: {', '.join(spec['keep_queries'])}")
+    if spec.get("segmentation"):
+        parts.append(f"masks: {spec['segmentation']}")
+    return "  ".join(parts)
 
 
 def _seconds(timings: dict[str, float]) -> str:

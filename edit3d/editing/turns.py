@@ -70,6 +70,9 @@ class TurnSpec:
     """Seed of the editor's noise (each edit gets its own seed derived from it)."""
     editor: str = "ip2p"
     """Editor spec for `edit3d.editing.editors.load_editor` ("ip2p", "ip2p-tiny", "pkg.mod:Cls")."""
+    segmentation: str = ""
+    """What made the region masks, kept for the history: "adss" (real weights), "adss-tiny"
+    (random models: not a real mask), "folder:<path>", or "" (no region)."""
 
     def __post_init__(self) -> None:
         if not self.instruction.strip():

@@ -1,21 +1,33 @@
-"""Point clouds, meshes and files from a field, in the dataset's world frame."""
+"""Point clouds, meshes and files from a field, in the dataset's world frame.
 
-from edit3d.export.files import FORMATS, write_geometry
-from edit3d.export.geometry import GaussianSplats, Mesh, PointCloud
-from edit3d.export.mesh import MeshConfig, export_mesh
-from edit3d.export.pointcloud import PointCloudConfig, export_point_cloud
-from edit3d.export.sampling import CropBox, default_crop
+Names are imported on first use (PEP 562), so registering the `edit3d export` parser does
+not pay for torch.
+"""
 
-__all__ = [
-    "FORMATS",
-    "CropBox",
-    "GaussianSplats",
-    "Mesh",
-    "MeshConfig",
-    "PointCloud",
-    "PointCloudConfig",
-    "default_crop",
-    "export_mesh",
-    "export_point_cloud",
-    "write_geometry",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "FORMATS": "edit3d.export.files",
+    "write_geometry": "edit3d.export.files",
+    "GaussianSplats": "edit3d.export.geometry",
+    "Mesh": "edit3d.export.geometry",
+    "PointCloud": "edit3d.export.geometry",
+    "MeshConfig": "edit3d.export.mesh",
+    "export_mesh": "edit3d.export.mesh",
+    "PointCloudConfig": "edit3d.export.pointcloud",
+    "export_point_cloud": "edit3d.export.pointcloud",
+    "CropBox": "edit3d.export.sampling",
+    "default_crop": "edit3d.export.sampling",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edit3d.export' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

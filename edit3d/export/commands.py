@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from edit3d.cli_options import add_device_option, add_workspace_option, resolve_device
+from edit3d.cli_options import (
+    add_device_option,
+    add_workspace_option,
+    fraction,
+    open_workspace,
+    positive_int,
+    resolve_device,
+)
 from edit3d.export.files import FORMATS
 
 
@@ -22,10 +29,12 @@ def add_commands(subparsers: Any) -> None:
     add_workspace_option(source, required=False)
     source.add_argument("--checkpoint", type=Path, help="a field checkpoint file instead")
     parser.add_argument("--turn", help="node to export (default: head)")
-    parser.add_argument("--kind", choices=("pointcloud", "mesh"), default="pointcloud")
+    parser.add_argument(
+        "--kind", choices=("pointcloud", "mesh"), default="pointcloud", help="what to export"
+    )
     parser.add_argument("--format", choices=FORMATS, help="file format (default: from --out)")
     parser.add_argument("--out", type=Path, required=True, help="output file")
-    parser.add_argument("--budget", type=int, default=1_000_000, help="point budget")
+    parser.add_argument("--budget", type=positive_int, default=1_000_000, help="point budget")
     parser.add_argument(
         "--crop",
         type=float,
@@ -33,10 +42,12 @@ def add_commands(subparsers: Any) -> None:
         metavar=("X0", "Y0", "Z0", "X1", "Y1", "Z1"),
         help="world-frame box to keep (default: the field's scene bounds)",
     )
-    parser.add_argument("--max-views", type=int, help="render at most this many views")
-    parser.add_argument("--render-long-side", type=int, help="render size (default: dataset)")
-    parser.add_argument("--resolution", type=int, default=192, help="mesh voxels per side")
-    parser.add_argument("--accumulation", type=float, default=0.5, help="opacity threshold")
+    parser.add_argument("--max-views", type=positive_int, help="render at most this many views")
+    parser.add_argument(
+        "--render-long-side", type=positive_int, help="render size (default: dataset)"
+    )
+    parser.add_argument("--resolution", type=positive_int, default=192, help="mesh voxels per side")
+    parser.add_argument("--accumulation", type=fraction, default=0.5, help="opacity threshold, 0-1")
     parser.add_argument("--seed", type=int, default=0, help="seed of the point subsampling")
     add_device_option(parser)
     parser.set_defaults(func=run_export)
@@ -47,9 +58,7 @@ def _field(args: argparse.Namespace, device: str) -> Any:
         from edit3d.field import NerfactoField
 
         return NerfactoField.from_checkpoint(args.checkpoint, device=device)
-    from edit3d.workspace import Workspace
-
-    return Workspace.open(args.workspace, device=device).load_field(args.turn)
+    return open_workspace(args.workspace, device=device).load_field(args.turn)
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -6,9 +6,15 @@ import argparse
 from typing import Any
 
 from edit3d.cli_options import (
+    WORKSPACE_FILE,
+    CliError,
     add_device_option,
     add_workspace_option,
     eval_subcommands,
+    open_workspace,
+    positive_int,
+    require_models,
+    require_workspace,
     resolve_device,
 )
 
@@ -41,8 +47,12 @@ def _add_eval_clip(eval_subcommands: Any) -> None:
     parser.add_argument(
         "--nodes", nargs="+", help="explicit node ids instead of a lineage (e.g. skip refine)"
     )
-    parser.add_argument("--views", type=int, default=100, help="rendered views (paper: 100)")
-    parser.add_argument("--render-long-side", type=int, help="render size (default: dataset)")
+    parser.add_argument(
+        "--views", type=positive_int, default=100, help="rendered views (paper: 100)"
+    )
+    parser.add_argument(
+        "--render-long-side", type=positive_int, help="render size (default: dataset)"
+    )
     parser.add_argument(
         "--clip", choices=CLIP_CHOICES, default="clip-vit-l14",
         help="CLIP weights (tiny: random, pipeline check only)",
@@ -62,15 +72,17 @@ def _chain(workspace: Any, args: argparse.Namespace) -> list[str]:
 def run_eval_clip(args: argparse.Namespace) -> int:
     from edit3d.metrics.evaluate import evaluate_chain, evaluation_views, format_clip_table
     from edit3d.models.registry import load_model
-    from edit3d.workspace import Workspace
 
     device = resolve_device(args.device)
-    workspace = Workspace.open(args.workspace, device=device)
+    if args.clip != "tiny":
+        require_models([args.clip])
+    workspace = open_workspace(args.workspace, device=device)
     nodes = _chain(workspace, args)
     if len(nodes) != len(args.captions):
-        raise SystemExit(
-            f"edit3d eval clip: --captions gives {len(args.captions)} captions for "
-            f"{len(nodes)} nodes ({', '.join(nodes)})"
+        raise CliError(
+            f"--captions gives {len(args.captions)} captions for {len(nodes)} nodes "
+            f"({', '.join(nodes)})",
+            "give one caption per node, base first",
         )
     if args.clip == "tiny":
         clip = load_model("clip-vit-l14", "tiny", device=device)
@@ -86,9 +98,13 @@ def run_eval_clip(args: argparse.Namespace) -> int:
 
 
 def run_timings(args: argparse.Namespace) -> int:
-    from edit3d.metrics.timings import format_timings_table, phase_timings
-    from edit3d.workspace import Workspace
+    import json
 
-    workspace = Workspace.open(args.workspace)
-    print(format_timings_table(phase_timings(workspace.turns), hardware=args.hardware))
+    from edit3d.metrics.timings import format_phase_split, format_timings_table, phase_timings
+
+    recorded = json.loads((require_workspace(args.workspace) / WORKSPACE_FILE).read_text())
+    records = recorded["turns"]
+    print(format_timings_table(phase_timings(records), hardware=args.hardware))
+    print()
+    print(format_phase_split(records))
     return 0

@@ -114,3 +114,19 @@ def format_timings_table(timings: list[PhaseTiming], *, hardware: str = "") -> s
             f"{_fmt(t.steps, '{:d}'):>7} {_fmt(t.minutes_per_10k):>8} {_fmt(paper):>21}"
         )
     return "\n".join(lines)
+
+
+def format_phase_split(records: Iterable[Any]) -> str:
+    """Where each node's time went, from its recorded `<phase>_s` timings (load, prerender,
+    masks, edit, train, upscale, preview, ...), largest first."""
+    lines = ["Seconds per step of each node"]
+    for record in records:
+        timings = _get(record, "timings", None) or {}
+        parts = sorted(
+            ((key.removesuffix("_s"), float(value)) for key, value in timings.items()
+             if key.endswith("_s") and key != "total_s" and isinstance(value, (int, float))),
+            key=lambda item: -item[1],
+        )  # fmt: skip
+        split = "  ".join(f"{name} {seconds:.1f}" for name, seconds in parts) or "-"
+        lines.append(f"{_get(record, 'id')!s:<14.14} {split}")
+    return "\n".join(lines)

@@ -20,13 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edit3d.models.registry import HubSource, ModelSpec, register
+from edit3d.models import sources
+from edit3d.models.registry import ModelSpec, register
 
 CLIP_VIT_L14 = "clip-vit-l14"
 CLIP_VIT_B32 = "clip-vit-b32"
-
-# The PyTorch weights and tokenizer/config files only (not the TF/Flax copies).
-_HUB_FILES = ("*.json", "*.txt", "*.safetensors")
 
 # OpenAI CLIP's preprocessing statistics (RGB).
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -198,12 +196,7 @@ register(
     ModelSpec(
         name=CLIP_VIT_L14,
         description="CLIP ViT-L/14 (OpenAI): CLIP directional and text-image scores",
-        source=HubSource(
-            repo_id="openai/clip-vit-large-patch14",
-            revision="32bd64288804d66eefd0ccbe215aa642df71cc41",
-            allow_patterns=_HUB_FILES,
-            size_bytes=1_710_000_000,
-        ),
+        source=sources.CLIP_VIT_L14,
         load_real=_load_real(CLIP_VIT_L14),
         build_tiny=_tiny_named(CLIP_VIT_L14),
     )
@@ -213,12 +206,7 @@ register(
     ModelSpec(
         name=CLIP_VIT_B32,
         description="CLIP ViT-B/32 (OpenAI): the model of instruct-nerf2nerf's metric script",
-        source=HubSource(
-            repo_id="openai/clip-vit-base-patch32",
-            revision="3d74acf9a28c67741b2f4f2ea7635f0aaf6f0268",
-            allow_patterns=_HUB_FILES,
-            size_bytes=605_000_000,
-        ),
+        source=sources.CLIP_VIT_B32,
         load_real=_load_real(CLIP_VIT_B32),
         build_tiny=_tiny_named(CLIP_VIT_B32),
     )

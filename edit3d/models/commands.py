@@ -16,7 +16,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     listing.set_defaults(func=run_list)
 
     fetching = actions.add_parser(
-        "fetch", help="download models into the models directory and verify their checksums"
+        "fetch",
+        help="download models (hub models into the Hugging Face cache, release files into "
+        "the models directory) and verify their checksums",
     )
     fetching.add_argument("names", nargs="*", metavar="NAME", help="registered model names")
     fetching.add_argument("--all", action="store_true", help="fetch every registered model")
@@ -32,27 +34,29 @@ def _source_columns(spec: registry.ModelSpec) -> tuple[str, str]:
     return source.url, f"sha256:{source.sha256[:12]}"
 
 
-def _local_state(spec: registry.ModelSpec) -> tuple[str, str]:
-    override = registry.local_override(spec.name)
-    if override is not None:
-        state = "override" if override.exists() else "override-missing"
-        return state, str(override)
-    if registry.is_cached(spec.name):
-        return "cached", str(registry.cached_path(spec))
-    return "missing", str(registry.cached_path(spec))
+def _local_state(spec: registry.ModelSpec) -> tuple[str, str, str]:
+    location = registry.locate(spec.name)
+    return ("present" if location.present else "missing"), location.origin, str(location.path)
 
 
 def run_list(_args: argparse.Namespace) -> int:
-    rows = [("NAME", "SOURCE", "REVISION", "LOCAL", "PATH")]
+    """One row per model: source, pinned revision, present or not, and where it loads from."""
+    rows = [("NAME", "SOURCE", "REVISION", "STATE", "FROM", "PATH")]
     for spec in registry.registered().values():
         rows.append((spec.name, *_source_columns(spec), *_local_state(spec)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         print("  ".join([*cells, row[-1]]))
-    print(f"\nmodels directory: {registry.models_dir()} (set {registry.MODELS_DIR_ENV})")
-    print(f"local copy of NAME: set {registry.MODEL_PATH_ENV_PREFIX}<NAME> (e.g. "
-          f"{registry.model_path_env_var('sam-vit-h')})")
+    print(
+        f"\nrelease files: {registry.models_dir()} (set {registry.MODELS_DIR_ENV}); "
+        f"hub models: {registry.hub_cache_dir()} (HF_HOME / HF_HUB_CACHE), or copied "
+        f"folders {registry.MODELS_DIR_ENV}/<NAME>"
+    )
+    print(
+        f"local copy of NAME: set {registry.MODEL_PATH_ENV_PREFIX}<NAME> (e.g. "
+        f"{registry.model_path_env_var('sam-vit-h')})"
+    )
     for module, why in registry.family_errors().items():
         print(f"note: {module} registered nothing ({why})")
     return 0

@@ -23,6 +23,11 @@ MODEL_NAME = "instruct-pix2pix"
 TINY_TOKEN_LIMIT = 77
 """Token limit of the tiny tokenizer (the same as CLIP's)."""
 
+IN2N_DDIM_SETTINGS = {"clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1}
+"""DDIM settings instruct-nerf2nerf gets by reading Stable Diffusion 1.4's scheduler config.
+The instruct-pix2pix repository ships an EulerAncestral config without them, so a DDIM
+scheduler read from it alone would clip x0 to [-1, 1] and end on alpha 1 (DDIM's defaults)."""
+
 
 @dataclass
 class IP2PComponents:
@@ -59,7 +64,8 @@ def load_real(path: Path, device: str) -> IP2PComponents:
 
     ``path`` holds ``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/`` and
     ``scheduler/`` (a hub snapshot). Weights are fp16 on CUDA and fp32 elsewhere; the
-    scheduler is loaded as DDIM from the repository's scheduler config, as IN2N does.
+    scheduler is DDIM over the repository's noise schedule with IN2N's settings
+    (`IN2N_DDIM_SETTINGS`).
     Memory: 1.07 B parameters, about 2.1 GB in fp16.
     """
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
@@ -71,7 +77,7 @@ def load_real(path: Path, device: str) -> IP2PComponents:
     vae = AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=dtype)
     text_encoder = CLIPTextModel.from_pretrained(root, subfolder="text_encoder", dtype=dtype)
     tokenizer = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer")
-    scheduler = DDIMScheduler.from_pretrained(root, subfolder="scheduler")
+    scheduler = DDIMScheduler.from_pretrained(root, subfolder="scheduler", **IN2N_DDIM_SETTINGS)
     return _finish(IP2PComponents(unet, vae, text_encoder, tokenizer, scheduler), device)
 
 
@@ -132,9 +138,7 @@ def sd_ddim_scheduler() -> Any:
         beta_start=0.00085,
         beta_end=0.012,
         beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
+        **IN2N_DDIM_SETTINGS,
     )
 
 

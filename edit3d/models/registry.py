@@ -6,17 +6,21 @@ release file pinned by its SHA-256 (`UrlSource`) — a `load_real(path, device)`
 the local copy into the object the rest of `edit3d` uses, and a `build_tiny(seed, device)`
 that builds a seeded, randomly initialised miniature with the same Python API, offline.
 
-Where real weights are looked for, first match wins:
+Where real weights are looked for, first match wins (`locate` says which, never downloading):
 
 1. the `local_path` argument of `load_model`;
 2. the environment variable `EDIT3D_MODEL_PATH_<NAME>` (name upper-cased, every
    non-alphanumeric character replaced by `_`, e.g. `EDIT3D_MODEL_PATH_GFPGAN_V1_4`);
-3. the models directory (`EDIT3D_MODELS_DIR`, default `~/.cache/edit3d/models`), where
-   `edit3d models fetch NAME` puts a copy and marks it verified.
+3. hub models: a copied repository folder `$EDIT3D_MODELS_DIR/<name>` when that variable is
+   set, else the standard Hugging Face cache at the pinned commit (`HF_HOME`, `HF_HUB_CACHE`
+   and `HF_HUB_OFFLINE` apply as for any hub library);
+4. release files: `<models directory>/<name>/<file>` (`$EDIT3D_MODELS_DIR`, else the
+   platform's user cache folder, which honours `XDG_CACHE_HOME`).
 
-Local overrides are trusted as given (they may be a compatible fine-tune); only copies in
-the models directory carry a verified-checksum marker, and a copy without one — a download
-cut short, a file dropped in by hand — is never used.
+`edit3d models fetch NAME` fills 3 or 4: hub files go through `huggingface_hub` into its
+cache, release files are streamed to a `.part` file (continued where a download stopped)
+and renamed to their final name only once size and SHA-256 match. Local overrides are
+trusted as given (they may be a compatible fine-tune).
 """
 
 from __future__ import annotations
@@ -25,10 +29,8 @@ import contextlib
 import fnmatch
 import hashlib
 import importlib
-import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +42,12 @@ FAMILY_MODULES: tuple[str, ...] = (
     "edit3d.models.sam",
     "edit3d.models.sr",
     "edit3d.models.clip",
+    "edit3d.models.face_detector",
 )
 """Modules that register model families, imported on first use of the registry."""
 
 MODELS_DIR_ENV = "EDIT3D_MODELS_DIR"
 MODEL_PATH_ENV_PREFIX = "EDIT3D_MODEL_PATH_"
-VERIFIED_MARKER = ".edit3d-verified.json"
 _CHUNK = 1 << 20
 
 Profile = Literal["real", "tiny"]
@@ -55,6 +57,11 @@ ByteProgress = Callable[[int, int | None], None]
 
 class ModelNotAvailable(RuntimeError):
     """Real weights were asked for and no local copy exists."""
+
+    def __init__(self, message: str, one_line: str = "") -> None:
+        super().__init__(message)
+        self.one_line = one_line or message.splitlines()[0]
+        """The problem and the fix in one line, for the command line."""
 
 
 class FetchError(RuntimeError):
@@ -87,6 +94,9 @@ class HubSource:
     """Licence of the published weights, as stated by the publisher."""
     size_bytes: int | None = None
     """Approximate download size with the patterns applied, for users (not verified)."""
+    required_files: tuple[str, ...] = ()
+    """Globs that must each match a file of a local copy for it to count as present: what
+    the loader reads, so a partial copy is reported missing rather than failing to load."""
 
     def __post_init__(self) -> None:
         if "/" not in self.repo_id:
@@ -228,13 +238,39 @@ def get_spec(name: str) -> ModelSpec:
 
 # --- where things live -------------------------------------------------------------------
 
+Origin = Literal["argument", "environment", "models-dir", "hf-cache"]
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where `load_model` reads a model's real weights from, and whether they are there."""
+
+    origin: Origin
+    """"argument" (`local_path`), "environment" (`EDIT3D_MODEL_PATH_<NAME>`), "models-dir"
+    (release files, and copied hub folders under `$EDIT3D_MODELS_DIR`) or "hf-cache" (the
+    standard Hugging Face cache at the pinned commit)."""
+    path: Path
+    """What `load_real` receives: the file, or the repository folder."""
+    present: bool
+    """Whether a usable copy is there now."""
+
 
 def models_dir() -> Path:
-    """The models directory: $EDIT3D_MODELS_DIR, else ~/.cache/edit3d/models."""
+    """$EDIT3D_MODELS_DIR, else the platform's user cache folder (on Linux
+    `$XDG_CACHE_HOME/edit3d/models`, default `~/.cache/edit3d/models`)."""
     configured = os.environ.get(MODELS_DIR_ENV)
     if configured:
         return Path(configured).expanduser()
-    return Path.home() / ".cache" / "edit3d" / "models"
+    import platformdirs  # resolves XDG_CACHE_HOME, ~/Library/Caches, %LOCALAPPDATA%
+
+    return platformdirs.user_cache_path("edit3d", appauthor=False) / "models"
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache that `huggingface_hub` uses (HF_HUB_CACHE, HF_HOME)."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
 
 
 def model_path_env_var(name: str) -> str:
@@ -243,23 +279,8 @@ def model_path_env_var(name: str) -> str:
 
 
 def cache_dir(name: str) -> Path:
-    """The folder that holds `name`'s fetched copy inside the models directory."""
+    """`name`'s folder inside the models directory (release files; copied hub folders)."""
     return models_dir() / name
-
-
-def cached_path(spec: ModelSpec) -> Path:
-    """What `load_real` receives for a fetched copy: the repo folder or the file."""
-    folder = cache_dir(spec.name)
-    if isinstance(spec.source, UrlSource):
-        return folder / spec.source.filename
-    return folder
-
-
-def is_cached(name: str) -> bool:
-    """Whether a verified copy of `name` is in the models directory."""
-    spec = get_spec(name)
-    marker = _read_marker(cache_dir(name))
-    return marker is not None and _marker_matches(spec, marker)
 
 
 def local_override(name: str, local_path: str | os.PathLike[str] | None = None) -> Path | None:
@@ -270,53 +291,122 @@ def local_override(name: str, local_path: str | os.PathLike[str] | None = None) 
     return Path(configured).expanduser() if configured else None
 
 
-def resolve_path(name: str, local_path: str | os.PathLike[str] | None = None) -> Path:
-    """The local copy `load_real` will get, or ModelNotAvailable explaining how to get one."""
-    spec = get_spec(name)
+def locate(name: str, local_path: str | os.PathLike[str] | None = None) -> Location:
+    """Where `name`'s real weights would load from; looks, never downloads."""
+    return locate_source(name, get_spec(name).source, local_path)
+
+
+def locate_source(
+    name: str, source: Source, local_path: str | os.PathLike[str] | None = None
+) -> Location:
+    """`locate` for a name and its pinned source, without importing the family modules."""
     override = local_override(name, local_path)
     if override is not None:
-        return _checked_override(spec, override, local_path is not None)
-    if is_cached(name):
-        return cached_path(spec)
-    raise ModelNotAvailable(_not_available_message(spec))
+        origin: Origin = "argument" if local_path is not None else "environment"
+        return Location(origin, *_override_path(source, override))
+    return _standard_location(name, source)
 
 
-def _checked_override(spec: ModelSpec, path: Path, from_argument: bool) -> Path:
-    origin = "local_path" if from_argument else model_path_env_var(spec.name)
-    if not path.exists():
-        raise ModelNotAvailable(
-            f"{origin} points model {spec.name!r} at {path}, which does not exist.\n"
-            + _remedies(spec)
-        )
-    source = spec.source
+def standard_location(spec: ModelSpec) -> Location:
+    """The copy `edit3d models fetch` manages (overrides aside)."""
+    return _standard_location(spec.name, spec.source)
+
+
+def _standard_location(name: str, source: Source) -> Location:
+    if isinstance(source, UrlSource):
+        target = cache_dir(name) / source.filename
+        return Location("models-dir", target, _is_complete_file(source, target))
+    copied = cache_dir(name)
+    if os.environ.get(MODELS_DIR_ENV) and copied.is_dir():
+        return Location("models-dir", copied, _has_required_files(source, copied))
+    snapshot = _hub_snapshot(source)
+    if snapshot is not None:
+        return Location("hf-cache", snapshot, True)
+    return Location("hf-cache", _snapshot_folder(source), False)
+
+
+def is_present(name: str) -> bool:
+    """Whether `load_model(name)` would find real weights."""
+    return locate(name).present
+
+
+def resolve_path(name: str, local_path: str | os.PathLike[str] | None = None) -> Path:
+    """The local copy `load_real` will get, or ModelNotAvailable explaining how to get one."""
+    location = locate(name, local_path)
+    if location.present:
+        return location.path
+    spec = get_spec(name)
+    fix = (
+        f"run `edit3d models fetch {name}` on a machine with network access, or set "
+        f"{model_path_env_var(name)}=/path/to/it"
+    )
+    if location.origin in ("argument", "environment"):
+        origin = "local_path" if location.origin == "argument" else model_path_env_var(name)
+        problem = f"{origin} points model {name!r} at {location.path}, which does not exist"
+    else:
+        problem = f"model {name!r} ({spec.description}) is not in {location.path}"
+    raise ModelNotAvailable(f"{problem}.\n" + _remedies(spec), one_line=f"{problem}; {fix}")
+
+
+def _override_path(source: Source, path: Path) -> tuple[Path, bool]:
     if isinstance(source, UrlSource) and path.is_dir():
         inside = path / source.filename
-        if not inside.is_file():
-            raise ModelNotAvailable(
-                f"{origin} points model {spec.name!r} at folder {path}, which has no "
-                f"{source.filename}.\n" + _remedies(spec)
-            )
-        return inside
-    return path
+        return inside, inside.is_file()
+    return path, path.exists()
 
 
-def _not_available_message(spec: ModelSpec) -> str:
-    return (
-        f"model {spec.name!r} ({spec.description}) has no local copy in "
-        f"{cache_dir(spec.name)}.\n" + _remedies(spec)
-    )
+def _is_complete_file(source: UrlSource, path: Path) -> bool:
+    # Downloads land under their final name only after the checksum passed; the size check
+    # catches a file truncated while being copied by hand.
+    if not path.is_file():
+        return False
+    return source.size_bytes is None or path.stat().st_size == source.size_bytes
+
+
+def _has_required_files(source: HubSource, folder: Path) -> bool:
+    if not folder.is_dir():
+        return False
+    files = [str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()]
+    return all(any(fnmatch.fnmatch(f, glob) for f in files) for glob in source.required_files)
+
+
+def _snapshot_folder(source: HubSource) -> Path:
+    """Where huggingface_hub keeps the pinned commit's files in its cache."""
+    repo_folder = "models--" + source.repo_id.replace("/", "--")
+    return hub_cache_dir() / repo_folder / "snapshots" / source.revision
+
+
+def _hub_snapshot(source: HubSource) -> Path | None:
+    """The cached snapshot of the pinned commit, if complete; never touches the network."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(
+            source.repo_id,
+            revision=source.revision,
+            allow_patterns=list(source.allow_patterns) or None,
+            ignore_patterns=list(source.ignore_patterns) or None,
+            local_files_only=True,
+        )
+    except Exception:  # LocalEntryNotFoundError, IncompleteSnapshotError: not (all) there
+        return None
+    path = Path(folder)
+    return path if _has_required_files(source, path) else None
 
 
 def _remedies(spec: ModelSpec) -> str:
-    what = (
-        f"a copy of {spec.source.filename}"
-        if isinstance(spec.source, UrlSource)
-        else f"a local snapshot of {spec.source.repo_id}"
-    )
+    if isinstance(spec.source, UrlSource):
+        what = f"a copy of {spec.source.filename}"
+        where = f"it downloads to {cache_dir(spec.name)}; {MODELS_DIR_ENV} chooses another folder"
+    else:
+        what = f"a local snapshot of {spec.source.repo_id}"
+        where = (
+            f"it downloads {spec.source.repo_id} into the Hugging Face cache {hub_cache_dir()}; "
+            "HF_HOME/HF_HUB_CACHE choose another"
+        )
     return (
         "Provide it in one of two ways:\n"
-        f"  1. on a machine with network access run `edit3d models fetch {spec.name}` "
-        f"(it downloads to {models_dir()}; set {MODELS_DIR_ENV} to use another folder);\n"
+        f"  1. on a machine with network access run `edit3d models fetch {spec.name}` ({where});\n"
         f"  2. point at {what}: set {model_path_env_var(spec.name)}=/path/to/it "
         "(or pass local_path=... to load_model)."
     )
@@ -359,43 +449,65 @@ def build_tiny(spec: ModelSpec, *, seed: int, device: str) -> object:
 
 
 def fetch(name: str, *, force: bool = False, on_progress: ByteProgress | None = None) -> Path:
-    """Download `name` into the models directory, verify it, and mark it verified."""
+    """Download `name` to its standard place (models directory or HF cache) and verify it."""
     spec = get_spec(name)
-    if is_cached(name) and not force:
-        return cached_path(spec)
-    folder = cache_dir(name)
-    folder.mkdir(parents=True, exist_ok=True)
+    location = standard_location(spec)
+    if location.present and not force:
+        return location.path
     if isinstance(spec.source, UrlSource):
-        marker = _fetch_url(spec.source, folder, on_progress)
-    else:
-        # The snapshot is written in place: the old copy stops being trusted right away.
-        (folder / VERIFIED_MARKER).unlink(missing_ok=True)
-        marker = _fetch_hub(spec.source, folder)
-    _write_json_atomic(folder / VERIFIED_MARKER, marker)
-    return cached_path(spec)
+        return _fetch_url(spec.source, cache_dir(name), on_progress)
+    return _fetch_hub(spec.source, force)
 
 
-def _fetch_url(source: UrlSource, folder: Path, on_progress: ByteProgress | None) -> dict:
+def _fetch_url(source: UrlSource, folder: Path, on_progress: ByteProgress | None) -> Path:
+    """Stream into `<filename>.part`, continuing an earlier partial download where the server
+    allows (HTTP Range); rename to the final name only after size and SHA-256 match."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target, partial = folder / source.filename, folder / f"{source.filename}.part"
+    done = partial.stat().st_size if partial.is_file() else 0
+    if source.size_bytes is not None and done > source.size_bytes:
+        partial.unlink()
+        done = 0
+    if source.size_bytes is None or done < source.size_bytes:
+        _download_into(source, partial, done, on_progress)
+    digest, size = file_sha256(partial), partial.stat().st_size
+    try:
+        _verify_download(source, digest, size)
+    except ChecksumMismatch:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, target)
+    return target
+
+
+def _download_into(
+    source: UrlSource, partial: Path, done: int, on_progress: ByteProgress | None
+) -> None:
     import urllib.request  # stdlib, but only needed here
 
-    target = folder / source.filename
-    handle, temp_name = tempfile.mkstemp(prefix=f".{source.filename}.", suffix=".part", dir=folder)
-    temp = Path(temp_name)
+    headers = {"Range": f"bytes={done}-"} if done else {}
+    request = urllib.request.Request(source.url, headers=headers)
     try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(source.url, timeout=60) as r:
-            expected = _content_length(r) or source.size_bytes
-            digest, size = _copy_hashing(r, out, expected, on_progress)
-        _verify_download(source, digest, size)
-        (folder / VERIFIED_MARKER).unlink(missing_ok=True)
-        os.replace(temp, target)
+        with urllib.request.urlopen(request, timeout=60) as response:
+            # 206: the server continues from `done`; anything else sends the whole file.
+            resumed = done > 0 and getattr(response, "status", None) == 206
+            offset = done if resumed else 0
+            length = _content_length(response)
+            end = offset + length if length is not None else source.size_bytes
+            with open(partial, "ab" if resumed else "wb") as out:
+                _copy(response, out, offset, source.size_bytes, on_progress)
     except OSError as error:
-        temp.unlink(missing_ok=True)
-        raise FetchError(f"downloading {source.url} failed: {error}") from error
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    stat = target.stat()
-    return {"kind": "url", "url": source.url, "sha256": digest, "size": stat.st_size}
+        raise _interrupted(source, partial, str(error)) from error
+    if end is not None and partial.stat().st_size < end:  # the connection ended early
+        raise _interrupted(source, partial, "the connection closed before the end")
+
+
+def _interrupted(source: UrlSource, partial: Path, why: str) -> FetchError:
+    kept = partial.stat().st_size if partial.is_file() else 0
+    return FetchError(
+        f"downloading {source.url} stopped after {kept} bytes ({why}); "
+        "run the same command again to continue from there"
+    )
 
 
 def _content_length(response: object) -> int | None:
@@ -403,18 +515,14 @@ def _content_length(response: object) -> int | None:
     return int(length) if length and str(length).isdigit() else None
 
 
-def _copy_hashing(
-    reader: object, out: object, expected: int | None, on_progress: ByteProgress | None
-) -> tuple[str, int]:
-    sha = hashlib.sha256()
-    done = 0
+def _copy(
+    reader: object, out: object, done: int, expected: int | None, on_progress: ByteProgress | None
+) -> None:
     while chunk := reader.read(_CHUNK):  # type: ignore[attr-defined]
-        sha.update(chunk)
         out.write(chunk)  # type: ignore[attr-defined]
         done += len(chunk)
         if on_progress is not None:
             on_progress(done, expected)
-    return sha.hexdigest(), done
 
 
 def _verify_download(source: UrlSource, digest: str, size: int) -> None:
@@ -429,31 +537,27 @@ def _verify_download(source: UrlSource, digest: str, size: int) -> None:
         )
 
 
-def _fetch_hub(source: HubSource, folder: Path) -> dict:
+def _fetch_hub(source: HubSource, force: bool) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError as error:  # pragma: no cover - huggingface_hub ships with the stack
         raise FetchError("fetching hub models needs the huggingface_hub package") from error
     expected = _hub_file_metadata(source)
     try:
-        # Exactly the files chosen (and later verified) from the commit's listing.
-        snapshot_download(
+        # Exactly the files chosen (and then verified) from the commit's listing, into the
+        # standard cache, where other tools find them too.
+        folder = snapshot_download(
             source.repo_id,
             revision=source.revision,
-            local_dir=folder,
             allow_patterns=sorted(expected),
+            force_download=force,
         )
     except Exception as error:
         raise FetchError(f"downloading {source.repo_id}@{source.revision} failed: {error}") from (
             error
         )
-    files = _verify_hub_files(source, folder, expected)
-    return {
-        "kind": "hub",
-        "repo_id": source.repo_id,
-        "revision": source.revision,
-        "files": files,
-    }
+    _verify_hub_files(source, Path(folder), expected)
+    return Path(folder)
 
 
 def _hub_file_metadata(source: HubSource) -> dict[str, tuple[int | None, str | None]]:
@@ -494,20 +598,23 @@ def _pickle_duplicates(paths: Mapping[str, object]) -> set[str]:
 
 def _verify_hub_files(
     source: HubSource, folder: Path, expected: dict[str, tuple[int | None, str | None]]
-) -> dict[str, int]:
-    """Every expected file present with its size, and LFS files with their SHA-256."""
-    sizes: dict[str, int] = {}
+) -> None:
+    """Every expected file present with its size, and LFS files with their SHA-256; a file
+    that fails is removed from the snapshot, so the copy does not count as present."""
     for relative, (size, sha256) in sorted(expected.items()):
         path = folder / relative
         if not path.is_file():
             raise ChecksumMismatch(f"{source.repo_id}: {relative} missing after download")
         actual = path.stat().st_size
+        problem = None
         if size is not None and actual != size:
-            raise ChecksumMismatch(f"{source.repo_id}: {relative} has {actual} bytes, not {size}")
-        if sha256 is not None and file_sha256(path) != sha256:
-            raise ChecksumMismatch(f"{source.repo_id}: {relative} sha256 differs from the hub's")
-        sizes[relative] = actual
-    return sizes
+            problem = f"has {actual} bytes, not {size}"
+        elif sha256 is not None and file_sha256(path) != sha256:
+            problem = "sha256 differs from the hub's"
+        if problem:
+            path.resolve().unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+            raise ChecksumMismatch(f"{source.repo_id}: {relative} {problem}; removed")
 
 
 def file_sha256(path: Path) -> str:
@@ -517,47 +624,6 @@ def file_sha256(path: Path) -> str:
         while chunk := handle.read(_CHUNK):
             sha.update(chunk)
     return sha.hexdigest()
-
-
-# --- verified-copy markers ---------------------------------------------------------------
-
-
-def _read_marker(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / VERIFIED_MARKER).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _marker_matches(spec: ModelSpec, marker: Mapping) -> bool:
-    source = spec.source
-    folder = cache_dir(spec.name)
-    if isinstance(source, UrlSource):
-        target = folder / source.filename
-        return (
-            marker.get("kind") == "url"
-            and source.digest_matches(str(marker.get("sha256", "")))
-            and target.is_file()
-            and target.stat().st_size == marker.get("size")
-        )
-    files = marker.get("files") or {}
-    return (
-        marker.get("kind") == "hub"
-        and marker.get("repo_id") == source.repo_id
-        and marker.get("revision") == source.revision
-        and all(_has_size(folder / rel, size) for rel, size in files.items())
-    )
-
-
-def _has_size(path: Path, size: object) -> bool:
-    return path.is_file() and path.stat().st_size == size
-
-
-def _write_json_atomic(path: Path, payload: Mapping) -> None:
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w") as out:
-        json.dump(payload, out, indent=2, sort_keys=True)
-    os.replace(temp_name, path)
 
 
 def _matches(relative_path: str, patterns: tuple[str, ...]) -> bool:

@@ -1,13 +1,14 @@
 """Pinned real sources of every network the project uses (see docs/models.md).
 
-Family modules import these constants for their `ModelSpec`s, so a revision or checksum
-changes in one place. Hub revisions are full commit ids; release files carry their SHA-256
-and exact size, each cross-checked against several independent published records.
+The one declaration of each source: family modules import these constants for their
+`ModelSpec`s, so a revision, checksum or pattern changes in one place. Hub revisions are
+full commit ids; release files carry their SHA-256 and exact size, each cross-checked
+against several independent published records.
 """
 
 from __future__ import annotations
 
-from edit3d.models.registry import HubSource, UrlSource
+from edit3d.models.registry import HubSource, UrlSource, locate_source
 
 # Framework-specific duplicates of the same weights that the torch stack never reads.
 _NON_TORCH_WEIGHTS = ("*.h5", "*.msgpack", "*.ot", "*.onnx", "*.tflite", "*.pb")
@@ -31,7 +32,24 @@ INSTRUCT_PIX2PIX = HubSource(
     # the download.
     ignore_patterns=("*.ckpt", "*.fp16.*", *_NON_TORCH_WEIGHTS),
     license="MIT (model card); fine-tuned from Stable Diffusion 1.5 (CreativeML OpenRAIL-M)",
+    size_bytes=4_300_000_000,
+    required_files=(
+        "model_index.json",
+        "scheduler/scheduler_config.json",
+        "text_encoder/config.json",
+        "text_encoder/*model*",
+        "tokenizer/vocab.json",
+        "tokenizer/merges.txt",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model*",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model*",
+    ),
 )
+
+# What the transformers loaders read from a BLIP or CLIP repository folder.
+_BLIP_FILES = ("config.json", "preprocessor_config.json", "tokenizer_config.json", "*model*")
+_CLIP_FILES = ("config.json", "vocab.json", "merges.txt", "*model*")
 
 # --- BLIP large (ADSS, paper Sec. 3.2) ----------------------------------------------------
 
@@ -40,6 +58,8 @@ BLIP_CAPTION_LARGE = HubSource(
     revision="2227ac38c9f16105cb0412e7cab4759978a8fd90",
     ignore_patterns=_NON_TORCH_WEIGHTS,
     license="BSD-3-Clause",
+    size_bytes=1_880_000_000,
+    required_files=_BLIP_FILES,
 )
 
 BLIP_ITM_LARGE_COCO = HubSource(
@@ -47,6 +67,8 @@ BLIP_ITM_LARGE_COCO = HubSource(
     revision="fef05cafc05298067cbbca00b125749394a77a6f",
     ignore_patterns=_NON_TORCH_WEIGHTS,
     license="BSD-3-Clause",
+    size_bytes=1_790_000_000,
+    required_files=_BLIP_FILES,
 )
 
 # --- Segment Anything (ADSS, paper Sec. 3.2) ----------------------------------------------
@@ -104,20 +126,39 @@ FACEXLIB_PARSING_PARSENET = UrlSource(
     license="MIT",
 )
 
+# OpenCV Zoo's YuNet: face boxes with five landmarks, run by OpenCV's own FaceDetectorYN
+# (no extra package); the file is a Git LFS object pinned at an opencv_zoo commit, its
+# SHA-256 the LFS object id.
+YUNET_FACE_2023MAR = UrlSource(
+    url="https://media.githubusercontent.com/media/opencv/opencv_zoo/"
+    "47534e27c9851bb1128ccc0102f1145e27f23f98/models/face_detection_yunet/"
+    "face_detection_yunet_2023mar.onnx",
+    sha256="8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+    filename="face_detection_yunet_2023mar.onnx",
+    size_bytes=232_589,
+    license="MIT",
+)
+
 # --- CLIP for the directional metric (paper Sec. 4.3) -------------------------------------
 
 CLIP_VIT_L14 = HubSource(
     repo_id="openai/clip-vit-large-patch14",
     revision="32bd64288804d66eefd0ccbe215aa642df71cc41",
-    ignore_patterns=_NON_TORCH_WEIGHTS,
+    # The PyTorch weights and tokenizer/config files only (not the TF/Flax copies).
+    allow_patterns=("*.json", "*.txt", "*.safetensors"),
     license="MIT",
+    size_bytes=1_710_000_000,
+    required_files=_CLIP_FILES,
 )
 
 CLIP_VIT_B32 = HubSource(
     repo_id="openai/clip-vit-base-patch32",
     revision="3d74acf9a28c67741b2f4f2ea7635f0aaf6f0268",
-    ignore_patterns=_NON_TORCH_WEIGHTS,
+    # The PyTorch weights and tokenizer/config files only (not the TF/Flax copies).
+    allow_patterns=("*.json", "*.txt", "*.safetensors"),
     license="MIT",
+    size_bytes=605_000_000,
+    required_files=_CLIP_FILES,
 )
 
 ALL_SOURCES: dict[str, HubSource | UrlSource] = {
@@ -128,9 +169,16 @@ ALL_SOURCES: dict[str, HubSource | UrlSource] = {
     "sam-vit-b": SAM_VIT_B,
     "realesrgan-x4plus": REALESRGAN_X4PLUS,
     "gfpgan-v1.4": GFPGAN_V14,
+    "yunet-face": YUNET_FACE_2023MAR,
     "facexlib-detection-resnet50": FACEXLIB_DETECTION_RESNET50,
     "facexlib-parsing-parsenet": FACEXLIB_PARSING_PARSENET,
     "clip-vit-l14": CLIP_VIT_L14,
     "clip-vit-b32": CLIP_VIT_B32,
 }
 """The source each registered name is expected to use, by the names in the shared contract."""
+
+
+def weights_presence() -> dict[str, bool]:
+    """Per pinned name: whether its real weights are where `load_model` would look (cheap:
+    file checks only, no family module or network)."""
+    return {name: locate_source(name, source).present for name, source in ALL_SOURCES.items()}

@@ -23,13 +23,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edit3d.models.registry import ModelSpec, UrlSource, register
+from edit3d.models import sources
+from edit3d.models.registry import ModelSpec, register
 
 REALESRGAN_X4PLUS = "realesrgan-x4plus"
 GFPGAN_V14 = "gfpgan-v1.4"
 
-_REALESRGAN_FILE = "RealESRGAN_x4plus.pth"
-_GFPGAN_FILE = "GFPGANv1.4.pth"
+_REALESRGAN_FILE = sources.REALESRGAN_X4PLUS.filename
+_GFPGAN_FILE = sources.GFPGAN_V14.filename
 
 
 def _as_batch(image: np.ndarray, device: str) -> torch.Tensor:
@@ -217,13 +218,7 @@ register(
     ModelSpec(
         name=REALESRGAN_X4PLUS,
         description="Real-ESRGAN x4plus (RRDBNet): x4 super-resolution of non-face regions",
-        source=UrlSource(
-            url="https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth",
-            sha256="4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1",
-            filename=_REALESRGAN_FILE,
-            size_bytes=67_040_989,
-            license="BSD-3-Clause",
-        ),
+        source=sources.REALESRGAN_X4PLUS,
         load_real=load_realesrgan,
         build_tiny=build_tiny_realesrgan,
     )
@@ -233,13 +228,7 @@ register(
     ModelSpec(
         name=GFPGAN_V14,
         description="GFPGAN v1.4 (GFPGANv1Clean, 512 px): face restoration",
-        source=UrlSource(
-            url="https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth",
-            sha256="e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad",
-            filename=_GFPGAN_FILE,
-            size_bytes=348_632_874,
-            license="Apache-2.0 (StyleGAN2 parts under NVIDIA's licence)",
-        ),
+        source=sources.GFPGAN_V14,
         load_real=load_gfpgan,
         build_tiny=build_tiny_gfpgan,
     )

@@ -1,27 +1,34 @@
-"""Super-resolution fine-tune of an edited field (paper Sec. 3.3)."""
+"""Super-resolution fine-tune of an edited field (paper Sec. 3.3).
 
-from edit3d.refine.faces import FaceBox, FaceDetector, FixedFaceDetector, HaarFaceDetector
-from edit3d.refine.finetune import (
-    RefineConfig,
-    RefineResult,
-    finetune_super_resolution,
-    load_targets,
-    make_targets,
-    save_targets,
-)
-from edit3d.refine.upscale import upscale_view, upscale_view_with_faces
+Names are imported on first use (PEP 562), so `edit3d refine --help` and the other
+commands that only register parsers do not pay for torch.
+"""
 
-__all__ = [
-    "FaceBox",
-    "FaceDetector",
-    "FixedFaceDetector",
-    "HaarFaceDetector",
-    "RefineConfig",
-    "RefineResult",
-    "finetune_super_resolution",
-    "load_targets",
-    "make_targets",
-    "save_targets",
-    "upscale_view",
-    "upscale_view_with_faces",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "FaceBox": "edit3d.refine.faces",
+    "FaceDetector": "edit3d.refine.faces",
+    "FixedFaceDetector": "edit3d.refine.faces",
+    "YuNetFaceDetector": "edit3d.refine.faces",
+    "RefineConfig": "edit3d.refine.finetune",
+    "RefineResult": "edit3d.refine.finetune",
+    "finetune_super_resolution": "edit3d.refine.finetune",
+    "load_targets": "edit3d.refine.finetune",
+    "make_targets": "edit3d.refine.finetune",
+    "save_targets": "edit3d.refine.finetune",
+    "upscale_view": "edit3d.refine.upscale",
+    "upscale_view_with_faces": "edit3d.refine.upscale",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edit3d.refine' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edit3d.cli_options import add_device_option, add_workspace_option, resolve_device
+from edit3d.cli_options import (
+    add_device_option,
+    add_workspace_option,
+    ctrl_c_cancels,
+    open_workspace,
+    positive_float,
+    positive_int,
+    require_models,
+    require_node,
+    resolve_device,
+)
 
 
 def add_commands(subparsers: Any) -> None:
@@ -18,11 +28,17 @@ def add_commands(subparsers: Any) -> None:
     )
     add_workspace_option(parser)
     parser.add_argument("--parent", help="node to refine (default: head)")
-    parser.add_argument("--steps", type=int, default=10_000, help="iterations (paper: 10k)")
-    parser.add_argument("--lr", type=float, default=0.0025, help="NeRF learning rate")
-    parser.add_argument("--scale", type=int, default=4, help="target size / render size")
-    parser.add_argument("--target-long-side", type=int, help="cap on the targets' longer side")
-    parser.add_argument("--render-long-side", type=int, help="render size (default: training)")
+    parser.add_argument(
+        "--steps", type=positive_int, default=10_000, help="iterations (paper: 10k)"
+    )
+    parser.add_argument("--lr", type=positive_float, default=0.0025, help="NeRF learning rate")
+    parser.add_argument("--scale", type=positive_int, default=4, help="target size / render size")
+    parser.add_argument(
+        "--target-long-side", type=positive_int, help="cap on the targets' longer side in px"
+    )
+    parser.add_argument(
+        "--render-long-side", type=positive_int, help="render size in px (default: training)"
+    )
     parser.add_argument("--no-faces", action="store_true", help="Real-ESRGAN only, no GFPGAN")
     parser.add_argument(
         "--profile",
@@ -38,8 +54,10 @@ def run_refine_command(args: argparse.Namespace) -> int:
     from edit3d.editing.commands import ProgressBars
     from edit3d.refine.finetune import RefineConfig
     from edit3d.refine.node import run_refine
-    from edit3d.workspace import Workspace
 
+    if args.profile == "real":
+        faces = [] if args.no_faces else ["gfpgan-v1.4", "yunet-face"]
+        require_models(["realesrgan-x4plus", *faces])
     config = RefineConfig(
         steps=args.steps,
         lr=args.lr,
@@ -48,9 +66,12 @@ def run_refine_command(args: argparse.Namespace) -> int:
         render_long_side=args.render_long_side,
         faces=not args.no_faces,
     )
-    workspace = Workspace.open(args.workspace, device=resolve_device(args.device))
-    with ProgressBars() as bars:
-        record = run_refine(workspace, args.parent, config, profile=args.profile, progress=bars)
+    workspace = open_workspace(args.workspace, device=resolve_device(args.device))
+    require_node(workspace, args.parent, "--parent")
+    with ctrl_c_cancels() as cancel, ProgressBars() as bars:
+        record = run_refine(
+            workspace, args.parent, config, profile=args.profile, progress=bars, cancel=cancel
+        )
     note = (
         " (tiny SR networks: pipeline check, not an enhancement)" if args.profile == "tiny" else ""
     )

@@ -21,7 +21,7 @@ import numpy as np
 
 from edit3d.models.sr import FaceRestorer, SuperResolver
 from edit3d.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
-from edit3d.refine.faces import FaceDetector, HaarFaceDetector
+from edit3d.refine.faces import FaceDetector
 from edit3d.refine.upscale import upscale_view_with_faces
 from edit3d.scene.cameras import CameraView
 
@@ -392,7 +392,7 @@ def load_sr_networks(
     detector: FaceDetector | None = None,
 ) -> tuple[SuperResolver, FaceRestorer | None, FaceDetector | None]:
     """The given networks, the missing ones loaded from the registry under `profile`
-    (GFPGAN and the Haar detector only when `config.faces`)."""
+    (GFPGAN and the face detector only when `config.faces`)."""
     from edit3d.models.registry import load_model
     from edit3d.models.sr import GFPGAN_V14, REALESRGAN_X4PLUS
 
@@ -401,7 +401,7 @@ def load_sr_networks(
     if config.faces and gfpgan is None:
         gfpgan = load_model(GFPGAN_V14, profile, device=device)  # type: ignore[assignment]
     if config.faces and detector is None:
-        detector = HaarFaceDetector()
+        detector = load_model("yunet-face", profile, device=device)  # type: ignore[assignment]
     return esrgan, gfpgan, detector  # type: ignore[return-value]
 
 

@@ -1,7 +1,10 @@
 """Mixed super-resolution of one view (paper Sec. 3.3): Real-ESRGAN everywhere, GFPGAN on faces.
 
-Face path, per detected box: a square crop of the *input* view around the box
-(`face_crop_scale` times its longer side, edge-padded where it leaves the image) is
+Face path, per detected face with five landmarks: the face is warped into FFHQ's aligned
+frame at GFPGAN's size (`edit3d.refine.face_align`), restored, and warped back over the
+Real-ESRGAN output through a feathered mask. Per box without landmarks: a square crop of
+the *input* view around the box (`face_crop_scale` times its longer side, edge-padded where
+it leaves the image) is
 restored by GFPGAN at its native size, resized to the crop's upscaled size and pasted over
 the Real-ESRGAN output through a feathered mask: 1 inside the face box, falling smoothly
 to 0 at the crop border, so the seam lies in the margin around the face.
@@ -64,6 +67,9 @@ def upscale_view_with_faces(
         return out, []
     pastes = []
     for box in detector.detect(image):
+        if box.landmarks is not None:
+            pastes.append(_restore_aligned(image, out, box, esrgan.scale, gfpgan, face_crop_scale))
+            continue
         crop = square_crop(box, face_crop_scale)
         restored = gfpgan.restore(_crop_padded(image, crop))
         restored = _resize_square(restored, crop[2] * esrgan.scale)
@@ -71,6 +77,27 @@ def upscale_view_with_faces(
         _paste(out, restored, mask, crop, esrgan.scale)
         pastes.append(FacePaste(box=box, crop=crop, mask=mask))
     return out, pastes
+
+
+def _restore_aligned(
+    image: np.ndarray,
+    out: np.ndarray,
+    box: FaceBox,
+    scale: int,
+    gfpgan: FaceRestorer,
+    face_crop_scale: float,
+) -> FacePaste:
+    """Align to FFHQ, restore, paste back into `out` in place; the paste weight is reported
+    over the box's square crop, as for unaligned faces."""
+    from edit3d.refine.face_align import align_face, paste_face
+
+    aligned, affine = align_face(image, np.asarray(box.landmarks), gfpgan.size)
+    weight = paste_face(out, gfpgan.restore(aligned), affine, scale)
+    crop = square_crop(box, face_crop_scale)
+    padded = np.pad(weight, crop[2] * scale)  # the crop may extend past the image
+    x0, y0 = (crop[0] + crop[2]) * scale, (crop[1] + crop[2]) * scale
+    side = crop[2] * scale
+    return FacePaste(box=box, crop=crop, mask=padded[y0 : y0 + side, x0 : x0 + side].copy())
 
 
 def square_crop(box: FaceBox, crop_scale: float) -> tuple[int, int, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -49,3 +50,43 @@ class CameraView:
     @property
     def position(self) -> np.ndarray:
         return self.c2w[:3, 3]
+
+
+CAMERA_KEYS = ("c2w", "fx", "fy", "cx", "cy", "width", "height")
+"""Fields of a camera record in JSON: the protocol's `Camera` record (name optional)."""
+
+
+def cameras_from_json(path: str | Path) -> list[CameraView]:
+    """Cameras from a JSON file: one record or a list of records, each
+    `{"c2w": 4x4, "fx", "fy", "cx", "cy", "width", "height", "name"?}` in the dataset's
+    world frame. ValueError names the record and field that is wrong."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not JSON ({error})") from None
+    records = data if isinstance(data, list) else [data]
+    if not records:
+        raise ValueError("no cameras in the file")
+    return [_camera_from_record(record, index) for index, record in enumerate(records)]
+
+
+def _camera_from_record(record: object, index: int) -> CameraView:
+    if not isinstance(record, dict):
+        raise ValueError(f"camera {index}: expected an object, got {type(record).__name__}")
+    missing = [key for key in CAMERA_KEYS if key not in record]
+    if missing:
+        raise ValueError(f"camera {index}: missing {', '.join(missing)}")
+    try:
+        c2w = np.asarray(record["c2w"], dtype=np.float64)
+        numbers = [float(record[key]) for key in ("fx", "fy", "cx", "cy")]
+        width, height = int(record["width"]), int(record["height"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"camera {index}: {error}") from None
+    if c2w.shape not in ((4, 4), (3, 4)):
+        raise ValueError(f"camera {index}: c2w must be 4x4, got shape {c2w.shape}")
+    if width < 1 or height < 1 or not all(np.isfinite(numbers)) or min(numbers[:2]) <= 0:
+        raise ValueError(f"camera {index}: width/height must be >= 1 and fx, fy > 0")
+    name = str(record.get("name") or "")
+    return CameraView(name, c2w, Intrinsics(*numbers, width, height))

@@ -95,10 +95,14 @@ def load_dataset(path: str | Path) -> SceneDataset:
 def load_image(
     path: Path, *, max_size: int | None = None, alpha_color: tuple[float, ...] | None = None
 ) -> np.ndarray:
-    """An image file as float32 [H, W, 3] in [0, 1], optionally downscaled (area filter)."""
-    from PIL import Image
+    """An image file as float32 [H, W, 3] in [0, 1], optionally downscaled (area filter).
 
-    with Image.open(path) as img:
+    The EXIF orientation is applied (phone photos store pixels sideways and a rotation tag).
+    """
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as opened:
+        img = ImageOps.exif_transpose(opened)
         img.load()
         if max_size is not None and max(img.size) > max_size:
             ratio = max_size / max(img.size)

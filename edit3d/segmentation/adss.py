@@ -180,6 +180,27 @@ class AdssSegmenter:
 
     # -- the three networks, loaded lazily -------------------------------------------------
 
+    def needed_models(self, *, with_caption: bool = True) -> tuple[str, ...]:
+        """Registered names of the networks this segmenter will load (none given in place)."""
+        names = []
+        if with_caption and self._captioner is None:
+            names.append("blip-caption-large")
+        if self._attention is None:
+            names.append("blip-itm-large-coco")
+        if self._proposer is None:
+            names.append(self.config.sam_model)
+        return tuple(names)
+
+    def require_weights(self, *, with_caption: bool = True) -> None:
+        """ModelNotAvailable now, naming the first network without real weights, rather than
+        at the first view after minutes of pre-rendering (nothing is loaded here)."""
+        if self.profile == "tiny":
+            return
+        from edit3d.models.registry import resolve_path
+
+        for name in self.needed_models(with_caption=with_caption):
+            resolve_path(name, self.local_paths.get(name))
+
     def _load(self, name: str) -> Any:
         from edit3d.models.registry import load_model
 

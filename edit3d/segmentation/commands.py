@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from pathlib import Path
 
-from edit3d.cli_options import eval_subcommands
+from edit3d.cli_options import CliError, eval_subcommands, fraction, positive_int
 
 _PROFILE_HELP = "real: published weights; tiny: random miniatures (pipeline check only)"
 
@@ -25,9 +24,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "--sam", choices=("sam-vit-h", "sam-vit-b"), default="sam-vit-h", help="SAM weights"
     )
     parser.add_argument(
-        "--points-per-side", type=int, default=None, help="SAM prompt grid (default 32; tiny 8)"
+        "--points-per-side",
+        type=positive_int,
+        default=None,
+        help="SAM prompt grid (default 32; tiny 8)",
     )
-    parser.add_argument("--threshold", type=float, default=0.6, help="heatmap threshold")
+    parser.add_argument("--threshold", type=fraction, default=0.6, help="heatmap threshold, 0-1")
     parser.add_argument(
         "--layer", type=int, default=None, help="BLIP text layer for Grad-CAM (default 6)"
     )
@@ -97,32 +99,33 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "query"
 
 
-def _missing_model_message(command: str, error: Exception) -> int:
-    print(f"edit3d {command}: {error}", file=sys.stderr)
-    return 2
-
-
 def run_segment(args: argparse.Namespace) -> int:
-    from edit3d.models.registry import ModelNotAvailable
-    from edit3d.segmentation.image_io import read_image, write_gray
+    from edit3d.segmentation.image_io import read_image, write_gray, write_overlay
 
     if not args.query and not args.keep_query:
-        raise SystemExit("edit3d segment: give at least one --query or --keep-query")
-    image = read_image(args.image)
+        raise CliError("no region given", "add at least one --query or --keep-query")
+    if not args.image.is_file():
+        raise CliError(f"image {args.image} does not exist", "check the path")
     caption = "" if args.no_caption else args.caption
-    try:
-        preview = _segmenter(args).preview(image, args.query, args.keep_query, caption=caption)
-    except ModelNotAvailable as error:
-        return _missing_model_message("segment", error)
+    segmenter = _segmenter(args)
+    segmenter.require_weights(with_caption=caption is None)
+    image = read_image(args.image)
+    preview = segmenter.preview(image, args.query, args.keep_query, caption=caption)
     args.out.mkdir(parents=True, exist_ok=True)
     report = preview.summary()
     for i, query in enumerate(preview.heatmaps):
         stem = f"{i:02d}_{_slug(query)}"
         write_gray(args.out / f"heatmap_{stem}.png", preview.heatmaps[query])
         write_gray(args.out / f"match_{stem}.png", preview.matches[query].mask)
-        report["queries"][query]["files"] = [f"heatmap_{stem}.png", f"match_{stem}.png"]
+        write_overlay(args.out / f"overlay_heatmap_{stem}.png", image, preview.heatmaps[query])
+        report["queries"][query]["files"] = [
+            f"heatmap_{stem}.png",
+            f"match_{stem}.png",
+            f"overlay_heatmap_{stem}.png",
+        ]
     write_gray(args.out / "edit_mask.png", preview.edit_mask)
     write_gray(args.out / "soft_mask.png", preview.soft_mask)
+    write_overlay(args.out / "overlay_mask.png", image, preview.soft_mask)
     (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     _print_preview(report)
     return 0
@@ -144,25 +147,25 @@ def _parse_queries(values: list[str]) -> dict[str, str]:
     for value in values:
         text, _, folder = value.partition("=")
         if not text.strip():
-            raise SystemExit(f"edit3d eval segmentation: bad --query {value!r}")
+            raise CliError(f"--query {value!r} has no text", "give TEXT or TEXT=MASK_FOLDER")
         queries[text.strip()] = folder.strip() or text.strip()
     return queries
 
 
 def run_eval_segmentation(args: argparse.Namespace) -> int:
-    from edit3d.models.registry import ModelNotAvailable
     from edit3d.segmentation.evaluation import evaluate_segmentation
 
     queries = _parse_queries(args.query)
+    for folder, option in ((args.images, "--images"), (args.masks, "--masks")):
+        if not folder.is_dir():
+            raise CliError(f"{option} {folder} is not a folder", "check the path")
     segmenter = _segmenter(args)
     modes = (True, False) if args.compare_captions else (not args.no_caption,)
-    try:
-        runs = [
-            evaluate_segmentation(segmenter, args.images, args.masks, queries, with_caption=mode)
-            for mode in modes
-        ]
-    except ModelNotAvailable as error:
-        return _missing_model_message("eval segmentation", error)
+    segmenter.require_weights(with_caption=any(modes))
+    runs = [
+        evaluate_segmentation(segmenter, args.images, args.masks, queries, with_caption=mode)
+        for mode in modes
+    ]
     for run in runs:
         label = "with captions" if run.with_caption else "without captions"
         cells = "  ".join(f"{q}: {iou:.4f}" for q, iou in run.per_query.items())

@@ -52,6 +52,13 @@ def test_handshake_connection_file_and_lock(sidecar, client) -> None:
     assert sidecar.endpoint == f"ipc://{sidecar.workdir / 'run' / 'sidecar.sock'}"
     assert reply.buffer_integrity == "transport"
     assert stat.S_IMODE((sidecar.workdir / "run").stat().st_mode) == 0o700
+    # Which real weights the server has, by registered name: each name on one side.
+    from edit3d.models.sources import ALL_SOURCES, weights_presence
+
+    assert set(reply.weights_present) | set(reply.weights_missing) == set(ALL_SOURCES)
+    assert not set(reply.weights_present) & set(reply.weights_missing)
+    present = {name for name, here in weights_presence().items() if here}
+    assert set(reply.weights_present) == present
     assert stat.S_IMODE(sidecar.connection_file.stat().st_mode) == 0o600
     second = subprocess.run(
         [sys.executable, "-m", "sidecar.cli", "--workdir", str(sidecar.workdir)],

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from edit3d.models.sr import build_tiny_gfpgan, build_tiny_realesrgan, load_realesrgan
-from edit3d.refine.faces import FaceBox, FixedFaceDetector, HaarFaceDetector
+from edit3d.refine.faces import FaceBox, FixedFaceDetector, YuNetFaceDetector
 from edit3d.refine.upscale import face_paste_mask, square_crop, upscale_view_with_faces
 
 
@@ -117,9 +117,36 @@ def test_paste_mask_is_one_in_box_zero_at_border():
     assert mask[0, 40] < 0.01 and mask[40, 0] < 0.01 and mask[79, 79] < 0.01
 
 
-def test_haar_detector_loads_offline_and_finds_nothing_in_noise():
-    detector = HaarFaceDetector()
-    assert detector.detect(_view(64, 64)) == []
+class _YuNetRows:
+    """Stands in for cv2.FaceDetectorYN (no .onnx here): records the input, returns rows."""
+
+    def __init__(self, rows):
+        self.rows, self.sizes, self.images = rows, [], []
+
+    def setInputSize(self, size):  # OpenCV's name
+        self.sizes.append(size)
+
+    def detect(self, image):
+        self.images.append(image)
+        return 1, self.rows
+
+
+def test_yunet_rows_become_boxes_with_landmarks_in_image_pixels():
+    row = np.array([100, 50, 80, 100, 120, 90, 160, 90, 140, 110, 125, 130, 155, 130, 0.9])
+    detector = YuNetFaceDetector.__new__(YuNetFaceDetector)
+    detector._network = _YuNetRows(row[None].astype(np.float32))
+    image = np.zeros((960, 1280, 3), np.float32)
+    image[..., 0] = 1.0  # red in RGB
+    (face,) = detector.detect(image)
+    # The network saw a BGR view reduced to 640 px; results come back in input pixels.
+    assert detector._network.sizes == [(640, 480)]
+    assert detector._network.images[0][0, 0].tolist() == [0, 0, 255]
+    assert (face.x0, face.y0, face.x1, face.y1) == pytest.approx((200, 100, 360, 300))
+    expected = [(240, 180), (320, 180), (280, 220), (250, 260), (310, 260)]
+    np.testing.assert_allclose(face.landmarks, expected, rtol=1e-5)
+    assert face.score == pytest.approx(0.9)
+    detector._network = _YuNetRows(None)
+    assert detector.detect(image[:100, :100]) == []
 
 
 def test_registry_builds_the_tiny_twins_offline():

@@ -69,6 +69,14 @@ def test_segment_writes_heatmaps_masks_and_a_report(folder: Path, capsys):
     match_ball = read_mask(out / "match_01_blue-ball.png")
     assert np.array_equal(edit, match_cube & ~match_ball)
     assert Image.open(out / "soft_mask.png").size == (W, H)
+    # The mask laid over the image: red where the mask is, the image itself elsewhere.
+    image = np.asarray(Image.open(folder / "images" / "view_a.png").convert("RGB"), np.int16)
+    overlay = np.asarray(Image.open(out / "overlay_mask.png"), np.int16)
+    soft = np.asarray(Image.open(out / "soft_mask.png"), np.float32) / 255.0
+    assert np.abs(overlay - image)[soft == 0].max() <= 1
+    if (soft == 1).any():
+        assert (overlay[..., 0] >= image[..., 0])[soft == 1].all()
+        assert (overlay[..., 1] < image[..., 1] + 1)[soft == 1].all()
     assert any("pipeline check" in w for w in report["warnings"])
     assert "caption:" in capsys.readouterr().out
 
