@@ -393,6 +393,13 @@ def refine(ctx: JobContext) -> dict:
             "tiny_profile": ctx.profile == "tiny", "preview_frames": len(live.sent)}
 
 
+def point_cloud_config(request: m.JobExport):
+    """job.export → PointCloudConfig: the point budget only when the request set it."""
+    from edit3d.export.pointcloud import PointCloudConfig
+
+    return PointCloudConfig(**({} if request.budget is None else {"num_points": request.budget}))
+
+
 def _crop(request: m.JobExport):
     from edit3d.export.sampling import CropBox
 
@@ -434,9 +441,7 @@ def _export_geometry(ctx: JobContext, field, request: m.JobExport):
 
         return export_mesh(field, crop=_crop(request), progress=ctx.progress,
                            cancel=ctx.cancel)
-    from edit3d.export.pointcloud import PointCloudConfig, export_point_cloud
+    from edit3d.export.pointcloud import export_point_cloud
 
-    config = PointCloudConfig(**({} if request.budget is None
-                                 else {"num_points": request.budget}))
-    return export_point_cloud(field, config, crop=_crop(request), progress=ctx.progress,
-                              cancel=ctx.cancel)
+    return export_point_cloud(field, point_cloud_config(request), crop=_crop(request),
+                              progress=ctx.progress, cancel=ctx.cancel)

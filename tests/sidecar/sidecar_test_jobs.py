@@ -21,7 +21,7 @@ from typing import ClassVar, Literal  # noqa: F401
 import numpy as np
 
 from edit3d.progress import ProgressEvent
-from protocol.messages import ID, Message, message
+from protocol.messages import ID, JobRunTurn, Message, message
 from protocol.schema import param
 from sidecar.kinds import JobContext, job_kind
 
@@ -142,3 +142,9 @@ class OutOfMemoryError(RuntimeError):
 @job_kind("test.oom", NoFields, needs_session=False)
 def out_of_memory(ctx: JobContext) -> dict:
     raise OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+@job_kind("test.echo_turn", JobRunTurn, needs_session=False)
+def echo_turn(ctx: JobContext) -> dict:
+    """Returns the request record as the worker received it (to check the pipe)."""
+    return {"request": ctx.request, "type": type(ctx.request).__name__}

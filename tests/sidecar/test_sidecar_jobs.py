@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import time
 
+import numpy as np
 import pytest
 import sidecar_test_jobs as tj  # registers the test kinds in this process
 
 from protocol import ProtocolError
+from protocol import messages as m
+from sidecar import pipe
 from sidecar.errors import SidecarError
 from sidecar.jobs import Job, JobLimits, JobManager
 from sidecar.kinds import JobKind, get_job_kind, register_job_kind
@@ -178,3 +182,39 @@ def test_a_job_queued_after_a_turn_builds_on_the_turn_it_made(manager) -> None:
         submit(manager, "test.turn", name="t5", after_job=failing.id)
     with pytest.raises(SidecarError, match="no job"):
         submit(manager, "test.turn", name="t6", after_job="missing")
+
+
+def test_a_protocol_request_record_round_trips_the_worker_pipe(manager) -> None:
+    c2w = np.eye(4)
+    c2w[:3, 3] = (0.125, -2.5, 3.0)
+    camera = m.Camera(c2w=c2w, fx=500.5, fy=501.25, cx=320.0, cy=240.0, width=640,
+                      height=480, name="frame_00001.png")
+    sent = m.JobRunTurn(session_id="s1", instruction="make it snow, gently",
+                        edit_queries=("hat, brim",), steps=12, preview_camera=camera)
+    job = submit(manager, "test.echo_turn", **{f: getattr(sent, f) for f in _field_names(sent)})
+    pump_until(manager, lambda: job.state in ("finished", "failed"))
+    assert job.state == "finished", job.error
+    got = job.result["request"]  # pickled to the worker and back again
+    assert job.result["type"] == "JobRunTurn" and isinstance(got, m.JobRunTurn)
+    for name in _field_names(sent):
+        if name != "preview_camera":
+            assert getattr(got, name) == getattr(sent, name), name
+    assert got.edit_queries == ("hat, brim",) and got.mode is None  # unset stays unset
+    back = got.preview_camera
+    assert isinstance(back, m.Camera) and back.name == camera.name
+    assert np.array_equal(back.c2w, camera.c2w) and back.c2w.dtype == np.float64
+    assert (back.fx, back.fy, back.cx, back.cy, back.width, back.height) == (
+        500.5, 501.25, 320.0, 240.0, 640, 480)
+
+
+def test_pipe_records_are_frozen_and_pickle_unchanged() -> None:
+    run = pipe.RunJob("j1", "test.turn", "/tmp/s1", tj.TestTurn(name="t", parent_turn="base"))
+    assert pickle.loads(pickle.dumps(run)) == run
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.job_id = "j2"  # type: ignore[misc]
+    raised = pipe.JobRaised("j1", "exception", "ValueError: x", "Traceback ...")
+    assert pickle.loads(pickle.dumps(raised)) == raised
+
+
+def _field_names(record: object) -> list[str]:
+    return [f.name for f in dataclasses.fields(record)]  # type: ignore[arg-type]
