@@ -24,10 +24,8 @@ PREPARE_KIND = "session.prepare"
 
 @dataclass(frozen=True)
 class PrepareSession:
-    """Request of `session.prepare` (no protocol message: the server submits it)."""
-
-    session_id: str
-    """The session whose dataset is read."""
+    """Request of `session.prepare` (no protocol message: the server submits it). It has no
+    fields: the job reads the dataset its session names."""
 
 
 def _set_fields(request: object, names: tuple[str, ...]) -> dict[str, Any]:
@@ -171,10 +169,12 @@ class LivePreview:
 
     @classmethod
     def of_request(cls, ctx: JobContext) -> LivePreview:
-        """The live preview a training request asks for (its preview_* fields)."""
+        """The live preview a training request asks for with its preview_* fields (a request
+        without them, e.g. job.refine, gets the defaults)."""
         request = ctx.request
-        return cls(ctx, request.preview_every, request.preview_interval_s,
-                   request.preview_camera)
+        return cls(ctx, getattr(request, "preview_every", None),
+                   getattr(request, "preview_interval_s", None),
+                   getattr(request, "preview_camera", None))
 
     def __call__(self, field, step: int) -> None:
         import time

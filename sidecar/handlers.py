@@ -79,7 +79,7 @@ def session_create(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     sidecar.hub.subscribe(session_id, incoming.identity)
     if path is not None:
         # Reading the dataset runs nerfstudio's dataparser: done by the worker, not here.
-        sidecar.jobs.submit(PREPARE_KIND, session_id, PrepareSession(session_id),
+        sidecar.jobs.submit(PREPARE_KIND, session_id, PrepareSession(),
                             origin=incoming.envelope.msg_id)
     return _summary(sidecar, session_id)
 
