@@ -16,13 +16,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edit3d.progress import CancelToken, ProgressEvent
 from sidecar.errors import SidecarError
-from sidecar.pipe import JobPreviewed, JobProgressed, JobRequest
+from sidecar.pipe import JobPreviewed, JobProgressed, JobRequest, WorkerReport
 
 DEFAULT_JOB_MODULES: tuple[str, ...] = ("sidecar.edit3d_jobs",)
 """Modules whose import registers the built-in job kinds."""
@@ -51,7 +50,7 @@ class JobContext:
     """Model profile: "real" (published weights) or "tiny" (pipeline checks only)."""
     cache: dict[str, object]
     """Lives as long as the worker process: keeps loaded models warm between jobs."""
-    send: Callable[[Any], None] = field(repr=False)
+    send: Callable[[WorkerReport], None] = field(repr=False)
     """Sends one message to the server (used by `progress` and `preview`)."""
     _last_progress: float = field(default=0.0, repr=False)
 

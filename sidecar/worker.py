@@ -36,6 +36,7 @@ from sidecar.pipe import (
     RunJob,
     StopWorker,
     WorkerReady,
+    WorkerReport,
 )
 
 
@@ -117,7 +118,7 @@ class MemoryReporter:
         self._last = time.monotonic()
         self.enabled = device.startswith("cuda")
 
-    def send(self, message: object) -> None:
+    def send(self, message: WorkerReport) -> None:
         import time
 
         self._send(message)
