@@ -90,7 +90,7 @@ class Job:
         return getattr(self.request, "turn_id", None)
 
     def summary(self, position: int | None = None) -> dict:
-        """A msgpack-able description (no result arrays, no parameters with arrays)."""
+        """A msgpack-able description (no result arrays, no request record)."""
         return {
             "id": self.id,
             "kind": self.kind,
