@@ -60,11 +60,13 @@ class SessionViews:
     c2w: np.ndarray
     intrinsics: np.ndarray
 
-    def pinholes(self) -> list[scene_io.CameraPinhole]:
+    def cameras(self) -> list[Any]:
+        """The views as protocol Camera records."""
         out = []
-        for c2w, k in zip(self.c2w, self.intrinsics, strict=True):
+        for name, c2w, k in zip(self.names, self.c2w, self.intrinsics, strict=True):
             fx, fy, cx, cy, w, h = (float(v) for v in k)
-            out.append(scene_io.CameraPinhole(c2w, fx, fy, cx, cy, int(w), int(h)))
+            out.append(scene_io.make_camera(c2w=np.ascontiguousarray(c2w), fx=fx, fy=fy, cx=cx,
+                                            cy=cy, width=int(w), height=int(h), name=name))
         return out
 
 

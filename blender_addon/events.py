@@ -161,7 +161,7 @@ def import_session_cameras(context: Any) -> list[Any]:
         raise LookupError("no session is open: create or open one first")
     props = context.scene.edit3d
     return scene_io.import_cameras(
-        context.scene, LINK.views.names, LINK.views.pinholes(), props.camera_collection
+        context.scene, LINK.views.names, LINK.views.cameras(), props.camera_collection
     )
 
 
@@ -474,23 +474,14 @@ def live_preview_tick(context: Any) -> None:
     render_camera(context, camera, silent=True)
 
 
-def camera_message(context: Any, camera: Any) -> Any:
-    pin = scene_io.pinhole_from_camera(camera, context.scene)
-    return messages().Camera(
-        c2w=pin.c2w, fx=pin.fx, fy=pin.fy, cx=pin.cx, cy=pin.cy,
-        width=pin.width, height=pin.height, name=scene_io.dataset_view_name(camera),
-    )  # fmt: skip
-
-
 def render_camera(
     context: Any, camera: Any, *, silent: bool = False, turn_id: str | None = None,
     image: str = PREVIEW_IMAGE,
 ) -> Any:  # fmt: skip
     """Render `camera` from `turn_id` (None: the head) into the image named `image`."""
     props = context.scene.edit3d
-    msg = messages().JobRender(
-        session_id=props.session_id, camera=camera_message(context, camera), turn_id=turn_id
-    )
+    msg = messages().JobRender(session_id=props.session_id, turn_id=turn_id,
+                               camera=scene_io.camera_from_object(camera, context.scene))
     return submit_job(context, msg, JobRoute("job.render", silent=silent, image=image))
 
 

@@ -250,12 +250,12 @@ class EDIT3D_OT_import_transforms(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
-            names, pinholes = scene_io.read_transforms_json(bpy.path.abspath(self.filepath))
+            names, cameras = scene_io.read_transforms_json(bpy.path.abspath(self.filepath))
         except (OSError, ValueError, KeyError) as exc:
             self.report({"ERROR"}, f"Cannot read {self.filepath}: {exc}")
             return {"CANCELLED"}
         coll = context.scene.edit3d.camera_collection
-        scene_io.import_cameras(context.scene, names, pinholes, coll)
+        scene_io.import_cameras(context.scene, names, cameras, coll)
         self.report({"INFO"}, f"Imported {len(names)} cameras")
         return {"FINISHED"}
 
@@ -286,7 +286,7 @@ def live_preview_fields(context: bpy.types.Context) -> dict[str, Any]:
     camera = context.scene.camera
     if camera is None or camera.type != "CAMERA":
         return {}
-    return {"preview_camera": events.camera_message(context, camera)}
+    return {"preview_camera": scene_io.camera_from_object(camera, context.scene)}
 
 
 def _active_camera(op: bpy.types.Operator, context: bpy.types.Context) -> Any:
@@ -310,7 +310,7 @@ class EDIT3D_OT_preview_masks(_SidecarOperator, bpy.types.Operator):
             return {"CANCELLED"}
         msg = connection.messages().JobPreviewMasks(
             session_id=props.session_id,
-            camera=events.camera_message(context, camera),
+            camera=scene_io.camera_from_object(camera, context.scene),
             edit_queries=split_queries(props.edit_queries),
             keep_queries=split_queries(props.keep_queries),
             caption=None if props.auto_caption or not props.caption else props.caption,

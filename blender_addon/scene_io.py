@@ -3,46 +3,37 @@
 Plain functions on numpy arrays and bpy datablocks; no connection state. Conventions follow
 the project's: images float32 [H, W, 3] in [0, 1] with row 0 at the top; cameras are
 camera-to-world 4x4 matrices in the dataset's world frame (OpenGL: looks down -Z, +Y up,
-the same as a Blender camera) with pixel intrinsics fx, fy, cx, cy, width, height.
+the same as a Blender camera) with pixel intrinsics fx, fy, cx, cy, width, height: the
+protocol's `Camera` record, which this module reads and builds.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import bpy
 import numpy as np
 from mathutils import Matrix
+
+if TYPE_CHECKING:
+    from .protocol.messages import Camera
 
 DEFAULT_SENSOR_WIDTH_MM = 36.0
 VIEW_NAME_KEY = "edit3d_view"
 """Custom property on imported camera objects: the dataset image file name of the view."""
 
 
-@dataclass(frozen=True)
-class CameraPinhole:
-    """A camera as the sidecar sees it: world-frame pose + pixel intrinsics."""
-
-    c2w: np.ndarray
-    """[4, 4] float64 camera-to-world, dataset world frame, OpenGL axes."""
-    fx: float
-    """Focal length along x, pixels."""
-    fy: float
-    """Focal length along y, pixels."""
-    cx: float
-    """Principal point x, pixels from the left edge."""
-    cy: float
-    """Principal point y, pixels from the top edge."""
-    width: int
-    """Image width, pixels."""
-    height: int
-    """Image height, pixels."""
-
-
 # --- cameras -------------------------------------------------------------------------------
+
+
+def make_camera(**fields: Any) -> Camera:
+    """A protocol Camera (imported on use: the protocol package loads pyzmq)."""
+    from .protocol.messages import Camera
+
+    return Camera(**fields)
 
 
 def pixel_aspect_for(fx: float, fy: float) -> tuple[float, float]:
@@ -84,15 +75,15 @@ def set_render_resolution(scene: bpy.types.Scene, width: int, height: int, fx: f
 
 
 def create_camera_object(
-    name: str, pinhole: CameraPinhole, collection: bpy.types.Collection
+    name: str, camera: Camera, collection: bpy.types.Collection
 ) -> bpy.types.Object:
     """A camera object at the view's exact pose and intrinsics, linked into collection."""
     cam = bpy.data.cameras.new(name)
     apply_intrinsics(
-        cam, pinhole.fx, pinhole.fy, pinhole.cx, pinhole.cy, pinhole.width, pinhole.height
+        cam, camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height
     )
     obj = bpy.data.objects.new(name, cam)
-    obj.matrix_world = Matrix(np.asarray(pinhole.c2w, dtype=np.float64).tolist())
+    obj.matrix_world = Matrix(np.asarray(camera.c2w, dtype=np.float64).tolist())
     obj[VIEW_NAME_KEY] = name
     collection.objects.link(obj)
     return obj
@@ -127,7 +118,7 @@ def _remove_datablock(data: bpy.types.ID) -> None:
 def import_cameras(
     scene: bpy.types.Scene,
     names: Sequence[str],
-    pinholes: Sequence[CameraPinhole],
+    cameras: Sequence[Camera],
     collection_name: str = "Edit3D Cameras",
 ) -> list[bpy.types.Object]:
     """Replace the collection's cameras with one camera per dataset view.
@@ -136,21 +127,21 @@ def import_cameras(
     resolution and pixel aspect are set from the first view; the first camera becomes the
     scene camera.
     """
-    if len(names) != len(pinholes):
-        raise ValueError(f"names and pinholes differ in length: {len(names)} vs {len(pinholes)}")
+    if len(names) != len(cameras):
+        raise ValueError(f"names and cameras differ in length: {len(names)} vs {len(cameras)}")
     coll = ensure_collection(scene, collection_name)
     clear_collection(coll)
-    objects = [create_camera_object(n, p, coll) for n, p in zip(names, pinholes, strict=True)]
-    if pinholes:
-        first = pinholes[0]
+    objects = [create_camera_object(n, p, coll) for n, p in zip(names, cameras, strict=True)]
+    if cameras:
+        first = cameras[0]
         set_render_resolution(scene, first.width, first.height, first.fx, first.fy)
         scene.camera = objects[0]
     bpy.context.view_layer.update()
     return objects
 
 
-def read_transforms_json(path: str | Path) -> tuple[list[str], list[CameraPinhole]]:
-    """Views of a nerfstudio transforms.json: (file_path as written, pinhole) per frame.
+def read_transforms_json(path: str | Path) -> tuple[list[str], list[Camera]]:
+    """Views of a nerfstudio transforms.json: (file_path as written, camera) per frame.
 
     Per-frame fl_x/fl_y/cx/cy/w/h override the top-level ones. Lens distortion, if any, is
     ignored: Blender cameras have none.
@@ -159,7 +150,7 @@ def read_transforms_json(path: str | Path) -> tuple[list[str], list[CameraPinhol
     frames = data.get("frames")
     if not isinstance(frames, list) or not frames:
         raise ValueError(f"{path}: no frames")
-    names, pinholes = [], []
+    names, cameras = [], []
     for index, frame in enumerate(frames):
 
         def get(key: str, frame: dict = frame, index: int = index) -> float:
@@ -175,10 +166,9 @@ def read_transforms_json(path: str | Path) -> tuple[list[str], list[CameraPinhol
             raise ValueError(f"{path}: frame {index} transform_matrix has shape {c2w.shape}")
         width, height = int(get("w")), int(get("h"))
         names.append(str(frame["file_path"]))
-        pinholes.append(
-            CameraPinhole(c2w, get("fl_x"), get("fl_y"), get("cx"), get("cy"), width, height)
-        )
-    return names, pinholes
+        cameras.append(make_camera(c2w=c2w, fx=get("fl_x"), fy=get("fl_y"), cx=get("cx"),
+                                    cy=get("cy"), width=width, height=height, name=names[-1]))
+    return names, cameras
 
 
 def render_size(scene: bpy.types.Scene) -> tuple[int, int]:
@@ -190,10 +180,11 @@ def render_size(scene: bpy.types.Scene) -> tuple[int, int]:
     )
 
 
-def pinhole_from_camera(
+def camera_from_object(
     obj: bpy.types.Object, scene: bpy.types.Scene, size: tuple[int, int] | None = None
-) -> CameraPinhole:
-    """The inverse of create_camera_object: Blender camera → c2w + pixel intrinsics.
+) -> Camera:
+    """The inverse of create_camera_object: Blender camera → protocol Camera (c2w + pixel
+    intrinsics, named after its dataset view if it is an imported one).
 
     Follows Blender's view plane: the fitted side (AUTO: the larger one, measured with the
     pixel aspect, using sensor_width; HORIZONTAL: x with sensor_width; VERTICAL: y with
@@ -217,7 +208,8 @@ def pinhole_from_camera(
     cx = width / 2.0 - cam.shift_x * view_side
     cy = height / 2.0 + cam.shift_y * view_side / ycor
     c2w = np.array(obj.matrix_world, dtype=np.float64)
-    return CameraPinhole(c2w, float(fx), float(fy), float(cx), float(cy), width, height)
+    return make_camera(c2w=c2w, fx=float(fx), fy=float(fy), cx=float(cx), cy=float(cy),
+                       width=width, height=height, name=dataset_view_name(obj))
 
 
 def dataset_view_name(obj: bpy.types.Object) -> str | None:

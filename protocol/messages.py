@@ -562,27 +562,26 @@ class JobRunTurn(Message):
     """Regions to keep (inverse mode)."""
     caption: str | None = param(None, max_len=500)
     """Caption for ADSS (None = generated)."""
-    mode: Literal["edit3d", "in2n"] = "edit3d"
-    """edit3d = condition on the previous turn's renders; in2n = the baseline."""
+    mode: Literal["edit3d", "in2n"] | None = None
+    """edit3d = condition on the previous turn's renders; in2n = the baseline (None = the
+    method's default)."""
     steps: int | None = param(None, ge=1, le=10_000_000)
-    """Iterations (None = preset)."""
-    preset: str | None = param(None, pattern=PRESET)
-    """Named turn preset."""
+    """Iterations (None = the session's field preset decides)."""
     parent_turn: str | None = param(None, pattern=ID)
     """Turn to edit from (None = head)."""
     after_job: str | None = param(None, pattern=ID)
     """Queue on top of this queued or running turn job of the session: the turn it makes
     becomes the parent (instead of parent_turn); if it makes none, this job fails too."""
-    edit_rate: int = param(10, ge=1, le=100_000)
-    """Re-edit one view every this many iterations."""
-    edit_count: int = param(1, ge=1, le=1000)
-    """Views re-edited each time."""
+    edit_rate: int | None = param(None, ge=1, le=100_000)
+    """Re-edit views every this many iterations (None = the method's default)."""
+    edit_count: int | None = param(None, ge=1, le=1000)
+    """Views re-edited each time (None = the method's default)."""
     lr: float | None = param(None, ge=1e-9, le=1.0)
-    """Field learning rate during the turn (None = 0.0025)."""
-    seed: int = param(0, ge=0, le=2**32 - 1)
-    """Random seed."""
-    editor: str = param("ip2p", max_len=200, pattern=r"[A-Za-z0-9_.:-]+")
-    """Editor spec ("ip2p" or "package.module:Factory")."""
+    """Field learning rate during the turn (None = the method's default)."""
+    seed: int | None = param(None, ge=0, le=2**32 - 1)
+    """Random seed (None = the method's default)."""
+    editor: str | None = param(None, max_len=200, pattern=r"[A-Za-z0-9_.:-]+")
+    """Editor spec ("ip2p" or "package.module:Factory"; None = the method's default)."""
     preview_every: int | None = param(None, ge=0, le=10_000_000)
     """Send a job.preview frame every this many iterations (None = sidecar default 50, 0 = none)."""
     preview_interval_s: float | None = param(None, ge=0.0, le=86_400.0)
@@ -628,11 +627,11 @@ class JobRefine(Message):
     turn_id: str | None = param(None, pattern=ID)
     """Turn to refine (None = head)."""
     steps: int | None = param(None, ge=1, le=10_000_000)
-    """Iterations (None = preset)."""
-    scale: Literal[2, 4] = 4
-    """Upscaling factor."""
-    faces: bool = True
-    """Restore faces with GFPGAN where detected."""
+    """Iterations (None = the method's default)."""
+    scale: Literal[2, 4] | None = None
+    """Upscaling factor (None = the method's default)."""
+    faces: bool | None = None
+    """Restore faces with GFPGAN where detected (None = the method's default)."""
 
 
 @message("job.render", "request")
@@ -669,8 +668,9 @@ class JobExport(Message):
     """What to export."""
     format: Literal["ply", "obj", "glb"] = "ply"
     """File format."""
-    budget: int = param(1_000_000, ge=1, le=20_000_000)
-    """Points (point cloud) or faces (mesh) at most (20M float32 points fit a 256 MiB frame)."""
+    budget: int | None = param(None, ge=1, le=20_000_000)
+    """Points of a point cloud (None = the method's default; 20M float32 points fit a
+    256 MiB frame). Meshes ignore it."""
     crop_min: tuple[float, float, float] | None = param(None, ge=-1e6, le=1e6)
     """Crop box corner, world frame (None = scene bounds)."""
     crop_max: tuple[float, float, float] | None = param(None, ge=-1e6, le=1e6)

@@ -2,16 +2,37 @@
 
 They run in the worker process. Heavy imports (torch, nerfstudio, diffusers) happen inside
 the functions, so importing this module (the server does, to check kind names) is cheap.
-Kinds are named after the protocol request that submits them.
+Kinds are named after the protocol request that submits them, and each takes that request
+record; where a kind calls a method configuration (TurnSpec, RefineConfig), one mapping
+passes only the fields the request set, so the method's defaults and the preset decide the
+rest.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sidecar import workspaces
+from protocol import messages as m
+from sidecar import cameras, workspaces
 from sidecar.kinds import JobContext, job_kind
+
+PREPARE_KIND = "session.prepare"
+"""The kind the server queues itself when a session is created from a dataset path."""
+
+
+@dataclass(frozen=True)
+class PrepareSession:
+    """Request of `session.prepare` (no protocol message: the server submits it). It has no
+    fields: the job reads the dataset its session names."""
+
+
+def _set_fields(request: object, names: tuple[str, ...]) -> dict[str, Any]:
+    """The named fields of a request that it set (None = not set)."""
+    values = {name: getattr(request, name) for name in names}
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def _session_meta(ctx: JobContext) -> dict:
@@ -93,7 +114,8 @@ def _check_run_folders(ctx: JobContext) -> None:
         resolve_source_path(str(Path(folder).absolute()), what, ctx.data_roots, sessions_root)
 
 
-@job_kind("session.prepare", description="read the session's dataset and create its workspace")
+@job_kind(PREPARE_KIND, PrepareSession,
+          description="read the session's dataset and create its workspace")
 def prepare_session(ctx: JobContext) -> dict:
     _check_run_folders(ctx)
     count = _cache_views(ctx, None)
@@ -107,24 +129,6 @@ def prepare_session(ctx: JobContext) -> dict:
 
 
 # ----- helpers shared by the kinds -------------------------------------------------------
-
-
-def _camera_view(camera: object):
-    """A protocol Camera record → edit3d CameraView (both world frame, OpenGL)."""
-    from edit3d.scene.cameras import CameraView, Intrinsics
-
-    intrinsics = Intrinsics(camera.fx, camera.fy, camera.cx, camera.cy,  # type: ignore[attr-defined]
-                            camera.width, camera.height)  # type: ignore[attr-defined]
-    return CameraView(camera.name or "camera", camera.c2w, intrinsics)  # type: ignore[attr-defined]
-
-
-def _protocol_camera(view: object):
-    from protocol.messages import Camera
-
-    intr = view.intrinsics  # type: ignore[attr-defined]
-    return Camera(c2w=view.c2w, fx=intr.fx, fy=intr.fy, cx=intr.cx,  # type: ignore[attr-defined]
-                  cy=intr.cy, width=intr.width, height=intr.height,
-                  name=view.name)  # type: ignore[attr-defined]
 
 
 def _field(ctx: JobContext, workspace, turn_id: str | None):
@@ -179,14 +183,14 @@ class LivePreview:
     """
 
     def __init__(self, ctx: JobContext, every: int | None = None,
-                 interval_s: float | None = None, camera: object | None = None) -> None:
+                 interval_s: float | None = None, camera: m.Camera | None = None) -> None:
         import time
 
         self.ctx = ctx
         self.every = PREVIEW_EVERY if every is None else int(every)
         self.adaptive = interval_s is None
         self.gap_s = PREVIEW_INTERVAL_S if interval_s is None else float(interval_s)
-        self.view = None if camera is None else _camera_view(camera)
+        self.view = None if camera is None else cameras.to_method(camera)
         self.render_s = 0.0
         """Seconds spent rendering frames so far."""
         self.sent: list[int] = []
@@ -194,10 +198,13 @@ class LivePreview:
         self._last = time.monotonic()
 
     @classmethod
-    def from_params(cls, ctx: JobContext) -> LivePreview:
-        p = ctx.params
-        return cls(ctx, p.get("preview_every"), p.get("preview_interval_s"),
-                   p.get("preview_camera"))
+    def of_request(cls, ctx: JobContext) -> LivePreview:
+        """The live preview a training request asks for with its preview_* fields (a request
+        without them, e.g. job.refine, gets the defaults)."""
+        request = ctx.request
+        return cls(ctx, getattr(request, "preview_every", None),
+                   getattr(request, "preview_interval_s", None),
+                   getattr(request, "preview_camera", None))
 
     def __call__(self, field, step: int) -> None:
         import time
@@ -233,16 +240,16 @@ def _segmenter(ctx: JobContext):
 # ----- the kinds ---------------------------------------------------------------------------
 
 
-@job_kind("job.train_base", description="train the base NeRF (Sec. 4.1)")
+@job_kind("job.train_base", m.JobTrainBase, description="train the base NeRF (Sec. 4.1)")
 def train_base(ctx: JobContext) -> dict:
-    dataset = ctx.params.get("dataset_path")
-    dataset_dir = _uploaded(ctx, dataset) if dataset else None
+    request: m.JobTrainBase = ctx.request
+    dataset_dir = _uploaded(ctx, request.dataset_path) if request.dataset_path else None
     if dataset_dir is not None and not (ctx.session_dir / workspaces.VIEWS_FILE).exists():
         _cache_views(ctx, dataset_dir)
-    workspace = _workspace(ctx, dataset_dir, ctx.params.get("preset"))
+    workspace = _workspace(ctx, dataset_dir, request.preset)
     _forget_field(ctx)
-    live = LivePreview.from_params(ctx)
-    record = workspace.train_base(steps=ctx.params.get("steps"), progress=ctx.progress,
+    live = LivePreview.of_request(ctx)
+    record = workspace.train_base(steps=request.steps, progress=ctx.progress,
                                   cancel=ctx.cancel, on_step=live)
     _result_preview(ctx, workspace, record.id)
     return {"turn_id": record.id, "preview_frames": len(live.sent),
@@ -254,16 +261,23 @@ TURN_SPEC_FIELDS = ("instruction", "edit_queries", "keep_queries", "caption", "m
 """job.run_turn fields that are TurnSpec fields of the same name and meaning."""
 
 
-def _turn_spec(ctx: JobContext):
-    """The request's TurnSpec: only the fields the request set (None = not set), so the
+def turn_spec(request: m.JobRunTurn):
+    """job.run_turn → TurnSpec: only the fields the request set (None = not set), so the
     spec's own defaults and the field preset (e.g. its turn_steps) decide the rest."""
     from edit3d.editing.turns import TurnSpec
 
-    given = {k: ctx.params[k] for k in TURN_SPEC_FIELDS if ctx.params.get(k) is not None}
-    for key in ("edit_queries", "keep_queries"):
-        if key in given:
-            given[key] = tuple(given[key])
-    return TurnSpec(**given)
+    return TurnSpec(**_set_fields(request, TURN_SPEC_FIELDS))
+
+
+REFINE_CONFIG_FIELDS = ("steps", "scale", "faces")
+"""job.refine fields that are RefineConfig fields of the same name and meaning."""
+
+
+def refine_config(request: m.JobRefine):
+    """job.refine → RefineConfig: only the fields the request set."""
+    from edit3d.refine import RefineConfig
+
+    return RefineConfig(**_set_fields(request, REFINE_CONFIG_FIELDS))
 
 
 def _editor_spec(ctx: JobContext, spec: str) -> str:
@@ -293,52 +307,55 @@ def _mask_provider(ctx: JobContext, spec):
     return _segmenter(ctx).mask_provider() if needs_masks else None
 
 
-@job_kind("job.run_turn", description="one editing turn (Sec. 3.1-3.2)")
+@job_kind("job.run_turn", m.JobRunTurn, description="one editing turn (Sec. 3.1-3.2)")
 def run_turn(ctx: JobContext) -> dict:
     import dataclasses
 
+    request: m.JobRunTurn = ctx.request
     workspace = _workspace(ctx)
-    spec = _turn_spec(ctx)
+    spec = turn_spec(request)
     spec = dataclasses.replace(spec, editor=_editor_spec(ctx, spec.editor))
     _forget_field(ctx)
     record = workspace.run_turn(
         spec,
-        parent=ctx.params.get("parent_turn"),
+        parent=request.parent_turn,
         editor=_editor(ctx, spec.editor),
         mask_provider=_mask_provider(ctx, spec),
         progress=ctx.progress,
         cancel=ctx.cancel,
-        checkpoint_every=ctx.params.get("checkpoint_every"),
-        on_step=LivePreview.from_params(ctx),
+        on_step=LivePreview.of_request(ctx),
     )
     _result_preview(ctx, workspace, record.id)
     return {"turn_id": record.id, "tiny_profile": ctx.profile == "tiny"}
 
 
-@job_kind("job.resume_turn",
+@job_kind("job.resume_turn", m.JobResumeTurn,
           description="resume an interrupted turn or refine node from its checkpoint")
 def resume_turn(ctx: JobContext) -> dict:
+    request: m.JobResumeTurn = ctx.request
     workspace = _workspace(ctx)
-    spec = workspace.turn(ctx.params["turn_id"]).turn_spec  # None for a refine node
+    spec = workspace.turn(request.turn_id).turn_spec  # None for a refine node
     _forget_field(ctx)
     record = workspace.resume_turn(
-        ctx.params["turn_id"],
+        request.turn_id,
         editor=_editor(ctx, spec.editor) if spec is not None else None,
         mask_provider=_mask_provider(ctx, spec) if spec is not None else None,
         progress=ctx.progress,
         cancel=ctx.cancel,
-        on_step=LivePreview.from_params(ctx),
+        on_step=LivePreview.of_request(ctx),
     )
     _result_preview(ctx, workspace, record.id)
     return {"turn_id": record.id}
 
 
-@job_kind("job.discard_turn", description="discard an interrupted, failed or cancelled turn")
+@job_kind("job.discard_turn", m.JobDiscardTurn,
+          description="discard an interrupted, failed or cancelled turn")
 def discard_turn(ctx: JobContext) -> dict:
+    request: m.JobDiscardTurn = ctx.request
     workspace = _workspace(ctx)
     _forget_field(ctx)
-    workspace.discard_turn(ctx.params["turn_id"])
-    return {"turn_id": ctx.params["turn_id"], "discarded": True}
+    workspace.discard_turn(request.turn_id)
+    return {"turn_id": request.turn_id, "discarded": True}
 
 
 RENDER_STRIP_PIXELS = 1 << 20
@@ -359,11 +376,11 @@ def render_budget_bytes() -> int:
     return Limits().max_buffer_bytes
 
 
-def check_render_params(params: dict) -> dict:
+def check_render_request(request: m.JobRender) -> None:
     """Refuse, before queueing, a render whose images could not be sent."""
-    camera, dtype = params["camera"], params.get("dtype", "float32")
+    camera, dtype = request.camera, request.dtype
     budget = render_budget_bytes()
-    for output in params.get("outputs", ("rgb",)):
+    for output in request.outputs:
         size = camera.width * camera.height * _BYTES_PER_PIXEL[output][dtype]
         if size > budget:
             raise ValueError(
@@ -371,7 +388,6 @@ def check_render_params(params: dict) -> dict:
                 f"{size / 2**20:.0f} MiB, over the render budget of {budget / 2**20:.0f} MiB "
                 "per image: ask dtype='float16' or 'uint8', or a smaller size"
             )
-    return params
 
 
 def _render_in_strips(ctx: JobContext, field, view):
@@ -406,20 +422,18 @@ def _as_dtype(image, dtype: str, *, scaled: bool):
     return image.astype(np.float32 if dtype == "float32" else np.float16)
 
 
-@job_kind("job.render", validate=check_render_params,
+@job_kind("job.render", m.JobRender, check=check_render_request,
           description="render a world-frame camera from a turn")
 def render(ctx: JobContext) -> dict:
-    from protocol.messages import RenderResult
-
+    request: m.JobRender = ctx.request
     workspace = _workspace(ctx)
-    field = _field(ctx, workspace, ctx.params.get("turn_id"))
-    result = _render_in_strips(ctx, field, _camera_view(ctx.params["camera"]))
-    outputs = set(ctx.params.get("outputs", ("rgb",)))
-    dtype = ctx.params.get("dtype", "float32")
-    event = RenderResult(
+    field = _field(ctx, workspace, request.turn_id)
+    result = _render_in_strips(ctx, field, cameras.to_method(request.camera))
+    outputs, dtype = set(request.outputs), request.dtype
+    event = m.RenderResult(
         job_id=ctx.job_id,
-        turn_id=ctx.params.get("turn_id") or workspace.head,
-        camera=ctx.params["camera"],
+        turn_id=request.turn_id or workspace.head,
+        camera=request.camera,
         rgb=_as_dtype(result.rgb, dtype, scaled=True) if "rgb" in outputs else None,
         depth=_as_dtype(result.depth, dtype, scaled=False) if "depth" in outputs else None,
         accumulation=_as_dtype(result.accumulation, dtype, scaled=True)
@@ -428,23 +442,23 @@ def render(ctx: JobContext) -> dict:
     return {"turn_id": event.turn_id, "event": event}
 
 
-@job_kind("job.preview_masks", description="ADSS masks for one render (Sec. 3.2)")
+@job_kind("job.preview_masks", m.JobPreviewMasks,
+          description="ADSS masks for one render (Sec. 3.2)")
 def preview_masks(ctx: JobContext) -> dict:
     import numpy as np
 
-    from protocol.messages import MasksResult
-
+    request: m.JobPreviewMasks = ctx.request
     workspace = _workspace(ctx)
-    field = _field(ctx, workspace, ctx.params.get("turn_id"))
-    camera = ctx.params.get("camera")
-    view = _camera_view(camera) if camera is not None else field.view(ctx.params["view_name"])
+    field = _field(ctx, workspace, request.turn_id)
+    view = (cameras.to_method(request.camera) if request.camera is not None
+            else field.view(request.view_name))
     image = field.render(view).rgb
     ctx.cancel.raise_if_cancelled()
-    edit, keep = tuple(ctx.params["edit_queries"]), tuple(ctx.params["keep_queries"])
-    preview = _segmenter(ctx).preview(image, edit, keep, ctx.params.get("caption"))
+    edit, keep = request.edit_queries, request.keep_queries
+    preview = _segmenter(ctx).preview(image, edit, keep, request.caption)
     queries = (*edit, *keep)
     runner_up = [preview.matches[q].runner_up for q in queries]
-    event = MasksResult(
+    event = m.MasksResult(
         job_id=ctx.job_id,
         caption=preview.caption[:500],
         queries=queries,
@@ -460,18 +474,15 @@ def preview_masks(ctx: JobContext) -> dict:
     return {"caption": preview.caption, "tiny_profile": ctx.profile == "tiny", "event": event}
 
 
-@job_kind("job.refine", description="super-resolution fine-tune (Sec. 3.3)")
+@job_kind("job.refine", m.JobRefine, description="super-resolution fine-tune (Sec. 3.3)")
 def refine(ctx: JobContext) -> dict:
-    from edit3d.refine import RefineConfig
     from edit3d.refine.node import run_refine
 
+    request: m.JobRefine = ctx.request
     workspace = _workspace(ctx)
-    options = {"steps": ctx.params["steps"]} if ctx.params.get("steps") else {}
-    config = RefineConfig(scale=ctx.params.get("scale", 4),
-                          faces=ctx.params.get("faces", True), **options)
     _forget_field(ctx)
-    live = LivePreview.from_params(ctx)
-    record = run_refine(workspace, ctx.params.get("turn_id"), config,
+    live = LivePreview.of_request(ctx)
+    record = run_refine(workspace, request.turn_id, refine_config(request),
                         profile=ctx.profile,  # type: ignore[arg-type]
                         on_step=live, progress=ctx.progress, cancel=ctx.cancel)
     _result_preview(ctx, workspace, record.id)
@@ -479,37 +490,42 @@ def refine(ctx: JobContext) -> dict:
             "tiny_profile": ctx.profile == "tiny", "preview_frames": len(live.sent)}
 
 
-def _crop(params: dict):
+def point_cloud_config(request: m.JobExport):
+    """job.export → PointCloudConfig: the point budget only when the request set it."""
+    from edit3d.export.pointcloud import PointCloudConfig
+
+    return PointCloudConfig(**({} if request.budget is None else {"num_points": request.budget}))
+
+
+def _crop(request: m.JobExport):
     from edit3d.export.sampling import CropBox
 
-    if params.get("crop_min") is None:
+    if request.crop_min is None or request.crop_max is None:
         return None
-    return CropBox(tuple(params["crop_min"]), tuple(params["crop_max"]))
+    return CropBox(request.crop_min, request.crop_max)
 
 
-@job_kind("job.export", description="point cloud or mesh in the world frame")
+@job_kind("job.export", m.JobExport, description="point cloud or mesh in the world frame")
 def export(ctx: JobContext) -> dict:
     import numpy as np
 
-    from protocol.messages import ExportResult
 
+    request: m.JobExport = ctx.request
     workspace = _workspace(ctx)
-    turn_id = ctx.params.get("turn_id") or workspace.head
+    turn_id = request.turn_id or workspace.head
     field = _field(ctx, workspace, turn_id)
-    kind, fmt = ctx.params.get("kind", "point_cloud"), ctx.params.get("format", "ply")
-    geometry = _export_geometry(ctx, field, kind)
+    kind, fmt, arrays = request.kind, request.format, request.return_arrays
+    geometry = _export_geometry(ctx, field, request)
     name = f"{kind}-{turn_id}-{ctx.job_id}.{fmt}"
     write_export(ctx.exports_dir / name, geometry, fmt)
     points = geometry.points if kind == "point_cloud" else geometry.vertices
-    event = ExportResult(
+    event = m.ExportResult(
         job_id=ctx.job_id, turn_id=turn_id, kind=kind, format=fmt, path=f"exports/{name}",
-        points=points.astype(np.float32) if ctx.params.get("return_arrays", True) else None,
-        colors=geometry.colors.astype(np.float32) if ctx.params.get("return_arrays", True)
-        else None,
-        normals=None if geometry.normals is None or not ctx.params.get("return_arrays", True)
+        points=points.astype(np.float32) if arrays else None,
+        colors=geometry.colors.astype(np.float32) if arrays else None,
+        normals=None if geometry.normals is None or not arrays
         else geometry.normals.astype(np.float32),
-        faces=geometry.faces.astype(np.int32) if kind == "mesh"
-        and ctx.params.get("return_arrays", True) else None,
+        faces=geometry.faces.astype(np.int32) if kind == "mesh" and arrays else None,
     )
     return {"turn_id": turn_id, "path": f"exports/{name}", "count": len(points),
             "event": event}
@@ -527,14 +543,13 @@ def write_export(path: Path, geometry, fmt: str) -> None:
         raise
 
 
-def _export_geometry(ctx: JobContext, field, kind: str):
-    if kind == "mesh":
+def _export_geometry(ctx: JobContext, field, request: m.JobExport):
+    if request.kind == "mesh":
         from edit3d.export.mesh import export_mesh
 
-        return export_mesh(field, crop=_crop(ctx.params), progress=ctx.progress,
+        return export_mesh(field, crop=_crop(request), progress=ctx.progress,
                            cancel=ctx.cancel)
-    from edit3d.export.pointcloud import PointCloudConfig, export_point_cloud
+    from edit3d.export.pointcloud import export_point_cloud
 
-    config = PointCloudConfig(num_points=int(ctx.params.get("budget", 1_000_000)))
-    return export_point_cloud(field, config, crop=_crop(ctx.params), progress=ctx.progress,
-                              cancel=ctx.cancel)
+    return export_point_cloud(field, point_cloud_config(request), crop=_crop(request),
+                              progress=ctx.progress, cancel=ctx.cancel)

@@ -7,7 +7,6 @@ or `sidecar.workspaces` (which calls edit3d), and returns the reply message. A r
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -18,6 +17,7 @@ from protocol import messages as m
 from protocol.server import Incoming
 from protocol.version import PROTOCOL_VERSION
 from sidecar import __version__, downloads, workspaces
+from sidecar.edit3d_jobs import PREPARE_KIND, PrepareSession
 from sidecar.errors import SidecarError
 from sidecar.kinds import job_kinds
 from sidecar.policy import check_editor, check_preset, resolve_source_path
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 Handler = Callable[["Sidecar", Incoming], "m.Message | None"]
 UPLOAD_CHUNK_BYTES = 8 << 20
-PREPARE_KIND = "session.prepare"
 HANDSHAKE_SESSIONS = 100
 """Newest sessions listed in the handshake reply (the rest: `session.list` pages)."""
 MAX_STATUS_JOBS = 1000
@@ -94,7 +93,8 @@ def session_create(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     if path is not None:
         # Reading the dataset runs nerfstudio's dataparser: done by the worker, not here.
         try:
-            sidecar.jobs.submit(PREPARE_KIND, session_id, {}, origin=incoming.envelope.msg_id)
+            sidecar.jobs.submit(PREPARE_KIND, session_id, PrepareSession(),
+                                origin=incoming.envelope.msg_id)
         except SidecarError:
             sidecar.store.delete(session_id)
             sidecar.hub.forget_session(session_id)
@@ -198,17 +198,17 @@ def download_chunk(sidecar: Sidecar, incoming: Incoming) -> m.Message:
 def submit_job(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     """Any request whose type is a registered job kind: queue it, answer at once."""
     request = incoming.message
-    params = {f.name: getattr(request, f.name) for f in dataclasses.fields(request)}
-    session_id = params.pop("session_id", None)
+    session_id = getattr(request, "session_id", None)
     if not isinstance(session_id, str):
         raise SidecarError("bad_request", f"{request.type_name} requests must name a session")
-    if "editor" in params:
-        check_editor(params["editor"], sidecar.config.allowed_editors)
-    if request.type_name == "job.train_base" and params.get("preset") is not None:
-        check_preset(params["preset"])
+    editor = getattr(request, "editor", None)
+    if editor is not None:
+        check_editor(editor, sidecar.config.allowed_editors)
+    if request.type_name == "job.train_base" and request.preset is not None:
+        check_preset(request.preset)
     sidecar.store.session_dir(session_id)  # not_found before queueing
     sidecar.hub.subscribe(session_id, incoming.identity)
-    job = sidecar.jobs.submit(request.type_name, session_id, params,
+    job = sidecar.jobs.submit(request.type_name, session_id, request,
                               origin=incoming.envelope.msg_id)
     return m.JobAccepted(job_id=job.id, kind=job.kind, queue_position=sidecar.jobs_ahead(job))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import multiprocessing
 import signal
 import time
@@ -22,6 +23,19 @@ from typing import Literal
 
 from sidecar.errors import SidecarError
 from sidecar.kinds import get_job_kind
+from sidecar.pipe import (
+    JobPreviewed,
+    JobProgressed,
+    JobRaised,
+    JobRequest,
+    JobStopped,
+    JobSucceeded,
+    MemoryReading,
+    RunJob,
+    StopWorker,
+    WorkerReady,
+    check_request,
+)
 from sidecar.worker import WorkerOptions, worker_main
 
 JobState = Literal["queued", "running", "finished", "failed", "cancelled"]
@@ -49,7 +63,8 @@ class Job:
     id: str
     kind: str
     session_id: str | None
-    params: dict
+    request: JobRequest
+    """The kind's request record, as the worker gets it."""
     state: JobState = "queued"
     created: float = field(default_factory=time.time)
     started: float | None = None
@@ -70,8 +85,13 @@ class Job:
     origin: str | None = None
     """msg_id of the request that created the job (job events name it as their parent)."""
 
+    @property
+    def requested_turn(self) -> str | None:
+        """The turn the request names (its `turn_id` field), if it has one."""
+        return getattr(self.request, "turn_id", None)
+
     def summary(self, position: int | None = None) -> dict:
-        """A msgpack-able description (no result arrays, no parameters with arrays)."""
+        """A msgpack-able description (no result arrays, no request record)."""
         return {
             "id": self.id,
             "kind": self.kind,
@@ -135,7 +155,7 @@ class _Worker:
 
     def stop(self, timeout_s: float) -> None:
         with contextlib.suppress(OSError, ValueError):
-            self.conn.send(("stop",))
+            self.conn.send(StopWorker())
         self.process.join(timeout=timeout_s)
         self.kill()
 
@@ -210,19 +230,21 @@ class JobManager:
 
     # ----- commands ----------------------------------------------------------------------
     def submit(
-        self, kind: str, session_id: str | None, params: dict, origin: str | None = None
+        self, kind: str, session_id: str | None, request: JobRequest, origin: str | None = None
     ) -> Job:
+        """Queue a job of `kind` for its request record (which validated itself)."""
         job_kind = get_job_kind(kind)
         if job_kind.needs_session and session_id is None:
             raise SidecarError("bad_request", f"job kind {kind!r} needs a session_id")
-        if job_kind.validate is not None:
-            try:
-                params = job_kind.validate(dict(params))
-            except ValueError as exc:
-                raise SidecarError("bad_request", str(exc)) from exc
+        try:
+            check_request(kind, request, job_kind.request)
+            if job_kind.check is not None:
+                job_kind.check(request)
+        except (TypeError, ValueError) as exc:
+            raise SidecarError("bad_request", str(exc)) from exc
         self.check_room()
-        self._check_after(session_id, params.get("after_job"))
-        job = Job(uuid.uuid4().hex[:16], kind, session_id, dict(params), origin=origin)
+        self._check_after(session_id, getattr(request, "after_job", None))
+        job = Job(uuid.uuid4().hex[:16], kind, session_id, request, origin=origin)
         self._jobs[job.id] = job
         self._queue.append(job.id)
         self._emit(job, "job.queued", {})
@@ -318,7 +340,7 @@ class JobManager:
         self._worker.cancel_event.clear()
         session_dir = self._session_dir_of(job)
         try:
-            self._worker.conn.send(("run", job.id, job.kind, session_dir, job.params))
+            self._worker.conn.send(RunJob(job.id, job.kind, session_dir, job.request))
         except (OSError, ValueError) as exc:
             self._fail_running("worker_crashed", f"could not hand the job to the worker: {exc}")
             return
@@ -336,10 +358,10 @@ class JobManager:
             raise SidecarError("bad_request", f"job {after!r} {parent.state}: nothing to build on")
 
     def _resolve_after(self, job: Job) -> bool:
-        """A job queued on top of another (params["after_job"]) builds on the turn that job
-        made: that turn becomes its parent. Without one (the job failed or was cancelled),
-        it fails too, saying why."""
-        after = job.params.pop("after_job", None)
+        """A job queued on top of another (its request's `after_job`) builds on the turn that
+        job made: that turn becomes its `parent_turn`. Without one (the job failed or was
+        cancelled), it fails too, saying why."""
+        after = getattr(job.request, "after_job", None)
         if after is None:
             return True
         parent = self._jobs.get(after)
@@ -350,7 +372,7 @@ class JobManager:
             job.error = f"the job it was queued on ({after}) ended without a turn"
             self._end(job, "failed")
             return False
-        job.params["parent_turn"] = turn_id
+        job.request = dataclasses.replace(job.request, parent_turn=turn_id, after_job=None)
         return True
 
     def _session_dir_of(self, job: Job) -> str | None:
@@ -358,36 +380,35 @@ class JobManager:
             return None
         return self.session_dir_resolver(job.session_id)
 
-    def _handle_message(self, message: tuple) -> None:
-        tag = message[0]
-        if tag == "ready":
+    def _handle_message(self, message: object) -> None:
+        if isinstance(message, WorkerReady):
             if self._worker is not None:
                 self._worker.ready = True
-            self.device_info = dict(message[2])
+            self.device_info = dict(message.device)
             return
-        if tag == "device":  # a fresh reading of free GPU memory
-            self.device_info.update(message[1])
+        if isinstance(message, MemoryReading):
+            self.device_info["gpu_memory_free"] = message.gpu_memory_free
             return
-        job = self._jobs.get(message[1])
+        job = self._jobs.get(getattr(message, "job_id", None))  # type: ignore[arg-type]
         if job is None or job is not self._running:
             return  # a late report of a job already ended (e.g. force-cancelled)
-        if tag == "progress":
-            job.progress = message[2]
+        if isinstance(message, JobProgressed):
+            job.progress = message.event
             job.last_progress_at = time.time()
-            self._emit(job, "job.progress", message[2])
-        elif tag == "preview":
-            self._emit(job, "job.preview", message[2])
-        elif tag == "finished":
-            job.result = message[2]
+            self._emit(job, "job.progress", message.event)
+        elif isinstance(message, JobPreviewed):
+            self._emit(job, "job.preview", message.frame)
+        elif isinstance(message, JobSucceeded):
+            job.result = message.result
             self._end(job, "finished")
-        elif tag == "cancelled":
+        elif isinstance(message, JobStopped):
             self._end(job, "cancelled")
-        elif tag == "failed":
-            _tag, _id, reason, error, trace = message
-            job.reason, job.error, job.traceback = reason, error, trace
+        elif isinstance(message, JobRaised):
+            job.reason, job.error, job.traceback = message.reason, message.error, message.traceback
             self._end(job, "failed")
-            if reason == "out_of_memory":
+            if message.reason == "out_of_memory":
                 self._restart_worker()  # a fresh process gives all device memory back
+        # JobBegan needs nothing: the job was marked running when it was handed over.
 
     def _restart_worker(self) -> None:
         if self._worker is not None:

@@ -1,10 +1,12 @@
 """The registry of job kinds, and the context a job function runs with in the worker.
 
 A job kind is a plain function `run(ctx: JobContext) -> dict | None` registered under a
-name. The worker process imports the job modules (by default `sidecar.edit3d_jobs`; more with
-`edit3d-sidecar --job-module`), looks the kind up by name and calls it. The server imports
-the same modules to check kind names and parameters before queueing, so modules that define
-kinds keep heavy imports (torch, edit3d's method) inside the functions.
+name with its request record type (a frozen dataclass; for the built-in kinds, the protocol
+request message of the same name). The worker process imports the job modules (by default
+`sidecar.edit3d_jobs`; more with `edit3d-sidecar --job-module`), looks the kind up by name
+and calls it with the request. The server imports the same modules to check kind names and
+request types before queueing, so modules that define kinds keep heavy imports (torch,
+edit3d's method) inside the functions.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edit3d.progress import CancelToken, ProgressEvent
 from sidecar.errors import SidecarError
+from sidecar.pipe import JobPreviewed, JobProgressed, JobRequest, WorkerReport
 
 DEFAULT_JOB_MODULES: tuple[str, ...] = ("sidecar.edit3d_jobs",)
 """Modules whose import registers the built-in job kinds."""
@@ -35,8 +39,8 @@ class JobContext:
     """Id of the job (unique within one sidecar run)."""
     kind: str
     """Name of the job kind."""
-    params: dict
-    """Validated parameters from the request."""
+    request: JobRequest
+    """The kind's request record (validated when it was built)."""
     session_dir: Path | None
     """The session's directory, or None for session-less kinds."""
     cancel: CancelToken
@@ -47,7 +51,7 @@ class JobContext:
     """Model profile: "real" (published weights) or "tiny" (pipeline checks only)."""
     cache: dict[str, object]
     """Lives as long as the worker process: keeps loaded models warm between jobs."""
-    send: Callable[[tuple], None] = field(repr=False)
+    send: Callable[[WorkerReport], None] = field(repr=False)
     """Sends one message to the server (used by `progress` and `preview`)."""
     allowed_editors: tuple[str, ...] = ()
     """Editor import paths the operator allowed (see `sidecar.policy.check_editor`)."""
@@ -76,18 +80,17 @@ class JobContext:
         if not last_step and now - self._last_progress < _MIN_PROGRESS_INTERVAL_S:
             return
         self._last_progress = now
-        self.send(("progress", self.job_id, asdict(event)))
+        self.send(JobProgressed(self.job_id, asdict(event)))
 
     def preview(self, image: np.ndarray, **details: object) -> None:
         """Send a preview frame (float32 [H, W, 3] in [0, 1]) with small details."""
         array = np.ascontiguousarray(image, dtype=np.float32)
         if array.ndim != 3 or array.shape[2] not in (3, 4):
             raise ValueError(f"preview image must be [H, W, 3|4], got shape {array.shape}")
-        self.send(("preview", self.job_id, {"image": array, **details}))
+        self.send(JobPreviewed(self.job_id, {"image": array, **details}))
 
 
 JobFunction = Callable[[JobContext], "dict | None"]
-ParamValidator = Callable[[dict], dict]
 
 
 @dataclass(frozen=True)
@@ -98,12 +101,15 @@ class JobKind:
     """Name clients use in `job.submit`."""
     run: JobFunction
     """Runs in the worker process; returns a small result map (arrays allowed)."""
+    request: type
+    """The kind's request record type: a frozen dataclass that checks its own fields."""
     needs_session: bool = True
     """Whether a job of this kind belongs to a session (most do)."""
-    validate: ParamValidator | None = None
-    """Checks parameters in the server before queueing; raises SidecarError/ValueError."""
     description: str = ""
     """One line for `capabilities`."""
+    check: Callable[[Any], None] | None = None
+    """Refuses (ValueError) a request that its fields allow but the job could never serve,
+    before it is queued (e.g. a render too large to send)."""
 
 
 _KINDS: dict[str, JobKind] = {}
@@ -116,15 +122,16 @@ def register_job_kind(kind: JobKind) -> None:
 
 def job_kind(
     name: str,
+    request: type,
     *,
     needs_session: bool = True,
-    validate: ParamValidator | None = None,
     description: str = "",
+    check: Callable[[Any], None] | None = None,
 ) -> Callable[[JobFunction], JobFunction]:
     """Decorator form of `register_job_kind`."""
 
     def decorate(run: JobFunction) -> JobFunction:
-        register_job_kind(JobKind(name, run, needs_session, validate, description))
+        register_job_kind(JobKind(name, run, request, needs_session, description, check))
         return run
 
     return decorate

@@ -365,11 +365,11 @@ class Sidecar:
             log.exception("could not record job %s in session %s", job.id, job.session_id)
 
     def _job_messages(self, job: Job, kind: str, data: dict) -> list[Message | _FinishedLater]:
-        turn_id = (job.result or {}).get("turn_id") or job.params.get("turn_id")
+        turn_id = (job.result or {}).get("turn_id") or job.requested_turn
         if kind in ("job.queued", "job.position"):
             return [JobQueued(job_id=job.id, kind=job.kind, position=self.jobs_ahead(job))]
         if kind == "job.started":
-            return [JobStarted(job_id=job.id, kind=job.kind, turn_id=job.params.get("turn_id"))]
+            return [JobStarted(job_id=job.id, kind=job.kind, turn_id=job.requested_turn)]
         if kind == "job.progress":
             return [_progress_message(job.id, data)]
         if kind == "job.preview":
@@ -495,6 +495,6 @@ def _history_record(job: Job) -> dict:
         "ended": job.ended,
         "reason": job.reason,
         "error": job.error,
-        "turn_id": (job.result or {}).get("turn_id") or job.params.get("turn_id"),
+        "turn_id": (job.result or {}).get("turn_id") or job.requested_turn,
         "cancel_latency_s": job.cancel_latency_s,
     }

@@ -1,11 +1,9 @@
 """The worker process: runs one job at a time for the server, over a multiprocessing pipe.
 
-Messages server → worker: ``("run", job_id, kind, session_dir | None, params)``, ``("stop",)``.
-Messages worker → server: ``("ready", pid, device_info)``, ``("device", memory_info)``
-(free GPU memory, refreshed while jobs run and after each), ``("started", job_id)``,
-``("progress", job_id, progress_event_dict)``, ``("preview", job_id, {"image": array, ...})``,
-``("finished", job_id, result)``, ``("failed", job_id, reason, message, traceback)``,
-``("cancelled", job_id)``.
+The pipe carries the typed records of `sidecar.pipe`: a job arrives as `RunJob` with its
+kind's request record; the worker answers `WorkerReady` once, then `JobBegan`,
+`JobProgressed`/`JobPreviewed`, and one of `JobSucceeded`, `JobRaised`, `JobStopped` per job,
+with `MemoryReading`s (free GPU memory) while jobs run and after each.
 
 The worker lives in its own process (spawn start method) so that anything a job does to the
 process — an exception, CUDA running out of memory, a segfault in an extension — costs only
@@ -29,6 +27,18 @@ from pathlib import Path
 from edit3d.progress import Cancelled, CancelToken
 from sidecar.fsutil import is_disk_full
 from sidecar.kinds import JobContext, get_job_kind, load_job_modules
+from sidecar.pipe import (
+    JobBegan,
+    JobProgressed,
+    JobRaised,
+    JobStopped,
+    JobSucceeded,
+    MemoryReading,
+    RunJob,
+    StopWorker,
+    WorkerReady,
+    WorkerReport,
+)
 
 
 @dataclass(frozen=True)
@@ -113,11 +123,11 @@ class MemoryReporter:
         self._last = time.monotonic()
         self.enabled = device.startswith("cuda")
 
-    def send(self, message: tuple) -> None:
+    def send(self, message: WorkerReport) -> None:
         import time
 
         self._send(message)
-        if self.enabled and message[0] == "progress":
+        if self.enabled and isinstance(message, JobProgressed):
             now = time.monotonic()
             if now - self._last >= self._interval_s:
                 self._last = now
@@ -125,7 +135,7 @@ class MemoryReporter:
 
     def report(self) -> None:
         if self.enabled:
-            self._send(("device", {"gpu_memory_free": self._probe(self._device)}))
+            self._send(MemoryReading(self._probe(self._device)))
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -143,9 +153,8 @@ def _failure_reason(exc: BaseException) -> str:
 
 def _run_job(
     conn: Connection, options: WorkerOptions, cancel_event: EventType, cache: dict,
-    message: tuple,
+    job: RunJob,
 ) -> None:
-    _tag, job_id, kind_name, session_dir, params = message
     parent_pid = os.getppid()
 
     def cancel_requested() -> bool:
@@ -154,10 +163,10 @@ def _run_job(
 
     memory = MemoryReporter(conn.send, options.device)
     ctx = JobContext(
-        job_id=job_id,
-        kind=kind_name,
-        params=params,
-        session_dir=Path(session_dir) if session_dir else None,
+        job_id=job.job_id,
+        kind=job.kind,
+        request=job.request,
+        session_dir=Path(job.session_dir) if job.session_dir else None,
         cancel=CancelToken(predicate=cancel_requested),
         device=options.device,
         profile=options.profile,
@@ -166,16 +175,16 @@ def _run_job(
         allowed_editors=options.allowed_editors,
         data_roots=options.data_roots,
     )
-    conn.send(("started", job_id))
+    conn.send(JobBegan(job.job_id))
     try:
-        result = get_job_kind(kind_name).run(ctx)
-        conn.send(("finished", job_id, result or {}))
+        result = get_job_kind(job.kind).run(ctx)
+        conn.send(JobSucceeded(job.job_id, result or {}))
     except Cancelled:
-        conn.send(("cancelled", job_id))
+        conn.send(JobStopped(job.job_id))
     except Exception as exc:  # every failure of a job is reported, none kills the worker
         reason = _failure_reason(exc)
         message_text = f"{type(exc).__name__}: {exc}"
-        conn.send(("failed", job_id, reason, message_text, traceback.format_exc()))
+        conn.send(JobRaised(job.job_id, reason, message_text, traceback.format_exc()))
     memory.report()
 
 
@@ -197,7 +206,7 @@ def worker_main(conn: Connection, cancel_event: EventType, options: WorkerOption
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     load_job_modules(options.job_modules)
     cache: dict = {}
-    conn.send(("ready", os.getpid(), device_info(options.device)))
+    conn.send(WorkerReady(os.getpid(), device_info(options.device)))
     for module in options.preload:
         _preload(module)
     while True:
@@ -205,7 +214,7 @@ def worker_main(conn: Connection, cancel_event: EventType, options: WorkerOption
             message = conn.recv()
         except (EOFError, OSError):
             return  # server gone
-        if message[0] == "stop":
+        if isinstance(message, StopWorker):
             return
-        if message[0] == "run":
+        if isinstance(message, RunJob):
             _run_job(conn, options, cancel_event, cache, message)

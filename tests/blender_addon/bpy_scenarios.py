@@ -133,7 +133,7 @@ def cameras(args: dict[str, Any]) -> dict[str, Any]:
     out = []
     for name, pin in zip(names, pinholes, strict=True):
         obj = bpy.data.objects[name]
-        back = scene_io.pinhole_from_camera(obj, scene)
+        back = scene_io.camera_from_object(obj, scene)
         out.append(
             {
                 "name": name,
@@ -178,7 +178,7 @@ def camera_inverse(args: dict[str, Any]) -> dict[str, Any]:
         scene.render.pixel_aspect_x, scene.render.pixel_aspect_y = case.get("aspect", (1, 1))
         obj.matrix_world = scene_io.Matrix(case["c2w"])
         bpy.context.view_layer.update()
-        pin = scene_io.pinhole_from_camera(obj, scene)
+        pin = scene_io.camera_from_object(obj, scene)
         rows.append(
             {
                 "case": case,

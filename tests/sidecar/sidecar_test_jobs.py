@@ -2,9 +2,10 @@
 
 They exercise the machinery honestly: real progress through the real pipe, cooperative
 cancel through the real shared event, real exceptions, a real abort and a real SIGSEGV.
-Each kind also declares its request message, so clients submit it over the real protocol
-exactly like a built-in job (the module is imported by the test client, the server and the
-worker alike).
+Each kind takes a request record: the ones clients submit over the real protocol are request
+messages, exactly like a built-in job's (the module is imported by the test client, the
+server and the worker alike); the others, submitted to a JobManager directly, are plain
+frozen dataclasses.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import dataclass
 
 # protocol resolves inherited annotations in this module's namespace
 from typing import ClassVar, Literal  # noqa: F401
@@ -19,7 +21,7 @@ from typing import ClassVar, Literal  # noqa: F401
 import numpy as np
 
 from edit3d.progress import ProgressEvent
-from protocol.messages import ID, Message, message
+from protocol.messages import ID, JobRunTurn, Message, message
 from protocol.schema import param
 from sidecar.kinds import JobContext, job_kind
 
@@ -62,25 +64,38 @@ class TestSegfault(Message):
     """Session id."""
 
 
-def _validate_count(params: dict) -> dict:
-    steps = params.get("steps", 5)
-    if not isinstance(steps, int) or not 0 <= steps <= 100_000:
-        raise ValueError(f"steps must be an integer in [0, 100000], got {steps!r}")
-    delay = params.get("delay_s", 0.01)
-    if not isinstance(delay, (int, float)) or not 0 <= delay <= 10:
-        raise ValueError(f"delay_s must be in [0, 10], got {delay!r}")
-    return {"steps": steps, "delay_s": float(delay), "preview": bool(params.get("preview"))}
+@dataclass(frozen=True)
+class TestTurn:
+    """Make a "turn" called `name` after `delay_s`."""
+
+    name: str
+    delay_s: float = 0.0
+    parent_turn: str | None = None
+    after_job: str | None = None
 
 
-@job_kind("test.count", needs_session=False, validate=_validate_count)
+@dataclass(frozen=True)
+class TestSleep:
+    """Sleep without ever checking the cancel token."""
+
+    seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class NoFields:
+    """The request of kinds that need nothing."""
+
+
+@job_kind("test.count", TestCount, needs_session=False)
 def count(ctx: JobContext) -> dict:
     """Counts `steps` steps of `delay_s`, reporting each, checking cancel each step."""
-    steps, delay = ctx.params["steps"], ctx.params["delay_s"]
+    request: TestCount = ctx.request
+    steps, delay = request.steps, request.delay_s
     for step in range(1, steps + 1):
         ctx.cancel.raise_if_cancelled()
         time.sleep(delay)
         ctx.progress(ProgressEvent("count", step, steps, loss=1.0 / step))
-        if ctx.params["preview"] and step == 1:
+        if request.preview and step == 1:
             image = np.zeros((4, 6, 3), np.float32)
             image[0, 0] = (1.0, 0.5, 0.25)
             ctx.preview(image, view_name="frame_00000.png")
@@ -88,34 +103,35 @@ def count(ctx: JobContext) -> dict:
     return {"counted": steps, "worker_pid": os.getpid(), "warm_runs": ctx.cache["runs"]}
 
 
-@job_kind("test.turn", needs_session=False)
+@job_kind("test.turn", TestTurn, needs_session=False)
 def make_turn(ctx: JobContext) -> dict:
-    """Makes a "turn" named by the job's params, on the parent the job was given."""
-    time.sleep(float(ctx.params.get("delay_s", 0.0)))
-    return {"turn_id": ctx.params["name"], "parent": ctx.params.get("parent_turn")}
+    """Makes a "turn" named by the request, on the parent the job was given."""
+    time.sleep(ctx.request.delay_s)
+    return {"turn_id": ctx.request.name, "parent": ctx.request.parent_turn,
+            "after_job": ctx.request.after_job}
 
 
-@job_kind("test.raise", needs_session=False)
+@job_kind("test.raise", TestRaise, needs_session=False)
 def raise_error(ctx: JobContext) -> dict:
     raise RuntimeError("deliberate failure in test.raise")
 
 
-@job_kind("test.abort", needs_session=False)
+@job_kind("test.abort", TestAbort, needs_session=False)
 def abort(ctx: JobContext) -> dict:
     os.abort()
 
 
-@job_kind("test.segfault", needs_session=False)
+@job_kind("test.segfault", TestSegfault, needs_session=False)
 def segfault(ctx: JobContext) -> dict:
     os.kill(os.getpid(), signal.SIGSEGV)
     time.sleep(5)
     return {}
 
 
-@job_kind("test.ignore_cancel", needs_session=False)
+@job_kind("test.ignore_cancel", TestSleep, needs_session=False)
 def ignore_cancel(ctx: JobContext) -> dict:
     """Never checks its cancel token (a stuck job): only the cancel deadline stops it."""
-    time.sleep(float(ctx.params.get("seconds", 30)))
+    time.sleep(ctx.request.seconds)
     return {}
 
 
@@ -123,7 +139,7 @@ class OutOfMemoryError(RuntimeError):
     """Named like torch.cuda.OutOfMemoryError, which the worker recognises by name."""
 
 
-@job_kind("test.oom", needs_session=False)
+@job_kind("test.oom", NoFields, needs_session=False)
 def out_of_memory(ctx: JobContext) -> dict:
     raise OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
@@ -138,7 +154,7 @@ class TestOrphanNode(Message):
     """How the job ends: an ENOSPC error, or waiting (for a kill -9) until cancelled."""
 
 
-@job_kind("test.orphan_node")
+@job_kind("test.orphan_node", TestOrphanNode)
 def orphan_node(ctx: JobContext) -> dict:
     """Opens a node the way edit3d's node-writing jobs do, then stops without closing it,
     as a killed worker or a write failing on a full disk leaves it."""
@@ -152,7 +168,7 @@ def orphan_node(ctx: JobContext) -> dict:
     else:
         workspace = Workspace.create(root, dataset=ctx.session_dir, preset="tiny")
     workspace._start_node(BASE_ID, None, "base", {"steps": 10})
-    if ctx.params.get("end") == "disk_full":
+    if ctx.request.end == "disk_full":
         raise OSError(errno.ENOSPC, "No space left on device")
     step = 0
     while True:
@@ -160,3 +176,9 @@ def orphan_node(ctx: JobContext) -> dict:
         step += 1
         ctx.progress(ProgressEvent("hold", step, 0))
         time.sleep(0.05)
+
+
+@job_kind("test.echo_turn", JobRunTurn, needs_session=False)
+def echo_turn(ctx: JobContext) -> dict:
+    """Returns the request record as the worker received it (to check the pipe)."""
+    return {"request": ctx.request, "type": type(ctx.request).__name__}

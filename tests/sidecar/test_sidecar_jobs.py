@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 import time
 
+import numpy as np
 import pytest
-import sidecar_test_jobs  # noqa: F401  (registers the test kinds in this process)
+import sidecar_test_jobs as tj  # registers the test kinds in this process
 
+from protocol import ProtocolError
+from protocol import messages as m
+from sidecar import pipe
 from sidecar.errors import SidecarError
 from sidecar.jobs import Job, JobLimits, JobManager
-from sidecar.kinds import JobKind, register_job_kind
+from sidecar.kinds import JobKind, get_job_kind, register_job_kind
 from sidecar.worker import WorkerOptions
 
 OPTIONS = WorkerOptions(device="cpu", profile="tiny", job_modules=("sidecar_test_jobs",))
@@ -24,6 +30,14 @@ class Recorder:
 
     def kinds(self, job_id: str) -> list[str]:
         return [kind for jid, kind, _ in self.events if jid == job_id]
+
+
+def submit(manager: JobManager, kind: str, **fields) -> Job:
+    """Queue a session-less job of `kind` with its request record built from `fields`."""
+    request_type = get_job_kind(kind).request
+    if "session_id" in {f.name for f in dataclasses.fields(request_type)}:
+        fields.setdefault("session_id", "s1")
+    return manager.submit(kind, None, request_type(**fields))
 
 
 def pump_until(manager: JobManager, predicate, timeout: float = 30.0) -> None:
@@ -45,8 +59,8 @@ def manager():
 
 
 def test_fifo_positions_progress_and_warm_worker(manager) -> None:
-    first = manager.submit("test.count", None, {"steps": 3, "delay_s": 0.05})
-    second = manager.submit("test.count", None, {"steps": 2, "delay_s": 0.0, "preview": True})
+    first = submit(manager, "test.count", steps=3, delay_s=0.05)
+    second = submit(manager, "test.count", steps=2, delay_s=0.0, preview=True)
     assert manager.position(first) == 1 and manager.position(second) == 2
     manager.poll()
     assert first.state == "running" and manager.position(first) == 0
@@ -70,8 +84,8 @@ def test_fifo_positions_progress_and_warm_worker(manager) -> None:
 
 
 def test_cancel_running_is_prompt_and_queued_is_immediate(manager) -> None:
-    running = manager.submit("test.count", None, {"steps": 10_000, "delay_s": 0.01})
-    waiting = manager.submit("test.count", None, {"steps": 1})
+    running = submit(manager, "test.count", steps=10_000, delay_s=0.01)
+    waiting = submit(manager, "test.count", steps=1)
     pump_until(manager, lambda: running.progress is not None)
     manager.cancel(waiting.id)
     assert waiting.state == "cancelled"
@@ -83,8 +97,8 @@ def test_cancel_running_is_prompt_and_queued_is_immediate(manager) -> None:
 
 
 def test_exception_fails_with_traceback_and_worker_survives(manager) -> None:
-    bad = manager.submit("test.raise", None, {})
-    good = manager.submit("test.count", None, {"steps": 1})
+    bad = submit(manager, "test.raise")
+    good = submit(manager, "test.count", steps=1)
     pump_until(manager, lambda: good.state in ("finished", "failed"))
     assert bad.state == "failed" and bad.reason == "exception"
     assert "deliberate failure in test.raise" in bad.error
@@ -96,8 +110,8 @@ def test_exception_fails_with_traceback_and_worker_survives(manager) -> None:
 @pytest.mark.parametrize(("kind", "signal_name"), [("test.abort", "SIGABRT"),
                                                     ("test.segfault", "SIGSEGV")])
 def test_worker_crash_fails_only_that_job(manager, kind: str, signal_name: str) -> None:
-    crash = manager.submit(kind, None, {})
-    after = manager.submit("test.count", None, {"steps": 2})
+    crash = submit(manager, kind)
+    after = submit(manager, "test.count", steps=2)
     pump_until(manager, lambda: after.state in ("finished", "failed"))
     assert crash.state == "failed" and crash.reason == "worker_crashed"
     assert signal_name in crash.error
@@ -106,7 +120,7 @@ def test_worker_crash_fails_only_that_job(manager, kind: str, signal_name: str) 
 
 
 def test_job_that_ignores_cancel_is_killed_after_the_grace(manager) -> None:
-    stuck = manager.submit("test.ignore_cancel", None, {"seconds": 60})
+    stuck = submit(manager, "test.ignore_cancel", seconds=60)
     pump_until(manager, lambda: manager.worker_pid() is not None and stuck.state == "running")
     time.sleep(0.3)
     manager.cancel(stuck.id)
@@ -115,25 +129,33 @@ def test_job_that_ignores_cancel_is_killed_after_the_grace(manager) -> None:
     assert 3.0 <= stuck.cancel_latency_s < 5.0
 
 
-def test_submit_checks_kind_params_and_session() -> None:
+def test_submit_checks_kind_request_and_session() -> None:
     manager = JobManager(OPTIONS, Recorder())
     with pytest.raises(SidecarError) as unknown:
-        manager.submit("no.such.kind", None, {})
+        manager.submit("no.such.kind", None, tj.NoFields())
     assert unknown.value.code == "unknown_job_kind"
-    with pytest.raises(SidecarError) as bad:
-        manager.submit("test.count", None, {"steps": -1})
-    assert bad.value.code == "bad_request" and "steps" in bad.value.message
-    register_job_kind(JobKind("test.needs_session", lambda ctx: {}, needs_session=True))
+    with pytest.raises(ProtocolError, match="steps"):  # the record checks its own fields
+        tj.TestCount(session_id="s1", steps=-1)
+    with pytest.raises(SidecarError) as untyped:
+        manager.submit("test.count", None, {"steps": 1})
+    assert untyped.value.code == "bad_request" and "TestCount" in untyped.value.message
+    with pytest.raises(SidecarError) as other_kind:
+        manager.submit("test.count", None, tj.TestSleep())
+    assert other_kind.value.code == "bad_request" and "TestSleep" in other_kind.value.message
+    register_job_kind(JobKind("test.unfrozen", lambda ctx: {}, Recorder, needs_session=False))
+    with pytest.raises(SidecarError, match="frozen dataclass"):
+        manager.submit("test.unfrozen", None, Recorder())
+    register_job_kind(JobKind("test.needs_session", lambda ctx: {}, tj.NoFields))
     with pytest.raises(SidecarError) as no_session:
-        manager.submit("test.needs_session", None, {})
+        manager.submit("test.needs_session", None, tj.NoFields())
     assert no_session.value.code == "bad_request" and "session" in no_session.value.message
     assert manager.queued() == []
 
 
 def test_out_of_memory_fails_the_job_and_replaces_the_worker(manager) -> None:
-    before = manager.submit("test.count", None, {"steps": 1})
-    oom = manager.submit("test.oom", None, {})
-    after = manager.submit("test.count", None, {"steps": 1})
+    before = submit(manager, "test.count", steps=1)
+    oom = submit(manager, "test.oom")
+    after = submit(manager, "test.count", steps=1)
     pump_until(manager, lambda: after.state in ("finished", "failed"))
     assert oom.state == "failed" and oom.reason == "out_of_memory"
     assert "Tried to allocate" in oom.error
@@ -142,18 +164,57 @@ def test_out_of_memory_fails_the_job_and_replaces_the_worker(manager) -> None:
 
 
 def test_a_job_queued_after_a_turn_builds_on_the_turn_it_made(manager) -> None:
-    first = manager.submit("test.turn", None, {"name": "t1", "delay_s": 0.3})
-    second = manager.submit("test.turn", None, {"name": "t2", "after_job": first.id})
-    third = manager.submit("test.turn", None, {"name": "t3", "after_job": second.id})
+    first = submit(manager, "test.turn", name="t1", delay_s=0.3)
+    second = submit(manager, "test.turn", name="t2", after_job=first.id)
+    third = submit(manager, "test.turn", name="t3", after_job=second.id)
     pump_until(manager, lambda: third.state == "finished")
     assert first.result["parent"] is None  # the head, as asked
     assert second.result["parent"] == "t1" and third.result["parent"] == "t2"  # a chain
+    # the worker got the resolved record: the parent set, the job to wait for gone
+    assert second.request == tj.TestTurn(name="t2", parent_turn="t1")
+    assert second.result["after_job"] is None
 
-    failing = manager.submit("test.raise", None, {})
-    orphan = manager.submit("test.turn", None, {"name": "t4", "after_job": failing.id})
+    failing = submit(manager, "test.raise")
+    orphan = submit(manager, "test.turn", name="t4", after_job=failing.id)
     pump_until(manager, lambda: orphan.state in ("finished", "failed"))
     assert orphan.state == "failed" and failing.id in orphan.error
     with pytest.raises(SidecarError, match="nothing to build on"):
-        manager.submit("test.turn", None, {"name": "t5", "after_job": failing.id})
+        submit(manager, "test.turn", name="t5", after_job=failing.id)
     with pytest.raises(SidecarError, match="no job"):
-        manager.submit("test.turn", None, {"name": "t6", "after_job": "missing"})
+        submit(manager, "test.turn", name="t6", after_job="missing")
+
+
+def test_a_protocol_request_record_round_trips_the_worker_pipe(manager) -> None:
+    c2w = np.eye(4)
+    c2w[:3, 3] = (0.125, -2.5, 3.0)
+    camera = m.Camera(c2w=c2w, fx=500.5, fy=501.25, cx=320.0, cy=240.0, width=640,
+                      height=480, name="frame_00001.png")
+    sent = m.JobRunTurn(session_id="s1", instruction="make it snow, gently",
+                        edit_queries=("hat, brim",), steps=12, preview_camera=camera)
+    job = submit(manager, "test.echo_turn", **{f: getattr(sent, f) for f in _field_names(sent)})
+    pump_until(manager, lambda: job.state in ("finished", "failed"))
+    assert job.state == "finished", job.error
+    got = job.result["request"]  # pickled to the worker and back again
+    assert job.result["type"] == "JobRunTurn" and isinstance(got, m.JobRunTurn)
+    for name in _field_names(sent):
+        if name != "preview_camera":
+            assert getattr(got, name) == getattr(sent, name), name
+    assert got.edit_queries == ("hat, brim",) and got.mode is None  # unset stays unset
+    back = got.preview_camera
+    assert isinstance(back, m.Camera) and back.name == camera.name
+    assert np.array_equal(back.c2w, camera.c2w) and back.c2w.dtype == np.float64
+    assert (back.fx, back.fy, back.cx, back.cy, back.width, back.height) == (
+        500.5, 501.25, 320.0, 240.0, 640, 480)
+
+
+def test_pipe_records_are_frozen_and_pickle_unchanged() -> None:
+    run = pipe.RunJob("j1", "test.turn", "/tmp/s1", tj.TestTurn(name="t", parent_turn="base"))
+    assert pickle.loads(pickle.dumps(run)) == run
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.job_id = "j2"  # type: ignore[misc]
+    raised = pipe.JobRaised("j1", "exception", "ValueError: x", "Traceback ...")
+    assert pickle.loads(pickle.dumps(raised)) == raised
+
+
+def _field_names(record: object) -> list[str]:
+    return [f.name for f in dataclasses.fields(record)]  # type: ignore[arg-type]

@@ -20,21 +20,24 @@ def camera(width: int, height: int) -> m.Camera:
                     width=width, height=height)
 
 
+def render_request(cam: m.Camera, outputs: tuple[str, ...], dtype: str = "float32"):
+    return m.JobRender(session_id="s1", camera=cam, outputs=outputs, dtype=dtype)
+
+
 def test_budget_refuses_what_one_frame_cannot_carry() -> None:
     budget = edit3d_jobs.render_budget_bytes()
     assert budget == 256 << 20
     side = int((budget / 12) ** 0.5)  # float32 rgb: 12 bytes per pixel
-    edit3d_jobs.check_render_params({"camera": camera(side, side), "outputs": ("rgb",)})
+    check = edit3d_jobs.check_render_request
+    check(render_request(camera(side, side), ("rgb",)))
     with pytest.raises(ValueError, match=r"render budget of 256 MiB.*float16.*uint8"):
-        edit3d_jobs.check_render_params({"camera": camera(side + 1, side + 1),
-                                         "outputs": ("rgb",)})
+        check(render_request(camera(side + 1, side + 1), ("rgb",)))
     big = camera(8192, 8192)
     with pytest.raises(ValueError, match="8192x8192 rgb as float32"):
-        edit3d_jobs.check_render_params({"camera": big, "outputs": ("rgb",)})
+        check(render_request(big, ("rgb",)))
     with pytest.raises(ValueError, match="8192x8192 rgb as float16"):
-        edit3d_jobs.check_render_params({"camera": big, "outputs": ("rgb",), "dtype": "float16"})
-    edit3d_jobs.check_render_params({"camera": big, "outputs": ("rgb", "accumulation"),
-                                     "dtype": "uint8"})
+        check(render_request(big, ("rgb",), "float16"))
+    check(render_request(big, ("rgb", "accumulation"), "uint8"))
 
 
 class CountingField:

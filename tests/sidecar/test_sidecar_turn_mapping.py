@@ -1,44 +1,60 @@
-"""job.run_turn → TurnSpec passes only what the request set; turn summaries keep query lists."""
+"""Each job kind's request maps onto the method's configuration passing only what the request
+set; turn summaries keep query lists."""
 
 from __future__ import annotations
 
-import dataclasses
 from types import SimpleNamespace
 
+from edit3d.editing.turns import TurnSpec
+from edit3d.export.pointcloud import PointCloudConfig
+from edit3d.refine import RefineConfig
 from protocol import messages as m
 from sidecar import edit3d_jobs, workspaces
 
 
-def _params(request: m.Message) -> dict:
-    """The job parameters the server queues for a request (its fields but the session)."""
-    params = {f.name: getattr(request, f.name) for f in dataclasses.fields(request)}
-    params.pop("session_id")
-    return params
-
-
-def test_unset_steps_leave_the_turn_length_to_the_preset() -> None:
+def test_a_turn_with_only_an_instruction_is_the_method_defaults() -> None:
     request = m.JobRunTurn(session_id="s1", instruction="paint it red")
-    spec = edit3d_jobs._turn_spec(SimpleNamespace(params=_params(request)))
+    spec = edit3d_jobs.turn_spec(request)
+    assert spec == TurnSpec(instruction="paint it red")
     assert spec.steps is None  # the field preset's turn_steps decides
-    assert spec.lr == 0.0025 and spec.edit_rate == 10  # TurnSpec's own defaults
 
 
 def test_set_fields_reach_the_spec_and_queries_stay_whole() -> None:
     request = m.JobRunTurn(session_id="s1", instruction="x", steps=7, lr=0.01, seed=3,
+                           edit_rate=4, edit_count=2, mode="in2n", editor="ip2p-tiny",
                            edit_queries=("hat, brim", "scarf"), keep_queries=("face",))
-    spec = edit3d_jobs._turn_spec(SimpleNamespace(params=_params(request)))
-    assert (spec.steps, spec.lr, spec.seed) == (7, 0.01, 3)
-    assert spec.edit_queries == ("hat, brim", "scarf") and spec.keep_queries == ("face",)
+    spec = edit3d_jobs.turn_spec(request)
+    assert spec == TurnSpec(instruction="x", steps=7, lr=0.01, seed=3, edit_rate=4,
+                            edit_count=2, mode="in2n", editor="ip2p-tiny",
+                            edit_queries=("hat, brim", "scarf"), keep_queries=("face",))
 
 
-def test_turn_summaries_carry_queries_as_lists_and_only_scalars_as_params() -> None:
+def test_every_turn_spec_field_but_the_instruction_is_optional_in_the_request() -> None:
+    fields = m.JobRunTurn.__dataclass_fields__
+    for name in edit3d_jobs.TURN_SPEC_FIELDS:
+        assert name in fields, name
+        if name not in ("instruction", "edit_queries", "keep_queries"):
+            assert fields[name].default is None, f"JobRunTurn.{name} restates a default"
+    assert "preset" not in fields  # was never read
+
+
+def test_refine_and_export_leave_unset_fields_to_the_method() -> None:
+    assert edit3d_jobs.refine_config(m.JobRefine(session_id="s1")) == RefineConfig()
+    set_ = edit3d_jobs.refine_config(m.JobRefine(session_id="s1", steps=9, scale=2, faces=False))
+    assert set_ == RefineConfig(steps=9, scale=2, faces=False)
+    assert edit3d_jobs.point_cloud_config(m.JobExport(session_id="s1")) == PointCloudConfig()
+    budget = edit3d_jobs.point_cloud_config(m.JobExport(session_id="s1", budget=1234))
+    assert budget == PointCloudConfig(num_points=1234)
+
+
+def test_turn_summaries_carry_queries_as_lists_and_only_scalars_as_params(tmp_path) -> None:
     record = SimpleNamespace(
         id="turn-0001", parent="base", kind="edit", status="finished", created=1.0,
         finished=2.0, steps=5,
         spec={"instruction": "x", "edit_queries": ["hat, brim", "scarf"], "keep_queries": [],
               "caption": "a man", "steps": None, "edit_rate": 10},
     )  # fmt: skip
-    summary = workspaces._turn_summary(record)
+    summary = workspaces._turn_summary(tmp_path, record)
     assert summary.edit_queries == ("hat, brim", "scarf") and summary.keep_queries == ()
     assert "edit_queries" not in summary.params and summary.params["caption"] == "a man"
     info = m.TurnInfo(turn_id=summary.turn_id, kind="edit", status="finished", created_ts=1.0,
