@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from edit3d.editing.turns import TurnSpec, run_turn
-from edit3d.field import NerfactoField
+from edit3d.field import field_from_checkpoint
 from edit3d.field.testing import cached_tiny_base
 from edit3d.progress import ProgressEvent
+from edit3d.training import fit
 
 WARMUP = 5
 
@@ -50,15 +51,15 @@ class StepClock:
 
 
 def plain_steps(checkpoint: Path, steps: int) -> list[float]:
-    field = NerfactoField.from_checkpoint(checkpoint)
+    field = field_from_checkpoint(checkpoint)
     targets = field.make_targets(field.dataset_images())
     clock = StepClock("train")
-    field.fit(targets, steps, lr=field.config.edit_lr, progress=clock)
+    fit(field, targets, steps, lr=field.config.edit_lr, progress=clock)
     return clock.per_step()
 
 
 def turn_steps(checkpoint: Path, steps: int, work: Path) -> list[float]:
-    field = NerfactoField.from_checkpoint(checkpoint)
+    field = field_from_checkpoint(checkpoint)
     spec = TurnSpec("keep everything", steps=steps, edit_rate=steps + 1, lr=field.config.edit_lr)
     clock = StepClock("turn")
     run_turn(field, spec, work, Unchanged(), progress=clock, checkpoint_every=10**9)

@@ -44,9 +44,9 @@ def add_commands(subparsers: Any) -> None:
 
 def _field(args: argparse.Namespace, device: str) -> Any:
     if args.checkpoint is not None:
-        from edit3d.field import NerfactoField
+        from edit3d.field import field_from_checkpoint
 
-        return NerfactoField.from_checkpoint(args.checkpoint, device=device)
+        return field_from_checkpoint(args.checkpoint, device=device)
     from edit3d.workspace import Workspace
 
     return Workspace.open(args.workspace, device=device).load_field(args.turn)

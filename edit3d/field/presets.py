@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 
 @dataclass(frozen=True)
 class FieldConfig:
     """Settings of one nerfacto field and of its training loop."""
+
+    backend: ClassVar[str] = "nerfacto"
+    """The field backend these settings are for (`edit3d.field.registry`)."""
 
     base_steps: int = 30_000
     """Iterations of base training on the dataset (paper Sec. 4.1: 30k)."""

@@ -190,8 +190,8 @@ def cached_tiny_base(
     Test modules that need a trained base share one by passing the same folder (e.g. under
     pytest's session base temp), so the base is trained once per test session.
     """
-    from edit3d.field.nerfacto_field import NerfactoField
-    from edit3d.field.presets import get_preset
+    from edit3d.field.registry import field_from_dataset, get_preset
+    from edit3d.training import fit
 
     cache = Path(cache_dir)
     root = cache / "scene"
@@ -201,8 +201,7 @@ def cached_tiny_base(
         scene = make_tiny_scene(root, num_views=num_views, resolution=resolution)
     checkpoint = cache / "base.pt"
     if not checkpoint.is_file():
-        field = NerfactoField.from_dataset(root, get_preset("tiny"))
-        targets = field.make_targets(field.dataset_images())
-        field.fit(targets, steps, lr=field.config.base_lr)
+        field = field_from_dataset(root, get_preset("tiny"))
+        fit(field, field.make_targets(field.dataset_images()), steps, lr=field.config.base_lr)
         field.save_checkpoint(checkpoint)
     return scene, checkpoint

@@ -58,6 +58,9 @@ class SceneDataset:
     """Background that RGBA images are composited over (Blender-synthetic: white)."""
     colmap_model: str | None = None
     """COLMAP model folder relative to root (COLMAP layout only)."""
+    camera_model: str = "PERSPECTIVE"
+    """nerfstudio's camera type of the views ("PERSPECTIVE", "FISHEYE", "EQUIRECTANGULAR",
+    ...; types joined by "+" if views differ), as its dataparser reads the dataset."""
 
     def image(self, name: str, *, max_size: int | None = None) -> np.ndarray:
         """The view's image, float32 [H, W, 3] in [0, 1], shrunk so its longest side ≤ max_size."""
@@ -309,9 +312,17 @@ def _checked_dataset(
         distortion=distortion or {},
         alpha_color=alpha_color,
         colmap_model=colmap_model,
+        camera_model=_camera_model(outputs.cameras),
     )
     _check_against_dataparser(dataset, outputs)
     return dataset
+
+
+def _camera_model(cameras: Any) -> str:
+    from nerfstudio.cameras.cameras import CameraType
+
+    types = sorted({CameraType(int(t)).name for t in cameras.camera_type.flatten().tolist()})
+    return "+".join(types)
 
 
 def _check_against_dataparser(dataset: SceneDataset, outputs: Any) -> None:
