@@ -33,6 +33,7 @@ def load_nerfstudio_run(
     from nerfstudio.models.nerfacto import NerfactoModelConfig
 
     from edit3d.field.model import build_nerfacto
+    from edit3d.field.nerfacto_field import check_camera_model
 
     config = read_trainer_config(config_yml)
     model_config = config.pipeline.model
@@ -40,6 +41,7 @@ def load_nerfstudio_run(
         raise ValueError(f"config_yml must be a nerfacto run, got {type(model_config).__name__}")
     run_dir = config_yml.parent
     dataset = load_dataset(_data_dir(config, run_dir, data))
+    check_camera_model(dataset)
     transform, scale = _run_transform(run_dir, dataset.root)
     state = _latest_checkpoint(
         run_dir / str(getattr(config, "relative_model_dir", "nerfstudio_models"))

@@ -70,7 +70,7 @@ def test_blender_synthetic(tmp_path: Path) -> None:
     cameras = dataset.nerfstudio_cameras()
     np.testing.assert_allclose(
         field.render(field.views[2]).rgb,
-        field.render_nerfstudio_camera(cameras[2:3]).rgb,
+        field.render_nerfstudio_camera(cameras[2:3], view_index=2).rgb,
         atol=1e-5,
     )
 
@@ -131,7 +131,7 @@ def test_colmap_sparse_model(tmp_path: Path) -> None:
     index = 3
     np.testing.assert_allclose(
         field.render(field.views[index]).rgb,
-        field.render_nerfstudio_camera(cameras[index : index + 1]).rgb,
+        field.render_nerfstudio_camera(cameras[index : index + 1], view_index=index).rgb,
         atol=1e-4,
     )
 

@@ -37,7 +37,7 @@ def test_sample_scene_frame_is_nerfstudios(trained: tuple[SampleScene, RadianceF
         view = field.views[index]
         np.testing.assert_allclose(
             field.render(view).rgb,
-            field.render_nerfstudio_camera(cameras[index : index + 1]).rgb,
+            field.render_nerfstudio_camera(cameras[index : index + 1], view_index=index).rgb,
             atol=1e-4,  # float32 pose arithmetic in a different order
         )
 
