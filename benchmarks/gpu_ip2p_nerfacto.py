@@ -271,7 +271,7 @@ def time_edit3d_field(settings: BenchSettings) -> dict[str, Any]:
     field module cannot run, so the nerfstudio numbers above still come out.
     """
     try:
-        from edit3d.field import NerfactoField, get_preset
+        from edit3d.field import field_from_dataset, get_preset
         from edit3d.scene.sample import make_sample_scene
     except ImportError as error:
         return {"error": f"edit3d.field not available: {error}"}
@@ -281,7 +281,7 @@ def time_edit3d_field(settings: BenchSettings) -> dict[str, Any]:
         config = dataclasses.replace(
             get_preset(settings.field_preset), rays_per_batch=settings.rays
         )
-        field = NerfactoField.from_dataset(scene.root, config, settings.device)
+        field = field_from_dataset(scene.root, config, settings.device)
         targets = field.make_targets(field.dataset_images())
         for _ in range(settings.warmup_iters):
             field.train_step(targets, lr=2.5e-3)
