@@ -92,6 +92,9 @@ class NerfactoField:
         self.step = 0
         self.generator = torch.Generator().manual_seed(seed)
         self._optimizer: torch.optim.Optimizer | None = None
+        self.mixed_precision = config.mixed_precision and device.startswith("cuda")
+        """Whether training steps run under autocast with a gradient scaler (CUDA only)."""
+        self.grad_scaler = torch.amp.GradScaler("cuda", enabled=self.mixed_precision)
         self._callbacks = _training_callbacks(model)
         self._ray_cameras: tuple[int, int, Any] | None = None
         self._dataset: SceneDataset | None = None
@@ -358,14 +361,17 @@ class NerfactoField:
         ray_bundle = self._ray_cameras_for(targets).generate_rays(
             camera_indices=view_index[:, None], coords=coords
         )
-        outputs = self.model(ray_bundle)  # collider, then get_outputs
-        batch = {"image": rgb}
-        metrics = self.model.get_metrics_dict(outputs, batch)
-        losses = self.model.get_loss_dict(outputs, batch, metrics)
-        loss = sum(losses.values())
+        # As ns-train: autocast + a gradient scaler on CUDA when mixed precision is on.
+        with torch.autocast(device_type="cuda", enabled=self.mixed_precision):
+            outputs = self.model(ray_bundle)  # collider, then get_outputs
+            batch = {"image": rgb}
+            metrics = self.model.get_metrics_dict(outputs, batch)
+            losses = self.model.get_loss_dict(outputs, batch, metrics)
+            loss = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        self.grad_scaler.scale(loss).backward()
+        self.grad_scaler.step(optimizer)
+        self.grad_scaler.update()
         for callback in self._callbacks:
             callback.run_callback_at_location(
                 self.step, TrainingCallbackLocation.AFTER_TRAIN_ITERATION
@@ -458,6 +464,7 @@ class NerfactoField:
             "model": self.model.state_dict(),
             "optimizer": self._optimizer.state_dict() if self._optimizer is not None else None,
             "step": self.step,
+            "grad_scaler": self.grad_scaler.state_dict(),
             "sampler": self._sampler_state(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -471,6 +478,8 @@ class NerfactoField:
             self._set_sampler_state(state["sampler"])
         if state.get("optimizer") is not None:
             self.optimizer(1.0).load_state_dict(state["optimizer"])
+        if state.get("grad_scaler"):
+            self.grad_scaler.load_state_dict(state["grad_scaler"])
         if state.get("generator") is not None:
             self.generator.set_state(state["generator"].cpu())
         if state.get("torch_rng") is not None:

@@ -54,7 +54,9 @@ def load_nerfstudio_run(
             f"the run trained on {num_views} images but its split of {dataset.root} has "
             f"{len(views)}; pass data= the folder it was trained on"
         )
-    field_config = FieldConfig.from_nerfacto(model_config)
+    field_config = FieldConfig.from_nerfacto(
+        model_config, mixed_precision=bool(getattr(config, "mixed_precision", False))
+    )
     model = build_nerfacto(
         field_config.nerfacto_config(device),
         torch.from_numpy(dataset.scene_aabb),

@@ -65,6 +65,9 @@ class FieldConfig:
     """How nerfacto fills rays that leave the scene."""
     checkpoint_every: int = 1000
     """Iterations between periodic resumable checkpoints inside a turn or base training."""
+    mixed_precision: bool = True
+    """On CUDA, train under autocast with a gradient scaler, as `ns-train nerfacto` does
+    (ignored on the CPU, which always trains in float32)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Further NerfactoModelConfig fields passed through unchanged (power users)."""
 
