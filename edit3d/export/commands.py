@@ -22,7 +22,13 @@ def add_commands(subparsers: Any) -> None:
     add_workspace_option(source, required=False)
     source.add_argument("--checkpoint", type=Path, help="a field checkpoint file instead")
     parser.add_argument("--turn", help="node to export (default: head)")
-    parser.add_argument("--kind", choices=("pointcloud", "mesh"), default="pointcloud")
+    parser.add_argument(
+        "--kind",
+        choices=("pointcloud", "mesh", "nerfstudio-run"),
+        default="pointcloud",
+        help="nerfstudio-run: an ns-train output folder under --out (a folder) that "
+        "ns-viewer, ns-render and ns-export open",
+    )
     parser.add_argument("--format", choices=FORMATS, help="file format (default: from --out)")
     parser.add_argument("--out", type=Path, required=True, help="output file")
     parser.add_argument("--budget", type=int, default=1_000_000, help="point budget")
@@ -52,6 +58,15 @@ def _field(args: argparse.Namespace, device: str) -> Any:
     return Workspace.open(args.workspace, device=device).load_field(args.turn)
 
 
+def _write_run(args: argparse.Namespace, field: Any) -> int:
+    from edit3d.field import write_nerfstudio_run
+
+    node = args.turn or ("checkpoint" if args.checkpoint is not None else "head")
+    config_yml = write_nerfstudio_run(field, args.out, timestamp=node)
+    print(f"wrote {config_yml.parent} (open with: ns-viewer --load-config {config_yml})")
+    return 0
+
+
 def run_export(args: argparse.Namespace) -> int:
     from edit3d.editing.commands import ProgressBars
     from edit3d.export.files import write_geometry
@@ -60,6 +75,8 @@ def run_export(args: argparse.Namespace) -> int:
     from edit3d.export.sampling import CropBox
 
     field = _field(args, resolve_device(args.device))
+    if args.kind == "nerfstudio-run":
+        return _write_run(args, field)
     crop = CropBox.from_values(args.crop) if args.crop else None
     with ProgressBars() as bars:
         if args.kind == "mesh":

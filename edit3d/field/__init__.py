@@ -19,6 +19,7 @@ from edit3d.field.registry import (
     get_backend,
     get_preset,
     register_backend,
+    write_nerfstudio_run,
 )
 from edit3d.field.targets import TargetStore
 
@@ -41,4 +42,5 @@ __all__ = [
     "get_backend",
     "get_preset",
     "register_backend",
+    "write_nerfstudio_run",
 ]

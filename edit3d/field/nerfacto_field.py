@@ -541,6 +541,12 @@ def _keep_aspect(intr: Intrinsics, other: int | None, which: str) -> int:
     return max(1, round(other * ratio)) if which == "w" else max(1, round(other / ratio))
 
 
+def _write_run(field: Any, out: Path, *, experiment: str, timestamp: str) -> Path:
+    from edit3d.field.nerfstudio_export import write_nerfstudio_run
+
+    return write_nerfstudio_run(field, out, experiment=experiment, timestamp=timestamp)
+
+
 def _lens(intr: Intrinsics) -> tuple[float, ...]:
     return (intr.fx, intr.fy, intr.cx, intr.cy, float(intr.width), float(intr.height))
 
@@ -585,6 +591,9 @@ register_backend(
         nerfstudio_model="NerfactoModelConfig",
         from_nerfstudio_run=lambda config_yml, device, data: NerfactoField.from_nerfstudio_run(
             config_yml, device, data=data
+        ),
+        to_nerfstudio_run=lambda field, out, experiment, timestamp: _write_run(
+            field, out, experiment=experiment, timestamp=timestamp
         ),
     )
 )

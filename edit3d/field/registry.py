@@ -40,6 +40,9 @@ class FieldBackend:
     """Class name of the nerfstudio model config whose runs it imports (None: none)."""
     from_nerfstudio_run: Callable[[Path, str, Path | None], RadianceField] | None = None
     """(config.yml, device, dataset folder or None) → the run's field."""
+    to_nerfstudio_run: Callable[[RadianceField, Path, str, str], Path] | None = None
+    """(field, output folder, experiment, timestamp) → config.yml of a run folder written
+    for nerfstudio's tools."""
 
 
 _BACKENDS: dict[str, FieldBackend] = {}
@@ -129,6 +132,17 @@ def field_from_nerfstudio_run(
             )
     importable = sorted(b.nerfstudio_model for b in _BACKENDS.values() if b.nerfstudio_model)
     raise ValueError(f"config_yml must be a run of {importable}, got a {model} run")
+
+
+def write_nerfstudio_run(
+    field: RadianceField, out_dir: str | Path, *, experiment: str = "edit3d", timestamp: str
+) -> Path:
+    """Write `field` as an ns-train output folder (`<out_dir>/<experiment>/<method>/
+    <timestamp>/config.yml`, checkpoint, dataparser transform); returns its config.yml."""
+    writer = get_backend(field.backend).to_nerfstudio_run
+    if writer is None:
+        raise ValueError(f"the {field.backend} backend cannot write nerfstudio runs")
+    return writer(field, Path(out_dir), experiment, timestamp)
 
 
 def _load_builtin_backends() -> None:

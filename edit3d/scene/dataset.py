@@ -266,25 +266,32 @@ def _run_dataparser(root: Path, fmt: DatasetFormat, model_dir: str | None = None
 
 
 def _dataparser_outputs(root: Path, fmt: DatasetFormat, model_dir: str | None) -> Any:
+    config = nerfstudio_dataparser_config(root, fmt, model_dir)
+    return config.setup().get_dataparser_outputs("train")
+
+
+def nerfstudio_dataparser_config(
+    root: Path, fmt: DatasetFormat, model_dir: str | None = None
+) -> Any:
+    """nerfstudio's dataparser config that reads this dataset as edit3d does: every image a
+    training view, no downscale (also what a written nerfstudio run points at)."""
     if fmt == "colmap":
         from nerfstudio.data.dataparsers.colmap_dataparser import ColmapDataParserConfig
 
-        config = ColmapDataParserConfig(
+        return ColmapDataParserConfig(
             data=root,
             colmap_path=Path(model_dir or COLMAP_MODEL_DIRS[0]),
             eval_mode="all",
             downscale_factor=1,
             load_3D_points=False,
         )
-        return config.setup().get_dataparser_outputs("train")
     if fmt == "blender":
         from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
 
-        return BlenderDataParserConfig(data=root).setup().get_dataparser_outputs("train")
+        return BlenderDataParserConfig(data=root)
     from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
-    config = NerfstudioDataParserConfig(data=root, eval_mode="all", downscale_factor=1)
-    return config.setup().get_dataparser_outputs("train")
+    return NerfstudioDataParserConfig(data=root, eval_mode="all", downscale_factor=1)
 
 
 def _checked_dataset(
