@@ -202,7 +202,8 @@ class NerfactoField:
     # --- data ------------------------------------------------------------------------
 
     def dataset_images(self) -> dict[str, np.ndarray]:
-        """The dataset's images keyed by view name, at the preset's training size."""
+        """The images of the field's views (an imported run's training split, not any
+        held-out view), keyed by view name, at the preset's training size."""
         dataset = self._dataset
         if dataset is None:
             if self.dataset_root is None or not self.dataset_root.exists():
@@ -210,7 +211,8 @@ class NerfactoField:
                     f"dataset of this field is not available: {self.dataset_root}"
                 )
             dataset = self._dataset = load_dataset(self.dataset_root)
-        return dataset.images(max_size=self.config.max_image_size)
+        size = self.config.max_image_size
+        return {view.name: dataset.image(view.name, max_size=size) for view in self.views}
 
     def training_size(self, view: CameraView) -> tuple[int, int]:
         """(height, width) the view's dataset image has once loaded at the preset's size."""

@@ -20,7 +20,11 @@ import torch
 
 from edit3d.field.ns_config import read_trainer_config
 from edit3d.field.presets import FieldConfig
-from edit3d.scene.dataset import load_dataset, nerfstudio_transform_for_file_poses
+from edit3d.scene.dataset import (
+    COLMAP_MODEL_DIRS,
+    load_dataset,
+    nerfstudio_transform_for_file_poses,
+)
 
 if TYPE_CHECKING:
     from edit3d.field.nerfacto_field import NerfactoField
@@ -48,14 +52,16 @@ def load_nerfstudio_run(
     )
     weights = _model_weights(state["pipeline"])
     num_views = int(weights["field.embedding_appearance.embedding.weight"].shape[0])
-    views = _training_views(config, dataset)
+    views, downscale = _training_views(config, dataset)
     if num_views != len(views):
         raise ValueError(
             f"the run trained on {num_views} images but its split of {dataset.root} has "
             f"{len(views)}; pass data= the folder it was trained on"
         )
     field_config = FieldConfig.from_nerfacto(
-        model_config, mixed_precision=bool(getattr(config, "mixed_precision", False))
+        model_config,
+        mixed_precision=bool(getattr(config, "mixed_precision", False)),
+        max_image_size=_downscaled_long_side(views, downscale),
     )
     model = build_nerfacto(
         field_config.nerfacto_config(device),
@@ -84,8 +90,9 @@ def load_nerfstudio_run(
     return field
 
 
-def _training_views(config: Any, dataset: Any) -> list:
-    """The dataset's views the run trained on, in its camera-index order.
+def _training_views(config: Any, dataset: Any) -> tuple[list, int]:
+    """The dataset's views the run trained on, in its camera-index order, and the image
+    downscale factor it trained at (its dataparser's, resolved as ns-train resolves it).
 
     ns-train holds out eval images by default (eval_mode "fraction"); its appearance
     embedding and camera optimiser have one row per *training* image, so the run's own
@@ -97,14 +104,23 @@ def _training_views(config: Any, dataset: Any) -> list:
     parser_config.data = dataset.root
     quiet, CONSOLE.quiet = CONSOLE.quiet, True
     try:
-        outputs = parser_config.setup().get_dataparser_outputs("train")
+        parser = parser_config.setup()
+        outputs = parser.get_dataparser_outputs("train")
     finally:
         CONSOLE.quiet = quiet
     by_file = {Path(path).name: view for view, path in _views_with_paths(dataset)}
     missing = [Path(f).name for f in outputs.image_filenames if Path(f).name not in by_file]
     if missing:
         raise ValueError(f"the run's training images are not in {dataset.root}: {missing[:3]}")
-    return [by_file[Path(f).name] for f in outputs.image_filenames]
+    downscale = int(getattr(parser, "downscale_factor", None) or 1)
+    return [by_file[Path(f).name] for f in outputs.image_filenames], downscale
+
+
+def _downscaled_long_side(views: list, downscale: int) -> int | None:
+    """The longest image side the run trained at (nerfstudio floors sizes / factor)."""
+    if downscale <= 1:
+        return None
+    return max(max(v.intrinsics.width, v.intrinsics.height) for v in views) // downscale
 
 
 def _views_with_paths(dataset: Any) -> list[tuple[Any, Path]]:
@@ -117,11 +133,20 @@ def _data_dir(config: Any, run_dir: Path, data: str | Path | None) -> Path:
     recorded = config.pipeline.datamanager.data or config.pipeline.datamanager.dataparser.data
     candidates = [Path(recorded), run_dir / recorded, *(p / recorded for p in run_dir.parents)]
     for candidate in candidates:
-        if (candidate / "transforms.json").is_file() or (
-            candidate / "transforms_train.json"
-        ).is_file():
+        if _holds_dataset(candidate):
             return candidate
     raise FileNotFoundError(f"the run's dataset {str(recorded)!r} was not found; pass data=")
+
+
+def _holds_dataset(folder: Path) -> bool:
+    """Whether `load_dataset` reads `folder`: nerfstudio, Blender-synthetic or COLMAP."""
+    if (folder / "transforms.json").is_file() or (folder / "transforms_train.json").is_file():
+        return True
+    return any(
+        (folder / model / f"cameras.{ext}").is_file()
+        for model in COLMAP_MODEL_DIRS
+        for ext in ("bin", "txt")
+    )
 
 
 def _run_transform(run_dir: Path, dataset_root: Path) -> tuple[np.ndarray, float]:
