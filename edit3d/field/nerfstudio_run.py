@@ -87,7 +87,37 @@ def load_nerfstudio_run(
     field.sync_schedule(last_iteration)
     field.step = last_iteration + 1
     model.update_to_step(field.step)
+    if state.get("optimizers"):
+        optimizer = field.optimizer(field.config.base_lr)
+        optimizer.load_state_dict(_merged_optimizer_state(state["optimizers"], optimizer))
     return field
+
+
+def _merged_optimizer_state(
+    saved: dict[str, Any], optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
+    """ns-train's per-group Adam states as one state of our optimizer (one group per
+    param group name, parameters in the same `get_param_groups` order)."""
+    merged: dict[str, Any] = {"state": {}, "param_groups": []}
+    offset = 0
+    for group in optimizer.param_groups:
+        name = group["name"]
+        theirs = saved.get(name)
+        if theirs is None or len(theirs["param_groups"]) != 1:
+            raise ValueError(f"the run's optimizer state has no single {name!r} group")
+        their_group = theirs["param_groups"][0]
+        if len(their_group["params"]) != len(group["params"]):
+            raise ValueError(f"the run's {name!r} optimizer state does not fit this model")
+        indices = {}
+        for k, index in enumerate(their_group["params"]):
+            indices[index] = offset + k
+            if index in theirs["state"]:
+                merged["state"][offset + k] = theirs["state"][index]
+        merged["param_groups"].append(
+            {**their_group, "name": name, "params": [indices[i] for i in their_group["params"]]}
+        )
+        offset += len(group["params"])
+    return merged
 
 
 def _training_views(config: Any, dataset: Any) -> tuple[list, int]:

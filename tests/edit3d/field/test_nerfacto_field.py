@@ -152,7 +152,13 @@ def test_checkpoint_round_trip_and_resume(
 
 
 def _write_ns_train_run(
-    field: NerfactoField, data: Path, run: Path, eval_mode: str = "all"
+    field: NerfactoField,
+    data: Path,
+    run: Path,
+    eval_mode: str = "all",
+    *,
+    downscale: int | None = None,
+    optimizers: dict | None = None,
 ) -> Path:
     """An output folder laid out as `ns-train nerfacto` writes it (config, transform, ckpt)."""
     import yaml
@@ -167,7 +173,9 @@ def _write_ns_train_run(
         method_name="nerfacto",
         pipeline=VanillaPipelineConfig(
             datamanager=VanillaDataManagerConfig(
-                dataparser=NerfstudioDataParserConfig(data=data, eval_mode=eval_mode)
+                dataparser=NerfstudioDataParserConfig(
+                    data=data, eval_mode=eval_mode, downscale_factor=downscale
+                )
             ),
             model=model_config,
         ),
@@ -179,9 +187,8 @@ def _write_ns_train_run(
     pipeline = {f"_model.{k}": v for k, v in field.model.state_dict().items()}
     pipeline["_model.lpips.net.scaling_layer.shift"] = torch.zeros(1, 3, 1, 1)  # eval-only
     last = field.step - 1  # ns-train records the index of its last iteration
-    torch.save(
-        {"step": last, "pipeline": pipeline}, run / f"nerfstudio_models/step-{last:09d}.ckpt"
-    )
+    state = {"step": last, "pipeline": pipeline, "optimizers": optimizers or {}}
+    torch.save(state, run / f"nerfstudio_models/step-{last:09d}.ckpt")
     return run / "config.yml"
 
 
@@ -268,3 +275,50 @@ def test_loads_an_ns_train_run_with_held_out_views(
     assert [v.name for v in loaded.views] == [v.name for v in train_views]
     view = trained.views[0]  # a held-out camera renders like any world-frame camera
     np.testing.assert_allclose(loaded.render(view).rgb, field.render(view).rgb, atol=1e-6)
+
+
+def test_imported_run_keeps_its_downscale_and_optimizer_state(
+    rotated_scene: TinyScene, tmp_path: Path
+) -> None:
+    """A run trained on images_2 trains and renders at half size; its Adam moments carry."""
+    from PIL import Image
+
+    field = NerfactoField.from_dataset(rotated_scene.root, get_preset("tiny"))
+    field.step = 5
+    # ns-train keeps one Adam per parameter group; give each real moments
+    optimizers = {}
+    for name, params in field.model.get_param_groups().items():
+        if params:
+            adam = torch.optim.Adam(params, lr=1e-3, eps=1e-15)
+            for param in params:
+                param.grad = torch.randn_like(param)
+            adam.step()
+            optimizers[name] = adam.state_dict()
+    data = tmp_path / "data"
+    (data / "images_2").mkdir(parents=True)
+    (data / "images").symlink_to(rotated_scene.root / "images")
+    (data / "transforms.json").symlink_to(rotated_scene.root / "transforms.json")
+    for image in (rotated_scene.root / "images").iterdir():
+        Image.open(image).resize((16, 16), Image.Resampling.BOX).save(
+            data / "images_2" / image.name
+        )
+    config_yml = _write_ns_train_run(
+        field, data, tmp_path / "run", downscale=2, optimizers=optimizers
+    )
+    loaded = NerfactoField.from_nerfstudio_run(config_yml)
+    assert loaded.config.max_image_size == 16
+    images = loaded.dataset_images()
+    assert {image.shape for image in images.values()} == {(16, 16, 3)}
+    assert loaded.training_size(loaded.views[0]) == (16, 16)
+    ours = loaded.optimizer(loaded.config.base_lr)
+    originals = dict(field.model.named_parameters())
+    by_name = {id(p): n for n, p in loaded.model.named_parameters()}
+    checked = 0
+    for group in ours.param_groups:
+        theirs = optimizers[group["name"]]
+        for k, param in enumerate(group["params"]):
+            saved = theirs["state"][theirs["param_groups"][0]["params"][k]]
+            assert param.shape == originals[by_name[id(param)]].shape
+            torch.testing.assert_close(ours.state[param]["exp_avg"], saved["exp_avg"])
+            checked += 1
+    assert checked == sum(len(g["params"]) for g in ours.param_groups) > 0
