@@ -1,12 +1,15 @@
-"""Per-iteration cost of an Edit3D turn's training step vs a plain nerfacto step.
+"""Per-iteration cost of the training runner's base, turn and refine steps vs a plain step.
 
-Both run the same field settings from the same trained base on the same scene; the turn's
-edit steps are taken out (edit_rate beyond the run, so only iteration 0 edits, and it is
-dropped with the warm-up), leaving exactly the override a turn adds to every iteration: the
-`on_step` hook, progress wrapping and target-store bookkeeping. Runs alternate
-(plain, turn, turn, plain, ...) so drift in machine load hits both alike.
+"plain" is a bare loop of the field's nerfstudio training iteration (forward, losses,
+backward, optimiser step), what nerfstudio's own trainer runs per iteration. The others run
+the same field settings from the same trained base on the same scene through
+`edit3d.training.TrainingRun`: base training (progress, ETA, checkpoint schedule), an
+editing turn with its edits taken out (edit_rate beyond the run, so only iteration 0 edits,
+and it is dropped with the warm-up) and the super-resolution fine-tune on given targets.
+What remains is exactly what the runner and its overrides add to every iteration. Kinds
+alternate in a rotating order so drift in machine load hits all alike.
 
-    python benchmarks/bench_turn_overhead.py [--steps 80] [--repeats 2] [--preset tiny]
+    python benchmarks/bench_turn_overhead.py [--steps 80] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from edit3d.editing.turns import TurnSpec, run_turn
-from edit3d.field import NerfactoField
+from edit3d.field import field_from_checkpoint
 from edit3d.field.testing import cached_tiny_base
 from edit3d.progress import ProgressEvent
+from edit3d.refine.finetune import RefineConfig, RefineState, finetune_super_resolution
+from edit3d.training import TrainingRun
 
 WARMUP = 5
 
@@ -49,16 +54,43 @@ class StepClock:
         return list(np.diff(self.stamps)[WARMUP:])
 
 
-def plain_steps(checkpoint: Path, steps: int) -> list[float]:
-    field = NerfactoField.from_checkpoint(checkpoint)
+def plain_steps(checkpoint: Path, steps: int, _work: Path) -> list[float]:
+    field = field_from_checkpoint(checkpoint)
     targets = field.make_targets(field.dataset_images())
-    clock = StepClock("train")
-    field.fit(targets, steps, lr=field.config.edit_lr, progress=clock)
+    stamps = []
+    for _ in range(steps):
+        field.train_step(targets, lr=field.config.edit_lr)
+        stamps.append(time.perf_counter())
+    return list(np.diff(stamps)[WARMUP:])
+
+
+def base_steps(checkpoint: Path, steps: int, work: Path) -> list[float]:
+    field = field_from_checkpoint(checkpoint)
+    targets = field.make_targets(field.dataset_images())
+    clock = StepClock("train_base")
+    TrainingRun(
+        field, targets, total=field.step + steps, lr=field.config.edit_lr, done=field.step,
+        phase="train_base", checkpoint=work / "base.pt", checkpoint_every=10**9,
+        progress=clock,
+    ).run()  # fmt: skip
+    return clock.per_step()
+
+
+def refine_steps(checkpoint: Path, steps: int, work: Path) -> list[float]:
+    field = field_from_checkpoint(checkpoint)
+    clock = StepClock("refine")
+    finetune_super_resolution(
+        field,
+        RefineConfig(steps=steps, lr=field.config.edit_lr),
+        targets=field.dataset_images(),
+        state=RefineState(work, checkpoint_every=10**9),
+        progress=clock,
+    )
     return clock.per_step()
 
 
 def turn_steps(checkpoint: Path, steps: int, work: Path) -> list[float]:
-    field = NerfactoField.from_checkpoint(checkpoint)
+    field = field_from_checkpoint(checkpoint)
     spec = TurnSpec("keep everything", steps=steps, edit_rate=steps + 1, lr=field.config.edit_lr)
     clock = StepClock("turn")
     run_turn(field, spec, work, Unchanged(), progress=clock, checkpoint_every=10**9)
@@ -68,26 +100,30 @@ def turn_steps(checkpoint: Path, steps: int, work: Path) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=80)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--cache", type=Path, help="folder for the scene and base (default: temp)")
     args = parser.parse_args()
+    kinds = {"plain": plain_steps, "base": base_steps, "turn": turn_steps, "refine": refine_steps}
+    times: dict[str, list[float]] = {kind: [] for kind in kinds}
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.cache or Path(tmp) / "base"
         _, checkpoint = cached_tiny_base(cache)
-        plain: list[float] = []
-        turn: list[float] = []
+        order = list(kinds)
         for repeat in range(args.repeats):
-            order = ("plain", "turn") if repeat % 2 == 0 else ("turn", "plain")
-            for kind in order:
-                if kind == "plain":
-                    plain += plain_steps(checkpoint, args.steps)
-                else:
-                    turn += turn_steps(checkpoint, args.steps, Path(tmp) / f"turn{repeat}")
-    plain_s, turn_s = statistics.median(plain), statistics.median(turn)
-    print(f"iterations timed: {len(plain)} plain, {len(turn)} turn ('tiny' preset, 32 px, CPU)")
+            for kind in order[repeat % len(order) :] + order[: repeat % len(order)]:
+                work = Path(tmp) / f"{kind}{repeat}"
+                work.mkdir()
+                times[kind] += kinds[kind](checkpoint, args.steps, work)
+    plain_s = statistics.median(times["plain"])
+    counts = ", ".join(f"{len(v)} {k}" for k, v in times.items())
+    print(f"iterations timed: {counts} ('tiny' preset, 32 px, CPU)")
     print(f"plain nerfacto step   median {plain_s * 1000:7.1f} ms")
-    print(f"Edit3D turn step      median {turn_s * 1000:7.1f} ms (no edit in the step)")
-    print(f"ratio turn / plain    {turn_s / plain_s:.3f}  (target <= 1.05)")
+    for kind in ("base", "turn", "refine"):
+        median = statistics.median(times[kind])
+        print(
+            f"{kind:<6} step           median {median * 1000:7.1f} ms   ratio {kind} / plain "
+            f"{median / plain_s:.3f}  (target <= 1.05)"
+        )
 
 
 if __name__ == "__main__":

@@ -271,25 +271,35 @@ def time_edit3d_field(settings: BenchSettings) -> dict[str, Any]:
     field module cannot run, so the nerfstudio numbers above still come out.
     """
     try:
-        from edit3d.field import NerfactoField, get_preset
+        from edit3d.field import field_from_dataset, get_preset
         from edit3d.scene.sample import make_sample_scene
     except ImportError as error:
         return {"error": f"edit3d.field not available: {error}"}
     height, width = PAPER_IMAGE_SIZE
     with tempfile.TemporaryDirectory() as folder:
         scene = make_sample_scene(Path(folder) / "scene", num_views=24, resolution=64)
-        config = dataclasses.replace(
-            get_preset(settings.field_preset), rays_per_batch=settings.rays
-        )
-        field = NerfactoField.from_dataset(scene.root, config, settings.device)
-        targets = field.make_targets(field.dataset_images())
-        for _ in range(settings.warmup_iters):
-            field.train_step(targets, lr=2.5e-3)
-        _reset_peak_memory(settings.device)
-        seconds = _timed_total(
-            lambda _: field.train_step(targets, lr=2.5e-3), settings.iters, settings.device
-        )
-        train_memory = _peak_memory_gib(settings.device)
+        # Mixed precision (autocast + grad scaler, as ns-train) applies on CUDA only; the
+        # default (mixed on CUDA) runs last, so the figures below are the default's.
+        precisions = (False, True) if settings.device.startswith("cuda") else (False,)
+        iters_per_s = {}
+        for mixed in precisions:
+            config = dataclasses.replace(
+                get_preset(settings.field_preset),
+                rays_per_batch=settings.rays,
+                mixed_precision=mixed,
+            )
+            field = field_from_dataset(scene.root, config, settings.device)
+            targets = field.make_targets(field.dataset_images())
+            for _ in range(settings.warmup_iters):
+                field.train_step(targets, lr=2.5e-3)
+            _reset_peak_memory(settings.device)
+            seconds = _timed_total(
+                lambda _, f=field, t=targets: f.train_step(t, lr=2.5e-3),
+                settings.iters,
+                settings.device,
+            )
+            train_memory = _peak_memory_gib(settings.device)
+            iters_per_s["mixed" if mixed else "fp32"] = settings.iters / seconds
         render_size = (height, width) if settings.full_size_ip2p else (48, 64)
         view = field.views[0]
         render_seconds = _timed_repeats(
@@ -302,6 +312,7 @@ def time_edit3d_field(settings: BenchSettings) -> dict[str, Any]:
         "field_settings": f"edit3d.field preset {settings.field_preset!r}, sample scene",
         "rays_per_iter": settings.rays,
         "iters_per_s": settings.iters / seconds,
+        "iters_per_s_by_precision": iters_per_s,
         "iter_seconds": seconds / settings.iters,
         "train_peak_memory_gib": train_memory,
         "render_size_hw": render_size,
@@ -384,6 +395,9 @@ def _field_lines(field: dict) -> list[str]:
         f"({1000 * field['iter_seconds']:.1f} ms/iter); peak memory "
         f"{field['train_peak_memory_gib']:.2f} GiB; {rw}x{rh} render "
         f"{np.mean(field['render_seconds']):.3f} s",
+        "  iterations per second by precision: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in field["iters_per_s_by_precision"].items())
+        + ("" if "mixed" in field["iters_per_s_by_precision"] else " (mixed: CUDA only)"),
     ]
 
 

@@ -32,14 +32,21 @@ from edit3d.editing.turns import (
     STATE_NAME,
     Editor,
     MaskProvider,
-    StepHook,
     TurnSpec,
     run_turn,
 )
-from edit3d.field.nerfacto_field import NerfactoField, RenderResult
-from edit3d.field.presets import FieldConfig, get_preset
+from edit3d.field.radiance import RadianceField, RenderResult
+from edit3d.field.registry import (
+    DEFAULT_BACKEND,
+    config_from_dict,
+    field_from_checkpoint,
+    field_from_dataset,
+    field_from_nerfstudio_run,
+    get_preset,
+)
 from edit3d.progress import Cancelled, CancelToken, ProgressCallback, no_progress
 from edit3d.scene.cameras import CameraView
+from edit3d.training import StepHook, TrainingRun
 
 WORKSPACE_FILE = "workspace.json"
 WORKSPACE_VERSION = 1
@@ -95,7 +102,7 @@ class Workspace:
         self.root = root
         self.device = device
         self._data = data
-        self._fields: dict[str, NerfactoField] = {}
+        self._fields: dict[str, RadianceField] = {}
 
     # --- create / open ---------------------------------------------------------------
 
@@ -107,10 +114,13 @@ class Workspace:
         dataset: str | Path | None = None,
         nerfstudio_run: str | Path | None = None,
         preset: str = "small",
-        config: FieldConfig | None = None,
+        config: Any | None = None,
         device: str = "cpu",
     ) -> Workspace:
-        """A new workspace over a dataset (base to be trained) or an ns-train run (base given)."""
+        """A new workspace over a dataset (base to be trained) or an ns-train run (base given).
+
+        `config` (default: the nerfacto `preset`) is a backend's settings; its type names the
+        field backend the workspace uses."""
         root = Path(root)
         if (dataset is None) == (nerfstudio_run is None):
             raise ValueError("give exactly one of dataset or nerfstudio_run")
@@ -119,6 +129,7 @@ class Workspace:
         config = config or get_preset(preset)
         data = {
             "version": WORKSPACE_VERSION,
+            "backend": config.backend,
             "dataset": str(Path(dataset).resolve()) if dataset is not None else None,
             "nerfstudio_run": str(Path(nerfstudio_run).resolve()) if nerfstudio_run else None,
             "preset": preset,
@@ -154,8 +165,14 @@ class Workspace:
     # --- history ---------------------------------------------------------------------
 
     @property
-    def config(self) -> FieldConfig:
-        return FieldConfig.from_dict(self._data["config"])
+    def backend(self) -> str:
+        """Name of the field backend (`edit3d.field.registry`) of every node here."""
+        return str(self._data.get("backend", DEFAULT_BACKEND))
+
+    @property
+    def config(self) -> Any:
+        """The backend's settings the base was (or will be) trained with."""
+        return config_from_dict(self._data["config"], self.backend)
 
     @property
     def turns(self) -> list[TurnRecord]:
@@ -193,13 +210,13 @@ class Workspace:
     def checkpoint_path(self, turn_id: str) -> Path:
         return self.root / self.turn(turn_id).paths["checkpoint"]
 
-    def load_field(self, turn_id: str | None = None) -> NerfactoField:
+    def load_field(self, turn_id: str | None = None) -> RadianceField:
         """A fresh field loaded from a finished node (default: head)."""
         turn_id = turn_id or self.head
         if turn_id is None:
             raise ValueError("this workspace has no finished node yet (train the base first)")
         self._require_finished(turn_id)
-        return NerfactoField.from_checkpoint(self.checkpoint_path(turn_id), device=self.device)
+        return field_from_checkpoint(self.checkpoint_path(turn_id), device=self.device)
 
     def render(
         self,
@@ -245,78 +262,36 @@ class Workspace:
         with self.node_outcome(BASE_ID) as timings:
             started = time.monotonic()
             if checkpoint.is_file():
-                field_ = NerfactoField.from_checkpoint(checkpoint, device=self.device)
+                field_ = field_from_checkpoint(checkpoint, device=self.device)
             else:
-                field_ = NerfactoField.from_dataset(
+                field_ = field_from_dataset(
                     self._data["dataset"], self.config, self.device, seed=seed
                 )
             targets = field_.make_targets(field_.dataset_images())
             timings["load_s"] = time.monotonic() - started
-            started = time.monotonic()
-            preview_s = self._fit_with_checkpoints(
-                field_, targets, total, checkpoint, progress, cancel, on_step
-            )
-            timings["train_s"] = time.monotonic() - started - preview_s
+            training = TrainingRun(
+                field_, targets, total=total, lr=self.config.base_lr, done=field_.step,
+                phase="train_base", checkpoint=checkpoint,
+                checkpoint_every=self.config.checkpoint_every, on_step=on_step,
+                progress=progress, cancel=cancel,
+            )  # fmt: skip
+            training.run()
+            timings["train_s"] = training.timings["train"]
             if on_step is not None:
-                timings["preview_s"] = preview_s
+                timings["preview_s"] = training.timings.get("preview", 0.0)
             field_.save_checkpoint(checkpoint)
         self._finish(BASE_ID, steps=total)
         return self.turn(BASE_ID)
-
-    def _fit_with_checkpoints(
-        self,
-        field_: NerfactoField,
-        targets: Any,
-        total: int,
-        checkpoint: Path,
-        progress: ProgressCallback,
-        cancel: CancelToken | None,
-        on_step: StepHook | None = None,
-    ) -> float:
-        """Train to `total` iterations; returns the seconds spent in `on_step`."""
-        done = field_.step
-        every = self.config.checkpoint_every
-        hook_seconds = [0.0]
-
-        def after_step(n: int) -> None:
-            if on_step is not None:
-                started = time.monotonic()
-                on_step(field_, n)
-                hook_seconds[0] += time.monotonic() - started
-
-        def before_step(i: int) -> None:
-            if i > done:
-                after_step(i)  # iteration i − 1 is done
-            if i > done and i % every == 0:
-                field_.save_checkpoint(checkpoint)
-
-        try:
-            field_.fit(
-                targets,
-                total - done,
-                lr=self.config.base_lr,
-                on_step=before_step,
-                progress=progress,
-                cancel=cancel,
-                phase="train_base",
-                total=total,
-                done=done,
-            )
-        except Cancelled:
-            field_.save_checkpoint(checkpoint)
-            raise
-        if total > done:
-            after_step(total)
-        return hook_seconds[0]
 
     def _import_nerfstudio_run(self, config_yml: Path) -> None:
         record = self._start_node(BASE_ID, None, "base", {"nerfstudio_run": str(config_yml)})
         with self.node_outcome(BASE_ID) as timings:
             started = time.monotonic()
-            field_ = NerfactoField.from_nerfstudio_run(config_yml, self.device)
+            field_ = field_from_nerfstudio_run(config_yml, self.device)
             field_.save_checkpoint(self.root / record.paths["checkpoint"])
             timings["load_s"] = time.monotonic() - started
         self._data["config"] = field_.config.to_dict()
+        self._data["backend"] = field_.backend
         self._finish(BASE_ID, steps=field_.step)
 
     # --- turns -----------------------------------------------------------------------
@@ -443,7 +418,7 @@ class Workspace:
         return self.turn(turn_id)
 
     def finish_node(
-        self, turn_id: str, field_: NerfactoField, timings: dict[str, float] | None = None
+        self, turn_id: str, field_: RadianceField, timings: dict[str, float] | None = None
     ) -> TurnRecord:
         """Save `field_` as the node's result, mark it finished and make it head."""
         record = self.turn(turn_id)

@@ -21,17 +21,17 @@ import torch
 
 from edit3d.export.pointcloud import PointCloudConfig, export_point_cloud
 from edit3d.export.sampling import CropBox
-from edit3d.field.nerfacto_field import NerfactoField
-from edit3d.field.presets import get_preset
+from edit3d.field import RadianceField, field_from_dataset, get_preset
 from edit3d.scene.sample import make_sample_scene
+from edit3d.training import fit
 
 PARTS = ("person_hair", "person_head", "person_torso", "person_legs")
 
 
-def train_base(scene_root: Path, steps: int) -> NerfactoField:
+def train_base(scene_root: Path, steps: int) -> RadianceField:
     torch.manual_seed(0)
-    field = NerfactoField.from_dataset(scene_root, get_preset("tiny"))
-    field.fit(field.make_targets(field.dataset_images()), steps, lr=field.config.base_lr)
+    field = field_from_dataset(scene_root, get_preset("tiny"))
+    fit(field, field.make_targets(field.dataset_images()), steps, lr=field.config.base_lr)
     return field
 
 
@@ -51,7 +51,7 @@ def part_overlay(scene, name: str) -> np.ndarray:
     return image
 
 
-def draw(scene, field: NerfactoField, steps: int, out: Path) -> None:
+def draw(scene, field: RadianceField, steps: int, out: Path) -> None:
     names = [scene.views[i].name for i in (0, len(scene.views) // 3)]
     cloud = export_point_cloud(field, PointCloudConfig(num_points=30_000),
                                crop=objects_box(scene))

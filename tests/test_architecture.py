@@ -48,3 +48,22 @@ def test_the_checker_sees_imports(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text("import sidecar.jobs\nfrom edit3d.field import x\nfrom . import local\n")
     assert imported_top_level_names(sample) == {"sidecar", "edit3d"}
+
+
+def test_only_the_field_package_names_a_field_backend() -> None:
+    """Everything else goes through `RadianceField` and the backend registry."""
+    from edit3d.field.registry import backend_names, get_backend
+
+    modules = {"edit3d.field.nerfacto_field", "edit3d.field.model", "edit3d.field.nerfstudio_run"}
+    concrete = {"NerfactoField", "OfflineNerfactoModel", *modules}
+    assert backend_names() == ["nerfacto"] and get_backend("nerfacto").name == "nerfacto"
+    offenders = []
+    for package in ("edit3d", "sidecar", "benchmarks", "scripts"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path.is_relative_to(ROOT / "edit3d" / "field"):
+                continue
+            text = path.read_text()
+            named = sorted(name for name in concrete if name in text)
+            if named:
+                offenders.append(f"{path.relative_to(ROOT)} names {named}")
+    assert not offenders, "\n".join(offenders)

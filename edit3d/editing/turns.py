@@ -6,9 +6,10 @@ condition images and the initial training targets, so what earlier turns changed
 editor is asked to keep. IN2N mode (the ablation, `mode="in2n"`) conditions on the original
 dataset images and starts from them, as instruct-nerf2nerf does.
 
-The turn is nerfacto training with one override: before every `edit_rate`-th iteration,
-`edit_count` views (round-robin) are rendered from the current model, edited, fused with
-their pre-render through the view's mask, and replace that view's target.
+The turn is the field's training (`edit3d.training.TrainingRun`) with one override: before
+every `edit_rate`-th iteration, `edit_count` views (round-robin) are rendered from the current
+model, edited, fused with their pre-render through the view's mask, and replace that view's
+target.
 
 On disk (`turn_dir`): `params.json` (the spec), `prerenders/` (npz + PNGs), `masks/`,
 `checkpoint.pt` (resumable: field + optimizer + targets + round-robin + RNG) and
@@ -30,15 +31,10 @@ import torch
 
 from edit3d.editing.editors import Editor, check_edit_result
 from edit3d.editing.fusion import fuse
-from edit3d.field.nerfacto_field import NerfactoField
+from edit3d.field.radiance import RadianceField
 from edit3d.field.targets import TargetStore
-from edit3d.progress import (
-    Cancelled,
-    CancelToken,
-    ProgressCallback,
-    ProgressEvent,
-    no_progress,
-)
+from edit3d.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
+from edit3d.training import StepHook, TrainingRun, resume_state
 
 CHECKPOINT_NAME = "checkpoint.pt"
 STATE_NAME = "turn_state.json"
@@ -101,9 +97,7 @@ class TurnSpec:
 MaskProvider = Callable[[str, np.ndarray, TurnSpec], np.ndarray | None]
 """(view name, pre-rendered image, spec) → soft mask float [H, W] in [0, 1] (None: all ones)."""
 
-StepHook = Callable[[NerfactoField, int], None]
-"""(field, iterations done) called after every training iteration, e.g. to render a live
-preview. It must leave the field's weights and training state as they are (rendering does)."""
+__all__ = ["StepHook", "TurnResult", "TurnSpec", "run_turn"]
 
 
 @dataclass
@@ -137,7 +131,7 @@ class _TurnState:
 
 
 def run_turn(
-    field_: NerfactoField,
+    field_: RadianceField,
     spec: TurnSpec,
     turn_dir: str | Path,
     editor: Editor,
@@ -158,99 +152,80 @@ def run_turn(
     turn_dir = Path(turn_dir)
     turn_dir.mkdir(parents=True, exist_ok=True)
     (turn_dir / "params.json").write_text(json.dumps(spec.to_dict(), indent=2))
-    steps = field_.config.turn_steps if spec.steps is None else spec.steps
-    every = checkpoint_every or field_.config.checkpoint_every
-    state = _TurnState()
+    state, saved_targets = _TurnState(), None
     if resume_from is not None:
-        resume_state = torch.load(Path(resume_from), map_location="cpu", weights_only=True)
-        field_.load_state_dict(resume_state)
-        state = _TurnState(**resume_state["extra"]["turn"])
+        extra = resume_state(field_, resume_from)
+        state, saved_targets = _TurnState(**extra["turn"]), extra["targets"]
     inputs = _prepare_inputs(field_, spec, turn_dir, editor, mask_provider, state, progress, cancel)
     targets = field_.make_targets(inputs.initial_targets)
-    if resume_from is not None:
-        targets.load_state_dict(resume_state["extra"]["targets"])
-    names = [view.name for view in field_.views]
-    checkpoint = turn_dir / CHECKPOINT_NAME
-
-    def save() -> None:
-        turn_state = dataclasses.asdict(state)
-        field_.save_checkpoint(
-            checkpoint, extra={"turn": turn_state, "targets": targets.state_dict()}
-        )
-        # A small readable copy, so the history can show timings without loading the model.
-        tmp = turn_dir / f".{STATE_NAME}.tmp"
-        tmp.write_text(json.dumps(turn_state, indent=2))
-        tmp.replace(turn_dir / STATE_NAME)
-
-    first_step = state.next_step
-
-    def after_step(done: int) -> None:
-        if on_step is not None:
-            started = time.monotonic()
-            on_step(field_, done)
-            state.add_time("preview", time.monotonic() - started)
-
-    def before_step(i: int) -> None:
-        state.next_step = i
-        if i > first_step:
-            after_step(i)  # iteration i − 1 is done; the field is as it will be checkpointed
-        if i > first_step and i % every == 0:
-            save()  # the state before iteration i: resuming re-runs i from here
-        if i % spec.edit_rate == 0:
-            started = time.monotonic()
-            _edit_views(field_, spec, inputs, targets, names, state, i, cancel)
-            state.add_time("edit", time.monotonic() - started)
-
-    def report(event: ProgressEvent) -> None:
-        state.next_step = event.step
-        extra = {"edited_view": state.last_edited, "edits": state.edits}
-        message = f"last edited: {state.last_edited}" if state.last_edited else ""
-        progress(dataclasses.replace(event, phase="turn", message=message, extra=extra))
-
-    started = time.monotonic()
-    side_time_before = _side_time(state)
-    result = None
-    try:
-        result = field_.fit(
-            targets,
-            steps - state.next_step,
-            lr=spec.lr,
-            on_step=before_step,
-            progress=report,
-            cancel=cancel,
-            total=steps,
-            done=state.next_step,
-        )
-    except Cancelled:
-        _account_train_time(state, started, side_time_before)
-        save()
-        raise
-    if steps > first_step:
-        after_step(steps)
-    _account_train_time(state, started, side_time_before)
-    state.next_step = steps
-    save()
+    if saved_targets is not None:
+        targets.load_state_dict(saved_targets)
+    training = _TurnTraining(
+        field_, targets, spec, inputs, state, turn_dir,
+        checkpoint_every=checkpoint_every or field_.config.checkpoint_every,
+        on_step=on_step, progress=progress, cancel=cancel,
+    )  # fmt: skip
+    result = training.run()
+    training.save()
     return TurnResult(
-        checkpoint=checkpoint,
-        steps=steps,
+        checkpoint=turn_dir / CHECKPOINT_NAME,
+        steps=training.total,
         edits=state.edits,
         loss=result.loss if result is not None else None,
         timings=dict(state.timings),
     )
 
 
-def _side_time(state: _TurnState) -> float:
-    """Seconds spent in the training loop on things other than NeRF steps (edits, previews)."""
-    return state.timings.get("edit", 0.0) + state.timings.get("preview", 0.0)
+class _TurnTraining(TrainingRun):
+    """The field's training with the turn's target updates (Sec. 3.1) and its own state."""
 
+    def __init__(
+        self,
+        field_: RadianceField,
+        targets: TargetStore,
+        spec: TurnSpec,
+        inputs: _TurnInputs,
+        state: _TurnState,
+        turn_dir: Path,
+        **run: Any,
+    ) -> None:
+        total = field_.config.turn_steps if spec.steps is None else spec.steps
+        super().__init__(
+            field_, targets, total=total, lr=spec.lr, done=state.next_step, phase="turn",
+            checkpoint=turn_dir / CHECKPOINT_NAME, timings=state.timings, **run,
+        )  # fmt: skip
+        self.spec, self.inputs, self.state, self.turn_dir = spec, inputs, state, turn_dir
+        self.names = [view.name for view in field_.views]
 
-def _account_train_time(state: _TurnState, started: float, side_time_before: float) -> None:
-    side_time = _side_time(state) - side_time_before
-    state.add_time("train", time.monotonic() - started - side_time)
+    def before_iteration(self, i: int) -> None:
+        if i % self.spec.edit_rate == 0:
+            with self.timed("edit"):
+                _edit_views(
+                    self.field, self.spec, self.inputs, self.targets, self.names, self.state, i,
+                    self.cancel,
+                )  # fmt: skip
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        self.state.next_step = self.next_step
+        return {"turn": dataclasses.asdict(self.state), "targets": self.targets.state_dict()}
+
+    def after_save(self) -> None:
+        # A small readable copy, so the history can show timings without loading the model.
+        tmp = self.turn_dir / f".{STATE_NAME}.tmp"
+        tmp.write_text(json.dumps(dataclasses.asdict(self.state), indent=2))
+        tmp.replace(self.turn_dir / STATE_NAME)
+
+    def progress_event(self, event: ProgressEvent) -> ProgressEvent:
+        last = self.state.last_edited
+        return dataclasses.replace(
+            event,
+            message=f"last edited: {last}" if last else "",
+            extra={"edited_view": last, "edits": self.state.edits},
+        )
 
 
 def _edit_views(
-    field_: NerfactoField,
+    field_: RadianceField,
     spec: TurnSpec,
     inputs: _TurnInputs,
     targets: TargetStore,
@@ -305,7 +280,7 @@ class _TurnInputs:
 
 
 def _prepare_inputs(
-    field_: NerfactoField,
+    field_: RadianceField,
     spec: TurnSpec,
     turn_dir: Path,
     editor: Editor,
@@ -329,7 +304,7 @@ def _prepare_inputs(
 
 
 def load_or_render_prerenders(
-    field_: NerfactoField,
+    field_: RadianceField,
     folder: Path,
     progress: ProgressCallback = no_progress,
     cancel: CancelToken | None = None,

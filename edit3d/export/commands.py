@@ -30,7 +30,11 @@ def add_commands(subparsers: Any) -> None:
     source.add_argument("--checkpoint", type=Path, help="a field checkpoint file instead")
     parser.add_argument("--turn", help="node to export (default: head)")
     parser.add_argument(
-        "--kind", choices=("pointcloud", "mesh"), default="pointcloud", help="what to export"
+        "--kind",
+        choices=("pointcloud", "mesh", "nerfstudio-run"),
+        default="pointcloud",
+        help="what to export; nerfstudio-run: an ns-train output folder under --out (a "
+        "folder) that ns-viewer, ns-render and ns-export open",
     )
     parser.add_argument("--format", choices=FORMATS, help="file format (default: from --out)")
     parser.add_argument("--out", type=Path, required=True, help="output file")
@@ -55,10 +59,19 @@ def add_commands(subparsers: Any) -> None:
 
 def _field(args: argparse.Namespace, device: str) -> Any:
     if args.checkpoint is not None:
-        from edit3d.field import NerfactoField
+        from edit3d.field import field_from_checkpoint
 
-        return NerfactoField.from_checkpoint(args.checkpoint, device=device)
+        return field_from_checkpoint(args.checkpoint, device=device)
     return open_workspace(args.workspace, device=device).load_field(args.turn)
+
+
+def _write_run(args: argparse.Namespace, field: Any) -> int:
+    from edit3d.field import write_nerfstudio_run
+
+    node = args.turn or ("checkpoint" if args.checkpoint is not None else "head")
+    config_yml = write_nerfstudio_run(field, args.out, timestamp=node)
+    print(f"wrote {config_yml.parent} (open with: ns-viewer --load-config {config_yml})")
+    return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -69,6 +82,8 @@ def run_export(args: argparse.Namespace) -> int:
     from edit3d.export.sampling import CropBox
 
     field = _field(args, resolve_device(args.device))
+    if args.kind == "nerfstudio-run":
+        return _write_run(args, field)
     crop = CropBox.from_values(args.crop) if args.crop else None
     with ProgressBars() as bars:
         if args.kind == "mesh":

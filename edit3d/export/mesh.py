@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from edit3d.export.geometry import Mesh
-from edit3d.export.sampling import CropBox, FieldLike, default_crop, pick_views, render_size
+from edit3d.export.sampling import CropBox, default_crop, pick_views, render_size
+from edit3d.field.radiance import RadianceField, as_new_camera
 from edit3d.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from edit3d.scene.cameras import CameraView
 
@@ -184,7 +185,7 @@ def remove_small_components(mesh: Mesh, min_fraction: float) -> Mesh:
 
 
 def export_mesh(
-    field: FieldLike,
+    field: RadianceField,
     config: MeshConfig | None = None,
     *,
     views: Sequence[CameraView] | None = None,
@@ -201,7 +202,7 @@ def export_mesh(
         if cancel is not None:
             cancel.raise_if_cancelled()
         width, height = render_size(view, config.render_long_side)
-        result = field.render(view, width=width, height=height)
+        result = field.render(as_new_camera(view), width=width, height=height)
         volume.integrate(
             view,
             np.asarray(result.depth, np.float64).reshape(height, width),

@@ -18,12 +18,12 @@ import numpy as np
 from edit3d.export.geometry import PointCloud
 from edit3d.export.sampling import (
     CropBox,
-    FieldLike,
     camera_rays,
     default_crop,
     pick_views,
     render_size,
 )
+from edit3d.field.radiance import RadianceField, as_new_camera
 from edit3d.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from edit3d.scene.cameras import CameraView
 
@@ -106,10 +106,10 @@ def depth_normals(
 
 
 def _view_points(
-    field: FieldLike, view: CameraView, config: PointCloudConfig, crop: CropBox
+    field: RadianceField, view: CameraView, config: PointCloudConfig, crop: CropBox
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     width, height = render_size(view, config.render_long_side)
-    result = field.render(view, width=width, height=height)
+    result = field.render(as_new_camera(view), width=width, height=height)
     depth = np.asarray(result.depth, dtype=np.float64).reshape(height, width)
     accumulation = np.asarray(result.accumulation, dtype=np.float64).reshape(height, width)
     rgb = np.asarray(result.rgb, dtype=np.float32).reshape(height, width, 3)
@@ -125,7 +125,7 @@ def _view_points(
 
 
 def export_point_cloud(
-    field: FieldLike,
+    field: RadianceField,
     config: PointCloudConfig | None = None,
     *,
     views: Sequence[CameraView] | None = None,

@@ -10,27 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
+from edit3d.field.radiance import RadianceField
 from edit3d.scene.cameras import CameraView
-
-
-class RenderLike(Protocol):
-    rgb: np.ndarray
-    depth: np.ndarray
-    accumulation: np.ndarray
-
-
-class FieldLike(Protocol):
-    """The part of `edit3d.field.NerfactoField` the exports use."""
-
-    views: list[CameraView]
-
-    def render(
-        self, view: CameraView, *, width: int | None = None, height: int | None = None
-    ) -> RenderLike: ...
 
 
 def camera_rays(view: CameraView, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,7 +99,7 @@ def _bounds_to_box(bounds: object) -> CropBox | None:
     raise ValueError(f"scene bounds must be a box or a [2, 3] array, got {bounds!r}")
 
 
-def default_crop(field: FieldLike) -> CropBox:
+def default_crop(field: RadianceField) -> CropBox:
     """The field's scene bounds in the world frame, else a box around its cameras.
 
     Captures orbit the subject, so the cameras' bounding box (grown by 10 % of its size)

@@ -5,17 +5,20 @@ inside, nerfstudio's dataparser transform and scale apply:
 
     p_field = scale * (T @ p_world)          (T: 3x4 rotation + translation)
 
-Training is a small loop of our own over an in-memory `TargetStore` (one target per view,
-replaceable by name), with nerfstudio's model, losses and training callbacks; one call of
-`train_step` is one nerfstudio training iteration, and `fit(on_step=...)` is the hook an
-editing turn uses to swap targets between iterations.
+One call of `train_step` is one nerfstudio training iteration (nerfstudio's model, losses and
+training callbacks) on a random ray batch from an in-memory `TargetStore`; the loop around
+it (schedule, checkpoints, hooks) is `edit3d.training.TrainingRun`.
+
+Renders follow training: a training view renders with the dataset's distortion, its learned
+pose correction and its own appearance embedding; any other camera as an ideal pinhole with
+no correction and nerfstudio's mean appearance embedding (see docs/method.md).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +26,10 @@ import numpy as np
 import torch
 
 from edit3d.field.model import OfflineNerfactoModel, build_nerfacto
-from edit3d.field.presets import FieldConfig
+from edit3d.field.presets import PRESETS, FieldConfig
+from edit3d.field.radiance import FieldCapabilities, RenderResult, StepResult
+from edit3d.field.registry import FieldBackend, read_checkpoint, register_backend
 from edit3d.field.targets import TargetStore
-from edit3d.progress import CancelToken, EtaClock, ProgressCallback, ProgressEvent, no_progress
 from edit3d.scene.cameras import CameraView, Intrinsics
 from edit3d.scene.dataset import SceneDataset, load_dataset, world_c2w_to_nerfstudio
 
@@ -33,32 +37,20 @@ CHECKPOINT_FORMAT = "edit3d-nerfacto-field"
 CHECKPOINT_VERSION = 1
 
 
-@dataclass(frozen=True)
-class RenderResult:
-    """One rendered view."""
-
-    rgb: np.ndarray
-    """float32 [H, W, 3] in [0, 1]."""
-    depth: np.ndarray
-    """float32 [H, W]: distance along each ray to the median of its weights, world units."""
-    accumulation: np.ndarray
-    """float32 [H, W]: opacity of each ray in [0, 1]."""
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """What one training iteration reports."""
-
-    step: int
-    """Global iteration count after this step."""
-    loss: float
-    """Total nerfacto loss."""
-    rgb_loss: float
-    """The photometric part of it (MSE)."""
+SUPPORTED_CAMERA_MODELS = ("PERSPECTIVE",)
+"""nerfstudio camera types trained and rendered exactly (pinhole + OpenCV k1..k4, p1, p2)."""
 
 
 class NerfactoField:
     """A nerfacto radiance field over a dataset's views (see module docstring)."""
+
+    backend = "nerfacto"
+    capabilities = FieldCapabilities(
+        trains_on="rays",
+        pose_correction=True,
+        per_view_appearance=True,
+        camera_models=SUPPORTED_CAMERA_MODELS,
+    )
 
     def __init__(
         self,
@@ -100,6 +92,9 @@ class NerfactoField:
         self.step = 0
         self.generator = torch.Generator().manual_seed(seed)
         self._optimizer: torch.optim.Optimizer | None = None
+        self.mixed_precision = config.mixed_precision and device.startswith("cuda")
+        """Whether training steps run under autocast with a gradient scaler (CUDA only)."""
+        self.grad_scaler = torch.amp.GradScaler("cuda", enabled=self.mixed_precision)
         self._callbacks = _training_callbacks(model)
         self._ray_cameras: tuple[int, int, Any] | None = None
         self._dataset: SceneDataset | None = None
@@ -117,6 +112,7 @@ class NerfactoField:
     ) -> NerfactoField:
         """An untrained field over a dataset folder (nerfstudio or Blender-synthetic layout)."""
         dataset = path if isinstance(path, SceneDataset) else load_dataset(path)
+        check_camera_model(dataset)
         field = cls(
             config,
             dataset.views,
@@ -134,11 +130,15 @@ class NerfactoField:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> NerfactoField:
         """A field saved by `save_checkpoint` (model, frame, views, config, optimizer, RNG)."""
-        # Loaded on CPU: RNG states must stay CPU tensors, and load_state_dict moves the
-        # model's and optimizer's tensors to the field's device.
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        state = read_checkpoint(path)
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"path is not an {CHECKPOINT_FORMAT} checkpoint: {str(path)!r}")
+        return cls.from_state(state, device)
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], device: str = "cpu") -> NerfactoField:
+        """The field a `state_dict()` describes (tensors on CPU: the RNG states must be;
+        `load_state_dict` moves the model's and optimizer's tensors to `device`)."""
         field = cls(
             FieldConfig.from_dict(state["config"]),
             [_view_from_dict(v) for v in state["views"]],
@@ -202,7 +202,8 @@ class NerfactoField:
     # --- data ------------------------------------------------------------------------
 
     def dataset_images(self) -> dict[str, np.ndarray]:
-        """The dataset's images keyed by view name, at the preset's training size."""
+        """The images of the field's views (an imported run's training split, not any
+        held-out view), keyed by view name, at the preset's training size."""
         dataset = self._dataset
         if dataset is None:
             if self.dataset_root is None or not self.dataset_root.exists():
@@ -210,7 +211,8 @@ class NerfactoField:
                     f"dataset of this field is not available: {self.dataset_root}"
                 )
             dataset = self._dataset = load_dataset(self.dataset_root)
-        return dataset.images(max_size=self.config.max_image_size)
+        size = self.config.max_image_size
+        return {view.name: dataset.image(view.name, max_size=size) for view in self.views}
 
     def training_size(self, view: CameraView) -> tuple[int, int]:
         """(height, width) the view's dataset image has once loaded at the preset's size."""
@@ -231,10 +233,24 @@ class NerfactoField:
 
     # --- rendering -------------------------------------------------------------------
 
+    def training_index(self, view: CameraView) -> int | None:
+        """The view's index if it is a training view (same name, pose and intrinsics)."""
+        index = self._view_index.get(view.name)
+        if index is None:
+            return None
+        own = self.views[index]
+        same_pose = np.allclose(own.c2w, view.c2w, atol=1e-6)
+        same_lens = np.allclose(_lens(own.intrinsics), _lens(view.intrinsics), atol=1e-6)
+        return index if same_pose and same_lens else None
+
     def nerfstudio_camera(
         self, view: CameraView, width: int | None = None, height: int | None = None
     ) -> Any:
-        """nerfstudio's Cameras (one camera, field frame) for a world-frame view."""
+        """nerfstudio's Cameras (one camera, field frame) for a world-frame view.
+
+        A training view gets its dataset distortion and its learned pose correction (as
+        nerfstudio applies it to training rays); any other camera is an ideal pinhole.
+        """
         from nerfstudio.cameras.cameras import Cameras, CameraType
 
         intr = view.intrinsics
@@ -242,33 +258,66 @@ class NerfactoField:
             intr = intr.scaled_to(
                 width or _keep_aspect(intr, height, "w"), height or _keep_aspect(intr, width, "h")
             )
-        c2w = world_c2w_to_nerfstudio(view.c2w, self.transform, self.scale)
+        c2w = torch.tensor(
+            world_c2w_to_nerfstudio(view.c2w, self.transform, self.scale), dtype=torch.float32
+        )[None]
+        index = self.training_index(view)
+        distortion = None
+        if index is not None:
+            c2w = self._corrected_c2w(c2w, index)
+            if view.name in self.distortion:
+                distortion = torch.tensor(self.distortion[view.name], dtype=torch.float32)[None]
         return Cameras(
-            camera_to_worlds=torch.tensor(c2w, dtype=torch.float32)[None],
+            camera_to_worlds=c2w,
             fx=float(intr.fx),
             fy=float(intr.fy),
             cx=float(intr.cx),
             cy=float(intr.cy),
             width=int(intr.width),
             height=int(intr.height),
+            distortion_params=distortion,
             camera_type=CameraType.PERSPECTIVE,
         ).to(self.device)
+
+    @torch.no_grad()
+    def _corrected_c2w(self, c2w: torch.Tensor, index: int) -> torch.Tensor:
+        """[1, 3, 4] field-frame pose with the camera optimiser's correction of view `index`."""
+        optimizer = self.model.camera_optimizer
+        if optimizer.config.mode == "off":
+            return c2w
+        correction = optimizer(torch.tensor([index], device=self.device)).float().cpu()
+        # As nerfstudio corrects training rays: rotate directions, shift the origin.
+        rotation = torch.bmm(correction[:, :3, :3], c2w[:, :3, :3])
+        return torch.cat([rotation, c2w[:, :3, 3:] + correction[:, :3, 3:]], dim=-1)
 
     @torch.no_grad()
     def render(
         self, view: CameraView, *, width: int | None = None, height: int | None = None
     ) -> RenderResult:
-        """Render a world-frame camera, optionally at another resolution (same field of view)."""
-        return self.render_nerfstudio_camera(self.nerfstudio_camera(view, width, height))
+        """Render a world-frame camera, optionally at another resolution (same field of view).
+
+        A training view renders as it is trained (distortion, pose correction, its own
+        appearance embedding); any other camera with no correction and the mean appearance.
+        """
+        camera = self.nerfstudio_camera(view, width, height)
+        return self.render_nerfstudio_camera(camera, view_index=self.training_index(view))
 
     @torch.no_grad()
-    def render_nerfstudio_camera(self, camera: Any) -> RenderResult:
-        """Render a nerfstudio Cameras object already in the field frame."""
+    def render_nerfstudio_camera(self, camera: Any, view_index: int | None = None) -> RenderResult:
+        """Render a nerfstudio Cameras object already in the field frame.
+
+        `view_index`: the training view whose appearance embedding the rays carry (None: the
+        mean embedding, nerfstudio's eval-mode choice).
+        """
         was_training = self.model.training
         sampler_state = self._sampler_state()
         self.model.eval()
         try:
-            outputs = self.model.get_outputs_for_camera(camera)
+            bundle = camera.generate_rays(camera_indices=0, keep_shape=True)
+            with self._appearance_of(view_index):
+                if view_index is not None:
+                    bundle.camera_indices = torch.full_like(bundle.camera_indices, view_index)
+                outputs = self.model.get_outputs_for_camera_ray_bundle(bundle)
         finally:
             self.model.train(was_training)
             # nerfstudio's proposal sampler counts renders as updates; a render must not
@@ -280,40 +329,25 @@ class NerfactoField:
             accumulation=outputs["accumulation"][..., 0].clamp(0, 1).float().cpu().numpy(),
         )
 
-    # --- training --------------------------------------------------------------------
+    @contextmanager
+    def _appearance_of(self, view_index: int | None) -> Iterator[None]:
+        """Make nerfacto's field look up the rays' own appearance embedding in an eval render.
 
-    def fit(
-        self,
-        targets: TargetStore,
-        steps: int,
-        *,
-        lr: float,
-        on_step: Callable[[int], None] | None = None,
-        progress: ProgressCallback = no_progress,
-        cancel: CancelToken | None = None,
-        phase: str = "train",
-        total: int | None = None,
-        done: int = 0,
-    ) -> StepResult | None:
-        """Train `steps` iterations on `targets`; `on_step(i)` runs before iteration i.
-
-        `on_step` may replace targets (an editing turn does) or save a checkpoint; `done` and
-        `total` let a resumed run report progress over the whole operation.
+        nerfacto picks the per-image embedding only when its field module is in training
+        mode; only that module's flag is set (no dropout or sampler state depends on it).
         """
-        if steps < 0:
-            raise ValueError(f"steps must be ≥ 0, got {steps}")
-        total = done + steps if total is None else total
-        clock = EtaClock(total)
-        clock.restart_at(done)
-        result = None
-        for i in range(done, done + steps):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            if on_step is not None:
-                on_step(i)
-            result = self.train_step(targets, lr=lr)
-            progress(ProgressEvent(phase, i + 1, total, loss=result.loss, eta_s=clock.eta(i + 1)))
-        return result
+        field = self.model.field
+        if view_index is None or getattr(field, "embedding_appearance", None) is None:
+            yield
+            return
+        before = field.training
+        field.training = True
+        try:
+            yield
+        finally:
+            field.training = before
+
+    # --- training --------------------------------------------------------------------
 
     def train_step(self, targets: TargetStore, *, lr: float) -> StepResult:
         """One nerfacto training iteration on a random ray batch drawn across all views."""
@@ -329,14 +363,17 @@ class NerfactoField:
         ray_bundle = self._ray_cameras_for(targets).generate_rays(
             camera_indices=view_index[:, None], coords=coords
         )
-        outputs = self.model(ray_bundle)  # collider, then get_outputs
-        batch = {"image": rgb}
-        metrics = self.model.get_metrics_dict(outputs, batch)
-        losses = self.model.get_loss_dict(outputs, batch, metrics)
-        loss = sum(losses.values())
+        # As ns-train: autocast + a gradient scaler on CUDA when mixed precision is on.
+        with torch.autocast(device_type="cuda", enabled=self.mixed_precision):
+            outputs = self.model(ray_bundle)  # collider, then get_outputs
+            batch = {"image": rgb}
+            metrics = self.model.get_metrics_dict(outputs, batch)
+            losses = self.model.get_loss_dict(outputs, batch, metrics)
+            loss = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        self.grad_scaler.scale(loss).backward()
+        self.grad_scaler.step(optimizer)
+        self.grad_scaler.update()
         for callback in self._callbacks:
             callback.run_callback_at_location(
                 self.step, TrainingCallbackLocation.AFTER_TRAIN_ITERATION
@@ -429,6 +466,7 @@ class NerfactoField:
             "model": self.model.state_dict(),
             "optimizer": self._optimizer.state_dict() if self._optimizer is not None else None,
             "step": self.step,
+            "grad_scaler": self.grad_scaler.state_dict(),
             "sampler": self._sampler_state(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -442,6 +480,8 @@ class NerfactoField:
             self._set_sampler_state(state["sampler"])
         if state.get("optimizer") is not None:
             self.optimizer(1.0).load_state_dict(state["optimizer"])
+        if state.get("grad_scaler"):
+            self.grad_scaler.load_state_dict(state["grad_scaler"])
         if state.get("generator") is not None:
             self.generator.set_state(state["generator"].cpu())
         if state.get("torch_rng") is not None:
@@ -507,6 +547,27 @@ def _keep_aspect(intr: Intrinsics, other: int | None, which: str) -> int:
     return max(1, round(other * ratio)) if which == "w" else max(1, round(other / ratio))
 
 
+def _write_run(field: Any, out: Path, *, experiment: str, timestamp: str) -> Path:
+    from edit3d.field.nerfstudio_export import write_nerfstudio_run
+
+    return write_nerfstudio_run(field, out, experiment=experiment, timestamp=timestamp)
+
+
+def _lens(intr: Intrinsics) -> tuple[float, ...]:
+    return (intr.fx, intr.fy, intr.cx, intr.cy, float(intr.width), float(intr.height))
+
+
+def check_camera_model(dataset: SceneDataset) -> None:
+    """Refuse a dataset whose camera model this backend would silently treat as a pinhole."""
+    if dataset.camera_model not in SUPPORTED_CAMERA_MODELS:
+        raise ValueError(
+            f"{dataset.root}: camera model {dataset.camera_model} is not supported by the "
+            f"nerfacto backend (it trains and renders {', '.join(SUPPORTED_CAMERA_MODELS)} "
+            "cameras with OpenCV k1..k4, p1, p2 distortion); undistort the images first "
+            "(e.g. ns-process-data or COLMAP image_undistorter)"
+        )
+
+
 def _view_to_dict(view: CameraView) -> dict[str, Any]:
     i = view.intrinsics
     return {
@@ -521,3 +582,24 @@ def _view_from_dict(data: Mapping[str, Any]) -> CameraView:
     return CameraView(
         data["name"], data["c2w"].numpy(), Intrinsics(fx, fy, cx, cy, int(width), int(height))
     )
+
+
+register_backend(
+    FieldBackend(
+        name=NerfactoField.backend,
+        checkpoint_format=CHECKPOINT_FORMAT,
+        config_from_dict=FieldConfig.from_dict,
+        presets=PRESETS,
+        from_dataset=lambda dataset, config, device, seed: NerfactoField.from_dataset(
+            dataset, config, device, seed=seed
+        ),
+        from_state=NerfactoField.from_state,
+        nerfstudio_model="NerfactoModelConfig",
+        from_nerfstudio_run=lambda config_yml, device, data: NerfactoField.from_nerfstudio_run(
+            config_yml, device, data=data
+        ),
+        to_nerfstudio_run=lambda field, out, experiment, timestamp: _write_run(
+            field, out, experiment=experiment, timestamp=timestamp
+        ),
+    )
+)

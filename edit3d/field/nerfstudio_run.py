@@ -20,7 +20,11 @@ import torch
 
 from edit3d.field.ns_config import read_trainer_config
 from edit3d.field.presets import FieldConfig
-from edit3d.scene.dataset import load_dataset, nerfstudio_transform_for_file_poses
+from edit3d.scene.dataset import (
+    COLMAP_MODEL_DIRS,
+    load_dataset,
+    nerfstudio_transform_for_file_poses,
+)
 
 if TYPE_CHECKING:
     from edit3d.field.nerfacto_field import NerfactoField
@@ -33,6 +37,7 @@ def load_nerfstudio_run(
     from nerfstudio.models.nerfacto import NerfactoModelConfig
 
     from edit3d.field.model import build_nerfacto
+    from edit3d.field.nerfacto_field import check_camera_model
 
     config = read_trainer_config(config_yml)
     model_config = config.pipeline.model
@@ -40,19 +45,24 @@ def load_nerfstudio_run(
         raise ValueError(f"config_yml must be a nerfacto run, got {type(model_config).__name__}")
     run_dir = config_yml.parent
     dataset = load_dataset(_data_dir(config, run_dir, data))
+    check_camera_model(dataset)
     transform, scale = _run_transform(run_dir, dataset.root)
     state = _latest_checkpoint(
         run_dir / str(getattr(config, "relative_model_dir", "nerfstudio_models"))
     )
     weights = _model_weights(state["pipeline"])
     num_views = int(weights["field.embedding_appearance.embedding.weight"].shape[0])
-    views = _training_views(config, dataset)
+    views, downscale = _training_views(config, dataset)
     if num_views != len(views):
         raise ValueError(
             f"the run trained on {num_views} images but its split of {dataset.root} has "
             f"{len(views)}; pass data= the folder it was trained on"
         )
-    field_config = FieldConfig.from_nerfacto(model_config)
+    field_config = FieldConfig.from_nerfacto(
+        model_config,
+        mixed_precision=bool(getattr(config, "mixed_precision", False)),
+        max_image_size=_downscaled_long_side(views, downscale),
+    )
     model = build_nerfacto(
         field_config.nerfacto_config(device),
         torch.from_numpy(dataset.scene_aabb),
@@ -77,11 +87,42 @@ def load_nerfstudio_run(
     field.sync_schedule(last_iteration)
     field.step = last_iteration + 1
     model.update_to_step(field.step)
+    if state.get("optimizers"):
+        optimizer = field.optimizer(field.config.base_lr)
+        optimizer.load_state_dict(_merged_optimizer_state(state["optimizers"], optimizer))
     return field
 
 
-def _training_views(config: Any, dataset: Any) -> list:
-    """The dataset's views the run trained on, in its camera-index order.
+def _merged_optimizer_state(
+    saved: dict[str, Any], optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
+    """ns-train's per-group Adam states as one state of our optimizer (one group per
+    param group name, parameters in the same `get_param_groups` order)."""
+    merged: dict[str, Any] = {"state": {}, "param_groups": []}
+    offset = 0
+    for group in optimizer.param_groups:
+        name = group["name"]
+        theirs = saved.get(name)
+        if theirs is None or len(theirs["param_groups"]) != 1:
+            raise ValueError(f"the run's optimizer state has no single {name!r} group")
+        their_group = theirs["param_groups"][0]
+        if len(their_group["params"]) != len(group["params"]):
+            raise ValueError(f"the run's {name!r} optimizer state does not fit this model")
+        indices = {}
+        for k, index in enumerate(their_group["params"]):
+            indices[index] = offset + k
+            if index in theirs["state"]:
+                merged["state"][offset + k] = theirs["state"][index]
+        merged["param_groups"].append(
+            {**their_group, "name": name, "params": [indices[i] for i in their_group["params"]]}
+        )
+        offset += len(group["params"])
+    return merged
+
+
+def _training_views(config: Any, dataset: Any) -> tuple[list, int]:
+    """The dataset's views the run trained on, in its camera-index order, and the image
+    downscale factor it trained at (its dataparser's, resolved as ns-train resolves it).
 
     ns-train holds out eval images by default (eval_mode "fraction"); its appearance
     embedding and camera optimiser have one row per *training* image, so the run's own
@@ -93,14 +134,23 @@ def _training_views(config: Any, dataset: Any) -> list:
     parser_config.data = dataset.root
     quiet, CONSOLE.quiet = CONSOLE.quiet, True
     try:
-        outputs = parser_config.setup().get_dataparser_outputs("train")
+        parser = parser_config.setup()
+        outputs = parser.get_dataparser_outputs("train")
     finally:
         CONSOLE.quiet = quiet
     by_file = {Path(path).name: view for view, path in _views_with_paths(dataset)}
     missing = [Path(f).name for f in outputs.image_filenames if Path(f).name not in by_file]
     if missing:
         raise ValueError(f"the run's training images are not in {dataset.root}: {missing[:3]}")
-    return [by_file[Path(f).name] for f in outputs.image_filenames]
+    downscale = int(getattr(parser, "downscale_factor", None) or 1)
+    return [by_file[Path(f).name] for f in outputs.image_filenames], downscale
+
+
+def _downscaled_long_side(views: list, downscale: int) -> int | None:
+    """The longest image side the run trained at (nerfstudio floors sizes / factor)."""
+    if downscale <= 1:
+        return None
+    return max(max(v.intrinsics.width, v.intrinsics.height) for v in views) // downscale
 
 
 def _views_with_paths(dataset: Any) -> list[tuple[Any, Path]]:
@@ -113,11 +163,20 @@ def _data_dir(config: Any, run_dir: Path, data: str | Path | None) -> Path:
     recorded = config.pipeline.datamanager.data or config.pipeline.datamanager.dataparser.data
     candidates = [Path(recorded), run_dir / recorded, *(p / recorded for p in run_dir.parents)]
     for candidate in candidates:
-        if (candidate / "transforms.json").is_file() or (
-            candidate / "transforms_train.json"
-        ).is_file():
+        if _holds_dataset(candidate):
             return candidate
     raise FileNotFoundError(f"the run's dataset {str(recorded)!r} was not found; pass data=")
+
+
+def _holds_dataset(folder: Path) -> bool:
+    """Whether `load_dataset` reads `folder`: nerfstudio, Blender-synthetic or COLMAP."""
+    if (folder / "transforms.json").is_file() or (folder / "transforms_train.json").is_file():
+        return True
+    return any(
+        (folder / model / f"cameras.{ext}").is_file()
+        for model in COLMAP_MODEL_DIRS
+        for ext in ("bin", "txt")
+    )
 
 
 def _run_transform(run_dir: Path, dataset_root: Path) -> tuple[np.ndarray, float]:

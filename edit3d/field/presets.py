@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 
 @dataclass(frozen=True)
 class FieldConfig:
     """Settings of one nerfacto field and of its training loop."""
+
+    backend: ClassVar[str] = "nerfacto"
+    """The field backend these settings are for (`edit3d.field.registry`)."""
 
     base_steps: int = 30_000
     """Iterations of base training on the dataset (paper Sec. 4.1: 30k)."""
@@ -62,6 +65,9 @@ class FieldConfig:
     """How nerfacto fills rays that leave the scene."""
     checkpoint_every: int = 1000
     """Iterations between periodic resumable checkpoints inside a turn or base training."""
+    mixed_precision: bool = True
+    """On CUDA, train under autocast with a gradient scaler, as `ns-train nerfacto` does
+    (ignored on the CPU, which always trains in float32)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Further NerfactoModelConfig fields passed through unchanged (power users)."""
 

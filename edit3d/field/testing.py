@@ -8,8 +8,10 @@ nerfstudio layout (transforms.json + images/), like any captured dataset.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,12 +33,15 @@ class TinyScene:
     """Views in the dataset's world frame (as written to transforms.json)."""
     world_from_scene: np.ndarray
     """[4, 4] similarity taking the scene's modelling frame to the dataset's world frame."""
+    true_views: list[CameraView] = field(default_factory=list)
+    """The poses the images were taken from (differ from `views` when poses were perturbed)."""
 
     def object_mask(self, object_id: str, view: CameraView) -> np.ndarray:
         """bool [H, W]: pixels whose first hit is `object_id`, at the view's resolution."""
         return _cast(self._scene_view(view))[1] == list(SPHERES).index(object_id) + 1
 
     def image(self, view: CameraView) -> np.ndarray:
+        """The ideal pinhole image of a world-frame camera."""
         return _cast(self._scene_view(view))[0]
 
     def depth(self, view: CameraView) -> np.ndarray:
@@ -81,12 +86,18 @@ def make_tiny_scene(
     num_views: int = 24,
     resolution: int = 32,
     world_from_scene: np.ndarray | None = None,
+    distortion: Mapping[str, float] | None = None,
+    pose_noise: tuple[float, float] | None = None,
+    camera_model: str = "OPENCV",
 ) -> TinyScene:
     """Write the scene as a nerfstudio dataset under out_dir.
 
     `world_from_scene` (a [4, 4] rotation · uniform scale + translation) places the scene in
     an arbitrary dataset world frame, so frame handling is exercised with a non-trivial
-    dataparser transform.
+    dataparser transform. `distortion` (OpenCV k1, k2, p1, p2) makes the images those of a
+    distorting lens, written to transforms.json as nerfstudio reads it. `pose_noise`
+    (degrees, world units) writes each pose off by a seeded rotation of that angle and a
+    shift of that length, while the images stay those of the true poses.
     """
     from PIL import Image
 
@@ -97,22 +108,41 @@ def make_tiny_scene(
     )
     scene_views = ring_views(num_views, resolution)
     views, frames = [], []
+    rng = np.random.default_rng(7)
+    true_views = []
     for view in scene_views:
-        rgb = _cast(view)[0]
+        rgb = _cast(view, distortion)[0]
         Image.fromarray(np.round(rgb * 255).astype(np.uint8)).save(root / view.name)
         c2w = world @ view.c2w
         c2w[:3, :3] /= np.linalg.norm(c2w[:3, :3], axis=0)  # a camera rotation stays orthonormal
+        true_views.append(CameraView(view.name, c2w, view.intrinsics))
+        if pose_noise is not None:
+            c2w = _perturbed(c2w, *pose_noise, rng)
         views.append(CameraView(view.name, c2w, view.intrinsics))
         frames.append({"file_path": view.name, "transform_matrix": c2w.tolist()})
     intr = views[0].intrinsics
-    meta = {
-        "camera_model": "OPENCV",
+    meta: dict[str, Any] = {
+        "camera_model": camera_model,
         "fl_x": intr.fx, "fl_y": intr.fy, "cx": intr.cx, "cy": intr.cy,
         "w": intr.width, "h": intr.height,
+        **dict(distortion or {}),
         "frames": frames,
     }  # fmt: skip
     (root / "transforms.json").write_text(json.dumps(meta, indent=1))
-    return TinyScene(root, views, world)
+    return TinyScene(root, views, world, true_views)
+
+
+def _perturbed(
+    c2w: np.ndarray, degrees: float, shift: float, rng: np.random.Generator
+) -> np.ndarray:
+    """The pose turned by `degrees` about a random axis through its centre, moved `shift`."""
+    axis = rng.normal(size=3)
+    direction = rng.normal(size=3)
+    turn = similarity(degrees, tuple(axis), 1.0, (0.0, 0.0, 0.0))[:3, :3]
+    out = c2w.copy()
+    out[:3, :3] = turn @ c2w[:3, :3]
+    out[:3, 3] += shift * direction / np.linalg.norm(direction)
+    return out
 
 
 def similarity(
@@ -145,13 +175,16 @@ def _look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
     return c2w
 
 
-def _cast(view: CameraView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _cast(
+    view: CameraView, distortion: Mapping[str, float] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rgb [H,W,3], hit id [H,W]: 0 floor/sky, k for the k-th sphere, hit distance [H,W])."""
     intr = view.intrinsics
     ys, xs = np.mgrid[0 : intr.height, 0 : intr.width] + 0.5
-    dirs_cam = np.stack(
-        [(xs - intr.cx) / intr.fx, -(ys - intr.cy) / intr.fy, -np.ones_like(xs)], axis=-1
-    )
+    u, v = (xs - intr.cx) / intr.fx, (ys - intr.cy) / intr.fy
+    if distortion:
+        u, v = _undistorted(xs, ys, intr, distortion)
+    dirs_cam = np.stack([u, -v, -np.ones_like(xs)], axis=-1)
     dirs = dirs_cam @ view.c2w[:3, :3].T
     dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
     origin = view.c2w[:3, 3]
@@ -182,27 +215,49 @@ def _cast(view: CameraView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return rgb.astype(np.float32).clip(0, 1), ids, best_t
 
 
+def _undistorted(
+    xs: np.ndarray, ys: np.ndarray, intr: Intrinsics, distortion: Mapping[str, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised pinhole coordinates (x right, y down) of distorted pixel centres (OpenCV's
+    own iterative inverse, independent of nerfstudio's)."""
+    import cv2
+
+    k = np.array([[intr.fx, 0, intr.cx], [0, intr.fy, intr.cy], [0, 0, 1]], dtype=np.float64)
+    coeffs = np.array([distortion.get(n, 0.0) for n in ("k1", "k2", "p1", "p2")])
+    points = np.stack([xs, ys], axis=-1).reshape(-1, 1, 2).astype(np.float64)
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
+    out = cv2.undistortPointsIter(points, k, coeffs, None, None, criteria).reshape((*xs.shape, 2))
+    return out[..., 0], out[..., 1]
+
+
 def cached_tiny_base(
-    cache_dir: str | Path, *, steps: int = 600, num_views: int = 24, resolution: int = 32
+    cache_dir: str | Path,
+    *,
+    steps: int = 600,
+    num_views: int = 24,
+    resolution: int = 32,
+    config: Any = None,
+    **scene: Any,
 ) -> tuple[TinyScene, Path]:
-    """The tiny scene and a "tiny"-preset field trained on it, made once per cache folder.
+    """The tiny scene and a field trained on it (default: "tiny" preset), made once per cache
+    folder; `scene` goes to `make_tiny_scene` (distortion, pose noise).
 
     Test modules that need a trained base share one by passing the same folder (e.g. under
     pytest's session base temp), so the base is trained once per test session.
     """
-    from edit3d.field.nerfacto_field import NerfactoField
-    from edit3d.field.presets import get_preset
+    from edit3d.field.registry import field_from_dataset, get_preset
+    from edit3d.training import fit
 
     cache = Path(cache_dir)
     root = cache / "scene"
-    if (root / "transforms.json").is_file():
-        scene = TinyScene(root, ring_views(num_views, resolution), np.eye(4))
+    if (root / "transforms.json").is_file() and not scene:
+        scene_ = TinyScene(root, ring_views(num_views, resolution), np.eye(4))
     else:
-        scene = make_tiny_scene(root, num_views=num_views, resolution=resolution)
+        scene_ = make_tiny_scene(root, num_views=num_views, resolution=resolution, **scene)
     checkpoint = cache / "base.pt"
     if not checkpoint.is_file():
-        field = NerfactoField.from_dataset(root, get_preset("tiny"))
-        targets = field.make_targets(field.dataset_images())
-        field.fit(targets, steps, lr=field.config.base_lr)
-        field.save_checkpoint(checkpoint)
-    return scene, checkpoint
+        trained = field_from_dataset(root, config or get_preset("tiny"))
+        images = trained.make_targets(trained.dataset_images())
+        fit(trained, images, steps, lr=trained.config.base_lr)
+        trained.save_checkpoint(checkpoint)
+    return scene_, checkpoint

@@ -2,8 +2,9 @@
 
 1. Render every training view from the edited field (at its training size).
 2. Upscale each render: Real-ESRGAN everywhere, GFPGAN on detected faces (`upscale_view`).
-3. Fine-tune the field on the high-resolution renders as targets (`field.fit`): rays are
-   drawn at the targets' resolution, so the field learns the sharper detail.
+3. Fine-tune the field on the high-resolution renders as targets (a `TrainingRun` that
+   also saves its iteration count): the field trains at the targets' resolution, so it
+   learns the sharper detail.
 
 Stage 2 runs once, before training: the paper tried upscaling inside the edit loop and
 found it too slow for multi-turn editing; after the edits it is a one-off cost.
@@ -15,15 +16,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 
+from edit3d.field.radiance import RadianceField
 from edit3d.models.sr import FaceRestorer, SuperResolver
 from edit3d.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from edit3d.refine.faces import FaceDetector
 from edit3d.refine.upscale import upscale_view_with_faces
 from edit3d.scene.cameras import CameraView
+from edit3d.training import TrainingRun
 
 
 @dataclass(frozen=True)
@@ -57,26 +60,6 @@ class RefineConfig:
             raise ValueError(f"target_long_side must be >= 1, got {self.target_long_side}")
 
 
-class RefinableField(Protocol):
-    """The part of `edit3d.field.NerfactoField` the fine-tune uses."""
-
-    views: list[CameraView]
-    config: Any
-    step: int
-
-    def render(
-        self, view: CameraView, *, width: int | None = None, height: int | None = None
-    ) -> Any: ...
-
-    def make_targets(self, images: Mapping[str, np.ndarray]) -> Any: ...
-
-    def fit(self, targets: Any, steps: int, **kwargs: Any) -> Any: ...
-
-    def save_checkpoint(self, path: Path, extra: Mapping[str, Any] | None = None) -> Any: ...
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
-
-
 @dataclass
 class RefineResult:
     """What the fine-tune did."""
@@ -102,7 +85,7 @@ class RefineResult:
 
 
 def training_render_size(
-    view: CameraView, field: RefinableField, long_side: int | None
+    view: CameraView, field: RadianceField, long_side: int | None
 ) -> tuple[int, int]:
     """(width, height) the field trains this view at, or capped to `long_side`."""
     width, height = view.intrinsics.width, view.intrinsics.height
@@ -133,7 +116,7 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def make_targets(
-    field: RefinableField,
+    field: RadianceField,
     esrgan: SuperResolver,
     config: RefineConfig,
     *,
@@ -226,7 +209,7 @@ CHECKPOINT_KEY = "refine_step"
 
 
 def finetune_super_resolution(
-    field: RefinableField,
+    field: RadianceField,
     config: RefineConfig | None = None,
     *,
     esrgan: SuperResolver | None = None,
@@ -260,10 +243,14 @@ def finetune_super_resolution(
     upscale_seconds = time.monotonic() - start
     if state is not None:
         done = _restore(field, state, done)
-    store = field.make_targets(targets)
-    start = time.monotonic()
-    hook = _TimedHook(on_step)
-    step = _fit(field, store, config, state, done, hook if on_step else None, progress, cancel)
+    training = _RefineTraining(
+        field, field.make_targets(targets), total=config.steps, lr=config.lr, done=done,
+        phase="refine", checkpoint=state.checkpoint if state is not None else None,
+        checkpoint_every=state.checkpoint_every if state is not None else 0,
+        on_step=None if on_step is None else (lambda _field, n: on_step(n)),
+        progress=progress, cancel=cancel,
+    )  # fmt: skip
+    step = training.run()
     first = next(iter(targets))
     view = next(v for v in field.views if v.name == first)
     render_wh = training_render_size(view, field, config.render_long_side)
@@ -273,15 +260,15 @@ def finetune_super_resolution(
         target_size=targets[first].shape[:2],
         faces=faces,
         upscale_seconds=upscale_seconds,
-        train_seconds=time.monotonic() - start - hook.seconds,
+        train_seconds=training.timings.get("train", 0.0),
         final_loss=None if step is None else float(step.loss),
         models=models,
-        hook_seconds=hook.seconds,
+        hook_seconds=training.timings.get("preview", 0.0),
     )
 
 
 def _targets_for(
-    field: RefinableField,
+    field: RadianceField,
     config: RefineConfig,
     given: Mapping[str, np.ndarray] | None,
     state: RefineState | None,
@@ -312,74 +299,20 @@ def _targets_for(
     return targets, faces, models
 
 
-class _TimedHook:
-    """Calls an `on_step` hook and adds up the time it takes."""
+class _RefineTraining(TrainingRun):
+    """The field's training, with the fine-tune's own iteration count in each checkpoint."""
 
-    def __init__(self, hook: Callable[[int], None] | None) -> None:
-        self.hook = hook
-        self.seconds = 0.0
-
-    def __call__(self, n: int) -> None:
-        started = time.monotonic()
-        if self.hook is not None:
-            self.hook(n)
-        self.seconds += time.monotonic() - started
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {CHECKPOINT_KEY: self.next_step}
 
 
-def _restore(field: RefinableField, state: RefineState, done: int) -> int:
+def _restore(field: RadianceField, state: RefineState, done: int) -> int:
     """Load the state's checkpoint into `field`; the iterations it had done (else `done`)."""
     saved = state._load_checkpoint()
     if saved is None:
         return done
     field.load_state_dict(saved)
     return int(saved["extra"][CHECKPOINT_KEY])
-
-
-def _fit(
-    field: RefinableField,
-    store: Any,
-    config: RefineConfig,
-    state: RefineState | None,
-    done: int,
-    on_step: Callable[[int], None] | None,
-    progress: ProgressCallback,
-    cancel: CancelToken | None,
-) -> Any:
-    """`field.fit` from iteration `done` to `config.steps`, checkpointing into `state`."""
-    from edit3d.progress import Cancelled
-
-    every = state.checkpoint_every if state is not None else 0
-    first_step = field.step - done  # the field's own counter when the fine-tune began
-
-    def save() -> None:
-        assert state is not None
-        field.save_checkpoint(state.checkpoint, {CHECKPOINT_KEY: field.step - first_step})
-
-    def before_step(i: int) -> None:
-        if i > done and on_step is not None:
-            on_step(i)  # iteration i - 1 is done; the field is as it will be checkpointed
-        if every and i > done and i % every == 0:
-            save()  # the state before iteration i: resuming re-runs i from here
-
-    try:
-        step = field.fit(
-            store,
-            max(config.steps - done, 0),
-            lr=config.lr,
-            on_step=before_step,
-            progress=progress,
-            cancel=cancel,
-            phase="refine",
-            total=config.steps,
-            done=done,
-        )
-    except Cancelled:
-        if state is not None:
-            save()
-        raise
-    if config.steps > done and on_step is not None:
-        on_step(config.steps)
-    return step
 
 
 def load_sr_networks(

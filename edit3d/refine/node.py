@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,11 +23,9 @@ from edit3d.refine.finetune import (
     RefineState,
     finetune_super_resolution,
 )
+from edit3d.training import StepHook
 
 __all__ = ["TARGETS_DIR", "resume_refine", "run_refine"]
-
-StepHook = Callable[[Any, int], None]
-"""`on_step(field, n)` after fine-tune iteration n (as the workspace's turns take it)."""
 
 
 @dataclasses.dataclass(frozen=True)

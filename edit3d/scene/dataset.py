@@ -59,6 +59,9 @@ class SceneDataset:
     """Background that RGBA images are composited over (Blender-synthetic: white)."""
     colmap_model: str | None = None
     """COLMAP model folder relative to root (COLMAP layout only)."""
+    camera_model: str = "PERSPECTIVE"
+    """nerfstudio's camera type of the views ("PERSPECTIVE", "FISHEYE", "EQUIRECTANGULAR",
+    ...; types joined by "+" if views differ), as its dataparser reads the dataset."""
 
     def image(self, name: str, *, max_size: int | None = None) -> np.ndarray:
         """The view's image, float32 [H, W, 3] in [0, 1], shrunk so its longest side ≤ max_size."""
@@ -303,25 +306,32 @@ def _run_dataparser(root: Path, fmt: DatasetFormat, model_dir: str | None = None
 
 
 def _dataparser_outputs(root: Path, fmt: DatasetFormat, model_dir: str | None) -> Any:
+    config = nerfstudio_dataparser_config(root, fmt, model_dir)
+    return config.setup().get_dataparser_outputs("train")
+
+
+def nerfstudio_dataparser_config(
+    root: Path, fmt: DatasetFormat, model_dir: str | None = None
+) -> Any:
+    """nerfstudio's dataparser config that reads this dataset as edit3d does: every image a
+    training view, no downscale (also what a written nerfstudio run points at)."""
     if fmt == "colmap":
         from nerfstudio.data.dataparsers.colmap_dataparser import ColmapDataParserConfig
 
-        config = ColmapDataParserConfig(
+        return ColmapDataParserConfig(
             data=root,
             colmap_path=Path(model_dir or COLMAP_MODEL_DIRS[0]),
             eval_mode="all",
             downscale_factor=1,
             load_3D_points=False,
         )
-        return config.setup().get_dataparser_outputs("train")
     if fmt == "blender":
         from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
 
-        return BlenderDataParserConfig(data=root).setup().get_dataparser_outputs("train")
+        return BlenderDataParserConfig(data=root)
     from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
-    config = NerfstudioDataParserConfig(data=root, eval_mode="all", downscale_factor=1)
-    return config.setup().get_dataparser_outputs("train")
+    return NerfstudioDataParserConfig(data=root, eval_mode="all", downscale_factor=1)
 
 
 def _checked_dataset(
@@ -352,9 +362,17 @@ def _checked_dataset(
         distortion=distortion or {},
         alpha_color=alpha_color,
         colmap_model=colmap_model,
+        camera_model=_camera_model(outputs.cameras),
     )
     _check_against_dataparser(dataset, outputs)
     return dataset
+
+
+def _camera_model(cameras: Any) -> str:
+    from nerfstudio.cameras.cameras import CameraType
+
+    types = sorted({CameraType(int(t)).name for t in cameras.camera_type.flatten().tolist()})
+    return "+".join(types)
 
 
 def _check_against_dataparser(dataset: SceneDataset, outputs: Any) -> None:

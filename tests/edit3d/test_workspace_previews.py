@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from edit3d.editing.turns import TurnSpec
-from edit3d.field import get_preset
-from edit3d.field.nerfacto_field import NerfactoField
+from edit3d.field import RadianceField, get_preset
 from edit3d.field.testing import make_tiny_scene
 from edit3d.progress import Cancelled, CancelToken, ProgressEvent
 from edit3d.workspace import Workspace
@@ -34,7 +33,7 @@ class Frames:
         self.steps: list[int] = []
         self.images: dict[int, np.ndarray] = {}
 
-    def __call__(self, field: NerfactoField, step: int) -> None:
+    def __call__(self, field: RadianceField, step: int) -> None:
         self.steps.append(step)
         self.images[step] = field.render(field.views[0], width=12, height=12).rgb
 

@@ -248,9 +248,9 @@ def write_ns_train_run(checkpoint: Path, data: Path, run: Path) -> Path:
     from nerfstudio.engine.trainer import TrainerConfig
     from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 
-    from edit3d.field import NerfactoField
+    from edit3d.field import field_from_checkpoint
 
-    field = NerfactoField.from_checkpoint(checkpoint)
+    field = field_from_checkpoint(checkpoint)
     config = TrainerConfig(
         method_name="nerfacto",
         pipeline=VanillaPipelineConfig(

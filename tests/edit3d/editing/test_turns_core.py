@@ -11,7 +11,7 @@ import torch
 
 from edit3d.editing.fusion import fuse
 from edit3d.editing.turns import TurnSpec, load_image_archive, run_turn
-from edit3d.field import NerfactoField
+from edit3d.field import RadianceField, field_from_checkpoint
 from edit3d.field.testing import TinyScene, cached_tiny_base
 from edit3d.progress import Cancelled, CancelToken, ProgressEvent
 
@@ -58,7 +58,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> tuple[TinyScene, Path]:
     return cached_tiny_base(tmp_path_factory.getbasetemp() / "core-tiny-base")
 
 
-def colour_error(field: NerfactoField, scene: TinyScene, object_id: str, colour: tuple) -> float:
+def colour_error(field: RadianceField, scene: TinyScene, object_id: str, colour: tuple) -> float:
     """Mean absolute RGB error to `colour` over the object's pixels in every fourth view."""
     errors = []
     for view in field.views[::4]:
@@ -75,7 +75,7 @@ FAST = {"steps": 100, "edit_rate": 2, "edit_count": 2}
 @pytest.fixture(scope="module")
 def after_turn_one(base: tuple[TinyScene, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     scene, checkpoint = base
-    field = NerfactoField.from_checkpoint(checkpoint)
+    field = field_from_checkpoint(checkpoint)
     spec = TurnSpec("paint sphere_a red", **FAST)
     result = run_turn(field, spec, tmp_path_factory.mktemp("turn1"), ObjectPainter(scene))
     return result.checkpoint
@@ -85,15 +85,15 @@ def test_edit3d_keeps_turn_one_while_in2n_forgets_it(
     base: tuple[TinyScene, Path], after_turn_one: Path, tmp_path: Path
 ) -> None:
     scene, base_checkpoint = base
-    base_field = NerfactoField.from_checkpoint(base_checkpoint)
+    base_field = field_from_checkpoint(base_checkpoint)
     original_a = colour_error(base_field, scene, "sphere_a", RED)
-    turn1 = NerfactoField.from_checkpoint(after_turn_one)
+    turn1 = field_from_checkpoint(after_turn_one)
     a_after_1 = colour_error(turn1, scene, "sphere_a", RED)
     assert a_after_1 < 0.12 < original_a  # turn 1 worked
 
     outcomes = {}
     for mode in ("edit3d", "in2n"):
-        field = NerfactoField.from_checkpoint(after_turn_one)
+        field = field_from_checkpoint(after_turn_one)
         spec = TurnSpec("paint sphere_b blue", mode=mode, **FAST)
         run_turn(field, spec, tmp_path / mode, ObjectPainter(scene))
         outcomes[mode] = (
@@ -116,7 +116,7 @@ def test_prerenders_are_condition_and_initial_targets(
     base: tuple[TinyScene, Path], tmp_path: Path
 ) -> None:
     scene, checkpoint = base
-    field = NerfactoField.from_checkpoint(checkpoint)
+    field = field_from_checkpoint(checkpoint)
     painter = ObjectPainter(scene)
     seen: dict[str, np.ndarray] = {}
     original_edit = painter.edit
@@ -142,7 +142,7 @@ def test_mask_confines_the_edit_to_the_masked_region(
     base: tuple[TinyScene, Path], tmp_path: Path
 ) -> None:
     _, checkpoint = base
-    field = NerfactoField.from_checkpoint(checkpoint)
+    field = field_from_checkpoint(checkpoint)
     captured = []
 
     class PaintEverything:
@@ -190,7 +190,7 @@ def test_resume_after_kill_equals_running_through(
     spec = TurnSpec("paint sphere_a red", steps=24, edit_rate=3, edit_count=1, seed=7)
 
     torch.manual_seed(123)
-    straight = NerfactoField.from_checkpoint(checkpoint)
+    straight = field_from_checkpoint(checkpoint)
     run_turn(straight, spec, tmp_path / "straight", ObjectPainter(scene), checkpoint_every=10)
 
     def die_at_17(event: ProgressEvent) -> None:
@@ -198,7 +198,7 @@ def test_resume_after_kill_equals_running_through(
             raise Killed
 
     torch.manual_seed(123)
-    interrupted = NerfactoField.from_checkpoint(checkpoint)
+    interrupted = field_from_checkpoint(checkpoint)
     with pytest.raises(Killed):
         run_turn(
             interrupted, spec, tmp_path / "resumed", ObjectPainter(scene),
@@ -207,7 +207,7 @@ def test_resume_after_kill_equals_running_through(
     saved = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
     assert saved["extra"]["turn"]["next_step"] == 10  # the last periodic checkpoint
 
-    resumed = NerfactoField.from_checkpoint(checkpoint)
+    resumed = field_from_checkpoint(checkpoint)
     events: list[ProgressEvent] = []
     result = run_turn(
         resumed, spec, tmp_path / "resumed", ObjectPainter(scene),
@@ -225,7 +225,7 @@ def test_resume_after_kill_equals_running_through(
 
 def test_cancel_saves_a_resumable_checkpoint(base: tuple[TinyScene, Path], tmp_path: Path) -> None:
     scene, checkpoint = base
-    field = NerfactoField.from_checkpoint(checkpoint)
+    field = field_from_checkpoint(checkpoint)
     cancel = CancelToken()
     events: list[ProgressEvent] = []
 

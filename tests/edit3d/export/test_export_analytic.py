@@ -1,6 +1,6 @@
 """Exports against an exactly known scene: a ray-traced field of two coloured spheres.
 
-The field renders in the world frame (depth along unit rays), like NerfactoField; every
+The field renders in the world frame (depth along unit rays), like a RadianceField; every
 exported point, normal and colour can be checked against the true geometry.
 """
 

@@ -19,23 +19,24 @@ from edit3d.export.mesh import MeshConfig, export_mesh
 from edit3d.export.ply import read_ply
 from edit3d.export.pointcloud import PointCloudConfig, export_point_cloud
 from edit3d.export.sampling import CropBox
-from edit3d.field import NerfactoField, get_preset
+from edit3d.field import RadianceField, field_from_checkpoint, field_from_dataset, get_preset
 from edit3d.scene.sample import GROUND_RADIUS, SCENE_ORIGIN, SampleScene, make_sample_scene
+from edit3d.training import fit
 
 BASE_STEPS = 600
 
 
 @pytest.fixture(scope="session")
-def sample_base(tmp_path_factory) -> tuple[SampleScene, NerfactoField]:
+def sample_base(tmp_path_factory) -> tuple[SampleScene, RadianceField]:
     cache = tmp_path_factory.getbasetemp() / "refine-sample-base"
     checkpoint = cache / "base.pt"
     if (cache / "scene" / "objects.json").is_file() and checkpoint.is_file():
-        return SampleScene.load(cache / "scene"), NerfactoField.from_checkpoint(checkpoint)
+        return SampleScene.load(cache / "scene"), field_from_checkpoint(checkpoint)
     scene = make_sample_scene(cache / "scene", num_views=36, resolution=48, seed=0)
     config = dataclasses.replace(get_preset("tiny"))
     torch.manual_seed(0)  # nerfacto's samplers draw from the global generator
-    field = NerfactoField.from_dataset(scene.root, config, "cpu", seed=0)
-    field.fit(field.make_targets(field.dataset_images()), BASE_STEPS, lr=config.base_lr)
+    field = field_from_dataset(scene.root, config, "cpu", seed=0)
+    fit(field, field.make_targets(field.dataset_images()), BASE_STEPS, lr=config.base_lr)
     field.save_checkpoint(checkpoint)
     return scene, field
 

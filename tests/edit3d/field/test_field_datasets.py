@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edit3d.field import NerfactoField, get_preset
+from edit3d.field import field_from_dataset, get_preset
 from edit3d.field.testing import make_tiny_scene, ring_views
 from edit3d.scene.dataset import load_dataset, world_c2w_to_nerfstudio
 
@@ -66,11 +66,11 @@ def test_blender_synthetic(tmp_path: Path) -> None:
     image = dataset.image("./train/r_0")
     np.testing.assert_allclose(image[0, 0], [1.0, 1.0, 1.0])  # composited over white
     np.testing.assert_allclose(image[8, 8], [200 / 255, 0.0, 0.0], atol=1e-6)
-    field = NerfactoField.from_dataset(dataset, get_preset("tiny"))
+    field = field_from_dataset(dataset, get_preset("tiny"))
     cameras = dataset.nerfstudio_cameras()
     np.testing.assert_allclose(
         field.render(field.views[2]).rgb,
-        field.render_nerfstudio_camera(cameras[2:3]).rgb,
+        field.render_nerfstudio_camera(cameras[2:3], view_index=2).rgb,
         atol=1e-5,
     )
 
@@ -126,12 +126,12 @@ def test_colmap_sparse_model(tmp_path: Path) -> None:
             [got.fx, got.fy, got.cx, got.cy], [want.fx, want.fy, want.cx, want.cy], rtol=1e-6
         )
         assert (got.width, got.height) == (want.width, want.height)
-    field = NerfactoField.from_dataset(dataset, get_preset("tiny"))
+    field = field_from_dataset(dataset, get_preset("tiny"))
     cameras = dataset.nerfstudio_cameras()
     index = 3
     np.testing.assert_allclose(
         field.render(field.views[index]).rgb,
-        field.render_nerfstudio_camera(cameras[index : index + 1]).rgb,
+        field.render_nerfstudio_camera(cameras[index : index + 1], view_index=index).rgb,
         atol=1e-4,
     )
 
@@ -141,7 +141,7 @@ def test_training_size_matches_loaded_images(tmp_path: Path) -> None:
 
     scene = make_tiny_scene(tmp_path, num_views=8, resolution=30)
     config = dataclasses.replace(get_preset("tiny"), max_image_size=16)
-    field = NerfactoField.from_dataset(scene.root, config)
+    field = field_from_dataset(scene.root, config)
     images = field.dataset_images()
     for view in field.views:
         assert field.training_size(view) == images[view.name].shape[:2] == (16, 16)

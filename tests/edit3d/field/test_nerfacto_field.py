@@ -9,12 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from nerfstudio.cameras.cameras import Cameras
 
-from edit3d.field import NerfactoField, get_preset
+from edit3d.field import get_preset
 from edit3d.field.model import DeferredLpips
+from edit3d.field.nerfacto_field import NerfactoField
+from edit3d.field.radiance import as_new_camera
 from edit3d.field.testing import TinyScene, cached_tiny_base, make_tiny_scene, similarity
 from edit3d.scene.cameras import CameraView
 from edit3d.scene.dataset import load_dataset
+from edit3d.training import fit
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -59,14 +63,16 @@ def test_world_frame_render_equals_nerfstudio_camera(rotated_scene: TinyScene) -
     cameras = dataset.nerfstudio_cameras()
     for index in (0, 5):
         view = field.views[index]
-        ours = field.render(view)
-        theirs = field.render_nerfstudio_camera(cameras[index : index + 1])
+        ours = field.render(view)  # a training view: its own appearance embedding
+        theirs = field.render_nerfstudio_camera(cameras[index : index + 1], view_index=index)
         assert ours.rgb.shape == (32, 32, 3)
         np.testing.assert_allclose(ours.rgb, theirs.rgb, atol=1e-5)
         np.testing.assert_allclose(ours.depth, theirs.depth, rtol=1e-4)
-    # the same pose passed in as the Blender camera a user would send (names don't matter)
+    # the same pose sent as a Blender camera is a new camera: nerfstudio's eval render
     stranger = CameraView("blender-camera", field.views[5].c2w, field.views[5].intrinsics)
-    np.testing.assert_allclose(field.render(stranger).rgb, field.render(field.views[5]).rgb)
+    mean_appearance = field.render_nerfstudio_camera(cameras[5:6]).rgb
+    np.testing.assert_allclose(field.render(stranger).rgb, mean_appearance, atol=1e-5)
+    assert np.abs(field.render(field.views[5]).rgb - mean_appearance).max() > 1e-3
 
 
 def test_frame_matrices_invert_and_scale(rotated_scene: TinyScene) -> None:
@@ -128,16 +134,16 @@ def test_checkpoint_round_trip_and_resume(
 ) -> None:
     _, field = base
     targets = field.make_targets(field.dataset_images())
-    field.fit(targets, 3, lr=0.0025)
+    fit(field, targets, 3, lr=0.0025)
     path = field.save_checkpoint(tmp_path / "mid.pt")
     loaded = NerfactoField.from_checkpoint(path)
     view = field.views[1]
     np.testing.assert_array_equal(loaded.render(view).rgb, field.render(view).rgb)
     # continuing from the file gives the same parameters as continuing in memory
     torch_rng = torch.get_rng_state()
-    field.fit(targets, 4, lr=0.0025)
+    fit(field, targets, 4, lr=0.0025)
     torch.set_rng_state(torch_rng)
-    loaded.fit(loaded.make_targets(loaded.dataset_images()), 4, lr=0.0025)
+    fit(loaded, loaded.make_targets(loaded.dataset_images()), 4, lr=0.0025)
     assert loaded.step == field.step
     for (name, a), b in zip(
         field.model.state_dict().items(), loaded.model.state_dict().values(), strict=True
@@ -146,7 +152,13 @@ def test_checkpoint_round_trip_and_resume(
 
 
 def _write_ns_train_run(
-    field: NerfactoField, data: Path, run: Path, eval_mode: str = "all"
+    field: NerfactoField,
+    data: Path,
+    run: Path,
+    eval_mode: str = "all",
+    *,
+    downscale: int | None = None,
+    optimizers: dict | None = None,
 ) -> Path:
     """An output folder laid out as `ns-train nerfacto` writes it (config, transform, ckpt)."""
     import yaml
@@ -161,7 +173,9 @@ def _write_ns_train_run(
         method_name="nerfacto",
         pipeline=VanillaPipelineConfig(
             datamanager=VanillaDataManagerConfig(
-                dataparser=NerfstudioDataParserConfig(data=data, eval_mode=eval_mode)
+                dataparser=NerfstudioDataParserConfig(
+                    data=data, eval_mode=eval_mode, downscale_factor=downscale
+                )
             ),
             model=model_config,
         ),
@@ -173,9 +187,8 @@ def _write_ns_train_run(
     pipeline = {f"_model.{k}": v for k, v in field.model.state_dict().items()}
     pipeline["_model.lpips.net.scaling_layer.shift"] = torch.zeros(1, 3, 1, 1)  # eval-only
     last = field.step - 1  # ns-train records the index of its last iteration
-    torch.save(
-        {"step": last, "pipeline": pipeline}, run / f"nerfstudio_models/step-{last:09d}.ckpt"
-    )
+    state = {"step": last, "pipeline": pipeline, "optimizers": optimizers or {}}
+    torch.save(state, run / f"nerfstudio_models/step-{last:09d}.ckpt")
     return run / "config.yml"
 
 
@@ -203,17 +216,33 @@ def test_camera_refinement_trains_at_its_own_rate(rotated_scene: TinyScene) -> N
     config = dataclasses.replace(get_preset("tiny"), camera_optimizer="SO3xR3")
     field = NerfactoField.from_dataset(rotated_scene.root, config)
     targets = field.make_targets(field.dataset_images())
-    field.fit(targets, 3, lr=0.0025)
+    fit(field, targets, 3, lr=0.0025)
     rates = {g["name"]: g["lr"] for g in field.optimizer(0.0025).param_groups}
     assert rates == {"proposal_networks": 0.0025, "fields": 0.0025, "camera_opt": 3e-4}
     adjustment = field.model.camera_optimizer.pose_adjustment.detach()
     assert adjustment.shape == (len(field.views), 6) and adjustment.abs().max() > 0
-    # renders of dataset cameras stay exactly the world-frame poses (no refinement applied)
+    # a training view renders at its refined pose; the same pose as a new camera does not
     view = field.views[0]
     cameras = load_dataset(rotated_scene.root).nerfstudio_cameras()
-    np.testing.assert_allclose(
-        field.render(view).rgb, field.render_nerfstudio_camera(cameras[0:1]).rgb, atol=1e-5
+    corrected = cameras[0:1]
+    corrected.camera_to_worlds = field.model.camera_optimizer.apply_to_camera(
+        Cameras(**_camera_fields(corrected), metadata={"cam_idx": 0})
     )
+    np.testing.assert_allclose(
+        field.render(view).rgb,
+        field.render_nerfstudio_camera(corrected, view_index=0).rgb,
+        atol=1e-5,
+    )
+    new_camera = field.render(as_new_camera(view)).rgb
+    np.testing.assert_allclose(
+        new_camera, field.render_nerfstudio_camera(cameras[0:1]).rgb, atol=1e-5
+    )
+    assert np.abs(new_camera - field.render(view).rgb).max() > 1e-4
+
+
+def _camera_fields(cameras: Cameras) -> dict:
+    names = ("camera_to_worlds", "fx", "fy", "cx", "cy", "width", "height")
+    return {name: getattr(cameras, name) for name in names}
 
 
 def test_loads_an_ns_train_run_with_held_out_views(
@@ -246,3 +275,50 @@ def test_loads_an_ns_train_run_with_held_out_views(
     assert [v.name for v in loaded.views] == [v.name for v in train_views]
     view = trained.views[0]  # a held-out camera renders like any world-frame camera
     np.testing.assert_allclose(loaded.render(view).rgb, field.render(view).rgb, atol=1e-6)
+
+
+def test_imported_run_keeps_its_downscale_and_optimizer_state(
+    rotated_scene: TinyScene, tmp_path: Path
+) -> None:
+    """A run trained on images_2 trains and renders at half size; its Adam moments carry."""
+    from PIL import Image
+
+    field = NerfactoField.from_dataset(rotated_scene.root, get_preset("tiny"))
+    field.step = 5
+    # ns-train keeps one Adam per parameter group; give each real moments
+    optimizers = {}
+    for name, params in field.model.get_param_groups().items():
+        if params:
+            adam = torch.optim.Adam(params, lr=1e-3, eps=1e-15)
+            for param in params:
+                param.grad = torch.randn_like(param)
+            adam.step()
+            optimizers[name] = adam.state_dict()
+    data = tmp_path / "data"
+    (data / "images_2").mkdir(parents=True)
+    (data / "images").symlink_to(rotated_scene.root / "images")
+    (data / "transforms.json").symlink_to(rotated_scene.root / "transforms.json")
+    for image in (rotated_scene.root / "images").iterdir():
+        Image.open(image).resize((16, 16), Image.Resampling.BOX).save(
+            data / "images_2" / image.name
+        )
+    config_yml = _write_ns_train_run(
+        field, data, tmp_path / "run", downscale=2, optimizers=optimizers
+    )
+    loaded = NerfactoField.from_nerfstudio_run(config_yml)
+    assert loaded.config.max_image_size == 16
+    images = loaded.dataset_images()
+    assert {image.shape for image in images.values()} == {(16, 16, 3)}
+    assert loaded.training_size(loaded.views[0]) == (16, 16)
+    ours = loaded.optimizer(loaded.config.base_lr)
+    originals = dict(field.model.named_parameters())
+    by_name = {id(p): n for n, p in loaded.model.named_parameters()}
+    checked = 0
+    for group in ours.param_groups:
+        theirs = optimizers[group["name"]]
+        for k, param in enumerate(group["params"]):
+            saved = theirs["state"][theirs["param_groups"][0]["params"][k]]
+            assert param.shape == originals[by_name[id(param)]].shape
+            torch.testing.assert_close(ours.state[param]["exp_avg"], saved["exp_avg"])
+            checked += 1
+    assert checked == sum(len(g["params"]) for g in ours.param_groups) > 0

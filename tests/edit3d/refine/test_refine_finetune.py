@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from edit3d.field import NerfactoField, get_preset
+from edit3d.field import RadianceField, field_from_dataset, get_preset
 from edit3d.field.testing import make_tiny_scene
 from edit3d.models.sr import build_tiny_gfpgan, build_tiny_realesrgan
 from edit3d.progress import Cancelled, CancelToken
@@ -26,9 +26,9 @@ def scene_root(tmp_path_factory):
     return make_tiny_scene(tmp_path_factory.mktemp("refine-scene"), num_views=6, resolution=32).root
 
 
-def _field(scene_root) -> NerfactoField:
+def _field(scene_root) -> RadianceField:
     config = dataclasses.replace(get_preset("tiny"), rays_per_batch=256)
-    return NerfactoField.from_dataset(scene_root, config, "cpu", seed=0)
+    return field_from_dataset(scene_root, config, "cpu", seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -28,8 +28,13 @@ from edit3d.segmentation.image_io import read_mask
 
 turns = pytest.importorskip("edit3d.editing.turns")
 sample = pytest.importorskip("edit3d.scene.sample")
-from edit3d.field.nerfacto_field import NerfactoField  # noqa: E402
-from edit3d.field.presets import get_preset  # noqa: E402
+from edit3d.field import (  # noqa: E402
+    RadianceField,
+    field_from_checkpoint,
+    field_from_dataset,
+    get_preset,
+)
+from edit3d.training import fit  # noqa: E402
 
 TINT = np.array([1.0, 0.35, 0.9], dtype=np.float32)
 TINT_STRENGTH = 0.35
@@ -89,13 +94,13 @@ class Scene:
 def make_scene(root: Path, base_steps: int, eval_every: int) -> Scene:
     scene = sample.make_sample_scene(root / "scene", num_views=24, resolution=32, seed=0)
     torch.manual_seed(0)  # nerfacto's samplers draw from the global generator
-    field = NerfactoField.from_dataset(scene.root, get_preset("tiny"))
-    field.fit(field.make_targets(field.dataset_images()), base_steps, lr=field.config.base_lr)
+    field = field_from_dataset(scene.root, get_preset("tiny"))
+    fit(field, field.make_targets(field.dataset_images()), base_steps, lr=field.config.base_lr)
     names = [view.name for view in field.views][::eval_every]
     return Scene(scene.root, field.save_checkpoint(root / "base.pt"), names)
 
 
-def render_all(field: NerfactoField, names: list[str]) -> dict[str, np.ndarray]:
+def render_all(field: RadianceField, names: list[str]) -> dict[str, np.ndarray]:
     return {name: field.render(field.view(name)).rgb for name in names}
 
 
@@ -105,8 +110,8 @@ def psnr_where(a: dict, b: dict, regions: dict) -> float:
     return float("inf") if mse == 0 else -10.0 * np.log10(mse)
 
 
-def turn(checkpoint: Path, spec, turn_dir: Path, editor, provider) -> NerfactoField:
-    field = NerfactoField.from_checkpoint(checkpoint)
+def turn(checkpoint: Path, spec, turn_dir: Path, editor, provider) -> RadianceField:
+    field = field_from_checkpoint(checkpoint)
     torch.manual_seed(1)
     turns.run_turn(field, spec, turn_dir, editor, provider)
     field.save_checkpoint(turn_dir / "after.pt")
@@ -123,7 +128,7 @@ def recolour(scene: Scene, object_id: str, colour, steps: int):
 def test_a_masked_turn_keeps_the_rest_of_the_scene_and_an_unmasked_one_drifts(tmp_path):
     scene = make_scene(tmp_path, base_steps=100, eval_every=4)
     provider = GroundTruthMaskProvider(scene.root / "masks")
-    before = render_all(NerfactoField.from_checkpoint(scene.base), scene.names)
+    before = render_all(field_from_checkpoint(scene.base), scene.names)
     spec, editor = recolour(scene, "red_box", GREEN, steps=50)
     masked = render_all(turn(scene.base, spec, tmp_path / "m", editor, provider), scene.names)
     unmasked = render_all(turn(scene.base, spec, tmp_path / "u", editor, None), scene.names)
@@ -145,7 +150,7 @@ def test_a_masked_turn_keeps_the_rest_of_the_scene_and_an_unmasked_one_drifts(tm
 def test_two_masked_turns_stay_local_down_to_the_training_noise_floor(tmp_path):
     scene = make_scene(tmp_path, base_steps=300, eval_every=3)
     provider = GroundTruthMaskProvider(scene.root / "masks")
-    before = render_all(NerfactoField.from_checkpoint(scene.base), scene.names)
+    before = render_all(field_from_checkpoint(scene.base), scene.names)
     box_spec, box_editor = recolour(scene, "red_box", GREEN, steps=300)
     no_edit = render_all(turn(scene.base, box_spec, tmp_path / "n", NoEdit(), None), scene.names)
     turn1 = turn(scene.base, box_spec, tmp_path / "t1", box_editor, provider)
