@@ -8,7 +8,7 @@ from typing import Any
 import bpy
 from bpy.props import StringProperty
 
-from . import connection, download, events, local_sidecar, scene_io, upload
+from . import connection, download, events, local_sidecar, scene_io, upload, weights
 from .preferences import get_preferences
 
 
@@ -42,6 +42,18 @@ class _SidecarOperator:
     def submit(self, context: bpy.types.Context, message: Any, route=None) -> set[str]:
         events.submit_job(context, message, route)
         return {"FINISHED"}
+
+    def lacks_weights(self, context: bpy.types.Context, job: str, needed: Any) -> bool:
+        """Report and return True when the sidecar lacks weights `needed` (nothing is sent)."""
+        status = context.window_manager.edit3d
+        missing = weights.missing_for(
+            needed,
+            weights.split_names(status.weights_missing),
+            weights.split_names(status.capabilities),
+        )
+        if missing:
+            self.report({"ERROR"}, weights.refusal(job, missing))
+        return bool(missing)
 
 
 class EDIT3D_OT_connect(bpy.types.Operator):
@@ -308,6 +320,10 @@ class EDIT3D_OT_preview_masks(_SidecarOperator, bpy.types.Operator):
         camera = _active_camera(self, context)
         if camera is None:
             return {"CANCELLED"}
+        has_caption = not props.auto_caption and bool(props.caption)
+        needed = weights.segmentation_needs(has_queries=True, has_caption=has_caption)
+        if self.lacks_weights(context, "a mask preview", needed):
+            return {"CANCELLED"}
         msg = connection.messages().JobPreviewMasks(
             session_id=props.session_id,
             camera=scene_io.camera_from_object(camera, context.scene),
@@ -329,6 +345,8 @@ class EDIT3D_OT_run_turn(_SidecarOperator, bpy.types.Operator):
         if not props.instruction.strip():
             self.report({"ERROR"}, "Write an instruction first")
             return {"CANCELLED"}
+        if self.lacks_weights(context, "an editing turn", _turn_needs(props)):
+            return {"CANCELLED"}
         under = events.active_turn_job(context.window_manager.edit3d, props.session_id)
         msg = connection.messages().JobRunTurn(
             session_id=props.session_id,
@@ -347,6 +365,15 @@ class EDIT3D_OT_run_turn(_SidecarOperator, bpy.types.Operator):
             self.report({"INFO"}, f"Queued on top of the {under.state} turn job {under.job_id}: "
                         "its turn becomes this turn's parent")  # fmt: skip
         return self.submit(context, msg)
+
+
+def _turn_needs(props: Any) -> tuple[str, ...]:
+    """Weights the turn the panel describes will load (the add-on always asks for ip2p)."""
+    return weights.turn_needs(
+        editor="ip2p",
+        has_queries=bool(split_queries(props.edit_queries) or split_queries(props.keep_queries)),
+        has_caption=not props.auto_caption and bool(props.caption),
+    )
 
 
 class EDIT3D_OT_cancel_job(bpy.types.Operator):
@@ -455,6 +482,10 @@ class EDIT3D_OT_refine(_SidecarOperator, bpy.types.Operator):
 
     def run(self, context: bpy.types.Context) -> set[str]:
         props = context.scene.edit3d
+        # the add-on sends the fine-tune's default: faces restored
+        if self.lacks_weights(context, "the super-resolution fine-tune",
+                              weights.refine_needs(faces=True)):  # fmt: skip
+            return {"CANCELLED"}
         msg = connection.messages().JobRefine(
             session_id=props.session_id, turn_id=props.head or None
         )

@@ -7,6 +7,7 @@ from typing import Any
 
 import bpy
 
+from . import weights
 from .events import ACTIVE_JOB_STATES
 
 STATUS_ICONS = {
@@ -112,6 +113,20 @@ class EDIT3D_UL_sessions(bpy.types.UIList):
         row.label(text=f"{item.session_id}  {item.turn_count} turns" + (" (busy)" * item.busy))
 
 
+def draw_weights(layout: Any, status: Any) -> None:
+    """The sidecar's missing weights, before a job that needs them is tried."""
+    missing = weights.split_names(status.weights_missing)
+    capabilities = weights.split_names(status.capabilities)
+    if weights.TINY_PROFILE_CAPABILITY in capabilities:
+        layout.label(text="Tiny profile: random miniature networks, no weights needed",
+                     icon="INFO")  # fmt: skip
+    elif missing:
+        layout.label(text=f"Missing weights: {', '.join(missing)}", icon="ERROR")
+        layout.label(text="Jobs needing them are not sent: edit3d models fetch NAME")
+    else:
+        layout.label(text="All model weights present", icon="CHECKMARK")
+
+
 class VIEW3D_PT_edit3d_connection(Edit3DPanelMixin, bpy.types.Panel):
     bl_label = "Edit3D Connection"
 
@@ -136,6 +151,7 @@ class VIEW3D_PT_edit3d_connection(Edit3DPanelMixin, bpy.types.Panel):
                     text=f"GPU memory: {status.gpu_memory_free_gb:.1f} free of "
                     f"{status.gpu_memory_total_gb:.1f} GB"
                 )
+            draw_weights(col, status)
         for report in list(status.reports)[-3:]:
             layout.label(text=report.message, icon="ERROR" if report.level == "ERROR" else "INFO")
         if len(status.reports):

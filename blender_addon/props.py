@@ -196,6 +196,10 @@ class EDIT3D_PG_status(bpy.types.PropertyGroup):
     gpu_memory_total_gb: FloatProperty(name="GPU memory", precision=1)
     gpu_memory_free_gb: FloatProperty(name="GPU memory free", precision=1)
     capabilities: StringProperty(name="Capabilities")
+    weights_missing: StringProperty(
+        name="Missing weights",
+        description="Registered models whose real weights the sidecar lacks (comma-separated)",
+    )
     sessions: CollectionProperty(type=EDIT3D_PG_session)
     active_session_index: IntProperty(name="Sidecar session")
     session_label: StringProperty(name="Open session", description="Name of the open session")
@@ -221,6 +225,7 @@ class EDIT3D_PG_status(bpy.types.PropertyGroup):
     def reset(self) -> None:
         """Nothing connected, no job: the truth right after (re)registering the add-on."""
         self.connection_state, self.connection_message = "DISCONNECTED", ""
+        self.capabilities, self.weights_missing = "", ""
         self.job_state, self.job_id, self.job_message = "NONE", "", ""
         self.progress, self.step, self.total, self.loss, self.eta_s = 0.0, 0, 0, 0.0, -1.0
         self.sessions.clear()

@@ -303,8 +303,21 @@ def _editor(ctx: JobContext, spec: str):
 
 
 def _mask_provider(ctx: JobContext, spec):
-    needs_masks = bool(spec.edit_queries or spec.keep_queries)
-    return _segmenter(ctx).mask_provider() if needs_masks else None
+    """ADSS masks, unless the turn's editor brings its own segmenter (only an editor the
+    operator allowed with --allow-editor can: the stand-in editor's ground-truth masks)."""
+    if not (spec.edit_queries or spec.keep_queries):
+        return None
+    own_masks = getattr(_editor(ctx, spec.editor), "mask_provider_for", None)
+    if own_masks is not None:
+        return own_masks(_dataset_root(ctx))
+    return _segmenter(ctx).mask_provider()
+
+
+def _dataset_root(ctx: JobContext) -> Path:
+    source = _session_meta(ctx).get("source", {})
+    if source.get("kind") != "dataset":
+        raise ValueError("this editor's masks need a session made from a dataset folder")
+    return Path(source["path"])
 
 
 @job_kind("job.run_turn", m.JobRunTurn, description="one editing turn (Sec. 3.1-3.2)")

@@ -530,7 +530,8 @@ class FakeSidecar:
     heartbeats with ``gpu_memory_free``), records every request, while polling the add-on."""
 
     def __init__(self, connection: Any, *, gpu_memory_free: int | None = None,
-                 answers: dict[str, Callable[[Any], Any]] | None = None) -> None:  # fmt: skip
+                 answers: dict[str, Callable[[Any], Any]] | None = None,
+                 handshake: dict[str, Any] | None = None) -> None:  # fmt: skip
         self.connection = connection
         self.proto = connection.protocol_module()
         self.msgs = connection.messages()
@@ -538,6 +539,8 @@ class FakeSidecar:
         self.gpu_memory_free = gpu_memory_free
         self.answers = answers or {}
         """Replies to other requests, by request type name."""
+        self.handshake = handshake or {}
+        """Extra handshake reply fields (capabilities, weights_missing)."""
         self.identity = b""
         """The add-on's socket identity (to push events to it)."""
         self.seq = 0
@@ -573,7 +576,7 @@ class FakeSidecar:
             return msgs.HandshakeReply(
                 server_version=tuple(self.proto.PROTOCOL_VERSION), server_id="s",
                 device="cuda:0", gpu_name="H100", gpu_memory_total=80 * 2**30,
-                gpu_memory_free=70 * 2**30,
+                gpu_memory_free=70 * 2**30, **self.handshake,
             )  # fmt: skip
         if isinstance(message, msgs.Heartbeat):
             return msgs.HeartbeatReply(
@@ -738,6 +741,51 @@ def preset_and_queries(args: dict[str, Any]) -> dict[str, Any]:
     fake.close()
     disable_addon()
     return result
+
+
+def _weights_panel_lines(connection_panel: Any) -> list[str]:
+    log: list[tuple[str, Any]] = []
+    connection_panel.draw(_PanelSelf(RecordingLayout(log, [])), bpy.context)
+    return [text for kind, text in log if kind == "label" and "weights" in text.lower()]
+
+
+@scenario
+def missing_weights(args: dict[str, Any]) -> dict[str, Any]:
+    """A sidecar lacking weights: the panel lists them and jobs needing them are not sent;
+    jobs needing none are; a tiny-profile sidecar needs none."""
+    addon = enable_addon()
+    panel = next(c for c in addon.classes if c.__name__ == "VIEW3D_PT_edit3d_connection")
+    connection = addon_module("connection")
+    msgs = connection.messages()
+    jobs = iter(range(1, 1000))
+
+    def accepted(message: Any) -> Any:
+        return msgs.JobAccepted(job_id=f"j{next(jobs)}", kind=message.type_name,
+                                queue_position=0)  # fmt: skip
+
+    answers = {"job.run_turn": accepted, "job.refine": accepted}
+    props = bpy.context.scene.edit3d
+    outcome: dict[str, Any] = {}
+    for label, handshake in args["sidecars"].items():
+        fake = FakeSidecar(connection, answers=answers, handshake=handshake)
+        fake.connect()
+        fake.serve(2.0, until=connection.is_ready)
+        props.session_id, props.instruction = "s1", "make the shirt red"
+        attempts = {}
+        for name, queries in (("turn_without_queries", ""), ("turn_with_queries", "shirt")):
+            props.edit_queries = queries
+            attempts[name] = call_operator(bpy.ops.edit3d.run_turn)
+        attempts["refine"] = call_operator(bpy.ops.edit3d.refine)
+        fake.serve(1.0)
+        outcome[label] = {
+            "panel": _weights_panel_lines(panel),
+            "attempts": attempts,
+            "sent": [m.type_name for m in fake.received if m.type_name.startswith("job.")],
+        }
+        connection.close_client()
+        fake.close()
+    disable_addon()
+    return outcome
 
 
 def _render_coverage(scene: Any, path: Path) -> dict[str, Any]:

@@ -115,3 +115,29 @@ def test_renders_show_the_head_and_its_parent_turn_side_by_side(home: Path) -> N
     assert result["turns_asked"] == ["t1", None]  # the parent first, then the head
     assert result["before"] == ["Edit3D Render (before)", [1.0, 0.0, 0.0]]
     assert result["after"] == ["Edit3D Render", [0.0, 0.0, 1.0]]
+
+
+def test_missing_weights_show_in_the_panel_and_stop_jobs_that_need_them(home: Path) -> None:
+    no_segmentation = {"capabilities": ("profile.real",),
+                       "weights_missing": ("sam-vit-h", "blip-caption-large", "gfpgan-v1.4")}
+    result = run_bpy("missing_weights", home, {"sidecars": {
+        "real": no_segmentation,
+        "tiny": {**no_segmentation, "capabilities": ("profile.tiny",)},
+        "complete": {"capabilities": ("profile.real",), "weights_missing": ()},
+    }}).result
+    real = result["real"]
+    assert real["panel"][0] == "Missing weights: sam-vit-h, blip-caption-large, gfpgan-v1.4"
+    # a turn without queries needs only InstructPix2Pix, which the sidecar has: sent
+    assert real["attempts"]["turn_without_queries"] == {"result": ["FINISHED"], "error": ""}
+    # with a query it needs SAM and the captioner; the fine-tune needs GFPGAN: not sent
+    refused = real["attempts"]["turn_with_queries"]
+    assert refused["result"] == ["CANCELLED"]
+    assert "blip-caption-large" in refused["error"] and "sam-vit-h" in refused["error"]
+    assert "edit3d models fetch blip-caption-large sam-vit-h" in refused["error"]
+    assert "gfpgan-v1.4" in real["attempts"]["refine"]["error"]
+    assert real["sent"] == ["job.run_turn"]
+    # the tiny profile runs random miniatures: nothing is missing, everything is sent
+    assert result["tiny"]["panel"][0].startswith("Tiny profile")
+    assert result["tiny"]["sent"] == ["job.run_turn", "job.run_turn", "job.refine"]
+    assert result["complete"]["panel"] == ["All model weights present"]
+    assert result["complete"]["sent"] == ["job.run_turn", "job.run_turn", "job.refine"]

@@ -60,3 +60,30 @@ def test_turn_summaries_carry_queries_as_lists_and_only_scalars_as_params(tmp_pa
     info = m.TurnInfo(turn_id=summary.turn_id, kind="edit", status="finished", created_ts=1.0,
                       edit_queries=summary.edit_queries, params=summary.params)
     assert info.edit_queries == ("hat, brim", "scarf")
+
+
+def _turn_context(tmp_path, dataset, allowed: tuple[str, ...]) -> SimpleNamespace:
+    import json
+
+    (tmp_path / "session.json").write_text(
+        json.dumps({"source": {"kind": "dataset", "path": str(dataset)}}))
+    return SimpleNamespace(session_dir=tmp_path, cache={}, allowed_editors=allowed,
+                           device="cpu", profile="tiny")  # fmt: skip
+
+
+def test_only_an_operator_allowed_editor_brings_its_own_masks(tmp_path) -> None:
+    import pytest
+
+    from edit3d.scene.sample import make_sample_scene
+    from edit3d.segmentation.ground_truth import GroundTruthMaskProvider
+    from sidecar.errors import SidecarError
+
+    scene = make_sample_scene(tmp_path / "scene", num_views=24, resolution=32)
+    stand_in = "edit3d.editing.standin:RecolourEditor"
+    spec = SimpleNamespace(editor=stand_in, edit_queries=("shirt",), keep_queries=())
+    allowed = _turn_context(tmp_path, scene.root, (stand_in,))
+    provider = edit3d_jobs._mask_provider(allowed, spec)
+    assert isinstance(provider, GroundTruthMaskProvider)
+    assert provider.masks_dir == scene.root / "masks"
+    with pytest.raises(SidecarError, match="not allowed"):
+        edit3d_jobs._mask_provider(_turn_context(tmp_path, scene.root, ()), spec)

@@ -1,0 +1,104 @@
+"""The stand-in recolour editor with its ground-truth masks, and the demo's figures."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edit3d.editing.editors import load_editor
+from edit3d.editing.fusion import fuse
+from edit3d.editing.standin import COLOURS, RecolourEditor, colour_named_in
+from edit3d.scene.sample import make_sample_scene
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory):
+    return make_sample_scene(tmp_path_factory.mktemp("scene"), num_views=24, resolution=48)
+
+
+def _view_with_shirt(scene) -> str:
+    torso = [obj.id for obj in scene.objects if obj.name == "shirt"]
+    return max((v.name for v in scene.views),
+               key=lambda name: scene.object_mask(torso[0], name).sum())
+
+
+def test_recolours_only_the_part_the_query_names(scene) -> None:
+    editor = load_editor("edit3d.editing.standin:RecolourEditor", device="cpu")
+    assert isinstance(editor, RecolourEditor) and editor.is_stand_in
+    view = _view_with_shirt(scene)
+    image = scene.image(view)
+    spec = type("Spec", (), {"edit_queries": ("shirt",), "keep_queries": ()})()
+    mask = editor.mask_provider_for(scene.root)(view, image, spec)
+    edited = editor.edit(image, image, "make the shirt red", view_name=view)
+    result = fuse(edited, image, mask)
+
+    shirt = scene.object_mask(next(o.id for o in scene.objects if o.name == "shirt"), view)
+    inner = shirt & (mask > 0.99)
+    outside = mask < 1e-6
+    assert inner.sum() > 20 and outside.sum() > image.shape[0] * image.shape[1] // 2
+    red = result[inner]
+    assert np.all(red[:, 0] > 2 * red[:, 1]) and np.all(red[:, 0] > 2 * red[:, 2])
+    assert np.array_equal(result[outside], image[outside])  # nothing else changes
+    assert not np.allclose(image[inner], red, atol=0.05)  # the shirt was not red before
+
+
+def test_a_keep_query_protects_its_part(scene) -> None:
+    editor = RecolourEditor()
+    view = _view_with_shirt(scene)
+    image = scene.image(view)
+    spec = type("Spec", (), {"edit_queries": ("trousers",), "keep_queries": ("shirt",)})()
+    mask = editor.mask_provider_for(scene.root)(view, image, spec)
+    shirt = scene.object_mask(next(o.id for o in scene.objects if o.name == "shirt"), view)
+    legs = scene.object_mask(next(o.id for o in scene.objects if o.name == "trousers"), view)
+    assert mask[legs & ~shirt].max() > 0.9 and mask[shirt & ~legs].max() < 0.5
+
+
+def test_instructions_without_a_known_colour_or_datasets_without_masks_are_refused(
+    tmp_path: Path,
+) -> None:
+    assert colour_named_in("Turn his SHIRT Blue!") == COLOURS["blue"]
+    with pytest.raises(ValueError, match="give him a cowboy hat"):
+        colour_named_in("give him a cowboy hat")
+    with pytest.raises(ValueError, match="ground-truth part masks"):
+        RecolourEditor().mask_provider_for(tmp_path)
+
+
+def _demo_module():
+    spec = importlib.util.spec_from_file_location("edit3d_demo_script", ROOT / "scripts/demo.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_figures_measure_retention_and_locality() -> None:
+    demo = _demo_module()
+    rng = np.random.default_rng(0)
+    base = [rng.integers(0, 256, (16, 16, 3)).astype(np.uint8)]
+    region1 = np.zeros((16, 16), bool)
+    region1[2:5, 2:5] = True
+    region2 = np.zeros((16, 16), bool)
+    region2[10:13, 10:13] = True
+    turn1 = [base[0].copy()]
+    turn1[0][region1] = (200, 0, 0)
+    turn2 = [turn1[0].copy()]
+    turn2[0][region2] = (0, 0, 200)
+    figures = demo.turn_figures(base, turn1, turn2, [region1], [region2])
+    assert figures.retention == float("inf") and figures.locality == float("inf")
+    assert figures.turn1_change < 15 and figures.turn2_change < 15
+    # a turn 2 that bleeds into turn 1's region and beyond both masks lowers both figures
+    turn2[0][region1] = (0, 0, 200)
+    turn2[0][0, 15] = 255 - turn2[0][0, 15]
+    worse = demo.turn_figures(base, turn1, turn2, [region1], [region2])
+    assert worse.retention < 15 and np.isfinite(worse.locality)
+    assert demo.psnr(np.zeros((2, 2, 3)), np.full((2, 2, 3), 0.1), np.ones((2, 2), bool)) == (
+        pytest.approx(20.0))
+    assert demo.classical_upscale(base[0], 256).shape == (256, 256, 3)
+    # the grown mask excludes a ring of MASK_MARGIN_PX around the region
+    assert demo.grow(region1, 2).sum() == 7 * 7
