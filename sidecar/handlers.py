@@ -7,6 +7,7 @@ or `sidecar.workspaces` (which calls edit3d), and returns the reply message. A r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,26 @@ MAX_STATUS_JOBS = 1000
 """Newest jobs listed by one job.status reply."""
 
 
+class WeightsPresence:
+    """Which registered models' real weights this machine has, re-read at most every
+    `max_age_s` (file checks, ~20 ms; the first look-up also imports the hub library, so the
+    server makes it before it accepts connections, never inside a client's handshake)."""
+
+    def __init__(self, max_age_s: float = 30.0) -> None:
+        self.max_age_s = max_age_s
+        self._value: dict[str, bool] = {}
+        self._read_at = -float("inf")
+
+    def current(self) -> dict[str, bool]:
+        now = time.monotonic()
+        if now - self._read_at > self.max_age_s:
+            self._value, self._read_at = weights_presence(), now
+        return self._value
+
+
+WEIGHTS = WeightsPresence()
+
+
 # ----- handshake and health ------------------------------------------------------------
 
 
@@ -41,7 +62,7 @@ def handshake(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     sessions = _session_infos(sidecar, ids)
     capabilities = [*sorted(job_kinds()), "upload", "download", f"profile.{sidecar.config.profile}"]
     info = sidecar.jobs.device_info
-    weights = weights_presence()
+    weights = WEIGHTS.current()
     return m.HandshakeReply(
         server_version=PROTOCOL_VERSION,
         server_id=sidecar.server_id,

@@ -128,6 +128,9 @@ class Sidecar:
         self.store = SessionStore(config.workdir, config.session_limits)
         self.store.clean_stale_state()
         self.store.page(None, 1)  # index the sessions now, not in the first handshake
+        from sidecar.handlers import WEIGHTS
+
+        WEIGHTS.current()  # likewise the weights look-up (its first call imports the hub library)
         self.endpoint = self._bind()
         self.hub = EventHub(
             self._push, load_mark=self._load_seq_mark, save_mark=self._save_seq_mark
