@@ -102,13 +102,13 @@ def check_images_inside_roots(ctx: JobContext, paths: Iterable[Path]) -> None:
 def _check_run_folders(ctx: JobContext) -> None:
     """An ns-train run names its dataset and checkpoint folders in its config.yml, a file
     from whoever made the run: both must lie under a root the operator allows, like the run."""
-    from edit3d.field.nerfstudio_run import run_folders
+    from edit3d.field import nerfstudio_run_folders
     from sidecar.policy import resolve_source_path
 
     source = _session_meta(ctx).get("source", {})
     if source.get("kind") != "nerfstudio_run":
         return
-    dataset, checkpoints = run_folders(Path(source["path"]))
+    dataset, checkpoints = nerfstudio_run_folders(Path(source["path"]))
     sessions_root = ctx.session_dir.parent  # type: ignore[union-attr]
     for folder, what in ((dataset, "the run's dataset"), (checkpoints, "the run's checkpoints")):
         resolve_source_path(str(Path(folder).absolute()), what, ctx.data_roots, sessions_root)

@@ -18,6 +18,7 @@ from edit3d.field.registry import (
     field_from_state,
     get_backend,
     get_preset,
+    nerfstudio_run_folders,
     register_backend,
     write_nerfstudio_run,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "field_from_state",
     "get_backend",
     "get_preset",
+    "nerfstudio_run_folders",
     "register_backend",
     "write_nerfstudio_run",
 ]

@@ -148,3 +148,12 @@ def write_nerfstudio_run(
 def _load_builtin_backends() -> None:
     """Import the backends that ship with edit3d (each registers itself on import)."""
     import edit3d.field.nerfacto_field  # noqa: F401
+
+
+def nerfstudio_run_folders(config_yml: Path) -> tuple[Path, Path]:
+    """(dataset folder, checkpoint folder) an ns-train run's config.yml names, found as
+    `field_from_nerfstudio_run` would find them: for a caller that confines what a run may
+    read. Any backend's run: the config is read as data, nothing is built."""
+    from edit3d.field.nerfstudio_run import run_folders
+
+    return run_folders(config_yml)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import urllib.request
 from pathlib import Path
 
@@ -266,7 +267,8 @@ def test_loads_an_ns_train_run_with_held_out_views(
     field.sync_schedule(trained.step - 1)  # the annealing state training left it in
     meta = json.loads((scene.root / "transforms.json").read_text())
     (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "images").symlink_to(scene.root / "images")
+    # a copy, not a symlink: dataset images must lie inside their dataset folder
+    shutil.copytree(scene.root / "images", tmp_path / "data" / "images")
     meta["train_filenames"] = [v.name for v in train_views]
     meta["val_filenames"] = sorted(held_out)
     (tmp_path / "data" / "transforms.json").write_text(json.dumps(meta))
@@ -296,8 +298,9 @@ def test_imported_run_keeps_its_downscale_and_optimizer_state(
             optimizers[name] = adam.state_dict()
     data = tmp_path / "data"
     (data / "images_2").mkdir(parents=True)
-    (data / "images").symlink_to(rotated_scene.root / "images")
-    (data / "transforms.json").symlink_to(rotated_scene.root / "transforms.json")
+    # copies, not symlinks: dataset images must lie inside their dataset folder
+    shutil.copytree(rotated_scene.root / "images", data / "images")
+    shutil.copy(rotated_scene.root / "transforms.json", data / "transforms.json")
     for image in (rotated_scene.root / "images").iterdir():
         Image.open(image).resize((16, 16), Image.Resampling.BOX).save(
             data / "images_2" / image.name
