@@ -6,8 +6,7 @@ not pay for torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edit3d.lazy import lazy_exports
 
 _EXPORTS = {
     "FORMATS": "edit3d.export.files",
@@ -25,9 +24,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'edit3d.export' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports("edit3d.export", _EXPORTS)

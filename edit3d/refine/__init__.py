@@ -6,8 +6,7 @@ commands that only register parsers do not pay for torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edit3d.lazy import lazy_exports
 
 _EXPORTS = {
     "FaceBox": "edit3d.refine.faces",
@@ -26,9 +25,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'edit3d.refine' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports("edit3d.refine", _EXPORTS)
