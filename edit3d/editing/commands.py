@@ -1,4 +1,5 @@
-"""`edit3d train | edit | render | history | checkout | resume`: a workspace from the shell."""
+"""`edit3d train | edit | preview | render | history | checkout | resume`: a workspace from the
+shell."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from edit3d.cli_options import add_device_option, add_workspace_option, resolve_device
+from edit3d.editing.settings import EditorSettings, editor_setting_default
 from edit3d.progress import ProgressEvent
 
 
 def add_commands(subparsers: Any) -> None:
     _add_train(subparsers)
     _add_edit(subparsers)
+    _add_preview(subparsers)
     _add_render(subparsers)
     _add_history(subparsers)
     _add_checkout(subparsers)
@@ -51,6 +54,42 @@ def _add_edit(subparsers: Any) -> None:
     )
     _workspace_arg(parser)
     parser.add_argument("--turn", action="append", required=True, help="an instruction")
+    _add_turn_options(parser)
+    parser.add_argument("--steps", type=int, help="iterations per turn (default: preset's)")
+    parser.add_argument("--edit-rate", type=int, default=10)
+    parser.add_argument("--edit-count", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=0.0025)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(func=run_edit)
+
+
+def _add_preview(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "preview",
+        help="preview a turn's edit on one camera (before / mask / after PNGs)",
+        description="Render one camera from the head (or --parent), segment the query regions, "
+        "run the editor and fuse, exactly as the turn's first edit of that view would, once "
+        "per seed. Writes seed_<s>_{before,mask,after}.png and sheet.png (one row per seed).",
+    )
+    _workspace_arg(parser)
+    parser.add_argument("--turn", required=True, help="the instruction to preview")
+    parser.add_argument(
+        "--camera",
+        required=True,
+        help='a dataset view name, or JSON (inline or a .json file) {"c2w": 4x4 rows, '
+        '"fx", "fy", "cx", "cy", "width", "height"} in the dataset\'s world frame',
+    )
+    _add_turn_options(parser)
+    parser.add_argument("--seed", type=int, default=0, help="the turn's seed (default 0)")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="preview this many seeds from --seed on (default 1)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.set_defaults(func=run_preview)
+
+
+def _add_turn_options(parser: argparse.ArgumentParser) -> None:
+    """What a turn and a preview of it share: regions, mode, editor and its settings."""
     parser.add_argument("--edit-query", action="append", default=[], help="region to edit")
     parser.add_argument("--keep-query", action="append", default=[], help="region to keep")
     parser.add_argument("--caption", help="caption for segmentation (default: automatic)")
@@ -63,12 +102,48 @@ def _add_edit(subparsers: Any) -> None:
         help="segmentation models: real weights, or tiny random ones (pipeline check only)",
     )
     parser.add_argument("--parent", help="turn id to start from (default: head)")
-    parser.add_argument("--steps", type=int, help="iterations per turn (default: preset's)")
-    parser.add_argument("--edit-rate", type=int, default=10)
-    parser.add_argument("--edit-count", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=0.0025)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.set_defaults(func=run_edit)
+    group = parser.add_argument_group("editor settings (InstructPix2Pix)")
+    group.add_argument(
+        "--guidance-scale", type=float, help=_default_help("text guidance weight", "guidance_scale")
+    )
+    group.add_argument(
+        "--image-guidance-scale",
+        type=float,
+        help=_default_help("image guidance weight", "image_guidance_scale"),
+    )
+    group.add_argument(
+        "--diffusion-steps", type=int, help=_default_help("DDIM denoising steps", "diffusion_steps")
+    )
+    group.add_argument(
+        "--noise-range",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="noise level window as fractions of the diffusion timesteps "
+        f"(default {editor_setting_default('lower_bound')} "
+        f"{editor_setting_default('upper_bound')})",
+    )
+    group.add_argument(
+        "--resolution",
+        type=int,
+        help="long side in pixels the diffusion runs at (default: the editor's, 512 for ip2p)",
+    )
+
+
+def _default_help(what: str, name: str) -> str:
+    return f"{what} (default {editor_setting_default(name)})"
+
+
+def editor_settings_from_args(args: argparse.Namespace) -> EditorSettings:
+    """The settings the user set on the command line; the rest keep their defaults."""
+    given: dict[str, Any] = {
+        name: getattr(args, name)
+        for name in ("guidance_scale", "image_guidance_scale", "diffusion_steps", "resolution")
+        if getattr(args, name) is not None
+    }
+    if args.noise_range is not None:
+        given["lower_bound"], given["upper_bound"] = args.noise_range
+    return EditorSettings.from_dict(given)
 
 
 def _add_render(subparsers: Any) -> None:
@@ -158,6 +233,7 @@ def run_edit(args: argparse.Namespace) -> int:
             lr=args.lr,
             seed=args.seed,
             editor=args.editor,
+            editor_settings=editor_settings_from_args(args),
         )
         with ProgressBars() as bars:
             record = workspace.run_turn(
@@ -167,6 +243,42 @@ def run_edit(args: argparse.Namespace) -> int:
         print(f"{record.id}: {instruction!r} finished ({_seconds(record.timings)})")
         if args.editor.endswith("-tiny") or args.profile == "tiny":
             print("  (tiny models: a pipeline check, not an edit)")
+    return 0
+
+
+def run_preview(args: argparse.Namespace) -> int:
+    from edit3d.editing.preview import camera_from_text, write_preview
+    from edit3d.editing.turns import TurnSpec
+    from edit3d.editing.view_edit import preview_edit
+    from edit3d.workspace import Workspace, load_editor_for
+
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    device = resolve_device(args.device)
+    workspace = Workspace.open(args.workspace, device=device)
+    field = workspace.load_field(args.parent)
+    camera = camera_from_text(args.camera, field)
+    editor = load_editor_for(args.editor, device)
+    mask_provider = None
+    if args.edit_query or args.keep_query:
+        mask_provider = _segmenter(args.profile, device).mask_provider()
+    edits = []
+    for seed in range(args.seed, args.seed + args.seeds):
+        spec = TurnSpec(
+            args.turn,
+            edit_queries=tuple(args.edit_query),
+            keep_queries=tuple(args.keep_query),
+            caption=args.caption,
+            mode=args.mode,
+            seed=seed,
+            editor=args.editor,
+            editor_settings=editor_settings_from_args(args),
+        )
+        edits.append((seed, preview_edit(field, camera, spec, editor, mask_provider)))
+    write_preview(args.out, edits)
+    print(f"previewed {args.turn!r} on {camera.name} with {args.seeds} seed(s): {args.out}")
+    if args.editor.endswith("-tiny") or args.profile == "tiny":
+        print("  (tiny models: a pipeline check, not an edit)")
     return 0
 
 
@@ -246,6 +358,9 @@ def history_lines(workspace: Any) -> list[str]:
             mark = "*" if record.id == workspace.head else " "
             what = record.spec.get("instruction", "") if record.kind == "edit" else ""
             mode = f" [{record.spec.get('mode')}]" if record.kind == "edit" else ""
+            if record.kind == "edit":
+                settings = EditorSettings.from_dict(record.spec.get("editor_settings"))
+                mode += f" seed {record.spec.get('seed', 0)} · {settings.summary()}"
             lines.append(
                 f"{mark} {'  ' * depth}{record.id:<10} {record.kind:<6} {record.status:<11}"
                 f" {_seconds(record.timings):>8}  {what}{mode}"
