@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from .errors import ErrorCode, ProtocolError
-from .schema import Record, Scalars, param, record
+from .schema import Record, Scalars, param, record, record_fields
 
 ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 """Session, turn, job and upload ids: safe as file names."""
@@ -110,6 +110,35 @@ class Camera(Record):
     def check(self) -> None:
         if not np.allclose(self.c2w[3], (0.0, 0.0, 0.0, 1.0)):
             raise _fail("Camera.c2w", f"bottom row must be [0, 0, 0, 1], got {self.c2w[3]}")
+
+
+@record
+class EditorSettings(Record):
+    """InstructPix2Pix settings of a turn. Only the fields that are set travel to the method;
+    a field left None keeps the method's default (edit3d's `EditorSettings`)."""
+
+    guidance_scale: float | None = param(None, ge=0.0, le=100.0)
+    """Text guidance weight."""
+    image_guidance_scale: float | None = param(None, ge=0.0, le=100.0)
+    """Image guidance weight."""
+    diffusion_steps: int | None = param(None, ge=1, le=1000)
+    """DDIM denoising steps per edit."""
+    lower_bound: float | None = param(None, ge=0.0, le=1.0)
+    """Smallest noise level, as a fraction of the diffusion timesteps."""
+    upper_bound: float | None = param(None, ge=0.0, le=1.0)
+    """Largest noise level, as a fraction of the diffusion timesteps."""
+    resolution: int | None = param(None, ge=8, le=4096)
+    """Long side in pixels the diffusion runs at."""
+
+    def check(self) -> None:
+        low, high = self.lower_bound, self.upper_bound
+        if low is not None and high is not None and low > high:
+            raise _fail("EditorSettings", f"lower_bound {low} must be <= upper_bound {high}")
+
+    def given(self) -> dict[str, Any]:
+        """The fields that were set."""
+        values = {name: getattr(self, name) for name, _, _ in record_fields(type(self))}
+        return {name: value for name, value in values.items() if value is not None}
 
 
 @record
@@ -512,6 +541,8 @@ class JobRunTurn(Message):
     """Random seed."""
     editor: str = param("ip2p", max_len=200, pattern=r"[A-Za-z0-9_.:-]+")
     """Editor spec ("ip2p" or "package.module:Factory")."""
+    editor_settings: EditorSettings | None = None
+    """InstructPix2Pix settings (None or unset fields = the method's defaults)."""
     preview_every: int | None = param(None, ge=0, le=10_000_000)
     """Send a job.preview frame every this many iterations (None = sidecar default 50, 0 = none)."""
     preview_interval_s: float | None = param(None, ge=0.0, le=86_400.0)

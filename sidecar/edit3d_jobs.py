@@ -220,6 +220,7 @@ def train_base(ctx: JobContext) -> dict:
 
 
 def _turn_spec(ctx: JobContext):
+    from edit3d.editing.settings import EditorSettings
     from edit3d.editing.turns import TurnSpec
 
     p = ctx.params
@@ -236,8 +237,14 @@ def _turn_spec(ctx: JobContext):
         edit_count=p.get("edit_count", 1),
         seed=p.get("seed", 0),
         editor=p.get("editor", "ip2p"),
+        editor_settings=EditorSettings.from_dict(_given_settings(p.get("editor_settings"))),
         **options,
     )
+
+
+def _given_settings(settings: object) -> dict[str, object]:
+    """The protocol's editor settings as the mapping of only the fields the client set."""
+    return {} if settings is None else settings.given()  # type: ignore[attr-defined]
 
 
 def _editor_spec(ctx: JobContext, spec: str) -> str:
