@@ -64,9 +64,13 @@ LIST_SEPARATOR = ", "
 
 def _scalar_params(spec: dict) -> dict:
     """The spec as a flat map of scalars: lists of strings (queries) become one string,
-    "shirt, trousers"; anything else that is not a scalar is left out."""
+    "shirt, trousers"; a nested map (the editor settings) lends its scalars under their own
+    names; anything else that is not a scalar is left out."""
     params = {}
+    items = []
     for key, value in (spec or {}).items():
+        items.extend(value.items() if isinstance(value, dict) else [(key, value)])
+    for key, value in items:
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             value = LIST_SEPARATOR.join(value)
         if value is None or isinstance(value, (str, int, float, bool)):

@@ -82,9 +82,11 @@ def test_training_jobs_send_live_frames_of_the_field_being_trained(tmp_path, sce
     # the last live frame and the result's frame: the same field state, the same view
     np.testing.assert_allclose(frames[1].image.astype(int), frames[2].image, atol=1)
 
+    settings = m.EditorSettings(guidance_scale=6.0, diffusion_steps=2)
     quiet = client.request(m.JobRunTurn(session_id=sid, instruction="paint it blue", steps=2,
                                         preview_every=0, edit_queries=("shirt", "trousers"),
-                                        keep_queries=("face",), caption="a person"))
+                                        keep_queries=("face",), caption="a person",
+                                        editor_settings=settings))
     seen, _ = finished(client, quiet.job_id)
     assert [f.step for f in of_type(seen, "job.preview", quiet.job_id)] == [2]  # result only
 
@@ -94,6 +96,10 @@ def test_training_jobs_send_live_frames_of_the_field_being_trained(tmp_path, sce
     assert params["edit_queries"] == "shirt, trousers" and params["keep_queries"] == "face"
     assert params["caption"] == "a person" and params["edit_rate"] == 10
     assert turns["turn-0001"].params["edit_queries"] == ""  # none given
+    # the editor settings the client set, the method's defaults for the others
+    assert params["guidance_scale"] == 6.0 and params["diffusion_steps"] == 2
+    assert params["image_guidance_scale"] == turns["turn-0001"].params["image_guidance_scale"]
+    assert turns["turn-0001"].params["guidance_scale"] != 6.0
     assert client.request(m.Heartbeat()).gpu_memory_free is None  # a CPU sidecar
     client.close()
     assert sidecar.terminate() == 0
