@@ -613,6 +613,42 @@ class JobRender(Message):
             raise _fail("JobRender.outputs", f"need distinct outputs, got {list(self.outputs)}")
 
 
+@message("job.preview_edit", "request")
+class JobPreviewEdit(Message):
+    """What a turn would do to one camera: render, ADSS mask, edit, fuse (once per seed)."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+    camera: Camera | None = None
+    """Camera in the world frame (or give view_name)."""
+    view_name: str | None = param(None, max_len=1024)
+    """A dataset view (or give camera)."""
+    turn_id: str | None = param(None, pattern=ID)
+    """Turn whose model is edited (None = head)."""
+    instruction: str = param(max_len=2000, pattern=r"(?s).*\S.*")
+    """Edit instruction for InstructPix2Pix."""
+    edit_queries: tuple[str, ...] = param((), max_len=200, max_items=MAX_QUERIES)
+    """Regions to edit (ADSS); empty with no keep queries = edit everywhere."""
+    keep_queries: tuple[str, ...] = param((), max_len=200, max_items=MAX_QUERIES)
+    """Regions to keep (inverse mode)."""
+    caption: str | None = param(None, max_len=500)
+    """Caption for ADSS (None = generated)."""
+    mode: Literal["edit3d", "in2n"] = "edit3d"
+    """As in job.run_turn."""
+    seed: int = param(0, ge=0, le=2**32 - 1)
+    """The turn's seed: the preview is that turn's first edit of the camera."""
+    seeds: int = param(1, ge=1, le=8)
+    """Preview this many seeds, seed, seed + 1, ..."""
+    editor: str = param("ip2p", max_len=200, pattern=r"[A-Za-z0-9_.:-]+")
+    """Editor spec, as in job.run_turn."""
+    editor_settings: EditorSettings | None = None
+    """InstructPix2Pix settings (None or unset fields = the method's defaults)."""
+
+    def check(self) -> None:
+        if (self.camera is None) == (self.view_name is None):
+            raise _fail("JobPreviewEdit", "give exactly one of camera and view_name")
+
+
 @message("job.export", "request")
 class JobExport(Message):
     """Export geometry in the world frame (and a file inside the session)."""
@@ -734,6 +770,31 @@ class ExportResult(Message):
         faces = self.faces
         if faces is not None and faces.size and (n is None or faces.min() < 0 or faces.max() >= n):
             raise _fail("ExportResult.faces", f"indices must lie in [0, {n})")
+
+
+@message("edit_preview.result", "event")
+class EditPreviewResult(Message):
+    """A job.preview_edit's images: the render, the fusion mask and one edit per seed."""
+
+    job_id: str = param(pattern=ID)
+    """Job id."""
+    view_name: str = param(max_len=1024)
+    """Camera name the images show."""
+    seeds: tuple[int, ...] = param(max_items=8)
+    """Seed of each edit."""
+    before: np.ndarray = param(dtypes=("|u1",), shape=(None, None, 3))
+    """[H, W, 3] uint8 render of the model being edited."""
+    mask: np.ndarray = param(dtypes=("<f4",), ndim=(2,))
+    """[H, W] float32 fusion mask, 1 = edited (all ones without queries)."""
+    after: np.ndarray = param(dtypes=("|u1",), ndim=(4,))
+    """[S, H, W, 3] uint8 fused edit per seed."""
+
+    def check(self) -> None:
+        h, w = self.before.shape[:2]
+        if self.mask.shape != (h, w) or self.after.shape[1:] != (h, w, 3):
+            raise _fail("EditPreviewResult", "before, mask and after sizes differ")
+        if self.after.shape[0] != len(self.seeds):
+            raise _fail("EditPreviewResult", "one after image per seed")
 
 
 @message("masks.result", "event")

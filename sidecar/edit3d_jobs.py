@@ -372,6 +372,49 @@ def preview_masks(ctx: JobContext) -> dict:
     return {"caption": preview.caption, "tiny_profile": ctx.profile == "tiny", "event": event}
 
 
+@job_kind("job.preview_edit", description="a turn's edit of one camera: before / mask / after")
+def preview_edit(ctx: JobContext) -> dict:
+    import dataclasses
+
+    import numpy as np
+
+    from edit3d.editing.view_edit import preview_edit as edit_preview
+    from edit3d.progress import ProgressEvent
+    from protocol.messages import EditPreviewResult
+
+    workspace = _workspace(ctx)
+    field = _field(ctx, workspace, ctx.params.get("turn_id"))
+    camera = ctx.params.get("camera")
+    view = _camera_view(camera) if camera is not None else field.view(ctx.params["view_name"])
+    spec = _turn_spec(ctx)
+    editor = _editor(ctx, _editor_spec(ctx, spec.editor))
+    masks = _segmenter(ctx).mask_provider() if spec.edit_queries or spec.keep_queries else None
+    seeds = tuple(range(spec.seed, spec.seed + ctx.params.get("seeds", 1)))
+    edits = []
+    for n, seed in enumerate(seeds):
+
+        def on_step(done: int, total: int, n: int = n) -> None:
+            ctx.progress(ProgressEvent("preview_edit", n * total + done, len(seeds) * total,
+                                       message=f"seed {seeds[n]}"))  # fmt: skip
+
+        edit = edit_preview(field, view, dataclasses.replace(spec, seed=seed), editor, masks,
+                            cancel=ctx.cancel, on_step=on_step)  # fmt: skip
+        edits.append(edit)
+    first = edits[0]
+    mask = np.ones(first.before.shape[:2], np.float32) if first.mask is None else first.mask
+    event = EditPreviewResult(
+        job_id=ctx.job_id, view_name=view.name, seeds=seeds, before=_uint8(first.before),
+        mask=mask.astype(np.float32), after=np.stack([_uint8(e.after) for e in edits]),
+    )  # fmt: skip
+    return {"seeds": len(seeds), "tiny_profile": ctx.profile == "tiny", "event": event}
+
+
+def _uint8(image):
+    import numpy as np
+
+    return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+
+
 @job_kind("job.refine", description="super-resolution fine-tune (Sec. 3.3)")
 def refine(ctx: JobContext) -> dict:
     from edit3d.refine import RefineConfig

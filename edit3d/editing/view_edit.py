@@ -170,7 +170,8 @@ def _mask_of(
 
 
 def _is_training_view(field_: RadianceField, view: CameraView) -> bool:
-    return any(v.name == view.name for v in field_.views)
+    """Same name and pose as a training view (what the field renders as that view)."""
+    return any(v.name == view.name and np.allclose(v.c2w, view.c2w) for v in field_.views)
 
 
 def _render_size(field_: RadianceField, view: CameraView) -> tuple[int, int]:
