@@ -12,7 +12,8 @@ One edit, in numbered steps:
    ``from_config`` with ``num_train_timesteps=T`` and the original betas passed explicitly,
    which gives the same timesteps and the same alphas without mutating shared state;
 4. noise the render latents to the first timestep of that schedule and denoise with 3-way
-   classifier-free guidance, checking for cancellation before every UNet call;
+   classifier-free guidance, checking for cancellation before every UNet call and reporting
+   each finished step to an optional `on_step(done, total)`;
 5. decode and resize back to the input size.
 
 Only diffusers' and transformers' public API is used.
