@@ -95,7 +95,7 @@ def test_training_jobs_send_live_frames_of_the_field_being_trained(tmp_path, sce
     assert sorted(set(phases), key=phases.index) == ["prerender", "masks", "turn"]
     assert phases == sorted(phases, key=["prerender", "masks", "turn"].index)
     fractions = [p.fraction for p in bar]
-    assert fractions == sorted(fractions) and 0.0 < fractions[0] and fractions[-1] == 1.0
+    assert fractions == sorted(fractions) and fractions[0] > 0.0 and fractions[-1] == 1.0
     assert all(p.eta_s is not None for p in bar)
     assert {p.loss is None for p in bar if p.phase != "turn"} == {True}
 
