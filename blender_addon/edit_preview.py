@@ -71,8 +71,11 @@ def sheet(before: np.ndarray, mask: np.ndarray, after: np.ndarray) -> np.ndarray
 
 
 def on_edit_preview_result(context: Any, result: Any) -> None:
-    """Show the preview as one image; remember its seeds and settings for Use These Settings."""
+    """Show the preview as one image; remember its seeds and settings for Use These Settings.
+    Another client's preview of the same session is not ours to show."""
     route = LINK.jobs.get(result.job_id)
+    if route is None or route.editor_values is None:
+        return
     props, status = context.scene.edit3d, context.window_manager.edit3d
     image = sheet(np.asarray(result.before), np.asarray(result.mask), np.asarray(result.after))
     props.edit_preview_image = scene_io.image_to_datablock(EDIT_PREVIEW_IMAGE, image)
@@ -80,8 +83,7 @@ def on_edit_preview_result(context: Any, result: Any) -> None:
     for seed in result.seeds:
         status.preview_seeds.add().seed = seed
     status.preview_choice = 1
-    if route is not None and route.editor_values is not None:
-        set_editor_values(status.preview_editor, route.editor_values)
+    set_editor_values(status.preview_editor, route.editor_values)
     add_report(context, "INFO", f"Edit preview of {result.view_name}: seeds "
                + ", ".join(str(s) for s in result.seeds))  # fmt: skip
 
