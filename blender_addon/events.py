@@ -14,7 +14,7 @@ from typing import Any
 import bpy
 import numpy as np
 
-from . import scene_io
+from . import scene_io, splat_io
 from .connection import (
     LINK,
     JobRoute,
@@ -414,6 +414,14 @@ def _on_export_result(context: Any, result: Any) -> None:
         return
     coll = scene_io.ensure_collection(context.scene, EXPORT_COLLECTION)
     name = f"Edit3D {result.kind.replace('_', ' ')} {result.turn_id or 'head'}"
+    if result.kind == "splats":
+        splats = splat_io.Splats(means=result.points, log_scales=result.log_scales,
+                                 rotations=result.rotations, sh_dc=result.sh_dc,
+                                 opacity_logits=result.opacity_logits)  # fmt: skip
+        splat_io.splat_object(name, splats, coll)
+        add_report(context, "INFO", f"{name}: {len(result.points)} splats")
+        push_undo(f"Edit3D: import {name}")
+        return
     if result.kind == "mesh" and result.faces is not None:
         scene_io.mesh_object(name, result.points, result.faces, result.colors, coll)
     else:

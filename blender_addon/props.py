@@ -172,6 +172,7 @@ class EDIT3D_PG_scene(bpy.types.PropertyGroup):
         items=(
             ("point_cloud", "Point cloud", "Coloured points on the scene's surfaces"),
             ("mesh", "Mesh", "Coloured triangle mesh"),
+            ("splats", "Gaussian splats", "The Gaussians of a splatting backend (3DGS PLY)"),
         ),
     )
     export_format: EnumProperty(

@@ -664,13 +664,13 @@ class JobExport(Message):
     """Session id."""
     turn_id: str | None = param(None, pattern=ID)
     """Turn (None = head)."""
-    kind: Literal["point_cloud", "mesh"] = "point_cloud"
-    """What to export."""
+    kind: Literal["point_cloud", "mesh", "splats"] = "point_cloud"
+    """What to export; splats: the Gaussians of a splatting backend, as a 3DGS PLY."""
     format: Literal["ply", "obj", "glb"] = "ply"
-    """File format."""
+    """File format (splats: ply only)."""
     budget: int | None = param(None, ge=1, le=20_000_000)
     """Points of a point cloud (None = the method's default; 20M float32 points fit a
-    256 MiB frame). Meshes ignore it."""
+    256 MiB frame). Meshes and splats ignore it."""
     crop_min: tuple[float, float, float] | None = param(None, ge=-1e6, le=1e6)
     """Crop box corner, world frame (None = scene bounds)."""
     crop_max: tuple[float, float, float] | None = param(None, ge=-1e6, le=1e6)
@@ -679,6 +679,8 @@ class JobExport(Message):
     """Send the geometry back as arrays (else only the file path)."""
 
     def check(self) -> None:
+        if self.kind == "splats" and self.format != "ply":
+            raise _fail("JobExport.format", f"splats are written as ply only, got {self.format}")
         if (self.crop_min is None) != (self.crop_max is None):
             raise _fail("JobExport", "give both crop_min and crop_max, or neither")
         if self.crop_min is not None and self.crop_max is not None and not all(
@@ -746,6 +748,10 @@ class RenderResult(Message):
     """[H, W] opacity, as rgb's pixel type."""
 
 
+SPLAT_ARRAYS = ("sh_dc", "opacity_logits", "log_scales", "rotations")
+"""ExportResult arrays that, with points (the centres), carry Gaussian splats."""
+
+
 @message("export.result", "event")
 class ExportResult(Message):
     """Geometry of an export job, world frame."""
@@ -754,7 +760,7 @@ class ExportResult(Message):
     """Job id."""
     turn_id: str | None = param(None, pattern=ID)
     """Turn exported."""
-    kind: Literal["point_cloud", "mesh"]
+    kind: Literal["point_cloud", "mesh", "splats"]
     """What was exported."""
     format: Literal["ply", "obj", "glb"]
     """File format written."""
@@ -768,13 +774,24 @@ class ExportResult(Message):
     """[N, 3] float32 unit normals."""
     faces: np.ndarray | None = param(None, dtypes=("<i4",), shape=(None, 3))
     """[M, 3] int32 vertex indices (meshes)."""
+    sh_dc: np.ndarray | None = param(None, dtypes=("<f4",), shape=(None, 3))
+    """Splats: [N, 3] float32 degree-0 SH coefficients (colour = 0.5 + 0.28209479·sh_dc)."""
+    opacity_logits: np.ndarray | None = param(None, dtypes=("<f4",), ndim=(1,))
+    """Splats: [N] float32 opacity before the sigmoid."""
+    log_scales: np.ndarray | None = param(None, dtypes=("<f4",), shape=(None, 3))
+    """Splats: [N, 3] float32 log of the per-axis standard deviations."""
+    rotations: np.ndarray | None = param(None, dtypes=("<f4",), shape=(None, 4))
+    """Splats: [N, 4] float32 quaternions w, x, y, z (normalised by readers)."""
 
     def check(self) -> None:
         n = None if self.points is None else len(self.points)
-        for name in ("colors", "normals"):
+        for name in ("colors", "normals", *SPLAT_ARRAYS):
             value = getattr(self, name)
             if value is not None and len(value) != n:
                 raise _fail(f"ExportResult.{name}", f"has {len(value)} rows, points has {n}")
+        missing = [name for name in SPLAT_ARRAYS if getattr(self, name) is None]
+        if self.kind == "splats" and n is not None and missing:
+            raise _fail("ExportResult", f"splats with points need {', '.join(missing)} too")
         faces = self.faces
         if faces is not None and faces.size and (n is None or faces.min() < 0 or faces.max() >= n):
             raise _fail("ExportResult.faces", f"indices must lie in [0, {n})")
