@@ -20,6 +20,7 @@ MSG_ID = r"[0-9a-f]{32}"
 DIGEST = r"[0-9a-f]{64}"
 TYPE_NAME = r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*"
 PRESET = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+BACKEND = r"[a-z][a-z0-9_-]{0,63}"
 MAX_QUERIES = 16
 MAX_VIEWS = 100_000
 MAX_INT32 = 2**31 - 1
@@ -309,10 +310,16 @@ class SessionCreate(Message):
     """A nerfstudio run's config.yml on the sidecar machine (its model becomes the base)."""
     preset: str = param("small", pattern=PRESET)
     """Field preset name ("paper", "small", "tiny")."""
+    backend: str | None = param(None, pattern=BACKEND)
+    """Field backend by its edit3d registry name, e.g. "nerfacto" (None = edit3d's default;
+    a nerfstudio run's model decides its own)."""
 
     def check(self) -> None:
         if self.dataset_path is not None and self.nerfstudio_run is not None:
             raise _fail("SessionCreate", "give dataset_path or nerfstudio_run, not both")
+        if self.backend is not None and self.nerfstudio_run is not None:
+            raise _fail("SessionCreate.backend", "a nerfstudio run's model decides the backend; "
+                        "leave backend unset")
 
 
 @message("session.list", "request", idempotent=True)
@@ -363,6 +370,9 @@ class SessionSummary(Message):
     """Human name."""
     preset: str = param("small", pattern=PRESET)
     """Field preset."""
+    backend: str | None = param(None, pattern=BACKEND)
+    """Field backend of the session's turns (None: edit3d's default, named once the session
+    has its workspace)."""
     head: str | None = param(None, pattern=ID)
     """Checked-out turn."""
     turns: tuple[TurnInfo, ...] = param((), max_items=10_000)

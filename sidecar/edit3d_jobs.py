@@ -62,11 +62,13 @@ def _workspace(ctx: JobContext, dataset: Path | None = None, preset: str | None 
     meta = _session_meta(ctx)
     source = meta.get("source", {})
     preset = preset or meta.get("preset", "small")
+    backend = meta.get("backend")  # None: edit3d's default
     if dataset is not None:
-        return Workspace.create(root, dataset=dataset, preset=preset, device=ctx.device)
+        return Workspace.create(root, dataset=dataset, preset=preset, backend=backend,
+                                device=ctx.device)
     if source.get("kind") == "dataset":
         return Workspace.create(root, dataset=Path(source["path"]), preset=preset,
-                                device=ctx.device)
+                                backend=backend, device=ctx.device)
     if source.get("kind") == "nerfstudio_run":
         return Workspace.create(root, nerfstudio_run=Path(source["path"]), preset=preset,
                                 device=ctx.device)

@@ -108,7 +108,7 @@ def session_create(sidecar: Sidecar, incoming: Incoming) -> m.Message:
         # Refused before anything is created: a busy answer leaves no session behind.
         sidecar.jobs.check_room()
     meta = sidecar.store.create(request.name, source=source, source_path=path,
-                                preset=request.preset)
+                                preset=request.preset, backend=request.backend)
     session_id = meta["id"]
     sidecar.hub.subscribe(session_id, incoming.identity)
     if path is not None:
@@ -347,6 +347,7 @@ def _summary(sidecar: Sidecar, session_id: str) -> m.SessionSummary:
         session_id=session_id,
         name=meta["name"],
         preset=meta.get("preset", "small"),
+        backend=summary.backend or meta.get("backend"),
         head=summary.head,
         turns=turns,
         view_names=tuple(names),
