@@ -98,6 +98,8 @@ def heartbeat(sidecar: Sidecar, incoming: Incoming) -> m.Message:
 def session_create(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     request: m.SessionCreate = incoming.message  # type: ignore[assignment]
     check_preset(request.preset)
+    # The backend name is checked where the workspace is made (the worker's first job):
+    # the registry imports every backend (torch, nerfstudio), which the server's loop must not.
     source, path = "upload", None
     if request.dataset_path is not None:
         source, path = "dataset", _allowed_source(sidecar, request.dataset_path, "dataset_path")
