@@ -104,6 +104,7 @@ def on_session_summary(context: Any, summary: Any) -> None:
     props = context.scene.edit3d
     props.session_id = summary.session_id
     context.window_manager.edit3d.session_label = summary.name
+    context.window_manager.edit3d.session_backend = summary.backend or ""
     if summary.preset in {item[0] for item in PRESETS}:
         props.preset = summary.preset  # the session's, not what the panel last showed
     props.head = summary.head or ""

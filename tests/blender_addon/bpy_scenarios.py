@@ -822,6 +822,53 @@ def preset_and_queries(args: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+@scenario
+def backend_choice(args: dict[str, Any]) -> dict[str, Any]:
+    """The Backend enum reaches session.create only when chosen (never for a nerfstudio run);
+    the open session's backend shows in the Scene panel."""
+    connection, panels = addon_module("connection"), addon_module("panels")
+    msgs = connection.messages()
+    created: list[Any] = []
+
+    def create(message: Any) -> Any:
+        created.append(message.backend)
+        return msgs.SessionSummary(session_id=f"s{len(created)}", name=message.name,
+                                   backend=message.backend)  # fmt: skip
+
+    def summary(message: Any) -> Any:
+        return msgs.SessionSummary(session_id=message.session_id, name="garden",
+                                   backend=created[-1] if created else None)  # fmt: skip
+
+    fake = FakeSidecar(connection, answers={"session.create": create, "session.open": summary})
+    fake.connect()
+    fake.serve(2.0, until=connection.is_ready)
+    props, status = bpy.context.scene.edit3d, bpy.context.window_manager.edit3d
+    shown: dict[str, Any] = {}
+
+    def create_with(source: str, backend: str, **paths: str) -> None:
+        props.source, props.backend = source, backend
+        for key, value in paths.items():
+            setattr(props, key, value)
+        count = len(created)
+        call_operator(bpy.ops.edit3d.create_session)
+        fake.serve(2.0, until=lambda: len(created) > count and status.session_label == "garden")
+        log: list[tuple[str, Any]] = []
+        panels.VIEW3D_PT_edit3d_scene.draw(_PanelSelf(RecordingLayout(log, [])), bpy.context)
+        shown[f"{source}/{backend}"] = {
+            "open_label": next((t for k, t in log if k == "label" and t.startswith("Open:")), ""),
+            "backend_prop_drawn": ("prop", "backend") in log,
+            "session_backend": status.session_backend,
+        }
+        status.session_label = ""
+
+    create_with("DATASET", "DEFAULT", dataset_path="/data/garden")
+    create_with("DATASET", "splatfacto")
+    create_with("NERFSTUDIO_RUN", "nerfacto", nerfstudio_run="/runs/garden/config.yml")
+    fake.close()
+    disable_addon()
+    return {"sent": created, "shown": shown}
+
+
 def _weights_panel_lines(connection_panel: Any) -> list[str]:
     log: list[tuple[str, Any]] = []
     connection_panel.draw(_PanelSelf(RecordingLayout(log, [])), bpy.context)
