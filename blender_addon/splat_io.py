@@ -104,6 +104,8 @@ def _ply_header(f) -> tuple[int, list[tuple[str, str]]]:
         if words[0] == "format" and words[1] != "binary_little_endian":
             raise ValueError(f"only binary_little_endian 3DGS PLY is read, got {words[1]}")
         if words[0] == "element":
+            if element is None and words[1] != "vertex":  # the data would start elsewhere
+                raise ValueError(f"the first element must be vertex, got {words[1]}")
             element = words[1]
             if element == "vertex":
                 count = int(words[2])

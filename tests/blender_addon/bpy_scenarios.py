@@ -315,11 +315,13 @@ def splats(args: dict[str, Any]) -> dict[str, Any]:
     outcome["operator"] = sorted(bpy.ops.edit3d.import_splats(filepath=args["ply"], size=2.0))
     imported = bpy.data.objects[Path(args["ply"]).stem]
     outcome["file"] = _describe_splats(imported)
-    try:
-        bpy.ops.edit3d.import_splats(filepath=args["not_splats"])
-        outcome["refused"] = None
-    except RuntimeError as exc:  # an operator's ERROR report raises in the bpy module
-        outcome["refused"] = str(exc)
+    outcome["refused"] = []
+    for bad in (args["not_splats"], args["truncated"]):
+        try:
+            bpy.ops.edit3d.import_splats(filepath=bad)
+            outcome["refused"].append(None)
+        except RuntimeError as exc:  # an operator's ERROR report raises in the bpy module
+            outcome["refused"].append(str(exc))
     camera = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
     scene.collection.objects.link(camera)
     camera.location = (0.0, 0.0, 4.0)  # looks down -Z at the splats

@@ -79,6 +79,8 @@ def test_a_3dgs_ply_and_a_sidecar_export_become_visible_splat_objects(home, tmp_
     ply = write_gaussian_splat_ply(tmp_path / "garden.ply", SPLATS)
     cloud = PointCloud(points=np.zeros((4, 3)), colors=np.zeros((4, 3)))
     not_splats = write_point_cloud_ply(tmp_path / "cloud.ply", cloud)
+    truncated = tmp_path / "cut.ply"
+    truncated.write_bytes(ply.read_bytes()[:-10])
     export_result = {
         "job_id": "j1", "turn_id": "t1", "kind": "splats", "format": "ply",
         "path": "exports/splats-t1-j1.ply", "points": SPLATS.means.tolist(),
@@ -86,13 +88,16 @@ def test_a_3dgs_ply_and_a_sidecar_export_become_visible_splat_objects(home, tmp_
         "log_scales": SPLATS.scales_log.tolist(), "rotations": SPLATS.quats_wxyz.tolist(),
     }  # fmt: skip
     result = run_bpy("splats", home, {
-        "ply": str(ply), "not_splats": str(not_splats), "out_dir": str(tmp_path),
+        "ply": str(ply), "not_splats": str(not_splats), "truncated": str(truncated),
+        "out_dir": str(tmp_path),
         "export_result": export_result,
     }).result  # fmt: skip
     assert result["import_menu"] is True
     assert result["operator"] == ["FINISHED"]
     _check(result["file"])
-    assert "not a 3DGS PLY" in result["refused"] and "f_dc_0" in result["refused"]
+    not_splats_error, truncated_error = result["refused"]
+    assert "not a 3DGS PLY" in not_splats_error and "f_dc_0" in not_splats_error
+    assert "holds 2 of its 3 splats (truncated)" in truncated_error
     # the big, nearly opaque red splat at the origin fills part of the frame, in red
     render = result["render"]
     assert render["coverage"] > 0.05, render
