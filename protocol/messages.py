@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from .errors import ErrorCode, ProtocolError
-from .schema import Record, Scalars, param, record
+from .schema import Record, Scalars, param, record, record_fields
 
 ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 """Session, turn, job and upload ids: safe as file names."""
@@ -119,6 +119,35 @@ class Camera(Record):
     def check(self) -> None:
         if not np.allclose(self.c2w[3], (0.0, 0.0, 0.0, 1.0)):
             raise _fail("Camera.c2w", f"bottom row must be [0, 0, 0, 1], got {self.c2w[3]}")
+
+
+@record
+class EditorSettings(Record):
+    """InstructPix2Pix settings of a turn. Only the fields that are set travel to the method;
+    a field left None keeps the method's default (edit3d's `EditorSettings`)."""
+
+    guidance_scale: float | None = param(None, ge=0.0, le=100.0)
+    """Text guidance weight."""
+    image_guidance_scale: float | None = param(None, ge=0.0, le=100.0)
+    """Image guidance weight."""
+    diffusion_steps: int | None = param(None, ge=1, le=1000)
+    """DDIM denoising steps per edit."""
+    lower_bound: float | None = param(None, ge=0.0, le=1.0)
+    """Smallest noise level, as a fraction of the diffusion timesteps."""
+    upper_bound: float | None = param(None, ge=0.0, le=1.0)
+    """Largest noise level, as a fraction of the diffusion timesteps."""
+    resolution: int | None = param(None, ge=8, le=4096)
+    """Long side in pixels the diffusion runs at."""
+
+    def check(self) -> None:
+        low, high = self.lower_bound, self.upper_bound
+        if low is not None and high is not None and low > high:
+            raise _fail("EditorSettings", f"lower_bound {low} must be <= upper_bound {high}")
+
+    def given(self) -> dict[str, Any]:
+        """The fields that were set."""
+        values = {name: getattr(self, name) for name, _, _ in record_fields(type(self))}
+        return {name: value for name, value in values.items() if value is not None}
 
 
 @record
@@ -592,6 +621,8 @@ class JobRunTurn(Message):
     """Random seed (None = the method's default)."""
     editor: str | None = param(None, max_len=200, pattern=r"[A-Za-z0-9_.:-]+")
     """Editor spec ("ip2p" or "package.module:Factory"; None = the method's default)."""
+    editor_settings: EditorSettings | None = None
+    """InstructPix2Pix settings (None or unset fields = the method's defaults)."""
     preview_every: int | None = param(None, ge=0, le=10_000_000)
     """Send a job.preview frame every this many iterations (None = sidecar default 50, 0 = none)."""
     preview_interval_s: float | None = param(None, ge=0.0, le=86_400.0)
@@ -664,6 +695,43 @@ class JobRender(Message):
     def check(self) -> None:
         if not self.outputs or len(set(self.outputs)) != len(self.outputs):
             raise _fail("JobRender.outputs", f"need distinct outputs, got {list(self.outputs)}")
+
+
+@message("job.preview_edit", "request")
+class JobPreviewEdit(Message):
+    """What a turn would do to one camera: render, ADSS mask, edit, fuse (once per seed)."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+    camera: Camera | None = None
+    """Camera in the world frame (or give view_name)."""
+    view_name: str | None = param(None, max_len=1024)
+    """A dataset view (or give camera)."""
+    turn_id: str | None = param(None, pattern=ID)
+    """Turn whose model is edited (None = head)."""
+    instruction: str = param(max_len=2000, pattern=r"(?s).*\S.*")
+    """Edit instruction for InstructPix2Pix."""
+    edit_queries: tuple[str, ...] = param((), max_len=200, max_items=MAX_QUERIES)
+    """Regions to edit (ADSS); empty with no keep queries = edit everywhere."""
+    keep_queries: tuple[str, ...] = param((), max_len=200, max_items=MAX_QUERIES)
+    """Regions to keep (inverse mode)."""
+    caption: str | None = param(None, max_len=500)
+    """Caption for ADSS (None = generated)."""
+    mode: Literal["edit3d", "in2n"] | None = None
+    """As in job.run_turn (None = the method's default)."""
+    seed: int | None = param(None, ge=0, le=2**32 - 1)
+    """The turn's seed: the preview is that turn's first edit of the camera (None = the
+    method's default)."""
+    seeds: int = param(1, ge=1, le=8)
+    """Preview this many seeds, seed, seed + 1, ..."""
+    editor: str | None = param(None, max_len=200, pattern=r"[A-Za-z0-9_.:-]+")
+    """Editor spec, as in job.run_turn (None = the method's default)."""
+    editor_settings: EditorSettings | None = None
+    """InstructPix2Pix settings (None or unset fields = the method's defaults)."""
+
+    def check(self) -> None:
+        if (self.camera is None) == (self.view_name is None):
+            raise _fail("JobPreviewEdit", "give exactly one of camera and view_name")
 
 
 @message("job.export", "request")
@@ -805,6 +873,31 @@ class ExportResult(Message):
         faces = self.faces
         if faces is not None and faces.size and (n is None or faces.min() < 0 or faces.max() >= n):
             raise _fail("ExportResult.faces", f"indices must lie in [0, {n})")
+
+
+@message("edit_preview.result", "event")
+class EditPreviewResult(Message):
+    """A job.preview_edit's images: the render, the fusion mask and one edit per seed."""
+
+    job_id: str = param(pattern=ID)
+    """Job id."""
+    view_name: str = param(max_len=1024)
+    """Camera name the images show."""
+    seeds: tuple[int, ...] = param(max_items=8)
+    """Seed of each edit."""
+    before: np.ndarray = param(dtypes=("|u1",), shape=(None, None, 3))
+    """[H, W, 3] uint8 render of the model being edited."""
+    mask: np.ndarray = param(dtypes=("<f4",), ndim=(2,))
+    """[H, W] float32 fusion mask, 1 = edited (all ones without queries)."""
+    after: np.ndarray = param(dtypes=("|u1",), ndim=(4,))
+    """[S, H, W, 3] uint8 fused edit per seed."""
+
+    def check(self) -> None:
+        h, w = self.before.shape[:2]
+        if self.mask.shape != (h, w) or self.after.shape[1:] != (h, w, 3):
+            raise _fail("EditPreviewResult", "before, mask and after sizes differ")
+        if self.after.shape[0] != len(self.seeds):
+            raise _fail("EditPreviewResult", "one after image per seed")
 
 
 @message("masks.result", "event")

@@ -262,13 +262,22 @@ TURN_SPEC_FIELDS = ("instruction", "edit_queries", "keep_queries", "caption", "m
                     "edit_rate", "edit_count", "lr", "seed", "editor")
 """job.run_turn fields that are TurnSpec fields of the same name and meaning."""
 
+PREVIEW_SPEC_FIELDS = ("instruction", "edit_queries", "keep_queries", "caption", "mode", "seed",
+                       "editor")
+"""The job.preview_edit fields among them (a preview trains nothing)."""
 
-def turn_spec(request: m.JobRunTurn):
-    """job.run_turn → TurnSpec: only the fields the request set (None = not set), so the
+
+def turn_spec(request: m.JobRunTurn | m.JobPreviewEdit):
+    """A turn request → TurnSpec: only the fields the request set (None = not set), so the
     spec's own defaults and the field preset (e.g. its turn_steps) decide the rest."""
+    from edit3d.editing.settings import EditorSettings
     from edit3d.editing.turns import TurnSpec
 
-    return TurnSpec(**_set_fields(request, TURN_SPEC_FIELDS))
+    names = TURN_SPEC_FIELDS if isinstance(request, m.JobRunTurn) else PREVIEW_SPEC_FIELDS
+    fields = _set_fields(request, names)
+    if request.editor_settings is not None:
+        fields["editor_settings"] = EditorSettings.from_dict(request.editor_settings.given())
+    return TurnSpec(**fields)
 
 
 REFINE_CONFIG_FIELDS = ("steps", "scale", "faces")
@@ -487,6 +496,50 @@ def preview_masks(ctx: JobContext) -> dict:
     )
     ctx.preview(image, view_name=view.name)
     return {"caption": preview.caption, "tiny_profile": ctx.profile == "tiny", "event": event}
+
+
+@job_kind("job.preview_edit", m.JobPreviewEdit,
+          description="a turn's edit of one camera: before / mask / after")
+def preview_edit(ctx: JobContext) -> dict:
+    import dataclasses
+
+    import numpy as np
+
+    from edit3d.editing.view_edit import preview_edit as edit_preview
+    from edit3d.progress import ProgressEvent
+
+    request: m.JobPreviewEdit = ctx.request
+    workspace = _workspace(ctx)
+    field = _field(ctx, workspace, request.turn_id)
+    view = (cameras.to_method(request.camera) if request.camera is not None
+            else field.view(request.view_name))
+    spec = turn_spec(request)
+    editor = _editor(ctx, _editor_spec(ctx, spec.editor))
+    masks = _segmenter(ctx).mask_provider() if spec.edit_queries or spec.keep_queries else None
+    seeds = tuple(range(spec.seed, spec.seed + request.seeds))
+    edits = []
+    for n, seed in enumerate(seeds):
+
+        def on_step(done: int, total: int, n: int = n) -> None:
+            ctx.progress(ProgressEvent("preview_edit", n * total + done, len(seeds) * total,
+                                       message=f"seed {seeds[n]}"))  # fmt: skip
+
+        edit = edit_preview(field, view, dataclasses.replace(spec, seed=seed), editor, masks,
+                            cancel=ctx.cancel, on_step=on_step)  # fmt: skip
+        edits.append(edit)
+    first = edits[0]
+    mask = np.ones(first.before.shape[:2], np.float32) if first.mask is None else first.mask
+    event = m.EditPreviewResult(
+        job_id=ctx.job_id, view_name=view.name, seeds=seeds, before=_uint8(first.before),
+        mask=mask.astype(np.float32), after=np.stack([_uint8(e.after) for e in edits]),
+    )  # fmt: skip
+    return {"seeds": len(seeds), "tiny_profile": ctx.profile == "tiny", "event": event}
+
+
+def _uint8(image):
+    import numpy as np
+
+    return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
 
 
 @job_kind("job.refine", m.JobRefine, description="super-resolution fine-tune (Sec. 3.3)")

@@ -64,10 +64,14 @@ def summarize(root: Path) -> WorkspaceSummary:
 
 
 def _scalar_params(spec: dict) -> dict:
-    """The spec's scalar values (str, int, float, bool, None); lists and maps are left out."""
+    """The spec's scalar values (str, int, float, bool, None), a nested map's (the editor
+    settings) under their own names; lists are left out."""
+    items = []
+    for key, value in (spec or {}).items():
+        items.extend(value.items() if isinstance(value, dict) else [(key, value)])
     return {
         str(key): value
-        for key, value in (spec or {}).items()
+        for key, value in items
         if value is None or isinstance(value, (str, int, float, bool))
     }
 

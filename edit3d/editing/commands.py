@@ -1,4 +1,5 @@
-"""`edit3d train | edit | render | history | checkout | resume`: a workspace from the shell."""
+"""`edit3d train | edit | preview | render | history | checkout | resume`: a workspace from the
+shell."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from edit3d.cli_options import (
     require_workspace,
     resolve_device,
 )
+from edit3d.editing.settings import EditorSettings, editor_setting_default
 from edit3d.progress import ProgressEvent
 
 CPU_SECONDS_PER_STEP = {"paper": 4.6, "small": 1.3, "tiny": 0.5}
@@ -29,6 +31,7 @@ docs/cli.md): what `train` quotes when it runs without CUDA."""
 def add_commands(subparsers: Any) -> None:
     _add_train(subparsers)
     _add_edit(subparsers)
+    _add_preview(subparsers)
     _add_render(subparsers)
     _add_history(subparsers)
     _add_checkout(subparsers)
@@ -77,6 +80,53 @@ def _add_edit(subparsers: Any) -> None:
     )
     _workspace_arg(parser)
     parser.add_argument("--turn", action="append", required=True, help="an instruction")
+    _add_turn_options(parser)
+    parser.add_argument(
+        "--steps", type=positive_int, help="iterations per turn (default: the preset's)"
+    )
+    parser.add_argument(
+        "--edit-rate", type=positive_int, default=10, help="iterations between image edits"
+    )
+    parser.add_argument(
+        "--edit-count", type=positive_int, default=1, help="views re-edited each time"
+    )
+    parser.add_argument(
+        "--lr", type=positive_float, default=0.0025, help="field learning rate during edits"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="diffusion and sampling seed")
+    parser.set_defaults(func=run_edit)
+
+
+def _add_preview(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "preview",
+        help="preview a turn's edit on one camera (before / mask / after PNGs)",
+        description="Render one camera from the head (or --parent), segment the query regions, "
+        "run the editor and fuse, exactly as the turn's first edit of that view would, once "
+        "per seed. Writes seed_<s>_{before,mask,after}.png and sheet.png (one row per seed).",
+    )
+    _workspace_arg(parser)
+    parser.add_argument("--turn", required=True, help="the instruction to preview")
+    parser.add_argument(
+        "--camera",
+        required=True,
+        help='a dataset view name, or JSON (inline or a .json file) {"c2w": 4x4 rows, '
+        '"fx", "fy", "cx", "cy", "width", "height"} in the dataset\'s world frame',
+    )
+    _add_turn_options(parser)
+    parser.add_argument("--seed", type=int, default=0, help="the turn's seed (default 0)")
+    parser.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=1,
+        help="preview this many seeds from --seed on (default 1)",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.set_defaults(func=run_preview)
+
+
+def _add_turn_options(parser: argparse.ArgumentParser) -> None:
+    """What a turn and a preview of it share: regions, mode, editor and its settings."""
     parser.add_argument(
         "--edit-query", action="append", default=[], help="region to edit (repeatable)"
     )
@@ -105,20 +155,55 @@ def _add_edit(subparsers: Any) -> None:
         help="segmentation models: real weights, or tiny random ones (pipeline check only)",
     )
     parser.add_argument("--parent", help="node to start from (default: head)")
-    parser.add_argument(
-        "--steps", type=positive_int, help="iterations per turn (default: the preset's)"
+    group = parser.add_argument_group("editor settings (InstructPix2Pix)")
+    group.add_argument(
+        "--guidance-scale",
+        type=float,
+        help=_default_help("text guidance weight", "guidance_scale"),
     )
-    parser.add_argument(
-        "--edit-rate", type=positive_int, default=10, help="iterations between image edits"
+    group.add_argument(
+        "--image-guidance-scale",
+        type=float,
+        help=_default_help("image guidance weight", "image_guidance_scale"),
     )
-    parser.add_argument(
-        "--edit-count", type=positive_int, default=1, help="views re-edited each time"
+    group.add_argument(
+        "--diffusion-steps",
+        type=positive_int,
+        help=_default_help("DDIM denoising steps", "diffusion_steps"),
     )
-    parser.add_argument(
-        "--lr", type=positive_float, default=0.0025, help="field learning rate during edits"
+    group.add_argument(
+        "--noise-range",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="noise level window as fractions of the diffusion timesteps "
+        f"(default {editor_setting_default('lower_bound')} "
+        f"{editor_setting_default('upper_bound')})",
     )
-    parser.add_argument("--seed", type=int, default=0, help="diffusion and sampling seed")
-    parser.set_defaults(func=run_edit)
+    group.add_argument(
+        "--resolution",
+        type=positive_int,
+        help="long side in pixels the diffusion runs at (default: the editor's, 512 for ip2p)",
+    )
+
+
+def _default_help(what: str, name: str) -> str:
+    return f"{what} (default {editor_setting_default(name)})"
+
+
+def editor_settings_from_args(args: argparse.Namespace) -> EditorSettings:
+    """The settings the user set on the command line; the rest keep their defaults."""
+    given: dict[str, Any] = {
+        name: getattr(args, name)
+        for name in ("guidance_scale", "image_guidance_scale", "diffusion_steps", "resolution")
+        if getattr(args, name) is not None
+    }
+    if args.noise_range is not None:
+        given["lower_bound"], given["upper_bound"] = args.noise_range
+    try:
+        return EditorSettings.from_dict(given)
+    except ValueError as error:
+        raise CliError(f"editor settings: {error}", "see edit3d edit --help") from error
 
 
 def _add_render(subparsers: Any) -> None:
@@ -298,6 +383,7 @@ def run_edit(args: argparse.Namespace) -> int:
             seed=args.seed,
             editor=args.editor,
             segmentation=_segmentation_label(args),
+            editor_settings=editor_settings_from_args(args),
         )
         with ctrl_c_cancels() as cancel, ProgressBars() as bars:
             record = workspace.run_turn(
@@ -361,6 +447,45 @@ def _segmentation_label(args: argparse.Namespace) -> str:
     if args.edit_query or args.keep_query:
         return "adss" if args.profile == "real" else "adss-tiny"
     return ""
+
+
+def run_preview(args: argparse.Namespace) -> int:
+    from edit3d.editing.preview import camera_from_text, write_preview
+    from edit3d.editing.turns import TurnSpec
+    from edit3d.editing.view_edit import preview_edit
+
+    device = resolve_device(args.device)
+    workspace = open_workspace(args.workspace, device=device)
+    require_node(workspace, args.parent, "--parent")
+    field = workspace.load_field(args.parent)
+    try:
+        camera = camera_from_text(args.camera, field)
+    except ValueError as error:
+        raise CliError(
+            f"--camera: {error}", "give a view name (see `edit3d render --help`) or a camera JSON"
+        ) from error
+    settings = editor_settings_from_args(args)
+    mask_provider = _mask_provider(args, workspace, device, bool(args.caption))
+    editor = _editor(args.editor, device)
+    edits = []
+    for seed in range(args.seed, args.seed + args.seeds):
+        spec = TurnSpec(
+            args.turn,
+            edit_queries=tuple(args.edit_query),
+            keep_queries=tuple(args.keep_query),
+            caption=args.caption,
+            mode=args.mode,
+            seed=seed,
+            editor=args.editor,
+            segmentation=_segmentation_label(args),
+            editor_settings=settings,
+        )
+        edits.append((seed, preview_edit(field, camera, spec, editor, mask_provider)))
+    write_preview(args.out, edits)
+    print(f"previewed {args.turn!r} on {camera.name} with {args.seeds} seed(s): {args.out}")
+    if args.editor.endswith("-tiny") or args.profile == "tiny":
+        print("  (tiny models: a pipeline check, not an edit)")
+    return 0
 
 
 def run_render(args: argparse.Namespace) -> int:
@@ -491,6 +616,8 @@ def _turn_summary(record: dict[str, Any]) -> str:
         parts.append(f"keep: {', '.join(spec['keep_queries'])}")
     if spec.get("segmentation"):
         parts.append(f"masks: {spec['segmentation']}")
+    settings = EditorSettings.from_dict(spec.get("editor_settings"))
+    parts.append(f"seed {spec.get('seed', 0)} · {settings.summary()}")
     return "  ".join(parts)
 
 
