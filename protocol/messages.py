@@ -219,6 +219,8 @@ class JobInfo(Record):
     """Progress step."""
     total: int = param(0, ge=0, le=MAX_INT32)
     """Progress total (0 = unknown)."""
+    fraction: float = param(0.0, ge=0.0, le=1.0)
+    """Share of the whole job done, across its phases (the one bar to draw)."""
     submitted_ts: float = param(ge=0.0)
     """Submission time, unix seconds."""
     last_progress_ts: float | None = param(None, ge=0.0)
@@ -967,15 +969,21 @@ class JobProgress(Message):
     job_id: str = param(pattern=ID)
     """Job id."""
     step: int = param(ge=0, le=MAX_INT32)
-    """Steps done."""
+    """Steps done in the current phase."""
     total: int = param(0, ge=0, le=MAX_INT32)
-    """Steps planned (0 = unknown)."""
+    """Steps planned in the current phase (0 = unknown)."""
     loss: float | None = param(None, nonfinite=True)
-    """Current training loss (NaN is reported, not hidden)."""
+    """Current training loss (NaN is reported, not hidden); None in a phase that does not
+    train."""
     eta_s: float | None = param(None, ge=0.0)
-    """Estimated seconds left."""
+    """Estimated seconds left in the whole job."""
     message: str = param("", max_len=4096)
-    """Phase, e.g. "pre-rendering views"."""
+    """"phase: detail", e.g. "prerender: images/frame_00003.png"."""
+    fraction: float = param(0.0, ge=0.0, le=1.0)
+    """Share of the whole job done, across its phases: the one bar to draw (it never goes
+    back)."""
+    phase: str = param("", max_len=64)
+    """Current phase, e.g. "prerender", "masks", "turn"."""
 
 
 @message("job.preview", "event")

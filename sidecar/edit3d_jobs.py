@@ -446,7 +446,7 @@ def _as_dtype(image, dtype: str, *, scaled: bool):
     return image.astype(np.float32 if dtype == "float32" else np.float16)
 
 
-@job_kind("job.render", m.JobRender, check=check_render_request,
+@job_kind("job.render", m.JobRender, check=check_render_request, interactive=True,
           description="render a world-frame camera from a turn")
 def render(ctx: JobContext) -> dict:
     request: m.JobRender = ctx.request
@@ -466,7 +466,7 @@ def render(ctx: JobContext) -> dict:
     return {"turn_id": event.turn_id, "event": event}
 
 
-@job_kind("job.preview_masks", m.JobPreviewMasks,
+@job_kind("job.preview_masks", m.JobPreviewMasks, interactive=True,
           description="ADSS masks for one render (Sec. 3.2)")
 def preview_masks(ctx: JobContext) -> dict:
     import numpy as np
@@ -498,7 +498,7 @@ def preview_masks(ctx: JobContext) -> dict:
     return {"caption": preview.caption, "tiny_profile": ctx.profile == "tiny", "event": event}
 
 
-@job_kind("job.preview_edit", m.JobPreviewEdit,
+@job_kind("job.preview_edit", m.JobPreviewEdit, interactive=True,
           description="a turn's edit of one camera: before / mask / after")
 def preview_edit(ctx: JobContext) -> dict:
     import dataclasses

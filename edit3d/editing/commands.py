@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from edit3d.cli_options import (
     PRESET_NAMES,
@@ -288,7 +288,7 @@ def run_train(args: argparse.Namespace) -> int:
         )
     if device == "cpu":
         print(_cpu_hint(existing["preset"] if existing else args.preset, args.steps))
-    with ctrl_c_cancels() as cancel, ProgressBars() as bars:
+    with ctrl_c_cancels() as cancel, ProgressBar() as bars:
         record = workspace.train_base(
             steps=args.steps, progress=bars, seed=args.seed, cancel=cancel
         )
@@ -385,7 +385,7 @@ def run_edit(args: argparse.Namespace) -> int:
             segmentation=_segmentation_label(args),
             editor_settings=editor_settings_from_args(args),
         )
-        with ctrl_c_cancels() as cancel, ProgressBars() as bars:
+        with ctrl_c_cancels() as cancel, ProgressBar() as bars:
             record = workspace.run_turn(
                 spec, parent, editor=editor, mask_provider=mask_provider, progress=bars,
                 cancel=cancel,
@@ -571,7 +571,7 @@ def run_resume(args: argparse.Namespace) -> int:
     else:
         mask_provider = None
     editor = _editor(args.editor, device) if args.editor is not None else None
-    with ctrl_c_cancels() as cancel, ProgressBars() as bars:
+    with ctrl_c_cancels() as cancel, ProgressBar() as bars:
         record = workspace.resume_turn(
             args.turn_id, editor=editor, mask_provider=mask_provider, progress=bars,
             cancel=cancel,
@@ -632,30 +632,43 @@ def _segmenter(profile: str, device: str) -> Any:
     return AdssSegmenter(profile=profile, device=device)
 
 
-class ProgressBars:
-    """A progress callback drawing one tqdm bar per phase (train_base, prerender, turn, ...)."""
+class ProgressBar:
+    """A progress callback drawing one tqdm bar for the whole job: its share done (never
+    restarting between phases), the phase beside it, the job's ETA and the latest loss."""
 
-    def __init__(self) -> None:
-        self._bars: dict[str, Any] = {}
+    def __init__(self, file: TextIO | None = None) -> None:
+        self._file = file
+        self._bar: Any = None
 
     def __call__(self, event: ProgressEvent) -> None:
         from tqdm import tqdm
 
-        bar = self._bars.get(event.phase)
-        if bar is None:
-            bar = self._bars[event.phase] = tqdm(total=event.total, desc=event.phase, unit="it")
-        bar.n = event.step
+        if self._bar is None:
+            self._bar = tqdm(
+                total=1.0, file=self._file, bar_format="{percentage:3.0f}%|{bar}| {desc}{postfix}"
+            )
+        self._bar.n = max(self._bar.n, event.job_fraction)
+        counted = f" {event.step}/{event.total}" if event.total else ""
+        self._bar.set_description_str(f"{event.phase}{counted}", refresh=False)
         postfix = {}
+        if event.eta_s is not None:
+            postfix["eta"] = _format_seconds(event.eta_s)
         if event.loss is not None:
             postfix["loss"] = f"{event.loss:.4f}"
         if event.extra.get("edited_view"):
             postfix["edited"] = str(event.extra["edited_view"])
-        bar.set_postfix(postfix, refresh=False)
-        bar.refresh()
+        self._bar.set_postfix(postfix, refresh=False)
+        self._bar.refresh()
 
-    def __enter__(self) -> ProgressBars:
+    def __enter__(self) -> ProgressBar:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        for bar in self._bars.values():
-            bar.close()
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _format_seconds(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -39,11 +39,27 @@ from edit3d.editing.view_edit import (
 )
 from edit3d.field.radiance import RadianceField
 from edit3d.field.targets import TargetStore
-from edit3d.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
+from edit3d.progress import (
+    CancelToken,
+    JobProgress,
+    PhasePlan,
+    ProgressCallback,
+    ProgressEvent,
+    no_progress,
+)
 from edit3d.training import StepHook, TrainingRun, resume_state
 
 CHECKPOINT_NAME = "checkpoint.pt"
 STATE_NAME = "turn_state.json"
+
+# Expected cost of one step of each phase, in full-view renders: the phases' shares of the one
+# progress bar and the ETA of phases not yet started (measured costs take over as they run).
+# Paper Tab. 2 (RTX 3090): 0.021 s per plain training iteration and ~2.5 s per edit (44.62 min
+# for 10k turn iterations with an edit every 10); a nerfacto full-view render ~0.5 s; ADSS's
+# SAM automatic masks take several seconds per view.
+_TRAIN_STEP_COST = 0.04
+_EDIT_COST = 5.0
+_MASK_COST = 8.0
 
 
 @dataclass(frozen=True)
@@ -169,6 +185,7 @@ def run_turn(
     if resume_from is not None:
         extra = resume_state(field_, resume_from)
         state, saved_targets = _TurnState(**extra["turn"]), extra["targets"]
+    progress = JobProgress(_turn_phases(field_, spec, mask_provider is not None), progress)
     inputs = _prepare_inputs(field_, spec, turn_dir, editor, mask_provider, state, progress, cancel)
     targets = field_.make_targets(inputs.initial_targets)
     if saved_targets is not None:
@@ -189,6 +206,24 @@ def run_turn(
     )
 
 
+def _turn_steps(field_: RadianceField, spec: TurnSpec) -> int:
+    return field_.config.turn_steps if spec.steps is None else spec.steps
+
+
+def _turn_phases(field_: RadianceField, spec: TurnSpec, masked: bool) -> list[PhasePlan]:
+    """The turn's phases in order, for its one progress bar."""
+    step_cost = _TRAIN_STEP_COST + _EDIT_COST * spec.edit_count / spec.edit_rate
+    training = PhasePlan("turn", _turn_steps(field_, spec), step_cost)
+    if spec.mode == "in2n":
+        return [training]
+    views = len(field_.views)
+    return [
+        PhasePlan("prerender", views),
+        PhasePlan("masks", views if masked else 0, _MASK_COST),
+        training,
+    ]
+
+
 class _TurnTraining(TrainingRun):
     """The field's training with the turn's target updates (Sec. 3.1) and its own state."""
 
@@ -202,9 +237,9 @@ class _TurnTraining(TrainingRun):
         turn_dir: Path,
         **run: Any,
     ) -> None:
-        total = field_.config.turn_steps if spec.steps is None else spec.steps
         super().__init__(
-            field_, targets, total=total, lr=spec.lr, done=state.next_step, phase="turn",
+            field_, targets, total=_turn_steps(field_, spec), lr=spec.lr,
+            done=state.next_step, phase="turn",
             checkpoint=turn_dir / CHECKPOINT_NAME, timings=state.timings, **run,
         )  # fmt: skip
         self.spec, self.inputs, self.state, self.turn_dir = spec, inputs, state, turn_dir

@@ -92,7 +92,7 @@ def _write_splats(args: argparse.Namespace, field: Any) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from edit3d.editing.commands import ProgressBars
+    from edit3d.editing.commands import ProgressBar
     from edit3d.export.files import write_geometry
     from edit3d.export.mesh import MeshConfig, export_mesh
     from edit3d.export.pointcloud import PointCloudConfig, export_point_cloud
@@ -104,7 +104,7 @@ def run_export(args: argparse.Namespace) -> int:
     if args.kind == "splats":
         return _write_splats(args, field)
     crop = CropBox.from_values(args.crop) if args.crop else None
-    with ProgressBars() as bars:
+    with ProgressBar() as bars:
         if args.kind == "mesh":
             config = MeshConfig(
                 resolution=args.resolution,

@@ -89,6 +89,15 @@ def test_training_jobs_send_live_frames_of_the_field_being_trained(tmp_path, sce
                                         editor_settings=settings))
     seen, _ = finished(client, quiet.job_id)
     assert [f.step for f in of_type(seen, "job.preview", quiet.job_id)] == [2]  # result only
+    # one bar for the whole turn: pre-render → masks → training, never restarting, with ETA
+    bar = of_type(seen, "job.progress", quiet.job_id)
+    phases = [p.phase for p in bar]
+    assert sorted(set(phases), key=phases.index) == ["prerender", "masks", "turn"]
+    assert phases == sorted(phases, key=["prerender", "masks", "turn"].index)
+    fractions = [p.fraction for p in bar]
+    assert fractions == sorted(fractions) and fractions[0] > 0.0 and fractions[-1] == 1.0
+    assert all(p.eta_s is not None for p in bar)
+    assert {p.loss is None for p in bar if p.phase != "turn"} == {True}
 
     # the turn list shows a turn's queries (as lists) and caption
     turns = {t.turn_id: t for t in client.request(m.SessionOpen(session_id=sid)).turns}
