@@ -93,7 +93,8 @@ class EditDispatcher(Protocol):
         ...
 
     def stats(self) -> list[dict[str, Any]]:
-        """Per worker: {"editor", "device", "edits", "s_per_edit", "alive"} (may be empty)."""
+        """Per worker: {"editor", "device", "edits", "s_per_edit", "alive", "busy", "pid"}
+        (empty for edits in this process)."""
         ...
 
 

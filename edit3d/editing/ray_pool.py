@@ -18,6 +18,8 @@ import os
 import socket
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +87,46 @@ def join_ray(address: str) -> None:
     require_ray().init(address=address, log_to_driver=False)
 
 
+@contextmanager
+def editor_pool(
+    editor_spec: str,
+    *,
+    editors: int | None = None,
+    address: str | None = None,
+    staleness: int | None = None,
+    device: str = "cpu",
+) -> Iterator[RayEditorPool]:
+    """A pool for the length of a command: joins `address`, or starts Ray on this machine;
+    `editors` actors (None: one per GPU Ray sees), each on a GPU of its own when the cluster
+    has GPUs, else on a CPU. `device` is where this process edits once every actor is gone.
+    Ray and the actors stop on exit."""
+    ray = require_ray()
+    if address:
+        join_ray(address)
+    else:
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if not editors and not gpus:
+            raise ValueError("editors: no GPU is visible here; give a number of CPU editors")
+        start_local_ray(num_cpus=max(os.cpu_count() or 1, editors or 1), num_gpus=gpus)
+    try:
+        cluster_gpus = int(ray.cluster_resources().get("GPU", 0))
+        count = editors or cluster_gpus
+        if count < 1:
+            raise ValueError(f"editors: the Ray cluster at {address} has no GPU; give a number")
+        settings = PoolSettings(count, use_gpu=cluster_gpus > 0, staleness=staleness)
+        pool = RayEditorPool(
+            editor_spec, settings, local_editor=lambda: load_pool_editor(editor_spec, device, {})
+        )
+        try:
+            yield pool
+        finally:
+            pool.shutdown()
+    finally:
+        ray.shutdown()
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -137,6 +179,8 @@ class _Slot:
             "edits": self.edits,
             "s_per_edit": per_edit,
             "alive": self.alive,
+            "busy": self.job is not None,
+            "pid": self.pid,
         }
 
 
@@ -234,10 +278,6 @@ class RayEditorPool:
 
     # --- the actors -------------------------------------------------------------------
 
-    def actor_pids(self) -> list[int]:
-        """Process id of each live actor (for fault tests and operators)."""
-        return [slot.pid for slot in self._slots if slot.alive]
-
     def shutdown(self) -> None:
         """Stop the pending jobs and the actors."""
         self.cancel_pending()
@@ -265,7 +305,15 @@ class RayEditorPool:
                 f"{READY_TIMEOUT_S:.0f} s; the cluster has {self.ray.cluster_resources()} "
                 f"(each actor needs {options})"
             )
-        for slot, info in zip(slots, self.ray.get(refs), strict=True):
+        try:
+            described = self.ray.get(refs)
+        except self.ray.exceptions.RayError as error:
+            for slot in slots:
+                self.ray.kill(slot.actor)
+            raise RuntimeError(
+                f"the editor actors could not load {self.editor_spec!r}: {error}"
+            ) from error
+        for slot, info in zip(slots, described, strict=True):
             slot.device = f"{info['device']} on {info['host']}"
             slot.pid = int(info["pid"])
         return slots

@@ -17,12 +17,13 @@ class PacedEditor:
     returns `inner`'s edit: a stand-in for a slow GPU editor in CPU tests and benchmarks.
 
     ``edit3d.editing.testing:PacedEditor`` with ``{"seconds": 0.5}`` is importable by an
-    editor pool's actors; the default inner editor is ``ip2p-tiny`` (deterministic per seed).
+    editor pool's actors; `inner` is an editor spec (default ``ip2p-tiny``, deterministic per
+    seed) or an editor.
     """
 
     is_pipeline_check = True
 
-    def __init__(self, seconds: float = 0.5, inner: str = "ip2p-tiny", **inner_options: Any):
+    def __init__(self, seconds: float = 0.5, inner: Any = "ip2p-tiny", **inner_options: Any):
         if seconds < 0:
             raise ValueError(f"seconds must be ≥ 0, got {seconds}")
         self.seconds = seconds
@@ -54,3 +55,38 @@ class PacedEditor:
         return self.inner.edit(
             render, condition, instruction, view_name=view_name, seed=seed, cancel=cancel, **extra
         )
+
+
+PAINT_COLOURS = {"red": (0.9, 0.1, 0.1), "blue": (0.1, 0.2, 0.9)}
+"""Colours `ObjectPainter` knows."""
+
+
+class ObjectPainter:
+    """Paints one object of a tiny test scene (`edit3d.field.testing.TinyScene`) in the
+    *condition* image: "paint sphere_a red" sets sphere_a's pixels to red and keeps the rest
+    of the condition, so what the condition carries is what the edit keeps (retention)."""
+
+    is_pipeline_check = True
+
+    def __init__(self, scene: Any) -> None:
+        self.scene = scene
+
+    def edit(
+        self,
+        render: np.ndarray,
+        condition: np.ndarray,
+        instruction: str,
+        *,
+        view_name: str,
+        seed: int | None = None,
+        cancel: CancelToken | None = None,
+        **extra: Any,
+    ) -> np.ndarray:
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        _, object_id, colour = instruction.split()
+        view = next(v for v in self.scene.views if v.name == view_name)
+        mask = self.scene.object_mask(object_id, view)
+        out = np.array(condition, dtype=np.float32, copy=True)
+        out[mask] = PAINT_COLOURS[colour]
+        return out

@@ -248,15 +248,13 @@ class _TurnTraining(TrainingRun):
     def run(self) -> Any:
         """Train, then wait for the edits still in flight (a cancel there saves as well)."""
         try:
-            result = super().run()
+            result = super().run()  # saves on cancel itself
             with self.timed("edit"):
                 self.rounds.drain(self.cancel)
-        except Cancelled:
+        except BaseException as error:
             self.dispatcher.cancel_pending()
-            self.save()
-            raise
-        except BaseException:
-            self.dispatcher.cancel_pending()
+            if isinstance(error, Cancelled) and self.next_step >= self.total:
+                self.save()  # cancelled while draining
             raise
         return result
 
