@@ -368,7 +368,6 @@ def _cpu_hint(preset: str, steps: int | None) -> str:
 
 
 def run_edit(args: argparse.Namespace) -> int:
-
     device = resolve_device(args.device)
     workspace = open_workspace(args.workspace, device=device)
     require_node(workspace, args.parent, "--parent")
@@ -378,7 +377,7 @@ def run_edit(args: argparse.Namespace) -> int:
     with _edit_dispatcher(args, args.editor, device) as dispatcher:
         # the editor loads once for all turns, before any render (here, or on the pool)
         editor = None if dispatcher is not None else _editor(args.editor, device)
-        parent = _run_edit_turns(args, workspace, parent, editor, mask_provider, dispatcher)
+        _run_edit_turns(args, workspace, parent, editor, mask_provider, dispatcher)
     return 0
 
 

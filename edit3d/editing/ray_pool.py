@@ -45,41 +45,28 @@ def require_ray() -> Any:
     return ray
 
 
-def start_local_ray(num_cpus: int, *, num_gpus: int | None = None) -> None:
+def start_local_ray(num_cpus: int, *, num_gpus: int | None = None, attempts: int = 3) -> None:
     """Start a Ray instance on this machine for this process (no dashboard).
 
-    The agent ports are chosen here instead of by the agents: with ports left to them, the
-    raylet aborts when its agents take more than 15 s to report theirs, which a busy machine
-    reaches (Ray 2.60).
+    Tried `attempts` times: Ray's node manager aborts when its agent process takes more than
+    15 s to start, which a busy machine reaches on a cold start (Ray 2.60); the next try
+    finds the agent's modules in the page cache.
     """
     ray = require_ray()
-    from ray._private import parameter
-
-    ports = {
-        name: _free_port()
-        for name in ("metrics_agent_port", "dashboard_agent_listen_port", "runtime_env_agent_port")
-    }
-    original = parameter.RayParams
-
-    class _WithAgentPorts(original):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            for name, port in ports.items():
-                if kwargs.get(name) is None:
-                    kwargs[name] = port
-            super().__init__(*args, **kwargs)
-
-    parameter.RayParams = _WithAgentPorts
-    try:
-        ray.init(
-            num_cpus=num_cpus,
-            num_gpus=num_gpus,
-            include_dashboard=False,
-            _node_ip_address="127.0.0.1",
-            _metrics_export_port=_free_port(),
-            log_to_driver=False,
-        )
-    finally:
-        parameter.RayParams = original
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(
+                num_cpus=num_cpus,
+                num_gpus=num_gpus,
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",
+                log_to_driver=False,
+            )
+            return
+        except Exception:
+            ray.shutdown()
+            if attempt == attempts:
+                raise
 
 
 def join_ray(address: str) -> None:
@@ -125,12 +112,6 @@ def editor_pool(
             pool.shutdown()
     finally:
         ray.shutdown()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class _EditorWorker:
