@@ -18,7 +18,8 @@ class PacedEditor:
 
     ``edit3d.editing.testing:PacedEditor`` with ``{"seconds": 0.5}`` is importable by an
     editor pool's actors; `inner` is an editor spec (default ``ip2p-tiny``, deterministic per
-    seed) or an editor.
+    seed), an editor, or None (the edit returns the condition: waiting that costs no CPU, as
+    an editor on a GPU of its own).
     """
 
     is_pipeline_check = True
@@ -52,6 +53,8 @@ class PacedEditor:
             if cancel is not None:
                 cancel.raise_if_cancelled()
             time.sleep(min(0.01, max(deadline - time.monotonic(), 0.0)))
+        if self.inner is None:
+            return np.asarray(condition, dtype=np.float32)
         return self.inner.edit(
             render, condition, instruction, view_name=view_name, seed=seed, cancel=cancel, **extra
         )
