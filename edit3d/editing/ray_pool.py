@@ -74,38 +74,44 @@ def join_ray(address: str) -> None:
     require_ray().init(address=address, log_to_driver=False)
 
 
-@contextmanager
-def editor_pool(
+def open_editor_pool(
     editor_spec: str,
     *,
     editors: int | None = None,
     address: str | None = None,
     staleness: int | None = None,
     device: str = "cpu",
-) -> Iterator[RayEditorPool]:
-    """A pool for the length of a command: joins `address`, or starts Ray on this machine;
-    `editors` actors (None: one per GPU Ray sees), each on a GPU of its own when the cluster
-    has GPUs, else on a CPU. `device` is where this process edits once every actor is gone.
-    Ray and the actors stop on exit."""
+) -> RayEditorPool:
+    """Join `address` or start Ray on this machine (unless this process already has), then
+    a pool of `editors` actors (None: one per GPU Ray sees), each on a GPU of its own when
+    the cluster has GPUs, else on a CPU. `device` is where this process edits once every
+    actor is gone."""
     ray = require_ray()
-    if address:
+    if not ray.is_initialized() and address:
         join_ray(address)
-    else:
+    elif not ray.is_initialized():
         import torch
 
         gpus = torch.cuda.device_count()
         if not editors and not gpus:
             raise ValueError("editors: no GPU is visible here; give a number of CPU editors")
         start_local_ray(num_cpus=max(os.cpu_count() or 1, editors or 1), num_gpus=gpus)
+    cluster_gpus = int(ray.cluster_resources().get("GPU", 0))
+    count = editors or cluster_gpus
+    if count < 1:
+        raise ValueError("editors: the Ray cluster has no GPU; give a number of CPU editors")
+    settings = PoolSettings(count, use_gpu=cluster_gpus > 0, staleness=staleness)
+    return RayEditorPool(
+        editor_spec, settings, local_editor=lambda: load_pool_editor(editor_spec, device, {})
+    )
+
+
+@contextmanager
+def editor_pool(editor_spec: str, **where: Any) -> Iterator[RayEditorPool]:
+    """`open_editor_pool` for the length of a command: the actors and Ray stop on exit."""
+    ray = require_ray()
     try:
-        cluster_gpus = int(ray.cluster_resources().get("GPU", 0))
-        count = editors or cluster_gpus
-        if count < 1:
-            raise ValueError(f"editors: the Ray cluster at {address} has no GPU; give a number")
-        settings = PoolSettings(count, use_gpu=cluster_gpus > 0, staleness=staleness)
-        pool = RayEditorPool(
-            editor_spec, settings, local_editor=lambda: load_pool_editor(editor_spec, device, {})
-        )
+        pool = open_editor_pool(editor_spec, **where)
         try:
             yield pool
         finally:
