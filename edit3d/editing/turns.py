@@ -41,7 +41,7 @@ from edit3d.editing.view_edit import (
     configured_editor,
     edit_seed,
 )
-from edit3d.field.radiance import RadianceField
+from edit3d.field.radiance import RadianceField, StepResult
 from edit3d.field.targets import TargetStore
 from edit3d.progress import (
     Cancelled,
@@ -162,7 +162,7 @@ def run_turn(
     field_: RadianceField,
     spec: TurnSpec,
     turn_dir: str | Path,
-    editor: Editor,
+    editor: Editor | None,
     mask_provider: MaskProvider | None = None,
     *,
     progress: ProgressCallback = no_progress,
@@ -180,6 +180,8 @@ def run_turn(
     `dispatcher` runs the edits (default: `editor` in this process, before the iteration
     that asked for them); with one, `editor` may be None.
     """
+    if editor is None and dispatcher is None:
+        raise ValueError("run_turn needs an editor or a dispatcher, got neither")
     turn_dir = Path(turn_dir)
     turn_dir.mkdir(parents=True, exist_ok=True)
     (turn_dir / "params.json").write_text(json.dumps(spec.to_dict(), indent=2))
@@ -195,7 +197,7 @@ def run_turn(
         targets.load_state_dict(saved_targets)
     training = _TurnTraining(
         field_, targets, spec, inputs, state, turn_dir,
-        dispatcher or LocalDispatcher(inputs.editor), saved_jobs,
+        dispatcher or LocalDispatcher(inputs.editor), saved_jobs,  # type: ignore[arg-type]
         checkpoint_every=checkpoint_every or field_.config.checkpoint_every,
         on_step=on_step, progress=progress, cancel=cancel,
     )  # fmt: skip
@@ -245,7 +247,7 @@ class _TurnTraining(TrainingRun):
                 self.rounds.submit(self._round_jobs(i))
             self.rounds.settle(self.cancel)
 
-    def run(self) -> Any:
+    def run(self) -> StepResult | None:
         """Train, then wait for the edits still in flight (a cancel there saves as well)."""
         try:
             result = super().run()  # saves on cancel itself
