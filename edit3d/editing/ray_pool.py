@@ -108,8 +108,10 @@ def open_editor_pool(
 
 @contextmanager
 def editor_pool(editor_spec: str, **where: Any) -> Iterator[RayEditorPool]:
-    """`open_editor_pool` for the length of a command: the actors and Ray stop on exit."""
+    """`open_editor_pool` for the length of a command: the actors stop on exit, and Ray too
+    when this call started or joined it."""
     ray = require_ray()
+    ours = not ray.is_initialized()
     try:
         pool = open_editor_pool(editor_spec, **where)
         try:
@@ -117,7 +119,8 @@ def editor_pool(editor_spec: str, **where: Any) -> Iterator[RayEditorPool]:
         finally:
             pool.shutdown()
     finally:
-        ray.shutdown()
+        if ours:
+            ray.shutdown()
 
 
 class _EditorWorker:

@@ -3,6 +3,7 @@ every view edited as often, actors killed mid-turn, cancel and resume of edits i
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections import Counter
@@ -130,9 +131,11 @@ def test_two_actors_edit_every_view_as_often_as_sync(
         "make it blue", steps=24, edit_rate=2, edit_count=2, editor=PACED,
         editor_settings=TINY_SETTINGS,
     )  # fmt: skip
-    sync = Counting(LocalDispatcher(PacedEditor(0.0)))
+    sync = Counting(LocalDispatcher(PacedEditor(0.0, inner=None)))
     run(checkpoint, spec, tmp_path / "sync", sync)
-    pool = RayEditorPool(PACED, PoolSettings(editors=2, editor_options={"seconds": 0.4}))
+    pool = RayEditorPool(
+        PACED, PoolSettings(editors=2, editor_options={"seconds": 0.4, "inner": None})
+    )
     events: list[ProgressEvent] = []
     try:
         pooled = Counting(pool)
@@ -156,7 +159,9 @@ def test_killed_actor_has_its_edit_requeued_and_the_turn_completes(
     spec = TurnSpec(
         "make it blue", steps=16, edit_rate=2, editor=PACED, editor_settings=TINY_SETTINGS
     )
-    pool = RayEditorPool(PACED, PoolSettings(editors=2, editor_options={"seconds": 0.8}))
+    pool = RayEditorPool(
+        PACED, PoolSettings(editors=2, editor_options={"seconds": 0.8, "inner": None})
+    )
     killed: list[int] = []
 
     def kill_a_busy_actor(_field: RadianceField, done: int) -> None:
@@ -185,8 +190,8 @@ def test_with_every_actor_gone_the_edits_run_here(
         "make it blue", steps=8, edit_rate=2, editor=PACED, editor_settings=TINY_SETTINGS
     )
     pool = RayEditorPool(
-        PACED, PoolSettings(editors=1, editor_options={"seconds": 0.5}),
-        local_editor=lambda: PacedEditor(0.0),
+        PACED, PoolSettings(editors=1, editor_options={"seconds": 0.5, "inner": None}),
+        local_editor=lambda: PacedEditor(0.0, inner=None),
     )  # fmt: skip
     os.kill(pool.stats()[0]["pid"], signal.SIGKILL)
     try:
@@ -203,7 +208,9 @@ def test_cancel_stops_edits_in_flight_and_resume_neither_repeats_nor_skips(
     spec = TurnSpec(
         "make it blue", steps=20, edit_rate=2, editor=PACED, editor_settings=TINY_SETTINGS
     )
-    pool = RayEditorPool(PACED, PoolSettings(editors=2, editor_options={"seconds": 0.6}))
+    pool = RayEditorPool(
+        PACED, PoolSettings(editors=2, editor_options={"seconds": 0.6, "inner": None})
+    )
     cancel = CancelToken()
 
     def cancel_at_9(event: ProgressEvent) -> None:
@@ -258,3 +265,26 @@ def test_two_turns_on_a_pool_keep_the_first_edit(
             if mask.sum() >= 10:
                 errors.append(np.abs(field.render(view).rgb[mask] - np.array(colour)).mean())
         assert float(np.mean(errors)) < 0.12, object_id
+
+
+def test_edit_command_runs_its_turns_on_an_editor_pool(
+    local_ray: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edit3d.cli import main
+    from edit3d.field.testing import make_tiny_scene
+    from edit3d.workspace import Workspace
+
+    scene = make_tiny_scene(tmp_path / "scene", num_views=6, resolution=16)
+    ws = tmp_path / "ws"
+    assert main(["train", str(scene.root), "-w", str(ws), "--preset", "tiny", "--steps", "4",
+                 "--device", "cpu"]) == 0  # fmt: skip
+    edit = ["edit", "-w", str(ws), "--editor", "ip2p-tiny", "--steps", "4", "--edit-rate", "2",
+            "--diffusion-steps", "2", "--device", "cpu", "--turn", "make it red"]  # fmt: skip
+    assert main([*edit, "--staleness", "1"]) == 2  # a setting of a pool, without one
+    assert "--staleness applies to an editor pool" in capsys.readouterr().err
+    assert main([*edit, "--editors", "2"]) == 0
+    assert "turn-0001: 'make it red' finished" in capsys.readouterr().out
+    state = json.loads((Workspace.open(ws).root / "turns" / "turn-0001" / "turn_state.json")
+                       .read_text())  # fmt: skip
+    assert state["edits"] == state["submitted"] == 2
+    assert ray.is_initialized()  # the session's instance was borrowed, not stopped
