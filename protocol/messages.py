@@ -159,7 +159,7 @@ class EditorStatus(Record):
     device: str = param(max_len=300)
     """Where it edits, e.g. "cuda (NVIDIA H200) on node-3" or "cpu on node-1"."""
     edits: int = param(0, ge=0, le=MAX_INT32)
-    """Edits it finished in this job."""
+    """Edits it finished since the pool started (pools stay warm across a session's turns)."""
     s_per_edit: float | None = param(None, ge=0.0)
     """Mean seconds per edit (None before its first)."""
     alive: bool = True

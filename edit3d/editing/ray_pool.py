@@ -18,7 +18,7 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -203,7 +203,7 @@ class RayEditorPool:
         editor_spec: str,
         settings: PoolSettings,
         *,
-        local_editor: Any = None,
+        local_editor: Callable[[], Editor] | None = None,
     ) -> None:
         """Start `settings.editors` actors of `editor_spec` and wait until each has loaded
         it. `local_editor()` builds the editor for this process, used only once every actor
