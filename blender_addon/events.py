@@ -14,7 +14,7 @@ from typing import Any
 import bpy
 import numpy as np
 
-from . import scene_io
+from . import scene_io, splat_io
 from .connection import (
     LINK,
     JobRoute,
@@ -104,6 +104,7 @@ def on_session_summary(context: Any, summary: Any) -> None:
     props = context.scene.edit3d
     props.session_id = summary.session_id
     context.window_manager.edit3d.session_label = summary.name
+    context.window_manager.edit3d.session_backend = summary.backend or ""
     if summary.preset in {item[0] for item in PRESETS}:
         props.preset = summary.preset  # the session's, not what the panel last showed
     props.head = summary.head or ""
@@ -414,6 +415,14 @@ def _on_export_result(context: Any, result: Any) -> None:
         return
     coll = scene_io.ensure_collection(context.scene, EXPORT_COLLECTION)
     name = f"Edit3D {result.kind.replace('_', ' ')} {result.turn_id or 'head'}"
+    if result.kind == "splats":
+        splats = splat_io.Splats(means=result.points, log_scales=result.log_scales,
+                                 rotations=result.rotations, sh_dc=result.sh_dc,
+                                 opacity_logits=result.opacity_logits)  # fmt: skip
+        splat_io.splat_object(name, splats, coll)
+        add_report(context, "INFO", f"{name}: {len(result.points)} splats")
+        push_undo(f"Edit3D: import {name}")
+        return
     if result.kind == "mesh" and result.faces is not None:
         scene_io.mesh_object(name, result.points, result.faces, result.colors, coll)
     else:

@@ -10,6 +10,7 @@ from bpy.props import StringProperty
 
 from . import connection, download, events, local_sidecar, scene_io, upload, weights
 from .preferences import get_preferences
+from .props import DEFAULT_BACKEND_ITEM
 
 
 def split_queries(text: str) -> tuple[str, ...]:
@@ -137,6 +138,8 @@ class EDIT3D_OT_create_session(_SidecarOperator, bpy.types.Operator):
         props = context.scene.edit3d
         msgs = connection.messages()
         kwargs: dict[str, Any] = {"name": props.session_name or "scene", "preset": props.preset}
+        if props.backend != DEFAULT_BACKEND_ITEM and props.source != "NERFSTUDIO_RUN":
+            kwargs["backend"] = props.backend  # a run's model decides its own
         if props.source == "DATASET":
             kwargs["dataset_path"] = props.dataset_path
         elif props.source == "NERFSTUDIO_RUN":

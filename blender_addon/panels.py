@@ -180,7 +180,8 @@ class VIEW3D_PT_edit3d_scene(Edit3DPanelMixin, bpy.types.Panel):
         props = context.scene.edit3d
         if props.session_id:
             label = status.session_label or props.session_id
-            layout.label(text=f"Open: {label} ({props.session_id})", icon="FILE_3D")
+            backend = status.session_backend or "default backend"
+            layout.label(text=f"Open: {label} ({props.session_id}), {backend}", icon="FILE_3D")
         layout.prop(props, "session_name", text="New session")
         layout.prop(props, "source")
         if props.source == "DATASET":
@@ -190,6 +191,8 @@ class VIEW3D_PT_edit3d_scene(Edit3DPanelMixin, bpy.types.Panel):
         else:
             layout.prop(props, "nerfstudio_run")
         layout.prop(props, "preset")
+        if props.source != "NERFSTUDIO_RUN":  # a run's model decides its backend
+            layout.prop(props, "backend")
         row = layout.row(align=True)
         row.operator("edit3d.create_session", icon="ADD")
         if len(status.sessions):

@@ -40,6 +40,14 @@ PRESETS = (
     ("paper", "Paper", "The paper's nerfacto settings (30k iterations)"),
     ("tiny", "Tiny", "Pipeline check only (CPU tests); never a real result"),
 )
+DEFAULT_BACKEND_ITEM = "DEFAULT"
+"""The Backend choice that sends none: the sidecar's edit3d decides."""
+BACKENDS = (
+    (DEFAULT_BACKEND_ITEM, "Default", "The backend the sidecar's edit3d uses by default"),
+    ("nerfacto", "NeRF (nerfacto)", "A neural radiance field, as in the paper"),
+    ("splatfacto", "Gaussian splats (splatfacto)",
+     "3D Gaussian Splatting (needs a sidecar whose edit3d has this backend)"),
+)  # fmt: skip
 
 
 class EDIT3D_PG_turn(bpy.types.PropertyGroup):
@@ -113,6 +121,11 @@ class EDIT3D_PG_scene(bpy.types.PropertyGroup):
     )
     nerfstudio_run: StringProperty(name="Run config", description="config.yml on the sidecar")
     preset: EnumProperty(name="Preset", items=PRESETS)
+    backend: EnumProperty(
+        name="Backend",
+        items=BACKENDS,
+        description="Field backend of the next session (a nerfstudio run's model decides its own)",
+    )
     base_steps: IntProperty(
         name="Base steps", default=0, min=0, description="Iterations (0: the preset's)"
     )
@@ -172,6 +185,7 @@ class EDIT3D_PG_scene(bpy.types.PropertyGroup):
         items=(
             ("point_cloud", "Point cloud", "Coloured points on the scene's surfaces"),
             ("mesh", "Mesh", "Coloured triangle mesh"),
+            ("splats", "Gaussian splats", "The Gaussians of a splatting backend (3DGS PLY)"),
         ),
     )
     export_format: EnumProperty(
@@ -203,6 +217,9 @@ class EDIT3D_PG_status(bpy.types.PropertyGroup):
     sessions: CollectionProperty(type=EDIT3D_PG_session)
     active_session_index: IntProperty(name="Sidecar session")
     session_label: StringProperty(name="Open session", description="Name of the open session")
+    session_backend: StringProperty(
+        name="Backend", description="Field backend of the open session (empty: the default)"
+    )
 
     # the panel's current job
     job_id: StringProperty(name="Job")

@@ -20,6 +20,7 @@ MSG_ID = r"[0-9a-f]{32}"
 DIGEST = r"[0-9a-f]{64}"
 TYPE_NAME = r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*"
 PRESET = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+BACKEND = r"[a-z][a-z0-9_-]{0,63}"
 MAX_QUERIES = 16
 MAX_VIEWS = 100_000
 MAX_INT32 = 2**31 - 1
@@ -355,6 +356,9 @@ class SessionCreate(Message):
     """A nerfstudio run's config.yml on the sidecar machine (its model becomes the base)."""
     preset: str = param("small", pattern=PRESET)
     """Field preset name ("paper", "small", "tiny")."""
+    backend: str | None = param(None, pattern=BACKEND)
+    """Field backend by its edit3d registry name, e.g. "nerfacto" (None = edit3d's default;
+    a nerfstudio run's model decides its own)."""
     editors: int | None = param(None, ge=0, le=MAX_EDITORS)
     """Edit this session's turns on an editor pool of this many Ray actors on the sidecar's
     Ray instance or cluster (0 = one per GPU; None = in the sidecar's worker)."""
@@ -367,6 +371,9 @@ class SessionCreate(Message):
             raise _fail("SessionCreate", "staleness applies to an editor pool: set editors")
         if self.dataset_path is not None and self.nerfstudio_run is not None:
             raise _fail("SessionCreate", "give dataset_path or nerfstudio_run, not both")
+        if self.backend is not None and self.nerfstudio_run is not None:
+            raise _fail("SessionCreate.backend", "a nerfstudio run's model decides the backend; "
+                        "leave backend unset")
 
 
 @message("session.list", "request", idempotent=True)
@@ -417,6 +424,9 @@ class SessionSummary(Message):
     """Human name."""
     preset: str = param("small", pattern=PRESET)
     """Field preset."""
+    backend: str | None = param(None, pattern=BACKEND)
+    """Field backend of the session's turns (None: edit3d's default, named once the session
+    has its workspace)."""
     head: str | None = param(None, pattern=ID)
     """Checked-out turn."""
     turns: tuple[TurnInfo, ...] = param((), max_items=10_000)
@@ -757,13 +767,13 @@ class JobExport(Message):
     """Session id."""
     turn_id: str | None = param(None, pattern=ID)
     """Turn (None = head)."""
-    kind: Literal["point_cloud", "mesh"] = "point_cloud"
-    """What to export."""
+    kind: Literal["point_cloud", "mesh", "splats"] = "point_cloud"
+    """What to export; splats: the Gaussians of a splatting backend, as a 3DGS PLY."""
     format: Literal["ply", "obj", "glb"] = "ply"
-    """File format."""
+    """File format (splats: ply only)."""
     budget: int | None = param(None, ge=1, le=20_000_000)
     """Points of a point cloud (None = the method's default; 20M float32 points fit a
-    256 MiB frame). Meshes ignore it."""
+    256 MiB frame). Meshes and splats ignore it."""
     crop_min: tuple[float, float, float] | None = param(None, ge=-1e6, le=1e6)
     """Crop box corner, world frame (None = scene bounds)."""
     crop_max: tuple[float, float, float] | None = param(None, ge=-1e6, le=1e6)
@@ -772,6 +782,8 @@ class JobExport(Message):
     """Send the geometry back as arrays (else only the file path)."""
 
     def check(self) -> None:
+        if self.kind == "splats" and self.format != "ply":
+            raise _fail("JobExport.format", f"splats are written as ply only, got {self.format}")
         if (self.crop_min is None) != (self.crop_max is None):
             raise _fail("JobExport", "give both crop_min and crop_max, or neither")
         if self.crop_min is not None and self.crop_max is not None and not all(
@@ -839,6 +851,10 @@ class RenderResult(Message):
     """[H, W] opacity, as rgb's pixel type."""
 
 
+SPLAT_ARRAYS = ("sh_dc", "opacity_logits", "log_scales", "rotations")
+"""ExportResult arrays that, with points (the centres), carry Gaussian splats."""
+
+
 @message("export.result", "event")
 class ExportResult(Message):
     """Geometry of an export job, world frame."""
@@ -847,7 +863,7 @@ class ExportResult(Message):
     """Job id."""
     turn_id: str | None = param(None, pattern=ID)
     """Turn exported."""
-    kind: Literal["point_cloud", "mesh"]
+    kind: Literal["point_cloud", "mesh", "splats"]
     """What was exported."""
     format: Literal["ply", "obj", "glb"]
     """File format written."""
@@ -861,13 +877,24 @@ class ExportResult(Message):
     """[N, 3] float32 unit normals."""
     faces: np.ndarray | None = param(None, dtypes=("<i4",), shape=(None, 3))
     """[M, 3] int32 vertex indices (meshes)."""
+    sh_dc: np.ndarray | None = param(None, dtypes=("<f4",), shape=(None, 3))
+    """Splats: [N, 3] float32 degree-0 SH coefficients (colour = 0.5 + 0.28209479·sh_dc)."""
+    opacity_logits: np.ndarray | None = param(None, dtypes=("<f4",), ndim=(1,))
+    """Splats: [N] float32 opacity before the sigmoid."""
+    log_scales: np.ndarray | None = param(None, dtypes=("<f4",), shape=(None, 3))
+    """Splats: [N, 3] float32 log of the per-axis standard deviations."""
+    rotations: np.ndarray | None = param(None, dtypes=("<f4",), shape=(None, 4))
+    """Splats: [N, 4] float32 quaternions w, x, y, z (normalised by readers)."""
 
     def check(self) -> None:
         n = None if self.points is None else len(self.points)
-        for name in ("colors", "normals"):
+        for name in ("colors", "normals", *SPLAT_ARRAYS):
             value = getattr(self, name)
             if value is not None and len(value) != n:
                 raise _fail(f"ExportResult.{name}", f"has {len(value)} rows, points has {n}")
+        missing = [name for name in SPLAT_ARRAYS if getattr(self, name) is None]
+        if self.kind == "splats" and n is not None and missing:
+            raise _fail("ExportResult", f"splats with points need {', '.join(missing)} too")
         faces = self.faces
         if faces is not None and faces.size and (n is None or faces.min() < 0 or faces.max() >= n):
             raise _fail("ExportResult.faces", f"indices must lie in [0, {n})")

@@ -62,11 +62,13 @@ def _workspace(ctx: JobContext, dataset: Path | None = None, preset: str | None 
     meta = _session_meta(ctx)
     source = meta.get("source", {})
     preset = preset or meta.get("preset", "small")
+    backend = meta.get("backend")  # None: edit3d's default
     if dataset is not None:
-        return Workspace.create(root, dataset=dataset, preset=preset, device=ctx.device)
+        return Workspace.create(root, dataset=dataset, preset=preset, backend=backend,
+                                device=ctx.device)
     if source.get("kind") == "dataset":
         return Workspace.create(root, dataset=Path(source["path"]), preset=preset,
-                                device=ctx.device)
+                                backend=backend, device=ctx.device)
     if source.get("kind") == "nerfstudio_run":
         return Workspace.create(root, nerfstudio_run=Path(source["path"]), preset=preset,
                                 device=ctx.device)
@@ -604,30 +606,40 @@ def _crop(request: m.JobExport):
     return CropBox(request.crop_min, request.crop_max)
 
 
-@job_kind("job.export", m.JobExport, description="point cloud or mesh in the world frame")
+@job_kind("job.export", m.JobExport,
+          description="point cloud, mesh or Gaussian splats in the world frame")
 def export(ctx: JobContext) -> dict:
-    import numpy as np
-
-
     request: m.JobExport = ctx.request
     workspace = _workspace(ctx)
     turn_id = request.turn_id or workspace.head
     field = _field(ctx, workspace, turn_id)
-    kind, fmt, arrays = request.kind, request.format, request.return_arrays
+    kind, fmt = request.kind, request.format
     geometry = _export_geometry(ctx, field, request)
     name = f"{kind}-{turn_id}-{ctx.job_id}.{fmt}"
     write_export(ctx.exports_dir / name, geometry, fmt)
+    arrays = _result_arrays(kind, geometry) if request.return_arrays else {}
+    event = m.ExportResult(job_id=ctx.job_id, turn_id=turn_id, kind=kind, format=fmt,
+                           path=f"exports/{name}", **arrays)
+    count = len(geometry.means if kind == "splats" else
+                geometry.points if kind == "point_cloud" else geometry.vertices)
+    return {"turn_id": turn_id, "path": f"exports/{name}", "count": count, "event": event}
+
+
+def _result_arrays(kind: str, geometry) -> dict:
+    """The export.result arrays of a point cloud, mesh or splats."""
+    import numpy as np
+
+    if kind == "splats":
+        return {"points": geometry.means, "sh_dc": geometry.sh_dc,
+                "opacity_logits": geometry.opacities_logit, "log_scales": geometry.scales_log,
+                "rotations": geometry.quats_wxyz}
     points = geometry.points if kind == "point_cloud" else geometry.vertices
-    event = m.ExportResult(
-        job_id=ctx.job_id, turn_id=turn_id, kind=kind, format=fmt, path=f"exports/{name}",
-        points=points.astype(np.float32) if arrays else None,
-        colors=geometry.colors.astype(np.float32) if arrays else None,
-        normals=None if geometry.normals is None or not arrays
-        else geometry.normals.astype(np.float32),
-        faces=geometry.faces.astype(np.int32) if kind == "mesh" and arrays else None,
-    )
-    return {"turn_id": turn_id, "path": f"exports/{name}", "count": len(points),
-            "event": event}
+    return {
+        "points": points.astype(np.float32),
+        "colors": geometry.colors.astype(np.float32),
+        "normals": None if geometry.normals is None else geometry.normals.astype(np.float32),
+        "faces": geometry.faces.astype(np.int32) if kind == "mesh" else None,
+    }
 
 
 def write_export(path: Path, geometry, fmt: str) -> None:
@@ -643,6 +655,10 @@ def write_export(path: Path, geometry, fmt: str) -> None:
 
 
 def _export_geometry(ctx: JobContext, field, request: m.JobExport):
+    if request.kind == "splats":
+        from edit3d.export.splats import world_gaussians
+
+        return world_gaussians(field)  # a NeRF fails the job: "... has no Gaussians; ..."
     if request.kind == "mesh":
         from edit3d.export.mesh import export_mesh
 

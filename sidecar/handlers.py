@@ -98,6 +98,8 @@ def heartbeat(sidecar: Sidecar, incoming: Incoming) -> m.Message:
 def session_create(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     request: m.SessionCreate = incoming.message  # type: ignore[assignment]
     check_preset(request.preset)
+    # The backend name is checked where the workspace is made (the worker's first job):
+    # the registry imports every backend (torch, nerfstudio), which the server's loop must not.
     source, path = "upload", None
     if request.dataset_path is not None:
         source, path = "dataset", _allowed_source(sidecar, request.dataset_path, "dataset_path")
@@ -111,7 +113,8 @@ def session_create(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     if request.editors is not None:
         pool = {"editors": request.editors, "staleness": request.staleness}
     meta = sidecar.store.create(request.name, source=source, source_path=path,
-                                preset=request.preset, editor_pool=pool)
+                                preset=request.preset, backend=request.backend,
+                                editor_pool=pool)
     session_id = meta["id"]
     sidecar.hub.subscribe(session_id, incoming.identity)
     if path is not None:
@@ -350,6 +353,7 @@ def _summary(sidecar: Sidecar, session_id: str) -> m.SessionSummary:
         session_id=session_id,
         name=meta["name"],
         preset=meta.get("preset", "small"),
+        backend=summary.backend or meta.get("backend"),
         head=summary.head,
         turns=turns,
         view_names=tuple(names),

@@ -44,6 +44,8 @@ class WorkspaceSummary:
 
     head: str | None
     turns: list[TurnSummary]
+    backend: str | None = None
+    """The field backend of every node (None before the workspace exists)."""
 
 
 def workspace_exists(root: Path) -> bool:
@@ -58,7 +60,7 @@ def summarize(root: Path) -> WorkspaceSummary:
 
     workspace = Workspace.open(root)
     turns = [_turn_summary(root, record) for record in workspace.turns]
-    return WorkspaceSummary(workspace.head, turns)
+    return WorkspaceSummary(workspace.head, turns, workspace.backend)
 
 
 def _scalar_params(spec: dict) -> dict:

@@ -52,7 +52,7 @@ def _workspace_arg(parser: argparse.ArgumentParser) -> None:
 def _add_train(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="create a workspace and train its base nerfacto field",
+        help="create a workspace and train its base field (nerfacto unless --backend)",
         description="Create a workspace over DATA (nerfstudio transforms.json, ns-process-data "
         "output or Blender-synthetic folder) and train the base field (paper Sec. 4.1), or "
         "start from an existing `ns-train nerfacto` run with --nerfstudio-run. On an existing "
@@ -66,6 +66,11 @@ def _add_train(subparsers: Any) -> None:
         choices=PRESET_NAMES,
         default="small",
         help="field size and schedule: paper (Sec. 4.1, GPU), small, tiny (a CPU check)",
+    )
+    parser.add_argument(
+        "--backend",
+        help="field backend by its registry name, e.g. nerfacto (default: the registry's "
+        "default); fixed for the workspace's life, an ns-train run's model decides its own",
     )
     parser.add_argument("--steps", type=positive_int, help="iterations (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0, help="initialisation and ray-sampling seed")
@@ -312,7 +317,8 @@ def run_train(args: argparse.Namespace) -> int:
         return 0
     else:
         workspace = Workspace.create(
-            args.workspace, dataset=args.data, preset=args.preset, device=device
+            args.workspace, dataset=args.data, preset=args.preset, backend=args.backend,
+            device=device,
         )
     if device == "cpu":
         print(_cpu_hint(existing["preset"] if existing else args.preset, args.steps))
@@ -332,7 +338,27 @@ def _recorded(root: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _check_backend(args: argparse.Namespace, existing: dict[str, Any] | None) -> None:
+    """--backend names a registered backend, and one that a new workspace over DATA can use."""
+    if args.backend is None:
+        return
+    from edit3d.field.registry import DEFAULT_BACKEND, backend_names
+
+    names = backend_names()
+    if args.backend not in names:
+        raise CliError(f"--backend must be one of {names}, got {args.backend!r}")
+    recorded = None if existing is None else existing.get("backend", DEFAULT_BACKEND)
+    if recorded is not None and recorded != args.backend:
+        raise CliError(
+            f"workspace {args.workspace} uses the {recorded} backend, not {args.backend}",
+            "drop --backend to continue it, or give a new -w",
+        )
+    if existing is None and args.nerfstudio_run is not None:
+        raise CliError("an ns-train run's model decides the backend", "drop --backend")
+
+
 def _check_train_inputs(args: argparse.Namespace, existing: dict[str, Any] | None) -> None:
+    _check_backend(args, existing)
     if existing is not None:
         recorded = existing.get("dataset")
         if args.data is not None and recorded != str(args.data.resolve()):

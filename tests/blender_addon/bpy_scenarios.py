@@ -268,6 +268,87 @@ def point_cloud(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _point_attribute(mesh: Any, name: str, key: str, width: int) -> list:
+    attribute = mesh.attributes[name]
+    values = np.empty(len(mesh.vertices) * width, dtype=np.float32)
+    attribute.data.foreach_get(key, values)
+    return values.reshape(len(mesh.vertices), width).tolist()
+
+
+def _splat_instances(obj: Any) -> list[list[list[float]]]:
+    """World matrices of the evaluated splat instances of `obj`."""
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    return [
+        [list(row) for row in instance.matrix_world]
+        for instance in depsgraph.object_instances
+        if instance.is_instance and instance.parent and instance.parent.original == obj
+    ]
+
+
+def _describe_splats(obj: Any) -> dict[str, Any]:
+    mesh = obj.data
+    modifier = obj.modifiers[0]
+    return {
+        "domains": sorted(
+            {(a.name, a.domain, a.data_type) for a in mesh.attributes if a.name[0] != "."}
+        ),
+        "position": _point_attribute(mesh, "position", "vector", 3),
+        "color": _point_attribute(mesh, "Color", "color", 4),
+        "opacity": _point_attribute(mesh, "opacity", "value", 1),
+        "scale": _point_attribute(mesh, "scale", "vector", 3),
+        "rotation": _point_attribute(mesh, "rotation", "value", 4),
+        "modifier": [modifier.type, modifier.node_group.name if modifier.node_group else None],
+        "materials": [m.name for m in mesh.materials],
+        "instances": _splat_instances(obj),
+    }
+
+
+@scenario
+def splats(args: dict[str, Any]) -> dict[str, Any]:
+    """A 3DGS PLY through File > Import, and the same splats arriving as a sidecar export."""
+    enable_addon()
+    scene = bpy.context.scene
+    for obj in list(scene.objects):  # the start-up cube would hide the splats
+        bpy.data.objects.remove(obj)
+    menu = [f.__name__ for f in getattr(bpy.types.TOPBAR_MT_file_import.draw, "_draw_funcs", [])]
+    outcome: dict[str, Any] = {"import_menu": "menu_entry" in menu}
+    outcome["operator"] = sorted(bpy.ops.edit3d.import_splats(filepath=args["ply"], size=2.0))
+    imported = bpy.data.objects[Path(args["ply"]).stem]
+    outcome["file"] = _describe_splats(imported)
+    outcome["refused"] = []
+    for bad in (args["not_splats"], args["truncated"]):
+        try:
+            bpy.ops.edit3d.import_splats(filepath=bad)
+            outcome["refused"].append(None)
+        except RuntimeError as exc:  # an operator's ERROR report raises in the bpy module
+            outcome["refused"].append(str(exc))
+    camera = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
+    scene.collection.objects.link(camera)
+    camera.location = (0.0, 0.0, 4.0)  # looks down -Z at the splats
+    scene.camera = camera
+    render = scene.render
+    render.engine = "CYCLES"
+    render.resolution_x, render.resolution_y, render.resolution_percentage = 48, 32, 100
+    render.film_transparent = True
+    scene.cycles.samples, scene.cycles.device = 4, "CPU"
+    outcome["render"] = _render_coverage(scene, Path(args["out_dir"]) / "splats.png")
+    if args.get("export_result"):
+        events, connection = addon_module("events"), addon_module("connection")
+        result = connection.messages().ExportResult(**_arrays(args["export_result"]))
+        events.HANDLERS["export.result"](bpy.context, result)
+        name = f"Edit3D splats {result.turn_id}"
+        outcome["sidecar"] = _describe_splats(bpy.data.objects[name])
+        outcome["sidecar_collection"] = bpy.data.objects[name].users_collection[0].name
+    disable_addon()
+    return outcome
+
+
+def _arrays(fields: dict[str, Any]) -> dict[str, Any]:
+    """JSON lists of numbers → float32 arrays (a message's array fields)."""
+    return {k: np.asarray(v, dtype=np.float32) if isinstance(v, list) else v
+            for k, v in fields.items()}  # fmt: skip
+
+
 # --- panels ------------------------------------------------------------------------------
 
 
@@ -741,6 +822,53 @@ def preset_and_queries(args: dict[str, Any]) -> dict[str, Any]:
     fake.close()
     disable_addon()
     return result
+
+
+@scenario
+def backend_choice(args: dict[str, Any]) -> dict[str, Any]:
+    """The Backend enum reaches session.create only when chosen (never for a nerfstudio run);
+    the open session's backend shows in the Scene panel."""
+    connection, panels = addon_module("connection"), addon_module("panels")
+    msgs = connection.messages()
+    created: list[Any] = []
+
+    def create(message: Any) -> Any:
+        created.append(message.backend)
+        return msgs.SessionSummary(session_id=f"s{len(created)}", name=message.name,
+                                   backend=message.backend)  # fmt: skip
+
+    def summary(message: Any) -> Any:
+        return msgs.SessionSummary(session_id=message.session_id, name="garden",
+                                   backend=created[-1] if created else None)  # fmt: skip
+
+    fake = FakeSidecar(connection, answers={"session.create": create, "session.open": summary})
+    fake.connect()
+    fake.serve(2.0, until=connection.is_ready)
+    props, status = bpy.context.scene.edit3d, bpy.context.window_manager.edit3d
+    shown: dict[str, Any] = {}
+
+    def create_with(source: str, backend: str, **paths: str) -> None:
+        props.source, props.backend = source, backend
+        for key, value in paths.items():
+            setattr(props, key, value)
+        count = len(created)
+        call_operator(bpy.ops.edit3d.create_session)
+        fake.serve(2.0, until=lambda: len(created) > count and status.session_label == "garden")
+        log: list[tuple[str, Any]] = []
+        panels.VIEW3D_PT_edit3d_scene.draw(_PanelSelf(RecordingLayout(log, [])), bpy.context)
+        shown[f"{source}/{backend}"] = {
+            "open_label": next((t for k, t in log if k == "label" and t.startswith("Open:")), ""),
+            "backend_prop_drawn": ("prop", "backend") in log,
+            "session_backend": status.session_backend,
+        }
+        status.session_label = ""
+
+    create_with("DATASET", "DEFAULT", dataset_path="/data/garden")
+    create_with("DATASET", "splatfacto")
+    create_with("NERFSTUDIO_RUN", "nerfacto", nerfstudio_run="/runs/garden/config.yml")
+    fake.close()
+    disable_addon()
+    return {"sent": created, "shown": shown}
 
 
 def _weights_panel_lines(connection_panel: Any) -> list[str]:

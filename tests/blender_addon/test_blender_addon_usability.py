@@ -28,6 +28,19 @@ def test_unset_steps_leave_the_length_to_the_preset_and_sessions_show_their_own(
     assert result["turn_queries"] == ["hat, brim; scarf", "face"]
 
 
+def test_the_backend_is_chosen_for_a_new_session_and_shown_for_the_open_one(home: Path) -> None:
+    result = run_bpy("backend_choice", home).result
+    # Default sends nothing (edit3d decides); a chosen backend is sent; a run decides its own
+    assert result["sent"] == [None, "splatfacto", None]
+    shown = result["shown"]
+    assert shown["DATASET/DEFAULT"]["session_backend"] == ""
+    assert shown["DATASET/DEFAULT"]["open_label"].endswith(", default backend")
+    assert shown["DATASET/splatfacto"]["session_backend"] == "splatfacto"
+    assert shown["DATASET/splatfacto"]["open_label"].endswith(", splatfacto")
+    assert shown["DATASET/splatfacto"]["backend_prop_drawn"] is True
+    assert shown["NERFSTUDIO_RUN/nerfacto"]["backend_prop_drawn"] is False
+
+
 def test_point_clouds_and_meshes_render_in_their_colours(home: Path, tmp_path: Path) -> None:
     result = run_bpy("visible_results", home, {"out_dir": str(tmp_path)}).result
     assert result["modifier"] == ["NODES", "Edit3D Points"]
