@@ -52,9 +52,19 @@ def test_smoke_run_reports_consistent_numbers(bench, tmp_path: Path, capsys) -> 
     assert turn["edit3d_turn_minutes"] == pytest.approx(
         turn["train_minutes"] + turn["edit_minutes"] + turn["prerender_minutes"]
     )
+    # Editor pool: the field's work (training + one render per edit) or the edits shared by
+    # the editor GPUs, whichever is slower; never more than the synchronous turn.
+    field_minutes = turn["train_minutes"] + 50 * view_seconds / 60
+    pool = {int(gpus): minutes for gpus, minutes in turn["pool_turn_minutes"].items()}
+    assert sorted(pool) == [1, 2, 4, 8]
+    for gpus, minutes in pool.items():
+        expected = max(field_minutes, turn["edit_minutes"] / gpus) + turn["prerender_minutes"]
+        assert minutes == pytest.approx(expected)
+    assert pool[8] <= pool[4] <= pool[2] <= pool[1]
     printed = capsys.readouterr().out
     assert "44.62 min" in printed
     assert "SMOKE RUN" in printed
+    assert "editor pool" in printed and "8 GPUs" in printed
 
 
 def test_full_size_request_without_cuda_refuses(bench, capsys) -> None:
