@@ -145,7 +145,7 @@ def test_two_actors_edit_every_view_as_often_as_sync(
         pool.shutdown()
     assert sync.views == pooled.views and sum(sync.views.values()) == 24
     assert set(sync.views.values()) == {4}  # 12 rounds × 2 over 6 views
-    assert [s["edits"] for s in stats] != [24, 0] and sum(s["edits"] for s in stats) == 24
+    assert all(s["edits"] > 0 for s in stats) and sum(s["edits"] for s in stats) == 24
     last = [e for e in events if e.phase == "turn"][-1]
     assert [s["editor"] for s in last.extra["editors"]] == ["editor-0", "editor-1"]
     assert all(s["device"].startswith("cpu") for s in stats)
