@@ -309,13 +309,15 @@ class RayEditorPool:
         return slots
 
     def _dispatch(self) -> None:
-        for slot in self._slots:
+        """Queued jobs to idle actors, the one with the fewest edits first (spreads the work
+        even when each edit ends before the next one is asked for)."""
+        idle = sorted((s for s in self._slots if s.alive and s.job is None), key=_edits_done)
+        for slot in idle:
             if not self._queue:
                 return
-            if slot.alive and slot.job is None:
-                job = self._queue.popleft()
-                slot.job, slot.started = job, time.monotonic()
-                self._running[slot.actor.edit.remote(job)] = slot
+            job = self._queue.popleft()
+            slot.job, slot.started = job, time.monotonic()
+            self._running[slot.actor.edit.remote(job)] = slot
 
     def _finished(self, timeout: float) -> list[EditDone]:
         refs = list(self._running)
@@ -369,6 +371,10 @@ def load_pool_editor(editor_spec: str, device: str, options: dict[str, Any]) -> 
 
 def _cpu_editor(editor_spec: str, options: dict[str, Any]) -> Any:
     return lambda: load_pool_editor(editor_spec, "cpu", options)
+
+
+def _edits_done(slot: _Slot) -> int:
+    return slot.edits
 
 
 def _is_out_of_memory(error: Exception) -> bool:
