@@ -47,10 +47,10 @@ def test_the_pools_actors_travel_in_job_progress() -> None:
 
 @pytest.mark.slow
 def test_a_sessions_turn_runs_on_its_editor_pool(tmp_path: Path) -> None:
-    from edit3d.scene.sample import make_sample_scene
+    from edit3d.field.testing import make_tiny_scene
 
     pytest.importorskip("ray")
-    scene = make_sample_scene(tmp_path / "scene", num_views=6, resolution=24)
+    scene = make_tiny_scene(tmp_path / "scene", num_views=6, resolution=16)
     work = tmp_path / "work"
     sidecar = start_sidecar(work, "--data-root", str(scene.root), preload=True)
     client = sidecar.client()
