@@ -139,12 +139,14 @@ class _EditorWorker:
             device = f"cuda ({torch.cuda.get_device_name(0)})"
         return {"device": device, "host": socket.gethostname(), "pid": os.getpid()}
 
-    def edit(self, job: EditJob) -> Any:
-        token = CancelToken(lambda: job.seq in self.cancelled)
+    def edit(self, job: EditJob, ticket: int) -> Any:
+        token = CancelToken(lambda: ticket in self.cancelled)
         return run_job(self.editor, job, token)
 
-    def cancel(self, seqs: list[int]) -> None:
-        self.cancelled.update(seqs)
+    def cancel(self, tickets: list[int]) -> None:
+        """Stop the edits handed out under `tickets` (one per submission: a job submitted
+        again after a cancel, e.g. by a resumed turn, runs)."""
+        self.cancelled.update(tickets)
 
 
 @dataclass
@@ -156,6 +158,7 @@ class _Slot:
     device: str = "?"
     alive: bool = True
     job: EditJob | None = None
+    ticket: int = 0
     started: float = 0.0
     edits: int = 0
     seconds: float = 0.0
@@ -219,6 +222,7 @@ class RayEditorPool:
         self._local: Editor | None = None
         self._queue: deque[EditJob] = deque()
         self._running: dict[Any, _Slot] = {}
+        self._tickets = 0
         self._slots = self._start_actors()
 
     @property
@@ -255,7 +259,7 @@ class RayEditorPool:
         running = list(self._running.items())
         for _ref, slot in running:
             if slot.job is not None:
-                slot.actor.cancel.remote([slot.job.seq])
+                slot.actor.cancel.remote([slot.ticket])
         # Wait for the stopped edits (one denoising step each) so the actors are free.
         if running:
             self.ray.wait([ref for ref, _ in running], num_returns=len(running), timeout=60)
@@ -316,8 +320,9 @@ class RayEditorPool:
             if not self._queue:
                 return
             job = self._queue.popleft()
-            slot.job, slot.started = job, time.monotonic()
-            self._running[slot.actor.edit.remote(job)] = slot
+            self._tickets += 1
+            slot.job, slot.ticket, slot.started = job, self._tickets, time.monotonic()
+            self._running[slot.actor.edit.remote(job, slot.ticket)] = slot
 
     def _finished(self, timeout: float) -> list[EditDone]:
         refs = list(self._running)
