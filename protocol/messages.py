@@ -24,6 +24,7 @@ BACKEND = r"[a-z][a-z0-9_-]{0,63}"
 MAX_QUERIES = 16
 MAX_VIEWS = 100_000
 MAX_INT32 = 2**31 - 1
+MAX_EDITORS = 64
 GiB = 1 << 30
 
 MESSAGE_TYPES: dict[str, type[Message]] = {}
@@ -148,6 +149,22 @@ class EditorSettings(Record):
         """The fields that were set."""
         values = {name: getattr(self, name) for name, _, _ in record_fields(type(self))}
         return {name: value for name, value in values.items() if value is not None}
+
+
+@record
+class EditorStatus(Record):
+    """One actor of a session's editor pool, as job progress reports it."""
+
+    editor: str = param(max_len=100)
+    """Actor name ("editor-0", ...)."""
+    device: str = param(max_len=300)
+    """Where it edits, e.g. "cuda (NVIDIA H200) on node-3" or "cpu on node-1"."""
+    edits: int = param(0, ge=0, le=MAX_INT32)
+    """Edits it finished since the pool started (pools stay warm across a session's turns)."""
+    s_per_edit: float | None = param(None, ge=0.0)
+    """Mean seconds per edit (None before its first)."""
+    alive: bool = True
+    """False once the actor died (its edit was queued again elsewhere)."""
 
 
 @record
@@ -344,8 +361,16 @@ class SessionCreate(Message):
     backend: str | None = param(None, pattern=BACKEND)
     """Field backend by its edit3d registry name, e.g. "nerfacto" (None = edit3d's default;
     a nerfstudio run's model decides its own)."""
+    editors: int | None = param(None, ge=0, le=MAX_EDITORS)
+    """Edit this session's turns on an editor pool of this many Ray actors on the sidecar's
+    Ray instance or cluster (0 = one per GPU; None = in the sidecar's worker)."""
+    staleness: int | None = param(None, ge=0, le=MAX_EDITORS)
+    """Edit rounds in flight while the field trains (None = one per editor; 0 = wait for
+    every edit). Only with `editors`."""
 
     def check(self) -> None:
+        if self.staleness is not None and self.editors is None:
+            raise _fail("SessionCreate", "staleness applies to an editor pool: set editors")
         if self.dataset_path is not None and self.nerfstudio_run is not None:
             raise _fail("SessionCreate", "give dataset_path or nerfstudio_run, not both")
         if self.backend is not None and self.nerfstudio_run is not None:
@@ -984,6 +1009,8 @@ class JobProgress(Message):
     back)."""
     phase: str = param("", max_len=64)
     """Current phase, e.g. "prerender", "masks", "turn"."""
+    editors: tuple[EditorStatus, ...] = param((), max_items=MAX_EDITORS)
+    """The session's editor pool during a turn (empty without one)."""
 
 
 @message("job.preview", "event")
