@@ -9,7 +9,8 @@ dataset images and starts from them, as instruct-nerf2nerf does.
 The turn is the field's training (`edit3d.training.TrainingRun`) with one override: before
 every `edit_rate`-th iteration, `edit_count` views (round-robin) are rendered from the current
 model, edited, fused with their pre-render through the view's mask, and replace that view's
-target.
+target. Its steps use the field preset's turn objective (`config.turn_objective()`: the paper
+preset trains as IN2N's `in2n` does, L1 + LPIPS on 32×32 patches at 16,384 rays).
 
 On disk (`turn_dir`): `params.json` (the spec), `prerenders/` (npz + PNGs), `masks/`,
 `checkpoint.pt` (resumable: field + optimizer + targets + round-robin + RNG) and
@@ -240,7 +241,8 @@ class _TurnTraining(TrainingRun):
         super().__init__(
             field_, targets, total=_turn_steps(field_, spec), lr=spec.lr,
             done=state.next_step, phase="turn",
-            checkpoint=turn_dir / CHECKPOINT_NAME, timings=state.timings, **run,
+            checkpoint=turn_dir / CHECKPOINT_NAME, timings=state.timings,
+            objective=field_.config.turn_objective(), **run,
         )  # fmt: skip
         self.spec, self.inputs, self.state, self.turn_dir = spec, inputs, state, turn_dir
         self.names = [view.name for view in field_.views]
