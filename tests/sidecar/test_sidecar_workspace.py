@@ -212,7 +212,7 @@ def test_uploaded_dataset_then_masks_export_and_refine(tmp_path, scene) -> None:
         "step-000000009.ckpt"]
     trainer = read_trainer_config(config_yml)
     data = Path(trainer.pipeline.datamanager.dataparser.data)
-    assert data == tmp_path / "work" / "sessions" / sid / "capture"
+    assert data == tmp_path / "work" / "sessions" / sid / "uploads" / "capture"
     transform = json.loads((run_dir / "dataparser_transforms.json").read_text())
     assert np.array(transform["transform"]).shape == (3, 4) and transform["scale"] > 0
 
