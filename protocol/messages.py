@@ -769,10 +769,13 @@ class JobExport(Message):
     """Session id."""
     turn_id: str | None = param(None, pattern=ID)
     """Turn (None = head)."""
-    kind: Literal["point_cloud", "mesh", "splats"] = "point_cloud"
-    """What to export; splats: the Gaussians of a splatting backend, as a 3DGS PLY."""
+    kind: Literal["point_cloud", "mesh", "splats", "nerfstudio_run"] = "point_cloud"
+    """What to export; splats: the Gaussians of a splatting backend, as a 3DGS PLY;
+    nerfstudio_run: an ns-train output folder (config.yml, nerfstudio_models/step-N.ckpt,
+    dataparser_transforms.json) pointing at the session's dataset on the sidecar's disk, for
+    ns-viewer, ns-render and ns-export there."""
     format: Literal["ply", "obj", "glb"] = "ply"
-    """File format (splats: ply only)."""
+    """File format (splats: ply only; a nerfstudio run ignores it)."""
     budget: int | None = param(None, ge=1, le=20_000_000)
     """Points of a point cloud (None = the method's default; 20M float32 points fit a
     256 MiB frame). Meshes and splats ignore it."""
@@ -788,6 +791,8 @@ class JobExport(Message):
             raise _fail("JobExport.format", f"splats are written as ply only, got {self.format}")
         if (self.crop_min is None) != (self.crop_max is None):
             raise _fail("JobExport", "give both crop_min and crop_max, or neither")
+        if self.kind == "nerfstudio_run" and self.crop_min is not None:
+            raise _fail("JobExport", "a nerfstudio_run export is the whole field: no crop box")
         if self.crop_min is not None and self.crop_max is not None and not all(
             lo < hi for lo, hi in zip(self.crop_min, self.crop_max, strict=True)
         ):
@@ -865,10 +870,10 @@ class ExportResult(Message):
     """Job id."""
     turn_id: str | None = param(None, pattern=ID)
     """Turn exported."""
-    kind: Literal["point_cloud", "mesh", "splats"]
+    kind: Literal["point_cloud", "mesh", "splats", "nerfstudio_run"]
     """What was exported."""
-    format: Literal["ply", "obj", "glb"]
-    """File format written."""
+    format: Literal["ply", "obj", "glb", "yml"]
+    """File format written (yml: a nerfstudio run, `path` names its config.yml)."""
     path: str = param(path="relative", max_len=1024)
     """File, relative to the session folder."""
     points: np.ndarray | None = param(None, dtypes=("<f4",), shape=(None, 3))
@@ -889,6 +894,8 @@ class ExportResult(Message):
     """Splats: [N, 4] float32 quaternions w, x, y, z (normalised by readers)."""
 
     def check(self) -> None:
+        if (self.kind == "nerfstudio_run") != (self.format == "yml"):
+            raise _fail("ExportResult.format", f"{self.format!r} does not fit kind {self.kind!r}")
         n = None if self.points is None else len(self.points)
         for name in ("colors", "normals", *SPLAT_ARRAYS):
             value = getattr(self, name)

@@ -607,12 +607,15 @@ def _crop(request: m.JobExport):
 
 
 @job_kind("job.export", m.JobExport,
-          description="point cloud, mesh or Gaussian splats in the world frame")
+          description="point cloud, mesh or Gaussian splats in the world frame, or a "
+                      "nerfstudio run")
 def export(ctx: JobContext) -> dict:
     request: m.JobExport = ctx.request
     workspace = _workspace(ctx)
     turn_id = request.turn_id or workspace.head
     field = _field(ctx, workspace, turn_id)
+    if request.kind == "nerfstudio_run":
+        return _export_nerfstudio_run(ctx, field, turn_id)
     kind, fmt = request.kind, request.format
     geometry = _export_geometry(ctx, field, request)
     name = f"{kind}-{turn_id}-{ctx.job_id}.{fmt}"
@@ -640,6 +643,24 @@ def _result_arrays(kind: str, geometry) -> dict:
         "normals": None if geometry.normals is None else geometry.normals.astype(np.float32),
         "faces": geometry.faces.astype(np.int32) if kind == "mesh" else None,
     }
+
+
+def _export_nerfstudio_run(ctx: JobContext, field, turn_id: str) -> dict:
+    """The turn as an ns-train output folder under exports/ (whole, or not at all)."""
+    import shutil
+
+    from edit3d.field import write_nerfstudio_run
+
+    folder = ctx.exports_dir / f"nerfstudio_run-{turn_id}-{ctx.job_id}"
+    try:
+        config_yml = write_nerfstudio_run(field, folder, timestamp=turn_id)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    path = config_yml.relative_to(ctx.exports_dir.parent).as_posix()
+    event = m.ExportResult(job_id=ctx.job_id, turn_id=turn_id, kind="nerfstudio_run",
+                           format="yml", path=path)
+    return {"turn_id": turn_id, "path": path, "step": field.step, "event": event}
 
 
 def write_export(path: Path, geometry, fmt: str) -> None:

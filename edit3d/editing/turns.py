@@ -11,7 +11,9 @@ every `edit_rate`-th iteration, `edit_count` views (round-robin) are rendered fr
 model and handed to an edit dispatcher (`edit3d.editing.dispatch`), which edits them and
 fuses each with its pre-render through the view's mask; the results replace the views'
 targets in order at step boundaries — at once without an editor pool, within the pool's
-staleness with one.
+staleness with one. Its steps use the field preset's turn objective
+(`config.turn_objective()`: the paper preset trains as IN2N's `in2n` does, L1 + LPIPS on
+32×32 patches at 16,384 rays).
 
 On disk (`turn_dir`): `params.json` (the spec), `prerenders/` (npz + PNGs), `masks/`,
 `checkpoint.pt` (resumable: field + optimizer + targets + round-robin + RNG + the edits
@@ -260,7 +262,8 @@ class _TurnTraining(TrainingRun):
         super().__init__(
             field_, targets, total=_turn_steps(field_, spec), lr=spec.lr,
             done=state.next_step, phase="turn",
-            checkpoint=turn_dir / CHECKPOINT_NAME, timings=state.timings, **run,
+            checkpoint=turn_dir / CHECKPOINT_NAME, timings=state.timings,
+            objective=field_.config.turn_objective(), **run,
         )  # fmt: skip
         self.spec, self.inputs, self.state, self.turn_dir = spec, inputs, state, turn_dir
         self.names = [view.name for view in field_.views]
