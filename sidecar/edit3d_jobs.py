@@ -269,7 +269,7 @@ def turn_spec(request: m.JobRunTurn):
     return TurnSpec(**_set_fields(request, TURN_SPEC_FIELDS))
 
 
-REFINE_CONFIG_FIELDS = ("steps", "scale", "faces")
+REFINE_CONFIG_FIELDS = ("steps", "scale", "faces", "upscaler")
 """job.refine fields that are RefineConfig fields of the same name and meaning."""
 
 
