@@ -35,7 +35,9 @@ class Editor(Protocol):
     """Edits one view's render; see the module docstring.
 
     An editor may also expose ``is_pipeline_check: bool`` (read it with
-    :func:`is_pipeline_check`); editors without it count as real.
+    :func:`is_pipeline_check`); editors without it count as real. One whose output depends
+    only on the condition image may set ``reads_render = False`` (read it with
+    :func:`reads_render`): a turn then skips rendering the view for it.
     """
 
     def edit(
@@ -59,6 +61,12 @@ class TinyEditorWarning(UserWarning):
 def is_pipeline_check(editor: object) -> bool:
     """True when ``editor`` declares that its outputs only check the pipeline."""
     return bool(getattr(editor, "is_pipeline_check", False))
+
+
+def reads_render(editor: object) -> bool:
+    """False when ``editor`` declares that it edits the condition image alone, so that the
+    current render it would be given is not worth rendering."""
+    return bool(getattr(editor, "reads_render", True))
 
 
 def load_editor(spec: str, **kwargs: Any) -> Editor:

@@ -72,6 +72,8 @@ class RecolourEditor:
 
     is_pipeline_check = False
     is_stand_in = True
+    reads_render = False
+    """Its edit is the condition image recoloured: a turn need not render views for it."""
     label = STAND_IN_LABEL
 
     def __init__(self, *, device: str = "cpu", edge_sigma_px: float = 1.0) -> None:

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from edit3d.editing.editors import Editor, check_edit_result
+from edit3d.editing.editors import Editor, check_edit_result, reads_render
 from edit3d.editing.fusion import fuse
 from edit3d.field.radiance import RadianceField
 from edit3d.field.targets import TargetStore
@@ -243,8 +243,12 @@ def _edit_views(
     for k in range(spec.edit_count):
         name = names[(state.next_view + k) % len(names)]
         height, width = targets.size_of(name)
-        render = field_.render(field_.view(name), width=width, height=height).rgb
         condition = _resized(inputs.conditions[name], height, width)
+        render = (
+            field_.render(field_.view(name), width=width, height=height).rgb
+            if reads_render(inputs.editor)
+            else condition  # its output does not depend on the render
+        )
         edited = check_edit_result(
             inputs.editor.edit(
                 render,

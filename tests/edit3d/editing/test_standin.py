@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from edit3d.editing.editors import load_editor
 from edit3d.editing.fusion import fuse
@@ -99,6 +100,37 @@ def test_demo_figures_measure_retention_and_locality() -> None:
     assert worse.retention < 15 and np.isfinite(worse.locality)
     assert demo.psnr(np.zeros((2, 2, 3)), np.full((2, 2, 3), 0.1), np.ones((2, 2), bool)) == (
         pytest.approx(20.0))
-    assert demo.classical_upscale(base[0], 256).shape == (256, 256, 3)
     # the grown mask excludes a ring of MASK_MARGIN_PX around the region
     assert demo.grow(region1, 2).sum() == 7 * 7
+
+
+def test_contact_sheet_tiles_are_readable_and_rows_labelled(tmp_path: Path) -> None:
+    demo = _demo_module()
+    small = [np.full((64, 64, 3), 40 * (i + 1), np.uint8) for i in range(3)]
+    large = [np.full((256, 256, 3), 200, np.uint8) for _ in range(3)]
+    rows = [demo.SheetRow("turn 1", small), demo.SheetRow("fine-tune", large)]
+    sheet = demo.contact_sheet(rows, tmp_path / "sheet.png", title="STAND-IN")
+    strip = demo.LABEL_STRIP_PX
+    assert demo.MIN_TILE_PX == 256
+    assert sheet.shape == (strip + 2 * (strip + 256), 3 * 256, 3)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "sheet.png")), sheet)
+    # the small renders are enlarged to the fine-tuned row's size, flat colours kept
+    first_row = sheet[2 * strip : 2 * strip + 256]
+    for column in range(3):
+        assert np.all(first_row[:, column * 256 : (column + 1) * 256] == 40 * (column + 1))
+    # every row and the title carry text (dark pixels on the white strips)
+    for top in (0, strip, 2 * strip + 256):
+        assert (sheet[top : top + strip] < 100).any()
+    # a sheet of renders smaller than MIN_TILE_PX is enlarged to it
+    only_small = demo.contact_sheet([demo.SheetRow("base", small)], tmp_path / "small.png")
+    assert only_small.shape == (strip + 256, 3 * 256, 3)
+
+
+def test_fine_tune_kept_compares_box_downsampled_renders() -> None:
+    demo = _demo_module()
+    turn = [np.full((4, 4, 3), 100, np.uint8)]
+    refine = [np.full((16, 16, 3), 100, np.uint8)]
+    assert demo.fine_tune_kept(turn, refine) == float("inf")
+    refine[0][:4, :4] = 120  # one downsampled pixel off by 20 of 255
+    expected = 10 * np.log10(255.0**2 / (20.0**2 / 16))
+    assert demo.fine_tune_kept(turn, refine) == pytest.approx(expected)
