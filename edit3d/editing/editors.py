@@ -15,7 +15,6 @@ Editors are named by a spec string:
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import warnings
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -139,25 +138,9 @@ def _load_ip2p(
 
 
 def _load_from_import_path(spec: str, kwargs: dict[str, Any]) -> Editor:
-    module_name, _, attribute_path = spec.partition(":")
-    if not module_name or not attribute_path:
-        raise ValueError(f"editor spec {spec!r} must look like 'package.module:Factory'")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ValueError(
-            f"editor spec {spec!r}: cannot import module {module_name!r} ({error})"
-        ) from error
-    for attribute in attribute_path.split("."):
-        try:
-            target = getattr(target, attribute)
-        except AttributeError as error:
-            raise ValueError(
-                f"editor spec {spec!r}: {module_name!r} has no attribute {attribute_path!r}"
-            ) from error
-    if not callable(target):
-        raise ValueError(f"editor spec {spec!r}: {attribute_path!r} is not callable")
-    editor = target(**kwargs)
+    from edit3d.import_path import resolve_import_path
+
+    editor = resolve_import_path(spec, "editor spec")(**kwargs)
     if not callable(getattr(editor, "edit", None)):
         raise ValueError(
             f"editor spec {spec!r}: the factory returned {type(editor).__name__}, "

@@ -68,7 +68,8 @@ class TurnSpec:
     """Editor spec for `edit3d.editing.editors.load_editor` ("ip2p", "ip2p-tiny", "pkg.mod:Cls")."""
     segmentation: str = ""
     """What made the region masks, kept for the history: "adss" (real weights), "adss-tiny"
-    (random models: not a real mask), "folder:<path>", or "" (no region)."""
+    (random models: not a real mask), "folder:<path>", "provider:<import path>", or "" (no
+    region)."""
 
     def __post_init__(self) -> None:
         if not self.instruction.strip():
