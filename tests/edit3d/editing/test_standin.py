@@ -134,3 +134,27 @@ def test_fine_tune_kept_compares_box_downsampled_renders() -> None:
     refine[0][:4, :4] = 120  # one downsampled pixel off by 20 of 255
     expected = 10 * np.log10(255.0**2 / (20.0**2 / 16))
     assert demo.fine_tune_kept(turn, refine) == pytest.approx(expected)
+
+
+@pytest.mark.slow
+def test_demo_pipeline_on_a_small_setting_shows_both_turns(tmp_path: Path) -> None:
+    demo = _demo_module()
+    args = demo.parse_args(["--profile", "standin", "--resolution", "48", "--base-steps", "150",
+                            "--turn-steps", "60", "--refine-steps", "10"])
+    report = demo.run_demo(tmp_path / "demo", args)
+    strip, tile = demo.LABEL_STRIP_PX, demo.MIN_TILE_PX
+    assert report.sheet is not None
+    assert report.sheet.shape == (strip + 4 * (strip + tile), demo.PREVIEW_VIEWS * tile, 3)
+    sheet_file = tmp_path / "demo" / "previews-stand-in" / "contact_sheet.png"
+    assert np.array_equal(np.asarray(Image.open(sheet_file)), report.sheet)
+    figures = report.figures
+    assert figures is not None
+    print(figures)
+    # each turn changed its region far more than the field drifted outside both masks
+    assert figures.turn1_change < figures.locality - 4.0
+    assert figures.turn2_change < figures.locality - 4.0
+    assert figures.retention > figures.turn2_change + 4.0
+    assert figures.locality > 20.0
+    # the report states the measured figures, as computed
+    text = "\n".join(report.lines)
+    assert f"PSNR {figures.retention:.1f} dB" in text and f"PSNR {figures.locality:.1f} dB" in text
