@@ -327,9 +327,9 @@ def contact_sheet(rows: list[SheetRow], path: Path, title: str = "") -> np.ndarr
     strips = [_text_strip(title, side * len(rows[0].images))] if title else []
     for row in rows:
         tiles = [_tile(image, side) for image in row.images]
-        enlarged_from = {image.shape[0] for image in row.images if image.shape[0] != side}
-        note = (f" (rendered at {', '.join(map(str, sorted(enlarged_from)))} px, shown "
-                f"enlarged by the classical upscaler)" if enlarged_from else "")
+        rendered = sorted({image.shape[0] for image in row.images})
+        note = f" (rendered at {', '.join(map(str, rendered))} px"
+        note += ", shown enlarged by the classical upscaler)" if rendered != [side] else ")"
         strips.append(_text_strip(row.label + note, side * len(tiles)))
         strips.append(np.concatenate(tiles, axis=1))
     sheet = np.concatenate(strips, axis=0)
