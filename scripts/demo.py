@@ -599,12 +599,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--views", type=int, default=24, help="sample-scene views (default: 24)")
     parser.add_argument("--resolution", type=int, default=64,
                         help="sample-scene image side in px (default: 64)")
-    parser.add_argument("--base-steps", type=int, default=500,
-                        help="base training iterations (default: 500)")
-    parser.add_argument("--turn-steps", type=int, default=120,
-                        help="iterations per turn (default: 120)")
-    parser.add_argument("--refine-steps", type=int, default=80,
-                        help="super-resolution fine-tune iterations (default: 80)")
+    parser.add_argument("--base-steps", type=int, default=600,
+                        help="base training iterations (default: 600)")
+    parser.add_argument("--turn-steps", type=int, default=150,
+                        help="iterations per turn (default: 150)")
+    parser.add_argument("--refine-steps", type=int, default=100,
+                        help="super-resolution fine-tune iterations (default: 100)")
     return parser.parse_args(argv)
 
 
