@@ -437,11 +437,13 @@ def run_demo(out: Path, args: argparse.Namespace) -> Report:
 
 def _run_stages(session: Session, views: list[str], out: Path, report: Report,
                 args: argparse.Namespace) -> dict[str, list[Path]]:
-    """Base, the turns and the fine-tune, with preview renders of `views` after each."""
+    """Base, the turns and the fine-tune, with preview renders of `views` after each (no
+    live frames during training: nobody watches them here, and on a CPU they cost time)."""
     folder = report.folder(out, "previews")
     rows: dict[str, list[Path]] = {}
     with report.timed("base"):
-        session.run(JobTrainBase(session_id=session.session_id, steps=args.base_steps), "base")
+        session.run(JobTrainBase(session_id=session.session_id, steps=args.base_steps,
+                                 preview_every=0), "base")
     summary = session.summary()
     cameras = cameras_of(summary, views)
     rows["base"] = render_previews(session, cameras, folder, "0-base")
@@ -476,7 +478,7 @@ def _turn_request(session_id: str, plan: TurnPlan, profile: str, args: argparse.
         schedule = {"edit_rate": args.turn_steps, "edit_count": view_count}
     return JobRunTurn(session_id=session_id, instruction=plan.instruction,
                       edit_queries=plan.edit_queries, keep_queries=plan.keep_queries,
-                      caption=plan.caption, steps=args.turn_steps,
+                      caption=plan.caption, steps=args.turn_steps, preview_every=0,
                       editor=STAND_IN_EDITOR if profile == "standin" else "ip2p", **schedule)
 
 
