@@ -180,6 +180,12 @@ class Workspace:
         return config_from_dict(self._data["config"], self.backend)
 
     @property
+    def dataset(self) -> Path | None:
+        """The dataset folder the workspace was created over (None: an imported ns-train run)."""
+        recorded = self._data.get("dataset")
+        return Path(recorded) if recorded else None
+
+    @property
     def turns(self) -> list[TurnRecord]:
         """All nodes, oldest first."""
         return [TurnRecord.from_dict(d) for d in self._data["turns"]]

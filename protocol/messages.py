@@ -700,6 +700,9 @@ class JobRefine(Message):
     """Upscaling factor (None = the method's default)."""
     faces: bool | None = None
     """Restore faces with GFPGAN where detected (None = the method's default)."""
+    upscaler: Literal["real-esrgan", "lanczos"] | None = None
+    """What makes the targets: Real-ESRGAN, or "lanczos", a classical stand-in that needs no
+    weights and restores no faces (None = the method's default)."""
 
 
 @message("job.render", "request")

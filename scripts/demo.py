@@ -8,14 +8,19 @@ each turn, export a point cloud, and write `report.md`.
 Real model weights are used when every network is cached (or can be fetched). Without them
 the stand-in profile runs: a deterministic recolour editor with ground-truth part masks in
 place of InstructPix2Pix and ADSS (`edit3d.editing.standin`, allowed on the sidecar's
-command line), no super-resolution fine-tune, and Lanczos + unsharp tiles on the contact
-sheet; every output says so. `--profile tiny` runs the tiny random networks instead (a
-pipeline check, not an edit).
+command line), and the super-resolution fine-tune on targets made by a classical Lanczos +
+unsharp-mask upscaler in place of Real-ESRGAN (`edit3d.refine.classical`); every output says
+so. `--profile tiny` runs the tiny random networks instead (a pipeline check, not an edit).
+
+The contact sheet has one row per stage (base, each turn, the fine-tune) and one column per
+preview view; rows rendered at the training size are shown enlarged by the classical
+upscaler to the fine-tuned field's render size (at least MIN_TILE_PX), and each row says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -30,10 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw
 
 from edit3d.editing.standin import STAND_IN_LABEL
 from edit3d.models import registry
+from edit3d.refine.classical import CLASSICAL_UPSCALER_LABEL, LanczosUpscaler
 from edit3d.scene.sample import SampleScene, make_sample_scene
 from protocol import (
     Camera,
@@ -72,6 +78,10 @@ STAND_IN_EDITOR = "edit3d.editing.standin:RecolourEditor"
 """Import path of the stand-in editor; the demo's sidecar allows it with --allow-editor."""
 MIN_TILE_PX = 256
 """Contact-sheet tiles are at least this many pixels on their short side."""
+REFINE_SCALE = 4
+"""Fine-tune targets are the training renders upscaled by this factor (Real-ESRGAN x4plus's)."""
+PREVIEW_VIEWS = 3
+"""Columns of the contact sheet: views spread around the orbit that show the person."""
 MASK_MARGIN_PX = 2
 """Locality is measured outside the masks grown by this much (soft mask edges blend)."""
 
@@ -102,6 +112,16 @@ class Report:
     profile: str
     lines: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    sheet: np.ndarray | None = None
+    """The contact sheet, uint8 [H, W, 3]."""
+    figures: TurnFigures | None = None
+    """Measured retention and locality (stand-in profile: its masks are the ground truth)."""
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        started = time.monotonic()
+        yield
+        self.timings[phase] = time.monotonic() - started
 
     def folder(self, out: Path, kind: str) -> Path:
         """Where outputs of `kind` go; tiny and stand-in outputs say so in their folder name."""
@@ -136,8 +156,8 @@ def choose_profile(requested: str, report_lines: list[str]) -> str:
         f"(missing: {', '.join(missing)}). Running the STAND-IN profile instead: "
         f"{STAND_IN_LABEL}. The recolour editor and the ground-truth masks replace "
         "InstructPix2Pix and ADSS; fusion, multi-turn conditioning and field training are "
-        "Edit3D's own. No super-resolution fine-tune runs (no SR weights); contact-sheet "
-        "tiles are Lanczos + unsharp upscales of the renders. Fetch the weights with "
+        "Edit3D's own. The super-resolution fine-tune trains on targets made by the "
+        f"{CLASSICAL_UPSCALER_LABEL}, without face restoration. Fetch the weights with "
         "`edit3d models fetch --all` (or set EDIT3D_MODELS_DIR) and run again for real edits."
     )
     if requested == "real":
@@ -235,15 +255,31 @@ class Session:
         return reply
 
 
-def cameras_of(summary: SessionSummary, count: int) -> list[Camera]:
-    picks = np.linspace(0, len(summary.view_names) - 1, count).round().astype(int)
+def preview_views(scene: SampleScene, count: int = PREVIEW_VIEWS) -> list[str]:
+    """`count` view names spread around the orbit: of each arc, the view that shows the most
+    of the person (the parts the turns edit)."""
+    names = [view.name for view in scene.views]
+    arcs = np.array_split(np.arange(len(names)), count)
+    return [names[max(arc, key=lambda i: int(scene.object_mask("person", names[i]).sum()))]
+            for arc in arcs]
+
+
+def cameras_of(summary: SessionSummary, names: list[str]) -> list[Camera]:
+    """The session's cameras of the dataset views `names`, in that order."""
     cameras = []
-    for index in picks:
+    for name in names:
+        index = summary.view_names.index(name)
         fx, fy, cx, cy, width, height = summary.view_intrinsics[index]
         cameras.append(Camera(c2w=np.ascontiguousarray(summary.view_c2w[index]), fx=fx, fy=fy,
-                              cx=cx, cy=cy, width=int(width), height=int(height),
-                              name=summary.view_names[index]))
+                              cx=cx, cy=cy, width=int(width), height=int(height), name=name))
     return cameras
+
+
+def enlarged(camera: Camera, factor: int) -> Camera:
+    """The same camera with `factor` times the pixels on each side (same field of view)."""
+    return dataclasses.replace(camera, fx=camera.fx * factor, fy=camera.fy * factor,
+                               cx=camera.cx * factor, cy=camera.cy * factor,
+                               width=camera.width * factor, height=camera.height * factor)
 
 
 def save_image(array: np.ndarray, path: Path) -> None:
@@ -267,34 +303,57 @@ def render_previews(session: Session, cameras: list[Camera], folder: Path,
     return paths
 
 
-def contact_sheet(rows: dict[str, list[Path]], path: Path, *, classical: bool = False) -> None:
-    """One image: a row of views per stage, so a reader sees the turns side by side.
-    `classical`: tiles are Lanczos + unsharp upscales to >= MIN_TILE_PX (no SR network)."""
-    images = {stage: [_fit(np.asarray(Image.open(p).convert("RGB")), rows) for p in ps]
-              for stage, ps in rows.items()}
-    if classical:
-        images = {stage: [classical_upscale(tile, MIN_TILE_PX) for tile in tiles]
-                  for stage, tiles in images.items()}
-    sheet = np.concatenate([np.concatenate(row, axis=1) for row in images.values()], axis=0)
+@dataclass(frozen=True)
+class SheetRow:
+    """One stage on the contact sheet: its renders and what the row says about them."""
+
+    label: str
+    images: list[np.ndarray]
+    """uint8 [H, W, 3] renders, one per preview view."""
+
+
+LABEL_STRIP_PX = 16
+"""Height of the text strip above each row (and of the title)."""
+
+
+def contact_sheet(rows: list[SheetRow], path: Path, title: str = "") -> np.ndarray:
+    """One image: a labelled row of views per stage, so a reader sees the stages side by side.
+
+    Every tile is brought to the size of the largest render (at least MIN_TILE_PX): smaller
+    renders are enlarged by the classical upscaler, and their row's label says so. Returns
+    the sheet (uint8 [H, W, 3]) and writes it to `path`.
+    """
+    side = max(MIN_TILE_PX, *(image.shape[0] for row in rows for image in row.images))
+    strips = [_text_strip(title, side * len(rows[0].images))] if title else []
+    for row in rows:
+        tiles = [_tile(image, side) for image in row.images]
+        rendered = sorted({image.shape[0] for image in row.images})
+        note = f" (rendered at {', '.join(map(str, rendered))} px"
+        note += ", shown enlarged by the classical upscaler)" if rendered != [side] else ")"
+        strips.append(_text_strip(row.label + note, side * len(tiles)))
+        strips.append(np.concatenate(tiles, axis=1))
+    sheet = np.concatenate(strips, axis=0)
     save_image(sheet, path)
+    return sheet
 
 
-def _fit(image: np.ndarray, rows: dict[str, list[Path]]) -> np.ndarray:
-    """Every tile at the base renders' size (the fine-tuned field renders at x4)."""
-    height, width = np.asarray(Image.open(rows["base"][0])).shape[:2]
-    if image.shape[:2] == (height, width):
+def _tile(image: np.ndarray, side: int) -> np.ndarray:
+    """uint8 `image` as a `side` px tile (square renders): classical upscale, then an exact
+    area resize where the whole factor overshoots."""
+    if image.shape[0] == side:
         return image
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.BICUBIC))
+    factor = max(1, -(-side // image.shape[0]))
+    big = LanczosUpscaler(scale=factor).upscale(np.asarray(image, np.float32) / 255.0)
+    pixels = (big * 255.0 + 0.5).astype(np.uint8)
+    if pixels.shape[0] != side:
+        pixels = np.asarray(Image.fromarray(pixels).resize((side, side), Image.BOX))
+    return pixels
 
 
-def classical_upscale(image: np.ndarray, min_side: int) -> np.ndarray:
-    """uint8 [H, W, 3] upscaled by a whole factor to >= `min_side` px: Lanczos resampling,
-    then an unsharp mask (the classical stand-in for Real-ESRGAN)."""
-    height, width = image.shape[:2]
-    factor = max(1, -(-min_side // min(height, width)))
-    big = Image.fromarray(image).resize((width * factor, height * factor), Image.LANCZOS)
-    sharp = big.filter(ImageFilter.UnsharpMask(radius=factor, percent=80, threshold=2))
-    return np.asarray(sharp)
+def _text_strip(text: str, width: int) -> np.ndarray:
+    strip = Image.new("RGB", (width, LABEL_STRIP_PX), (255, 255, 255))
+    ImageDraw.Draw(strip).text((4, 2), text, fill=(0, 0, 0))
+    return np.asarray(strip)
 
 
 def psnr(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
@@ -364,50 +423,82 @@ def run_demo(out: Path, args: argparse.Namespace) -> Report:
                                                preset=args.preset), timeout_s=60)
         assert isinstance(created, SessionSummary)
         session = Session(client, created.session_id)
-        rows = _run_turns(session, out, report, args)
-        contact_sheet(rows, report.folder(out, "previews") / "contact_sheet.png",
-                      classical=profile == "standin")
+        rows = _run_stages(session, preview_views(scene), out, report, args)
+        report.sheet = contact_sheet(_sheet_rows(rows, report, args),
+                                     report.folder(out, "previews") / "contact_sheet.png",
+                                     title=_sheet_title(report.profile))
         if profile == "standin":
-            _report_figures(scene, rows, report)
+            report.figures = _report_figures(scene, rows, report)
         _export(session, out, report)
         _write_history(session.summary(), report)
         client.close()
     return report
 
 
-def _run_turns(session: Session, out: Path, report: Report,
-               args: argparse.Namespace) -> dict[str, list[Path]]:
+def _run_stages(session: Session, views: list[str], out: Path, report: Report,
+                args: argparse.Namespace) -> dict[str, list[Path]]:
+    """Base, the turns and the fine-tune, with preview renders of `views` after each (no
+    live frames during training: nobody watches them here, and on a CPU they cost time)."""
+    folder = report.folder(out, "previews")
     rows: dict[str, list[Path]] = {}
-    started = time.monotonic()
-    session.run(JobTrainBase(session_id=session.session_id, steps=args.base_steps), "base")
-    report.timings["base"] = time.monotonic() - started
-    cameras = cameras_of(session.summary(), 3)
-    rows["base"] = render_previews(session, cameras, report.folder(out, "previews"), "0-base")
-    editor = STAND_IN_EDITOR if report.profile == "standin" else "ip2p"
+    with report.timed("base"):
+        session.run(JobTrainBase(session_id=session.session_id, steps=args.base_steps,
+                                 preview_every=0), "base")
+    summary = session.summary()
+    cameras = cameras_of(summary, views)
+    rows["base"] = render_previews(session, cameras, folder, "0-base")
     for number, plan in enumerate(report.turns, start=1):
         if report.profile != "standin":  # the stand-in's masks are the ground truth
             _preview_masks(session, cameras[0], plan, out, number, report)
-        started = time.monotonic()
-        session.run(JobRunTurn(session_id=session.session_id, instruction=plan.instruction,
-                               edit_queries=plan.edit_queries, keep_queries=plan.keep_queries,
-                               caption=plan.caption, steps=args.turn_steps, editor=editor),
-                    f"turn {number}")
-        report.timings[f"turn {number}"] = time.monotonic() - started
+        request = _turn_request(session.session_id, plan, report.profile, args,
+                                len(summary.view_names))
+        with report.timed(f"turn {number}"):
+            session.run(request, f"turn {number}")
         report.add(f"Turn {number}: {plan.instruction!r} (edit {list(plan.edit_queries)}, "
                    f"keep {list(plan.keep_queries)}) in {report.timings[f'turn {number}']:.0f} s")
-        rows[f"turn {number}"] = render_previews(session, cameras,
-                                                 report.folder(out, "previews"), f"{number}-turn")
-    if report.profile == "standin":
-        report.add("Super-resolution fine-tune: skipped (no SR weights; tiles are classical "
-                   "Lanczos + unsharp upscales)")
-        return rows
-    started = time.monotonic()
-    session.run(JobRefine(session_id=session.session_id, steps=args.refine_steps), "refine")
-    report.timings["super-resolution fine-tune"] = time.monotonic() - started
-    report.add(f"Super-resolution fine-tune: {args.refine_steps} iterations on x4 targets")
-    rows["refine"] = render_previews(session, cameras, report.folder(out, "previews"),
-                                     f"{len(report.turns) + 1}-refine")
+        rows[f"turn {number}"] = render_previews(session, cameras, folder, f"{number}-turn")
+    classical = report.profile == "standin"
+    with report.timed("super-resolution fine-tune"):
+        session.run(JobRefine(session_id=session.session_id, steps=args.refine_steps,
+                              scale=REFINE_SCALE, upscaler="lanczos" if classical else None),
+                    "refine")
+    report.add(f"Super-resolution fine-tune: {args.refine_steps} iterations on x{REFINE_SCALE} "
+               f"targets by the {CLASSICAL_UPSCALER_LABEL if classical else 'SR networks'}")
+    rows["refine"] = render_previews(session, [enlarged(c, REFINE_SCALE) for c in cameras],
+                                     folder, f"{len(report.turns) + 1}-refine")
     return rows
+
+
+def _turn_request(session_id: str, plan: TurnPlan, profile: str, args: argparse.Namespace,
+                  view_count: int) -> JobRunTurn:
+    schedule: dict[str, int] = {}
+    if profile == "standin":
+        # The stand-in's edit depends only on the condition image (the pre-render), so
+        # re-editing a view would repeat it: every view is edited once, before step 1.
+        schedule = {"edit_rate": args.turn_steps, "edit_count": view_count}
+    return JobRunTurn(session_id=session_id, instruction=plan.instruction,
+                      edit_queries=plan.edit_queries, keep_queries=plan.keep_queries,
+                      caption=plan.caption, steps=args.turn_steps, preview_every=0,
+                      editor=STAND_IN_EDITOR if profile == "standin" else "ip2p", **schedule)
+
+
+def _sheet_rows(rows: dict[str, list[Path]], report: Report,
+                args: argparse.Namespace) -> list[SheetRow]:
+    labels = {"base": f"base: nerfacto, {args.base_steps} iterations"}
+    for number, plan in enumerate(report.turns, start=1):
+        keep = f", keep {', '.join(plan.keep_queries)}" if plan.keep_queries else ""
+        labels[f"turn {number}"] = f"turn {number}: {plan.instruction!r}{keep}"
+    maker = "classical upscaler" if report.profile == "standin" else "SR networks"
+    labels["refine"] = (f"fine-tune: {args.refine_steps} iterations on x{REFINE_SCALE} targets "
+                        f"by the {maker}")
+    return [SheetRow(labels[stage], [np.asarray(Image.open(p).convert("RGB")) for p in paths])
+            for stage, paths in rows.items()]
+
+
+def _sheet_title(profile: str) -> str:
+    if profile == "standin":
+        return f"{STAND_IN_LABEL}; fine-tune targets by the {CLASSICAL_UPSCALER_LABEL}"
+    return PIPELINE_CHECK if profile == "tiny" else "Edit3D with the published networks"
 
 
 def _preview_masks(session: Session, camera: Camera, plan: TurnPlan, out: Path, number: int,
@@ -424,11 +515,12 @@ def _preview_masks(session: Session, camera: Camera, plan: TurnPlan, out: Path, 
     report.add(f"Turn {number} mask preview: caption {masks.caption!r}; {ious}")
 
 
-def _report_figures(scene: SampleScene, rows: dict[str, list[Path]], report: Report) -> None:
+def _report_figures(scene: SampleScene, rows: dict[str, list[Path]],
+                    report: Report) -> TurnFigures:
     """Retention and locality of the two stand-in turns, on the previewed views."""
     names = [_view_of(path) for path in rows["base"]]
     stages = {stage: [np.asarray(Image.open(p).convert("RGB")) for p in rows[stage]]
-              for stage in ("base", "turn 1", "turn 2")}
+              for stage in ("base", "turn 1", "turn 2", "refine")}
     regions = [[_query_region(scene, plan.edit_queries, name) for name in names]
                for plan in report.turns]
     figures = turn_figures(stages["base"], stages["turn 1"], stages["turn 2"], *regions)
@@ -439,6 +531,21 @@ def _report_figures(scene: SampleScene, rows: dict[str, list[Path]], report: Rep
                f"{figures.retention:.1f} dB")
     report.add(f"Locality: outside both masks (grown {MASK_MARGIN_PX} px) after turn 2 vs "
                f"base, PSNR {figures.locality:.1f} dB")
+    kept = fine_tune_kept(stages["turn 2"], stages["refine"])
+    report.add(f"Fine-tune kept the edited scene: its x{REFINE_SCALE} renders, box-downsampled, "
+               f"vs turn 2, PSNR {kept:.1f} dB")
+    return figures
+
+
+def fine_tune_kept(turn2: list[np.ndarray], refine: list[np.ndarray]) -> float:
+    """PSNR (dB, mean over views) of the fine-tuned renders, box-downsampled to the turn's
+    render size, against the turn's renders."""
+    values = []
+    for small, big in zip(turn2, refine, strict=True):
+        height, width = small.shape[:2]
+        down = np.asarray(Image.fromarray(big).resize((width, height), Image.BOX))
+        values.append(psnr(down, small, np.ones((height, width), bool)))
+    return float(np.mean(values))
 
 
 def _view_of(preview: Path) -> str:
@@ -474,33 +581,43 @@ def write_report(report: Report, out: Path) -> None:
     if report.profile == "tiny":
         header += [f"**{PIPELINE_CHECK}.**", ""]
     elif report.profile == "standin":
-        header += [f"**Made by the {STAND_IN_LABEL}.**", ""]
+        header += [f"**Made by the {STAND_IN_LABEL}; fine-tune targets by the "
+                   f"{CLASSICAL_UPSCALER_LABEL}.**", ""]
     body = [f"- {line}" for line in report.lines]
     timing_rows = ["", "| phase | seconds |", "|---|---|"]
     timing_rows += [f"| {phase} | {seconds:.1f} |" for phase, seconds in report.timings.items()]
     sheet = report.folder(Path("."), "previews") / "contact_sheet.png"
-    stages = "base, turn 1, turn 2" + ("" if report.profile == "standin" else ", fine-tune")
-    images = ["", f"Previews (rows: {stages}): `{sheet}`"]
+    images = ["", f"Previews (rows: base, turn 1, turn 2, fine-tune): `{sheet}`"]
     (out / "report.md").write_text("\n".join(header + body + timing_rows + images) + "\n")
     (out / "timings.json").write_text(json.dumps(report.timings, indent=2))
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("out/demo"))
+    parser.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
     parser.add_argument("--profile", choices=("auto", "real", "standin", "tiny"), default="auto",
                         help="auto: real weights if present, else the stand-in (default: auto)")
-    parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--views", type=int, default=24)
-    parser.add_argument("--resolution", type=int, default=48)
-    parser.add_argument("--base-steps", type=int, default=300)
-    parser.add_argument("--turn-steps", type=int, default=120)
-    parser.add_argument("--refine-steps", type=int, default=60)
-    args = parser.parse_args()
+    parser.add_argument("--preset", default="tiny", help="field preset (default: tiny)")
+    parser.add_argument("--views", type=int, default=24, help="sample-scene views (default: 24)")
+    parser.add_argument("--resolution", type=int, default=64,
+                        help="sample-scene image side in px (default: 64)")
+    parser.add_argument("--base-steps", type=int, default=600,
+                        help="base training iterations (default: 600)")
+    parser.add_argument("--turn-steps", type=int, default=150,
+                        help="iterations per turn (default: 150)")
+    parser.add_argument("--refine-steps", type=int, default=100,
+                        help="super-resolution fine-tune iterations (default: 100)")
+    return parser.parse_args(argv)
+
+
+def main() -> int:
+    args = parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    started = time.monotonic()
     report = run_demo(args.out, args)
+    report.timings["total"] = time.monotonic() - started
     write_report(report, args.out)
-    print(f"[demo] report: {args.out / 'report.md'}")
+    print(f"[demo] report: {args.out / 'report.md'} (total {report.timings['total']:.0f} s)")
     return 0
 
 

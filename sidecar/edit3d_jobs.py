@@ -280,7 +280,7 @@ def turn_spec(request: m.JobRunTurn | m.JobPreviewEdit):
     return TurnSpec(**fields)
 
 
-REFINE_CONFIG_FIELDS = ("steps", "scale", "faces")
+REFINE_CONFIG_FIELDS = ("steps", "scale", "faces", "upscaler")
 """job.refine fields that are RefineConfig fields of the same name and meaning."""
 
 

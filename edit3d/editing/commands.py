@@ -49,6 +49,18 @@ def _workspace_arg(parser: argparse.ArgumentParser) -> None:
     add_device_option(parser)
 
 
+def _add_mask_options(parser: argparse.ArgumentParser, masks_help: str) -> None:
+    masks = parser.add_mutually_exclusive_group()
+    masks.add_argument("--masks", type=Path, help=masks_help)
+    masks.add_argument(
+        "--mask-provider",
+        metavar="MODULE:FACTORY",
+        help="import path of a factory making the region masks instead of ADSS (it gets "
+        "dataset_root and/or device if it declares them; e.g. "
+        "edit3d.editing.standin:ground_truth_masks for a sample scene's parts)",
+    )
+
+
 def _add_train(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "train",
@@ -141,11 +153,10 @@ def _add_turn_options(parser: argparse.ArgumentParser) -> None:
         "--keep-query", action="append", default=[], help="region to keep (repeatable)"
     )
     parser.add_argument("--caption", help="caption for segmentation (default: automatic)")
-    parser.add_argument(
-        "--masks",
-        type=Path,
-        help="folder with one PNG per view (<image stem>.png, white = edit) instead of "
-        "segmenting the queries",
+    _add_mask_options(
+        parser,
+        "folder with one PNG per view (<image stem>.png, white = edit) instead of segmenting "
+        "the queries",
     )
     parser.add_argument(
         "--mode",
@@ -258,9 +269,7 @@ def _add_resume(subparsers: Any) -> None:
     _workspace_arg(parser)
     parser.add_argument("turn_id", help="node id, as `edit3d history` lists them")
     parser.add_argument("--editor", help="editor spec (default: the turn's)")
-    parser.add_argument(
-        "--masks", type=Path, help="mask folder, as for `edit3d edit --masks` (default: none)"
-    )
+    _add_mask_options(parser, "mask folder, as for `edit3d edit --masks` (default: none)")
     parser.add_argument(
         "--profile",
         choices=("real", "tiny"),
@@ -486,6 +495,8 @@ def _mask_provider(
     queries = bool(getattr(args, "edit_query", None) or getattr(args, "keep_query", None))
     if args.masks is not None:
         return _folder_masks(args.masks, workspace)
+    if args.mask_provider is not None:
+        return _imported_masks(args.mask_provider, workspace, device)
     if not queries:
         return None
     segmenter = _segmenter(args.profile, device)
@@ -510,9 +521,27 @@ def _folder_masks(folder: Path, workspace: Any) -> Any:
     return provider
 
 
+def _imported_masks(spec: str, workspace: Any, device: str) -> Any:
+    from edit3d.segmentation.mask_provider import load_mask_provider
+
+    if workspace.dataset is None:
+        raise CliError(
+            f"--mask-provider {spec}: this workspace has no dataset folder to give it",
+            "use --masks DIR or the queries (ADSS)",
+        )
+    try:
+        return load_mask_provider(spec, dataset_root=workspace.dataset, device=device)
+    except (ValueError, ImportError) as error:
+        raise CliError(
+            f"--mask-provider {spec}: {error}", "give package.module:factory of a mask provider"
+        ) from error
+
+
 def _segmentation_label(args: argparse.Namespace) -> str:
     if args.masks is not None:
         return f"folder:{args.masks.resolve()}"
+    if args.mask_provider is not None:
+        return f"provider:{args.mask_provider}"
     if args.edit_query or args.keep_query:
         return "adss" if args.profile == "real" else "adss-tiny"
     return ""
@@ -633,6 +662,8 @@ def run_resume(args: argparse.Namespace) -> int:
     caption_given = spec is not None and bool(spec.caption)
     if args.masks is not None:
         mask_provider = _folder_masks(args.masks, workspace)
+    elif args.mask_provider is not None:
+        mask_provider = _imported_masks(args.mask_provider, workspace, device)
     elif spec is not None and (spec.edit_queries or spec.keep_queries):
         segmenter = _segmenter(args.profile, device)
         segmenter.require_weights(with_caption=not caption_given)

@@ -15,7 +15,6 @@ Editors are named by a spec string:
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import warnings
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -35,7 +34,9 @@ class Editor(Protocol):
     """Edits one view's render; see the module docstring.
 
     An editor may also expose ``is_pipeline_check: bool`` (read it with
-    :func:`is_pipeline_check`); editors without it count as real.
+    :func:`is_pipeline_check`); editors without it count as real. One whose output depends
+    only on the condition image may set ``reads_render = False`` (read it with
+    :func:`reads_render`): a turn then skips rendering the view for it.
     """
 
     def edit(
@@ -59,6 +60,12 @@ class TinyEditorWarning(UserWarning):
 def is_pipeline_check(editor: object) -> bool:
     """True when ``editor`` declares that its outputs only check the pipeline."""
     return bool(getattr(editor, "is_pipeline_check", False))
+
+
+def reads_render(editor: object) -> bool:
+    """False when ``editor`` declares that it edits the condition image alone, so that the
+    current render it would be given is not worth rendering."""
+    return bool(getattr(editor, "reads_render", True))
 
 
 def load_editor(spec: str, **kwargs: Any) -> Editor:
@@ -131,25 +138,9 @@ def _load_ip2p(
 
 
 def _load_from_import_path(spec: str, kwargs: dict[str, Any]) -> Editor:
-    module_name, _, attribute_path = spec.partition(":")
-    if not module_name or not attribute_path:
-        raise ValueError(f"editor spec {spec!r} must look like 'package.module:Factory'")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ValueError(
-            f"editor spec {spec!r}: cannot import module {module_name!r} ({error})"
-        ) from error
-    for attribute in attribute_path.split("."):
-        try:
-            target = getattr(target, attribute)
-        except AttributeError as error:
-            raise ValueError(
-                f"editor spec {spec!r}: {module_name!r} has no attribute {attribute_path!r}"
-            ) from error
-    if not callable(target):
-        raise ValueError(f"editor spec {spec!r}: {attribute_path!r} is not callable")
-    editor = target(**kwargs)
+    from edit3d.import_path import resolve_import_path
+
+    editor = resolve_import_path(spec, "editor spec")(**kwargs)
     if not callable(getattr(editor, "edit", None)):
         raise ValueError(
             f"editor spec {spec!r}: the factory returned {type(editor).__name__}, "

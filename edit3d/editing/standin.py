@@ -72,6 +72,8 @@ class RecolourEditor:
 
     is_pipeline_check = False
     is_stand_in = True
+    reads_render = False
+    """Its edit is the condition image recoloured: a turn need not render views for it."""
     label = STAND_IN_LABEL
 
     def __init__(self, *, device: str = "cpu", edge_sigma_px: float = 1.0) -> None:
@@ -95,20 +97,26 @@ class RecolourEditor:
     def mask_provider_for(self, dataset_root: Path) -> GroundTruthMaskProvider:
         """The stand-in for ADSS: a query names a sample-scene part ("shirt") and its
         ground-truth masks are the turn's masks. ValueError if the dataset has none."""
-        from edit3d.scene.sample import SampleScene
+        return ground_truth_masks(dataset_root, edge_sigma_px=self.edge_sigma_px)
 
-        try:
-            scene = SampleScene.load(dataset_root)
-        except (OSError, ValueError, KeyError) as error:
-            raise ValueError(
-                f"dataset {dataset_root} has no ground-truth part masks for the stand-in "
-                f"editor (make one with `edit3d sample-scene`): {error}"
-            ) from error
-        return GroundTruthMaskProvider(
-            Path(dataset_root) / "masks",
-            edge_sigma_px=self.edge_sigma_px,
-            objects_for_query=_objects_by_name(scene.objects),
-        )
+
+def ground_truth_masks(dataset_root: Path, edge_sigma_px: float = 1.0) -> GroundTruthMaskProvider:
+    """Mask provider of a sample scene's named parts (`edit3d edit --mask-provider
+    edit3d.editing.standin:ground_truth_masks`). ValueError if the dataset has no part masks."""
+    from edit3d.scene.sample import SampleScene
+
+    try:
+        scene = SampleScene.load(dataset_root)
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(
+            f"dataset {dataset_root} has no ground-truth part masks for the stand-in "
+            f"editor (make one with `edit3d sample-scene`): {error}"
+        ) from error
+    return GroundTruthMaskProvider(
+        Path(dataset_root) / "masks",
+        edge_sigma_px=edge_sigma_px,
+        objects_for_query=_objects_by_name(scene.objects),
+    )
 
 
 def _objects_by_name(objects: Any) -> dict[str, tuple[str, ...]]:

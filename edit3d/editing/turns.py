@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from edit3d.editing.dispatch import EditDispatcher, EditJob, EditRounds, LocalDispatcher
-from edit3d.editing.editors import Editor
+from edit3d.editing.editors import Editor, reads_render
 from edit3d.editing.settings import EditorSettings
 from edit3d.editing.view_edit import (
     MaskProvider,
@@ -42,6 +42,7 @@ from edit3d.editing.view_edit import (
     checked_mask,
     configured_editor,
     edit_seed,
+    resized_image,
 )
 from edit3d.field.radiance import RadianceField, StepResult
 from edit3d.field.targets import TargetStore
@@ -97,7 +98,8 @@ class TurnSpec:
     """Editor spec for `edit3d.editing.editors.load_editor` ("ip2p", "ip2p-tiny", "pkg.mod:Cls")."""
     segmentation: str = ""
     """What made the region masks, kept for the history: "adss" (real weights), "adss-tiny"
-    (random models: not a real mask), "folder:<path>", or "" (no region)."""
+    (random models: not a real mask), "folder:<path>", "provider:<import path>", or "" (no
+    region)."""
     editor_settings: EditorSettings = field(default_factory=EditorSettings)
     """Guidance, diffusion steps, noise range and working resolution of every edit."""
 
@@ -307,13 +309,21 @@ class _TurnTraining(TrainingRun):
         for k in range(self.spec.edit_count):
             name = self.names[(self.state.next_view + k) % len(self.names)]
             height, width = self.targets.size_of(name)
-            before = self.field.render(self.field.view(name), width=width, height=height).rgb
+            before = self._before(name, height, width)
             seed = edit_seed(self.spec.seed, step, k)
             jobs.append(self._job(self.state.submitted + k, step, k, name, seed, before))
         self.state.next_view = (self.state.next_view + self.spec.edit_count) % len(self.names)
         self.state.submitted += len(jobs)
         self.state.last_round = step
         return jobs
+
+    def _before(self, name: str, height: int, width: int) -> np.ndarray:
+        """The view's render, or its condition for an editor that reads no render (the
+        render would be spent for nothing; see `edit3d.editing.editors.reads_render`)."""
+        editor = self.inputs.editor
+        if editor is not None and not reads_render(editor):
+            return resized_image(self.inputs.conditions[name], height, width)
+        return self.field.render(self.field.view(name), width=width, height=height).rgb
 
     def _job(
         self, seq: int, step: int, index: int, name: str, seed: int, before: np.ndarray

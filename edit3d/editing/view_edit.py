@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from edit3d.editing.editors import Editor, check_edit_result
+from edit3d.editing.editors import Editor, check_edit_result, reads_render
 from edit3d.editing.fusion import fuse
 from edit3d.field.radiance import RadianceField
 from edit3d.progress import CancelToken
@@ -81,10 +81,15 @@ def edit_view(
 
     Without `inputs` the render is the condition and the fusion base, and the mask is
     `mask_provider`'s for that render (what a turn does at its start). `editor` must already
-    carry the spec's settings (see `configured_editor`).
+    carry the spec's settings (see `configured_editor`). With `inputs`, an editor that does
+    not read the render (`reads_render`) is handed the condition as `before`: no render.
     """
     height, width = size or _render_size(field_, view)
-    before = field_.render(view, width=width, height=height).rgb
+    if inputs is not None and not reads_render(editor):
+        # the editor declared that its output depends on the condition alone
+        before = resized_image(inputs.condition, height, width)
+    else:
+        before = field_.render(view, width=width, height=height).rgb
     if inputs is None:
         inputs = _inputs_from_render(field_, view, before, spec, mask_provider)
     return edit_render(
@@ -111,7 +116,7 @@ def edit_render(
     edited = check_edit_result(
         editor.edit(
             before,
-            _resized(inputs.condition, height, width),
+            resized_image(inputs.condition, height, width),
             spec.instruction,
             view_name=view_name,
             seed=seed,
@@ -123,7 +128,7 @@ def edit_render(
     )
     if inputs.base is None:
         return ViewEdit(before, None, edited, edited)
-    after = fuse(edited, _resized(inputs.base, height, width), mask)
+    after = fuse(edited, resized_image(inputs.base, height, width), mask)
     return ViewEdit(before, mask, edited, after)
 
 
@@ -199,7 +204,8 @@ def _render_size(field_: RadianceField, view: CameraView) -> tuple[int, int]:
     return int(view.intrinsics.height), int(view.intrinsics.width)
 
 
-def _resized(image: np.ndarray, height: int, width: int) -> np.ndarray:
+def resized_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """[H, W, C] float image area-resampled to (height, width) (as is when it fits)."""
     if image.shape[:2] == (height, width):
         return image
     tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
@@ -210,4 +216,4 @@ def _resized(image: np.ndarray, height: int, width: int) -> np.ndarray:
 def _resized_mask(mask: np.ndarray | None, height: int, width: int) -> np.ndarray | None:
     if mask is None:
         return None
-    return _resized(mask[..., None], height, width)[..., 0]
+    return resized_image(mask[..., None], height, width)[..., 0]

@@ -41,6 +41,13 @@ def add_commands(subparsers: Any) -> None:
     )
     parser.add_argument("--no-faces", action="store_true", help="Real-ESRGAN only, no GFPGAN")
     parser.add_argument(
+        "--upscaler",
+        choices=("real-esrgan", "lanczos"),
+        default="real-esrgan",
+        help="what makes the targets: real-esrgan (+ GFPGAN on faces), or lanczos, a classical "
+        "stand-in that needs no weights (no face restoration; label its results)",
+    )
+    parser.add_argument(
         "--profile",
         choices=("real", "tiny"),
         default="real",
@@ -55,7 +62,7 @@ def run_refine_command(args: argparse.Namespace) -> int:
     from edit3d.refine.finetune import RefineConfig
     from edit3d.refine.node import run_refine
 
-    if args.profile == "real":
+    if args.profile == "real" and args.upscaler == "real-esrgan":
         faces = [] if args.no_faces else ["gfpgan-v1.4", "yunet-face"]
         require_models(["realesrgan-x4plus", *faces])
     config = RefineConfig(
@@ -65,6 +72,7 @@ def run_refine_command(args: argparse.Namespace) -> int:
         target_long_side=args.target_long_side,
         render_long_side=args.render_long_side,
         faces=not args.no_faces,
+        upscaler=args.upscaler,
     )
     workspace = open_workspace(args.workspace, device=resolve_device(args.device))
     require_node(workspace, args.parent, "--parent")
@@ -72,9 +80,7 @@ def run_refine_command(args: argparse.Namespace) -> int:
         record = run_refine(
             workspace, args.parent, config, profile=args.profile, progress=bars, cancel=cancel
         )
-    note = (
-        " (tiny SR networks: pipeline check, not an enhancement)" if args.profile == "tiny" else ""
-    )
+    note = _targets_note(args)
     seconds = {key: record.timings.get(key, 0.0) for key in ("total_s", "upscale_s", "train_s")}
     print(
         f"{record.id}: refined {record.parent} in {seconds['total_s']:.0f} s (upscale "
@@ -82,3 +88,14 @@ def run_refine_command(args: argparse.Namespace) -> int:
         f"{int(record.timings.get('faces', 0))} faces){note}"
     )
     return 0
+
+
+def _targets_note(args: argparse.Namespace) -> str:
+    """What the summary line says about the targets' maker when it is not the paper's."""
+    if args.upscaler == "lanczos":
+        from edit3d.refine.classical import CLASSICAL_UPSCALER_LABEL
+
+        return f" (targets by the {CLASSICAL_UPSCALER_LABEL})"
+    if args.profile == "tiny":
+        return " (tiny SR networks: pipeline check, not an enhancement)"
+    return ""

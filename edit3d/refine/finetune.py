@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from edit3d.field.radiance import RadianceField
-from edit3d.models.sr import FaceRestorer, SuperResolver
+from edit3d.models.sr import FaceRestorer
 from edit3d.progress import (
     CancelToken,
     JobProgress,
@@ -31,7 +31,7 @@ from edit3d.progress import (
     no_progress,
 )
 from edit3d.refine.faces import FaceDetector
-from edit3d.refine.upscale import upscale_view_with_faces
+from edit3d.refine.upscale import Upscaler, upscale_view_with_faces
 from edit3d.scene.cameras import CameraView
 from edit3d.training import TrainingRun
 
@@ -62,8 +62,16 @@ class RefineConfig:
     """Restore faces with GFPGAN (needs a face detector)."""
     face_crop_scale: float = 2.0
     """Face crop side / detected box side (GFPGAN expects the face plus some context)."""
+    upscaler: Literal["real-esrgan", "lanczos"] = "real-esrgan"
+    """What makes the targets: Real-ESRGAN x4plus (paper Sec. 3.3), or "lanczos", the
+    classical stand-in for machines without SR weights (`edit3d.refine.classical`; no
+    network is loaded and no face is restored; its outputs must be labelled)."""
 
     def __post_init__(self) -> None:
+        if self.upscaler not in ("real-esrgan", "lanczos"):
+            raise ValueError(
+                f"upscaler must be 'real-esrgan' or 'lanczos', got {self.upscaler!r}"
+            )
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
         if self.lr <= 0:
@@ -131,7 +139,7 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def make_targets(
     field: RadianceField,
-    esrgan: SuperResolver,
+    esrgan: Upscaler,
     config: RefineConfig,
     *,
     gfpgan: FaceRestorer | None = None,
@@ -226,7 +234,7 @@ def finetune_super_resolution(
     field: RadianceField,
     config: RefineConfig | None = None,
     *,
-    esrgan: SuperResolver | None = None,
+    esrgan: Upscaler | None = None,
     gfpgan: FaceRestorer | None = None,
     detector: FaceDetector | None = None,
     profile: Literal["real", "tiny"] = "real",
@@ -295,7 +303,7 @@ def _targets_for(
     state: RefineState | None,
     profile: Literal["real", "tiny"],
     device: str,
-    esrgan: SuperResolver | None,
+    esrgan: Upscaler | None,
     gfpgan: FaceRestorer | None,
     detector: FaceDetector | None,
     progress: ProgressCallback,
@@ -341,22 +349,27 @@ def load_sr_networks(
     profile: Literal["real", "tiny"] = "real",
     device: str = "cpu",
     *,
-    esrgan: SuperResolver | None = None,
+    esrgan: Upscaler | None = None,
     gfpgan: FaceRestorer | None = None,
     detector: FaceDetector | None = None,
-) -> tuple[SuperResolver, FaceRestorer | None, FaceDetector | None]:
+) -> tuple[Upscaler, FaceRestorer | None, FaceDetector | None]:
     """The given networks, the missing ones loaded from the registry under `profile`
-    (GFPGAN and the face detector only when `config.faces`)."""
+    (GFPGAN and the face detector only when `config.faces`). With `config.upscaler`
+    "lanczos" no network is loaded: the classical upscaler, and no face restoration."""
     from edit3d.models.registry import load_model
     from edit3d.models.sr import GFPGAN_V14, REALESRGAN_X4PLUS
 
+    if config.upscaler == "lanczos":
+        from edit3d.refine.classical import LanczosUpscaler
+
+        return esrgan or LanczosUpscaler(), None, None
     if esrgan is None:
         esrgan = load_model(REALESRGAN_X4PLUS, profile, device=device)  # type: ignore[assignment]
     if config.faces and gfpgan is None:
         gfpgan = load_model(GFPGAN_V14, profile, device=device)  # type: ignore[assignment]
     if config.faces and detector is None:
         detector = load_model("yunet-face", profile, device=device)  # type: ignore[assignment]
-    return esrgan, gfpgan, detector  # type: ignore[return-value]
+    return esrgan, gfpgan, detector
 
 
 # --- targets on disk (so an interrupted fine-tune resumes without re-upscaling) -----------

@@ -13,11 +13,26 @@ to 0 at the crop border, so the seam lies in the margin around the face.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from edit3d.models.sr import FaceRestorer, SuperResolver
+from edit3d.models.sr import FaceRestorer
 from edit3d.refine.faces import FaceBox, FaceDetector
+
+
+class Upscaler(Protocol):
+    """What upscales a view: Real-ESRGAN (`SuperResolver`) or the classical stand-in
+    (`edit3d.refine.classical.LanczosUpscaler`)."""
+
+    scale: int
+    """Upscale factor."""
+    name: str
+    """What it is, as reports name it."""
+
+    def upscale(self, image: np.ndarray) -> np.ndarray:
+        """float32 [H, W, 3] in [0, 1] -> [H*scale, W*scale, 3] in [0, 1]."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -34,7 +49,7 @@ class FacePaste:
 
 def upscale_view(
     image: np.ndarray,
-    esrgan: SuperResolver,
+    esrgan: Upscaler,
     gfpgan: FaceRestorer | None = None,
     detector: FaceDetector | None = None,
     *,
@@ -52,7 +67,7 @@ def upscale_view(
 
 def upscale_view_with_faces(
     image: np.ndarray,
-    esrgan: SuperResolver,
+    esrgan: Upscaler,
     gfpgan: FaceRestorer | None = None,
     detector: FaceDetector | None = None,
     *,

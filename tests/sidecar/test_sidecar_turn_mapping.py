@@ -42,6 +42,8 @@ def test_refine_and_export_leave_unset_fields_to_the_method() -> None:
     assert edit3d_jobs.refine_config(m.JobRefine(session_id="s1")) == RefineConfig()
     set_ = edit3d_jobs.refine_config(m.JobRefine(session_id="s1", steps=9, scale=2, faces=False))
     assert set_ == RefineConfig(steps=9, scale=2, faces=False)
+    classical = edit3d_jobs.refine_config(m.JobRefine(session_id="s1", upscaler="lanczos"))
+    assert classical == RefineConfig(upscaler="lanczos")
     assert edit3d_jobs.point_cloud_config(m.JobExport(session_id="s1")) == PointCloudConfig()
     budget = edit3d_jobs.point_cloud_config(m.JobExport(session_id="s1", budget=1234))
     assert budget == PointCloudConfig(num_points=1234)

@@ -138,6 +138,34 @@ def test_prerenders_are_condition_and_initial_targets(
     assert [name for name, _ in painter.calls] == [v.name for v in field.views[:2]]
 
 
+def test_an_editor_that_reads_only_the_condition_costs_no_renders(
+    base: tuple[TinyScene, Path], tmp_path: Path
+) -> None:
+    scene, checkpoint = base
+    field = field_from_checkpoint(checkpoint)
+    painter = ObjectPainter(scene)
+    painter.reads_render = False  # type: ignore[attr-defined]
+    renders: list[str] = []
+    original_render = field.render
+
+    def counting_render(view, **kwargs):
+        renders.append(view.name)
+        return original_render(view, **kwargs)
+
+    field.render = counting_render  # type: ignore[method-assign]
+    spec = TurnSpec("paint sphere_a red", steps=4, edit_rate=2, edit_count=3)
+    run_turn(field, spec, tmp_path, painter)
+    assert len(renders) == len(field.views)  # the pre-renders only
+    assert len(painter.calls) == 6  # the edits still ran, on the pre-renders
+    prerenders = load_image_archive(tmp_path / "prerenders" / "prerenders.npz")
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    first = field.views[0].name
+    expected = painter.edit(prerenders[first], prerenders[first], spec.instruction,
+                            view_name=first)
+    target = state["extra"]["targets"]["replaced"][first].numpy()
+    np.testing.assert_allclose(target, expected, atol=1e-6)
+
+
 def test_mask_confines_the_edit_to_the_masked_region(
     base: tuple[TinyScene, Path], tmp_path: Path
 ) -> None:
