@@ -7,9 +7,9 @@ editor is asked to keep. IN2N mode (the ablation, `mode="in2n"`) conditions on t
 dataset images and starts from them, as instruct-nerf2nerf does.
 
 The turn is the field's training (`edit3d.training.TrainingRun`) with one override: before
-every `edit_rate`-th iteration, `edit_count` views (round-robin) are rendered from the current
-model, edited, fused with their pre-render through the view's mask, and replace that view's
-target.
+every `edit_rate`-th iteration, `edit_count` views (round-robin; every view with
+`update="rounds"`) are rendered from the current model, edited, fused with their pre-render
+through the view's mask, and replace that view's target.
 
 On disk (`turn_dir`): `params.json` (the spec), `prerenders/` (npz + PNGs), `masks/`,
 `checkpoint.pt` (resumable: field + optimizer + targets + round-robin + RNG) and
@@ -59,7 +59,11 @@ class TurnSpec:
     edit_rate: int = 10
     """Iterations between target updates (IN2N default 10)."""
     edit_count: int = 1
-    """Views edited at each update (IN2N default 1)."""
+    """Views edited at each update (IN2N default 1; "rounds" edits every view)."""
+    update: Literal["per_view", "rounds"] = "per_view"
+    """Dataset-update schedule: "per_view" replaces `edit_count` views round-robin every
+    `edit_rate` iterations (Edit3D, IN2N); "rounds" edits every view at once every
+    `edit_rate` iterations (instruct-gs2gs: 2500). See docs/method.md for the default."""
     lr: float = 0.0025
     """Learning rate of the NeRF parameters during the turn (paper: 0.0025)."""
     seed: int = 0
@@ -75,6 +79,8 @@ class TurnSpec:
             raise ValueError(f"instruction must not be empty, got {self.instruction!r}")
         if self.mode not in ("edit3d", "in2n"):
             raise ValueError(f"mode must be 'edit3d' or 'in2n', got {self.mode!r}")
+        if self.update not in ("per_view", "rounds"):
+            raise ValueError(f"update must be 'per_view' or 'rounds', got {self.update!r}")
         for name in ("edit_rate", "edit_count"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
@@ -234,13 +240,15 @@ def _edit_views(
     step: int,
     cancel: CancelToken | None,
 ) -> None:
-    """Edit the next `edit_count` views round-robin and replace their targets.
+    """Edit the next `edit_count` views round-robin (every view in "rounds") and replace
+    their targets.
 
     All edits are computed before any target changes, so a cancel inside the editor leaves
     the turn exactly at the start of this step (resumable).
     """
+    count = len(names) if spec.update == "rounds" else spec.edit_count
     replacements = []
-    for k in range(spec.edit_count):
+    for k in range(count):
         name = names[(state.next_view + k) % len(names)]
         height, width = targets.size_of(name)
         render = field_.render(field_.view(name), width=width, height=height).rgb
@@ -263,7 +271,7 @@ def _edit_views(
         replacements.append((name, edited))
     for name, image in replacements:
         targets.replace(name, image)
-    state.next_view = (state.next_view + spec.edit_count) % len(names)
+    state.next_view = (state.next_view + count) % len(names)
     state.edits += len(replacements)
     state.last_edited = replacements[-1][0]
 
