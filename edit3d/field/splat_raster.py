@@ -44,7 +44,7 @@ def rasterize(
     absgrad: bool,
     rasterizer: Rasterizer,
     rasterize_mode: Literal["classic", "antialiased"] = "classic",
-    pixel_chunk: int = 4096,
+    tile: int = 16,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """(render [1, H, W, 3 (+1 expected z-depth)], alpha [1, H, W, 1], info)."""
     if rasterizer == "cuda":
@@ -62,7 +62,7 @@ def rasterize(
     return _rasterize_torch(
         means, quats, scales, opacities, colors, viewmat, K, width, height,
         sh_degree=sh_degree, with_depth=with_depth, absgrad=absgrad,
-        antialiased=rasterize_mode == "antialiased", pixel_chunk=pixel_chunk,
+        antialiased=rasterize_mode == "antialiased", tile=tile,
     )  # fmt: skip
 
 
@@ -81,7 +81,7 @@ def _rasterize_torch(
     with_depth: bool,
     absgrad: bool,
     antialiased: bool,
-    pixel_chunk: int,
+    tile: int,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     from gsplat.cuda._torch_impl import (
         _fully_fused_projection,
@@ -110,7 +110,7 @@ def _rasterize_torch(
         means2d.absgrad = torch.zeros_like(means2d)  # type: ignore[attr-defined]
     render, alpha = _composite(
         means2d, conics[0], alphas[0], features, radii[0], depths[0], width, height,
-        absgrad=absgrad, pixel_chunk=pixel_chunk,
+        absgrad=absgrad, tile=tile,
     )  # fmt: skip
     if with_depth:
         expected = render[..., -1:] / alpha.clamp(min=1e-10)
@@ -129,33 +129,49 @@ def _composite(
     height: int,
     *,
     absgrad: bool,
-    pixel_chunk: int,
+    tile: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Front-to-back alpha compositing of the visible Gaussians, a band of rows at a time;
-    (features [H, W, D], alpha [H, W, 1])."""
-    device = means2d.device
+    """Front-to-back alpha compositing of the visible Gaussians, one square tile of pixels
+    at a time against the Gaussians whose 3-sigma box reaches it (gsplat's tiling, so the
+    work per tile stays small); (features [H, W, D], alpha [H, W, 1])."""
+    device, dtype = means2d.device, means2d.dtype
     visible = torch.nonzero(radii > 0).squeeze(-1)
     order = visible[torch.argsort(depths[visible])]
     centres = means2d[0, order].detach()
-    reach = radii[order].float()
-    rows_per_band = max(1, pixel_chunk // max(width, 1))
-    bands_rgb, bands_alpha = [], []
-    for top in range(0, height, rows_per_band):
-        bottom = min(height, top + rows_per_band)
-        near = (centres[:, 1] + reach > top) & (centres[:, 1] - reach < bottom)
-        ids = order[near]
-        ys, xs = torch.meshgrid(
-            torch.arange(top, bottom, device=device, dtype=means2d.dtype) + 0.5,
-            torch.arange(width, device=device, dtype=means2d.dtype) + 0.5,
-            indexing="ij",
-        )
-        pixels = torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=-1)  # [P, 2]
-        rgb, alpha = _composite_band(
-            pixels, means2d, ids, conics[ids], alphas[ids], features[ids], absgrad
-        )
-        bands_rgb.append(rgb.reshape(bottom - top, width, -1))
-        bands_alpha.append(alpha.reshape(bottom - top, width, 1))
-    return torch.cat(bands_rgb), torch.cat(bands_alpha)
+    reach = radii[order].to(dtype)
+    index_y, index_x, tile_rgb, tile_alpha = [], [], [], []
+    for top in range(0, height, tile):
+        for left in range(0, width, tile):
+            bottom, right = min(height, top + tile), min(width, left + tile)
+            near = (centres[:, 1] + reach > top) & (centres[:, 1] - reach < bottom)
+            near &= (centres[:, 0] + reach > left) & (centres[:, 0] - reach < right)
+            ys, xs = _tile_index(top, bottom, left, right, device)
+            pixels = torch.stack([xs, ys], dim=-1).to(dtype) + 0.5  # [P, 2] pixel centres
+            ids = order[near]
+            rgb, alpha = _composite_band(
+                pixels, means2d, ids, conics[ids], alphas[ids], features[ids], absgrad
+            )
+            index_y.append(ys)
+            index_x.append(xs)
+            tile_rgb.append(rgb)
+            tile_alpha.append(alpha)
+    where = (torch.cat(index_y), torch.cat(index_x))
+    out = torch.zeros(height, width, features.shape[-1], device=device, dtype=dtype)
+    alpha_out = torch.zeros(height, width, device=device, dtype=dtype)
+    out = out.index_put(where, torch.cat(tile_rgb))
+    alpha_out = alpha_out.index_put(where, torch.cat(tile_alpha))
+    return out, alpha_out[..., None]
+
+
+def _tile_index(
+    top: int, bottom: int, left: int, right: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    ys, xs = torch.meshgrid(
+        torch.arange(top, bottom, device=device),
+        torch.arange(left, right, device=device),
+        indexing="ij",
+    )
+    return ys.reshape(-1), xs.reshape(-1)
 
 
 def _composite_band(

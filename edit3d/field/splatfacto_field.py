@@ -468,7 +468,7 @@ def _dataset_points(dataset: SceneDataset) -> tuple[np.ndarray, np.ndarray] | No
         ply = read_ply(confined_path(dataset.root, str(meta["ply_file_path"])))
         vertex = ply["vertex"]
         points = np.stack([vertex[a] for a in "xyz"], axis=-1).astype(np.float64)
-        if all(c in vertex.dtype.names for c in ("red", "green", "blue")):
+        if all(c in vertex for c in ("red", "green", "blue")):
             colours = np.stack([vertex[c] for c in ("red", "green", "blue")], axis=-1)
         else:
             colours = np.full((len(points), 3), 128)

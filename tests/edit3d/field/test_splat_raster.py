@@ -64,7 +64,7 @@ def test_torch_compositor_follows_the_kernel_rules() -> None:
     viewmat, K = _camera(size)
     render, alpha, info = rasterize(
         g["means"], g["quats"], g["scales"], g["opacities"], g["colors"], viewmat, K, size, size,
-        sh_degree=None, with_depth=False, absgrad=False, rasterizer="torch", pixel_chunk=30,
+        sh_degree=None, with_depth=False, absgrad=False, rasterizer="torch", tile=5,
     )  # fmt: skip
     expected_rgb, expected_alpha = _loop_reference(info, g["colors"], g["opacities"], size)
     assert render.shape == (1, size, size, 3) and alpha.shape == (1, size, size, 1)
@@ -84,7 +84,7 @@ def test_absgrad_is_the_sum_of_per_pixel_absolute_gradients() -> None:
         render, _, info = rasterize(
             g["means"], g["quats"], g["scales"], g["opacities"], g["colors"], viewmat, K,
             size, size, sh_degree=None, with_depth=False, absgrad=absgrad,
-            rasterizer="torch", pixel_chunk=16,
+            rasterizer="torch", tile=3,
         )  # fmt: skip
         info["means2d"].retain_grad()
         return (render[0] - target).abs(), info
