@@ -476,6 +476,18 @@ def _dataset_points(dataset: SceneDataset) -> tuple[np.ndarray, np.ndarray] | No
     return None
 
 
+def _load_run(config_yml: Path, device: str, data: Path | None) -> SplatfactoField:
+    from edit3d.field.nerfstudio_run import load_splatfacto_run
+
+    return load_splatfacto_run(config_yml, device, data=data)
+
+
+def _write_run(field: Any, out: Path, experiment: str, timestamp: str) -> Path:
+    from edit3d.field.nerfstudio_export import write_nerfstudio_run
+
+    return write_nerfstudio_run(field, out, experiment=experiment, timestamp=timestamp)
+
+
 register_backend(
     FieldBackend(
         name=SplatfactoField.backend,
@@ -486,5 +498,10 @@ register_backend(
             dataset, config, device, seed=seed
         ),
         from_state=SplatfactoField.from_state,
+        nerfstudio_model="SplatfactoModelConfig",
+        from_nerfstudio_run=lambda config_yml, device, data: _load_run(config_yml, device, data),
+        to_nerfstudio_run=lambda field, out, experiment, timestamp: _write_run(
+            field, out, experiment, timestamp
+        ),
     )
 )
