@@ -261,13 +261,16 @@ def load_splatfacto_run(config_yml: Path, device: str, *, data: str | Path | Non
         dataset_root=dataset.root, seed_points=(torch.zeros(4, 3), torch.zeros(0, 3)),
     )  # fmt: skip
     weights = _model_weights(state["pipeline"])
-    # nerfstudio's own load rebuilds the Gaussian parameters at the checkpoint's count.
-    missing, unexpected = field.model.load_state_dict(weights, strict=False)
-    if [k for k in missing if not k.startswith("lpips.")] or unexpected:
+    expected = set(field.model.state_dict())
+    missing = sorted(expected - set(weights))
+    unexpected = sorted(set(weights) - expected)
+    if missing or unexpected:
         raise ValueError(
             f"{config_yml}: checkpoint does not fit a splatfacto model (missing {missing[:4]}, "
             f"unexpected {unexpected[:4]})"
         )
+    # nerfstudio's own load rebuilds the Gaussian parameters at the checkpoint's count.
+    field.model.load_state_dict(weights)
     field.model.to(device)
     field.step = int(state.get("step", 0)) + 1
     field.model.step = field.step
