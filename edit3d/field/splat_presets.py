@@ -197,7 +197,7 @@ SPLAT_PRESETS: dict[str, SplatConfig] = {
         # raised so a few hundred steps fit a 32-64 px scene.
         means_lr=1.6e-3,
         means_lr_final=1.6e-5,
-        features_dc_lr=0.01,
+        features_dc_lr=0.05,
         features_rest_lr=0.0005,
         scales_lr=0.01,
         checkpoint_every=50,

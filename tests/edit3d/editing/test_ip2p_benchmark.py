@@ -52,7 +52,17 @@ def test_smoke_run_reports_consistent_numbers(bench, tmp_path: Path, capsys) -> 
     assert turn["edit3d_turn_minutes"] == pytest.approx(
         turn["train_minutes"] + turn["edit_minutes"] + turn["prerender_minutes"]
     )
+    splat, splat_turn = result["splatfacto"], result["splatfacto_turn"]
+    assert "error" not in splat, splat
+    assert splat["iters_per_s"] > 0 and splat["gaussians"] > 0
+    assert "torch rasterizer" in splat["field_settings"]
+    assert splat_turn["train_minutes"] == pytest.approx(500 * splat["iter_seconds"] / 60)
+    assert splat_turn["edit_minutes"] == pytest.approx(turn["edit_minutes"])
+    assert splat_turn["edit3d_turn_minutes"] == pytest.approx(
+        splat_turn["train_minutes"] + splat_turn["edit_minutes"] + splat_turn["prerender_minutes"]
+    )
     printed = capsys.readouterr().out
+    assert "splatfacto turn" in printed
     assert "44.62 min" in printed
     assert "SMOKE RUN" in printed
 
