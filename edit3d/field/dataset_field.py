@@ -87,6 +87,10 @@ class DatasetField:
         world = self.points_to_world(corners)
         return np.stack([world.min(axis=0), world.max(axis=0)])
 
+    def gaussians(self) -> Any:
+        """None: not a Gaussian field (a Gaussian backend overrides this)."""
+        return None
+
     def view(self, name: str) -> CameraView:
         if name not in self._view_index:
             raise ValueError(f"name must be a view of this field, got {name!r}")
