@@ -4,9 +4,9 @@
 iteration, written out by hand: pick the next image (its full-image data manager's order),
 set the model's step and optimizers (splatfacto's before-iteration callback), forward the
 camera, the model's loss dict, zero_grad / backward / one Adam per group, then splatfacto's
-after-iteration callback (densification). "edit3d" is the splatfacto backend's step on the
-same model state (the field's `train_step`), through `edit3d.training.TrainingRun` (progress, ETA, checkpoint
-schedule) as base training runs it. Both use the same rasterizer ("torch": nerfstudio's own
+after-iteration callback (densification). "edit3d" is the splatfacto backend's own
+`train_step` on the same model state, through `edit3d.training.TrainingRun` (progress, ETA,
+checkpoint schedule) as base training runs it. Both use the same rasterizer ("torch": nerfstudio's own
 forward needs gsplat's CUDA kernels), so the ratio is what the field and runner add.
 Kinds alternate in a rotating order so drift in machine load hits both alike.
 
