@@ -6,8 +6,9 @@ set the model's step and optimizers (splatfacto's before-iteration callback), fo
 camera, the model's loss dict, zero_grad / backward / one Adam per group, then splatfacto's
 after-iteration callback (densification). "edit3d" is the splatfacto backend's own
 `train_step` on the same model state, through `edit3d.training.TrainingRun` (progress, ETA,
-checkpoint schedule) as base training runs it. Both use the same rasterizer ("torch": nerfstudio's own
-forward needs gsplat's CUDA kernels), so the ratio is what the field and runner add.
+checkpoint schedule) as base training runs it. Both use the same rasterizer ("torch":
+nerfstudio's own forward needs gsplat's CUDA kernels), so the ratio is what the field and
+the runner add.
 Kinds alternate in a rotating order so drift in machine load hits both alike.
 
     python benchmarks/bench_splat_step.py [--steps 60] [--repeats 4]
