@@ -267,3 +267,20 @@ def test_turn_spec_validates_and_round_trips() -> None:
         TurnSpec("x", mode="other")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="edit_rate"):
         TurnSpec("x", edit_rate=0)
+
+
+def test_rounds_update_edits_every_view_at_once(
+    base: tuple[TinyScene, Path], tmp_path: Path
+) -> None:
+    scene, checkpoint = base
+    field = field_from_checkpoint(checkpoint)
+    painter = ObjectPainter(scene)
+    spec = TurnSpec("paint sphere_a red", steps=5, edit_rate=3, update="rounds")
+    result = run_turn(field, spec, tmp_path, painter)
+    names = [view.name for view in field.views]
+    assert result.edits == 2 * len(names)  # rounds before iterations 0 and 3
+    assert [name for name, _ in painter.calls] == names + names
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert sorted(saved["extra"]["targets"]["replaced"]) == sorted(names)
+    with pytest.raises(ValueError, match="update"):
+        TurnSpec("x", update="sometimes")  # type: ignore[arg-type]
