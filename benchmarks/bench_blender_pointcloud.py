@@ -1,6 +1,8 @@
-"""Benchmark: a 1M-point cloud shown in Blender, and the idle poll tick of the add-on.
+"""Benchmark: a 1M-point cloud and 1M Gaussian splats shown in Blender, and the idle poll
+tick of the add-on.
 
     .venv/bin/python benchmarks/bench_blender_pointcloud.py [--points 1000000] [--repeat 3]
+        [--splats 1000000]
     .venv/bin/python benchmarks/bench_blender_pointcloud.py --connection-file F --session S
 
 Runs the built extension inside a real headless Blender (bpy 4.5 in .venv-blender, a
@@ -12,6 +14,11 @@ subprocess) and times, from Blender's side:
   Points" modifier and colour material, evaluated (what a viewport or render shows);
 * the object-building + evaluation part alone (scene_io.point_cloud_object on the same
   arrays, then the depsgraph update);
+* splats, side by side with the cloud of the same run: the Export operator of kind splats
+  end to end (centres, SH colour, opacity, log-scale and rotation arrays over the protocol →
+  the splat object: point attributes + Geometry Nodes ico-sphere instances, evaluated), and
+  File > Import's path for a 3DGS PLY of SH degree 3 (numpy read + the same object build);
+  printed as ratios to the point cloud's times (0 splats: skipped);
 * the poll tick with nothing to do while connected (median, p99 and worst of 10,000, wall
   time and this thread's CPU time: on a busy machine the wall time includes preemption).
 
@@ -94,10 +101,12 @@ def blender_main(config: dict) -> dict:
         bpy.context.view_layer.update()
         build.append(time.perf_counter() - t1)
         count = _evaluated_points(obj)
+    splats = _time_splats(config, connection, poll_until) if config["splats"] else {}
     addon_utils.disable(ADDON, default_set=True)  # removes the timer (bpy 4.5 exit hang)
     ticks_ms = np.array(ticks) * 1000
     cpu_ms = np.array(cpu_ticks) * 1000
     return {
+        **splats,
         "points": count,
         "end_to_end_s": end_to_end,
         "object_build_s": build,
@@ -109,6 +118,41 @@ def blender_main(config: dict) -> dict:
             "over_2ms": int((ticks_ms > 2.0).sum()),
         },
     }
+
+
+def _time_splats(config: dict, connection, poll_until) -> dict:
+    """Splats through the Export operator and from a 3DGS PLY, each evaluated."""
+    import bpy
+
+    splat_io = sys.modules[f"{ADDON}.splat_io"]
+    scene_io = sys.modules[f"{ADDON}.scene_io"]
+    bpy.context.scene.edit3d.export_kind = "splats"
+    end_to_end, from_file = [], []
+    for _ in range(config["repeat"]):
+        before = len(connection.LINK.export_results)
+        t0 = time.perf_counter()
+        bpy.ops.edit3d.export(into_scene=True)
+        poll_until(lambda b=before: len(connection.LINK.export_results) > b, 600)
+        bpy.context.view_layer.update()  # evaluates the instancing modifier
+        end_to_end.append(time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        splats = splat_io.read_splat_ply(config["splat_ply"])
+        coll = scene_io.ensure_collection(bpy.context.scene, "bench")
+        obj = splat_io.splat_object("bench splats", splats, coll)
+        bpy.context.view_layer.update()
+        from_file.append(time.perf_counter() - t1)
+    return {"splats": _evaluated_instances(obj), "splats_end_to_end_s": end_to_end,
+            "splats_from_file_s": from_file}  # fmt: skip
+
+
+def _evaluated_instances(obj) -> int:
+    """Splat instances the evaluated object really shows."""
+    import bpy
+
+    evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    geometry = evaluated.evaluated_geometry()  # owns the point cloud read below: keep it
+    instances = geometry.instances_pointcloud()
+    return len(instances.points) if instances is not None else 0
 
 
 def _evaluated_points(obj) -> int:
@@ -128,7 +172,7 @@ def _evaluated_points(obj) -> int:
 class CloudServer:
     """Answers handshake/heartbeat/job.export like the sidecar, with a pre-built cloud."""
 
-    def __init__(self, key: bytes, points: int) -> None:
+    def __init__(self, key: bytes, points: int, splats: object | None = None) -> None:
         import numpy as np
 
         from protocol import ServerEndpoint
@@ -136,6 +180,8 @@ class CloudServer:
         rng = np.random.default_rng(0)
         self.points = (rng.random((points, 3), dtype=np.float32) - 0.5) * 4
         self.colors = rng.integers(0, 256, (points, 3), dtype=np.uint8)
+        self.splats = splats
+        """An edit3d GaussianSplats answered to job.export of kind splats."""
         self.endpoint = ServerEndpoint("tcp://127.0.0.1:0", key)
         self.stop = threading.Event()
         self.seq = 0
@@ -165,12 +211,40 @@ class CloudServer:
             job_id = f"job{self.seq}"
             reply(incoming.identity, messages.JobAccepted(
                 job_id=job_id, kind="job.export", queue_position=0), parent_id=parent)  # fmt: skip
-            result = messages.ExportResult(
+            result = self._result(messages, job_id, msg.kind)
+            self.endpoint.push_event([incoming.identity], result, session=msg.session_id,
+                                     seq=self.seq)  # fmt: skip
+
+
+    def _result(self, messages, job_id: str, kind: str):
+        if kind != "splats":
+            return messages.ExportResult(
                 job_id=job_id, kind="point_cloud", format="ply", path="exports/bench.ply",
                 points=self.points, colors=self.colors,
             )  # fmt: skip
-            self.endpoint.push_event([incoming.identity], result, session=msg.session_id,
-                                     seq=self.seq)  # fmt: skip
+        s = self.splats
+        return messages.ExportResult(
+            job_id=job_id, kind="splats", format="ply", path="exports/bench-splats.ply",
+            points=s.means, sh_dc=s.sh_dc, opacity_logits=s.opacities_logit,
+            log_scales=s.scales_log, rotations=s.quats_wxyz,
+        )  # fmt: skip
+
+
+def random_splats(count: int):
+    """`count` Gaussians of SH degree 3 (the reference files' degree), seeded."""
+    import numpy as np
+
+    from edit3d.export.geometry import GaussianSplats
+
+    rng = np.random.default_rng(1)
+    return GaussianSplats(
+        means=(rng.random((count, 3), dtype=np.float32) - 0.5) * 4,
+        scales_log=rng.uniform(-6, -3, (count, 3)).astype(np.float32),
+        quats_wxyz=rng.normal(size=(count, 4)).astype(np.float32),
+        opacities_logit=rng.normal(size=count).astype(np.float32),
+        sh_dc=rng.normal(size=(count, 3)).astype(np.float32),
+        sh_rest=rng.normal(scale=0.1, size=(count, 15, 3)).astype(np.float32),
+    )
 
 
 # --- driver ------------------------------------------------------------------------------
@@ -199,6 +273,7 @@ def main() -> int:
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--ticks", type=int, default=10_000, help="idle poll ticks timed")
+    parser.add_argument("--splats", type=int, default=1_000_000, help="splats (0: skip)")
     parser.add_argument("--connection-file", help="a real sidecar's connection file")
     parser.add_argument("--session", help="a session of that sidecar with a trained turn")
     parser.add_argument("--inside-blender", help=argparse.SUPPRESS)
@@ -211,21 +286,27 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="edit3d-bench-") as tmp:
         home = Path(tmp)
         _install(home)
-        server = None
+        server, splats = None, None
+        splat_ply = str(home / "splats.ply")
+        if args.splats:
+            from edit3d.export.ply import write_gaussian_splat_ply
+
+            splats = random_splats(args.splats)
+            write_gaussian_splat_ply(Path(splat_ply), splats)
         if args.connection_file:
             conn_file, session, peer = args.connection_file, args.session, "real sidecar"
         else:
             from protocol import ConnectionInfo, new_key, write_connection_file
 
             key = new_key()
-            server = CloudServer(key, args.points)
+            server = CloudServer(key, args.points, splats)
             server.thread.start()
             conn_file = str(home / "connection.json")
             write_connection_file(conn_file, ConnectionInfo(server.endpoint.endpoint, key))
             session, peer = "bench", "protocol server answering at once (no export work)"
         config = {"connection_file": conn_file, "session": session, "points": args.points,
-                  "repeat": args.repeat, "ticks": args.ticks,
-                  "out": str(home / "result.json")}  # fmt: skip
+                  "repeat": args.repeat, "ticks": args.ticks, "splats": args.splats,
+                  "splat_ply": splat_ply, "out": str(home / "result.json")}  # fmt: skip
         (home / "config.json").write_text(json.dumps(config))
         cmd = [str(BLENDER_PYTHON), __file__, "--inside-blender", str(home / "config.json")]
         try:
@@ -241,12 +322,23 @@ def main() -> int:
           f"end to end: best {min(e2e):.3f} s, all {[round(t, 3) for t in e2e]} "
           f"= {min(e2e) / 1.0:.2f}x the 1 s target")  # fmt: skip
     print(f"  of which building + evaluating the object: best {min(build):.3f} s")
+    if args.splats:
+        _print_splats(result, min(e2e), min(build))
     print(f"idle poll tick over {args.ticks} ticks: median {tick['median']:.4f} ms, "
           f"p99 {tick['p99']:.4f} ms, worst {tick['max']:.3f} ms "
           f"= {tick['max'] / 2.0:.2f}x the 2 ms target ({tick['over_2ms']} ticks over 2 ms)")
     print(f"  worst CPU time of one tick (this thread only: without other processes' "
           f"preemption) {tick['cpu_max']:.3f} ms = {tick['cpu_max'] / 2.0:.2f}x the target")
     return 0
+
+
+def _print_splats(result: dict, cloud_e2e: float, cloud_build: float) -> None:
+    e2e, from_file = result["splats_end_to_end_s"], result["splats_from_file_s"]
+    print(f"splats shown in Blender (Geometry Nodes ico-sphere instances), {result['splats']} "
+          f"instances, end to end: best {min(e2e):.3f} s "
+          f"= {min(e2e) / cloud_e2e:.2f}x the point cloud's")  # fmt: skip
+    print(f"  from a 3DGS PLY (SH degree 3; read + build + evaluate): best {min(from_file):.3f} s "
+          f"= {min(from_file) / cloud_build:.2f}x building the point cloud")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ Measures, on one device:
   (SD1.5-shaped UNet with 8 input channels, SD VAE, CLIP ViT-L/14 text encoder) in fp16,
   20 DDIM steps, 3-way classifier-free guidance, through the project's
   ``InstructPix2PixEditor`` (random weights cost the same time as the published ones);
+* seconds of one edit preview at 512 px (what ``job.preview_edit`` runs in the warm worker
+  between the click and the image: render a 512×384 camera from the field, fuse mask (no
+  queries: the whole view), the edit above, fusion), through ``edit3d.editing.view_edit``,
+  next to the 3 s target;
 * nerfacto training iterations per second at 4096 rays (forward, losses, backward, Adam;
   fp16 autocast on CUDA as ``ns-train nerfacto`` does), and render throughput for the
   turn's pre-render of every view;
@@ -24,7 +28,7 @@ nerfacto and for splatfacto, and prints both next to the paper's 44.62 min on an
     python benchmarks/gpu_ip2p_nerfacto.py --json out.json # also write the numbers
 
 Budget on a lent GPU: one call (imports, building the random SD-sized networks, 6 edits,
-2 × 220 nerfacto iterations and a few renders); nothing is downloaded.
+4 edit previews, 2 × 220 nerfacto iterations and a few renders); nothing is downloaded.
 
 The nerfacto settings come from the field preset (``edit3d.field.presets``, "paper" by
 default) when that module is present, else from nerfstudio's nerfacto defaults (the same
@@ -55,6 +59,8 @@ PAPER_TURN_MINUTES = 44.62
 """Paper Tab. 2: one 10k-iteration editing turn on an RTX 3090 at 497×369."""
 PAPER_IMAGE_SIZE = (369, 497)
 """(height, width) of the paper's timed scene."""
+PREVIEW_TARGET_SECONDS = 3.0
+"""Target from click to image of one edit preview at 512 px on a GPU."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +93,10 @@ class BenchSettings:
     """Iterations between edits in the projected turn."""
     views: int
     """Views pre-rendered at the start of the projected turn."""
+    preview_long_side: int = 512
+    """Long side of the edit preview's camera (4:3)."""
+    previews: int = 3
+    """Timed edit previews (after one warm-up preview)."""
 
 
 def full_size_ip2p(device: str) -> Any:
@@ -142,9 +152,9 @@ def full_size_ip2p(device: str) -> Any:
     return IP2PComponents(unet, vae, text_encoder, tokenizer, sd_ddim_scheduler())
 
 
-def time_edits(settings: BenchSettings) -> dict[str, Any]:
-    """Seconds per edit of a paper-sized render (warm-up edit excluded)."""
-    from edit3d.editing.ip2p import InstructPix2PixConfig, InstructPix2PixEditor, diffusion_size
+def build_editor(settings: BenchSettings) -> Any:
+    """The project's InstructPix2Pix editor on the benchmark's networks (built once)."""
+    from edit3d.editing.ip2p import InstructPix2PixConfig, InstructPix2PixEditor
     from edit3d.models.ip2p import build_tiny
 
     if settings.full_size_ip2p:
@@ -154,7 +164,14 @@ def time_edits(settings: BenchSettings) -> dict[str, Any]:
     config = InstructPix2PixConfig(
         resolution=settings.diffusion_resolution, diffusion_steps=settings.diffusion_steps
     )
-    editor = InstructPix2PixEditor(components, config, is_pipeline_check=True)
+    return InstructPix2PixEditor(components, config, is_pipeline_check=True)
+
+
+def time_edits(settings: BenchSettings, editor: Any) -> dict[str, Any]:
+    """Seconds per edit of a paper-sized render (warm-up edit excluded)."""
+    from edit3d.editing.ip2p import diffusion_size
+
+    components = editor.components
     render = np.random.default_rng(0).random((*PAPER_IMAGE_SIZE, 3)).astype(np.float32)
     instruction = "give him a cowboy hat"
 
@@ -171,6 +188,41 @@ def time_edits(settings: BenchSettings) -> dict[str, Any]:
         "edit_seconds": seconds,
         "edit_seconds_mean": float(np.mean(seconds)),
         "edit_peak_memory_gib": _peak_memory_gib(settings.device),
+    }
+
+
+def time_preview(settings: BenchSettings, editor: Any) -> dict[str, Any]:
+    """Seconds of one edit preview of a new camera, as the warm sidecar worker runs
+    ``job.preview_edit``: render, mask, edit, fuse (``edit3d.editing.view_edit``). Returns
+    {"error": ...} when the field module cannot run."""
+    try:
+        from edit3d.editing.turns import TurnSpec
+        from edit3d.editing.view_edit import preview_edit
+        from edit3d.field import field_from_dataset, get_preset
+        from edit3d.scene.cameras import CameraView
+        from edit3d.scene.sample import make_sample_scene
+    except ImportError as error:
+        return {"error": f"edit3d.field not available: {error}"}
+    width = settings.preview_long_side
+    height = width * 3 // 4
+    with tempfile.TemporaryDirectory() as folder:
+        scene = make_sample_scene(Path(folder) / "scene", num_views=24, resolution=64)
+        field = field_from_dataset(scene.root, get_preset(settings.field_preset), settings.device)
+        dataset_view = field.views[0]
+        camera = CameraView(
+            "new camera", dataset_view.c2w, dataset_view.intrinsics.scaled_to(width, height)
+        )
+        spec = TurnSpec("give him a cowboy hat")
+        seconds = _timed_repeats(
+            lambda i: preview_edit(field, camera, spec, editor, seed=max(i, 0)),
+            settings.previews,
+            settings.device,
+        )
+    return {
+        "preview_size_hw": [height, width],
+        "preview_seconds": seconds,
+        "preview_seconds_mean": float(np.mean(seconds)),
+        "preview_target_seconds": PREVIEW_TARGET_SECONDS,
     }
 
 
@@ -430,6 +482,7 @@ def report(
     device: str,
     splat: dict,
     splat_turn: dict,
+    preview: dict | None = None,
 ) -> str:
     height, width = PAPER_IMAGE_SIZE
     dh, dw = edits["diffusion_size_hw"]
@@ -445,6 +498,7 @@ def report(
         f"  iterations per second: {nerf['iters_per_s']:.2f} "
         f"({1000 * nerf['iter_seconds']:.1f} ms/iter); peak memory "
         f"{nerf['train_peak_memory_gib']:.2f} GiB; render {nerf['render_rays_per_s']:.0f} rays/s",
+        *_preview_lines(preview or {"error": "not measured"}),
         *_field_lines(field),
         f"projected {settings.turn_iters}-iteration turn ({turn['basis']} timings), one edit "
         f"every {settings.edit_rate} iterations ({turn['edits']} edits), {settings.views} "
@@ -478,6 +532,21 @@ def _splat_lines(settings: BenchSettings, splat: dict, turn: dict) -> list[str]:
         f"({turn['seconds_per_edit']:.2f} s per edit) + pre-render "
         f"{turn['prerender_minutes']:.2f} min = {turn['edit3d_turn_minutes']:.2f} min; "
         f"ratio splatfacto / paper = {turn['edit3d_turn_minutes'] / PAPER_TURN_MINUTES:.2f}",
+    ]
+
+
+def _preview_lines(preview: dict) -> list[str]:
+    if "error" in preview:
+        return [f"edit preview: not measured ({preview['error']})"]
+    height, width = preview["preview_size_hw"]
+    mean = preview["preview_seconds_mean"]
+    return [
+        f"edit preview of a new {width}x{height} camera (render, mask: whole view, edit, "
+        f"fuse; warm worker)",
+        f"  seconds per preview: mean {mean:.3f} "
+        f"(runs: {', '.join(f'{s:.3f}' for s in preview['preview_seconds'])}); "
+        f"target {preview['preview_target_seconds']:.1f} s, ratio "
+        f"{mean / preview['preview_target_seconds']:.2f}",
     ]
 
 
@@ -626,6 +695,13 @@ def parse_settings(argv: list[str] | None) -> tuple[BenchSettings, Path | None]:
     parser.add_argument("--turn-iters", type=int, default=10_000)
     parser.add_argument("--edit-rate", type=int, default=10)
     parser.add_argument("--views", type=int, default=100, help="views pre-rendered per turn")
+    parser.add_argument(
+        "--preview-size",
+        type=int,
+        default=None,
+        help="long side of the edit preview camera (512; smoke: 64)",
+    )
+    parser.add_argument("--previews", type=int, default=None, help="timed edit previews")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args(argv)
     smoke = args.smoke
@@ -643,6 +719,8 @@ def parse_settings(argv: list[str] | None) -> tuple[BenchSettings, Path | None]:
         turn_iters=args.turn_iters,
         edit_rate=args.edit_rate,
         views=args.views,
+        preview_long_side=args.preview_size or (64 if smoke else 512),
+        previews=args.previews or (1 if smoke else 3),
     )
     return settings, args.json
 
@@ -654,19 +732,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.backends.cuda.matmul.allow_tf32 = True
     with _offline():
-        edits = time_edits(settings)
+        editor = build_editor(settings)
+        edits = time_edits(settings, editor)
+        preview = time_preview(settings, editor)
         nerf = time_nerfacto(settings)
         field = time_edit3d_field(settings)
         splat = time_splatfacto(settings)
     turn = project_turn(settings, edits, nerf, field)
     splat_turn = project_splat_turn(settings, edits, splat)
     device = _device_name(settings.device)
-    print(report(settings, edits, nerf, field, turn, device, splat, splat_turn))
+    print(report(settings, edits, nerf, field, turn, device, splat, splat_turn, preview))
     if json_path is not None:
         payload = {
             "device": device,
             "settings": dataclasses.asdict(settings),
             "ip2p": edits,
+            "preview": preview,
             "nerfacto": nerf,
             "edit3d_field": field,
             "turn": turn,

@@ -81,6 +81,8 @@ class JobRoute:
     """Exports: build Blender objects from the returned arrays."""
     image: str = ""
     """Renders: the image datablock the result goes into (empty: the preview image)."""
+    editor_values: dict[str, Any] | None = None
+    """Edit previews: the Editor box as sent (Use These Settings restores it)."""
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 import bpy
 import numpy as np
 
-from . import scene_io
+from . import edit_preview, scene_io, splat_io
 from .connection import (
     LINK,
     JobRoute,
@@ -104,6 +104,7 @@ def on_session_summary(context: Any, summary: Any) -> None:
     props = context.scene.edit3d
     props.session_id = summary.session_id
     context.window_manager.edit3d.session_label = summary.name
+    context.window_manager.edit3d.session_backend = summary.backend or ""
     if summary.preset in {item[0] for item in PRESETS}:
         props.preset = summary.preset  # the session's, not what the panel last showed
     props.head = summary.head or ""
@@ -151,8 +152,7 @@ def _apply_job_info(status: Any, job: Any) -> None:
              "failed": "FAILED", "cancelled": "CANCELLED"}.get(str(job.state))  # fmt: skip
     if state is not None:
         status.job_state = state
-    status.step, status.total = job.step, job.total
-    status.progress = job.step / job.total if job.total else 0.0
+    status.step, status.total, status.progress = job.step, job.total, job.fraction
     status.job_message = job.message
 
 
@@ -181,6 +181,7 @@ def submit_job(context: Any, message: Any, route: JobRoute | None = None) -> Any
         status.job_id = ""
         status.progress = 0.0
         status.step = status.total = 0
+        status.phase = ""
         status.eta_s = -1.0
         status.job_message = ""
 
@@ -242,7 +243,7 @@ def _adopt(status: Any, job_id: str, kind: str) -> None:
         return
     status.job_id, status.job_kind = job_id, kind
     status.progress, status.step, status.total, status.eta_s = 0.0, 0, 0, -1.0
-    status.loss = 0.0
+    status.loss, status.phase = 0.0, ""
     status.job_message = ""
 
 
@@ -290,7 +291,7 @@ def attach_session_jobs(context: Any, session_id: str) -> None:
                 continue
             row = job_row(status, job.job_id, job.kind, job.session_id)
             row.state, row.step, row.total = job.state, job.step, job.total
-            row.progress = job.step / job.total if job.total else 0.0
+            row.progress = job.fraction
             row.queue_position, row.message = job.queue_position or 0, job.message
             _adopt(status, job.job_id, job.kind)
             if _is_current(status, job.job_id):
@@ -322,19 +323,23 @@ def _on_job_started(context: Any, event: Any) -> None:
 def _on_job_progress(context: Any, event: Any) -> None:
     status = context.window_manager.edit3d
     row = job_row(status, event.job_id)
-    row.state, row.step, row.total = "running", event.step, event.total
-    row.progress = min(1.0, event.step / event.total) if event.total else 0.0
-    row.eta_s = -1.0 if event.eta_s is None else event.eta_s
-    row.message = event.message
+    _apply_progress(row, event)
+    row.state, row.message = "running", event.message
     if not _is_current(status, event.job_id):
         return
-    status.job_state = "RUNNING"
-    status.step, status.total = event.step, event.total
-    status.progress = min(1.0, event.step / event.total) if event.total else 0.0
-    if event.loss is not None and np.isfinite(event.loss):
+    _apply_progress(status, event)
+    status.job_state, status.job_message = "RUNNING", event.message
+    if event.loss is None:
+        status.loss = 0.0  # a phase without training: an earlier loss must not linger
+    elif np.isfinite(event.loss):
         status.loss = event.loss
-    status.eta_s = -1.0 if event.eta_s is None else event.eta_s
-    status.job_message = event.message
+
+
+def _apply_progress(target: Any, event: Any) -> None:
+    """The job's one bar: its share of the whole job (never restarting between phases)."""
+    target.step, target.total, target.phase = event.step, event.total, event.phase
+    target.progress = event.fraction
+    target.eta_s = -1.0 if event.eta_s is None else event.eta_s
 
 
 def _on_job_preview(context: Any, event: Any) -> None:
@@ -414,6 +419,14 @@ def _on_export_result(context: Any, result: Any) -> None:
         return
     coll = scene_io.ensure_collection(context.scene, EXPORT_COLLECTION)
     name = f"Edit3D {result.kind.replace('_', ' ')} {result.turn_id or 'head'}"
+    if result.kind == "splats":
+        splats = splat_io.Splats(means=result.points, log_scales=result.log_scales,
+                                 rotations=result.rotations, sh_dc=result.sh_dc,
+                                 opacity_logits=result.opacity_logits)  # fmt: skip
+        splat_io.splat_object(name, splats, coll)
+        add_report(context, "INFO", f"{name}: {len(result.points)} splats")
+        push_undo(f"Edit3D: import {name}")
+        return
     if result.kind == "mesh" and result.faces is not None:
         scene_io.mesh_object(name, result.points, result.faces, result.colors, coll)
     else:
@@ -441,6 +454,7 @@ HANDLERS: dict[str, Callable[[Any, Any], None]] = {
     "job.cancelled": _on_job_cancelled,
     "render.result": _on_render_result,
     "masks.result": _on_masks_result,
+    "edit_preview.result": edit_preview.on_edit_preview_result,
     "export.result": _on_export_result,
     "events.replayed": _on_events_replayed,
 }

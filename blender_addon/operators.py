@@ -8,8 +8,18 @@ from typing import Any
 import bpy
 from bpy.props import StringProperty
 
-from . import connection, download, events, local_sidecar, scene_io, upload, weights
+from . import (
+    connection,
+    download,
+    edit_preview,
+    events,
+    local_sidecar,
+    scene_io,
+    upload,
+    weights,
+)
 from .preferences import get_preferences
+from .props import DEFAULT_BACKEND_ITEM
 
 
 def split_queries(text: str) -> tuple[str, ...]:
@@ -137,6 +147,8 @@ class EDIT3D_OT_create_session(_SidecarOperator, bpy.types.Operator):
         props = context.scene.edit3d
         msgs = connection.messages()
         kwargs: dict[str, Any] = {"name": props.session_name or "scene", "preset": props.preset}
+        if props.backend != DEFAULT_BACKEND_ITEM and props.source != "NERFSTUDIO_RUN":
+            kwargs["backend"] = props.backend  # a run's model decides its own
         if props.source == "DATASET":
             kwargs["dataset_path"] = props.dataset_path
         elif props.source == "NERFSTUDIO_RUN":
@@ -359,12 +371,66 @@ class EDIT3D_OT_run_turn(_SidecarOperator, bpy.types.Operator):
             parent_turn=None if under is not None else props.head or None,
             after_job=None if under is None else under.job_id,
             seed=props.seed,
+            editor_settings=edit_preview.editor_settings(props.editor, connection.messages()),
             **live_preview_fields(context),
         )
         if under is not None:
             self.report({"INFO"}, f"Queued on top of the {under.state} turn job {under.job_id}: "
                         "its turn becomes this turn's parent")  # fmt: skip
         return self.submit(context, msg)
+
+
+class EDIT3D_OT_preview_edit(_SidecarOperator, bpy.types.Operator):
+    """Show what the turn would do to the active camera's view: render, mask, edit and fuse
+    with the turn fields and editor settings, once per seed (before | mask | after)"""
+
+    bl_idname = "edit3d.preview_edit"
+    bl_label = "Preview Edit"
+
+    def run(self, context: bpy.types.Context) -> set[str]:
+        props = context.scene.edit3d
+        if not props.instruction.strip():
+            self.report({"ERROR"}, "Write an instruction first")
+            return {"CANCELLED"}
+        camera = _active_camera(self, context)
+        if camera is None or self.lacks_weights(context, "an edit preview", _turn_needs(props)):
+            return {"CANCELLED"}
+        types = connection.messages()
+        msg = types.JobPreviewEdit(
+            session_id=props.session_id,
+            camera=scene_io.camera_from_object(camera, context.scene),
+            instruction=props.instruction,
+            edit_queries=split_queries(props.edit_queries),
+            keep_queries=split_queries(props.keep_queries),
+            caption=None if props.auto_caption or not props.caption else props.caption,
+            mode=props.mode,
+            seed=props.seed,
+            seeds=props.preview_seeds,
+            editor_settings=edit_preview.editor_settings(props.editor, types),
+        )
+        sent = edit_preview.editor_values(props.editor)
+        return self.submit(context, msg, connection.JobRoute(msg.type_name, editor_values=sent))
+
+
+class EDIT3D_OT_use_preview_settings(bpy.types.Operator):
+    """Copy the chosen preview seed and the preview's editor settings into the turn fields"""
+
+    bl_idname = "edit3d.use_preview_settings"
+    bl_label = "Use These Settings"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 - it changes the turn fields
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return len(context.window_manager.edit3d.preview_seeds) > 0
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            seed = edit_preview.use_preview_settings(context)
+        except LookupError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Turn fields set from the preview (seed {seed})")
+        return {"FINISHED"}
 
 
 def _turn_needs(props: Any) -> tuple[str, ...]:
@@ -616,6 +682,8 @@ classes = (
     EDIT3D_OT_train_base,
     EDIT3D_OT_preview_masks,
     EDIT3D_OT_run_turn,
+    EDIT3D_OT_preview_edit,
+    EDIT3D_OT_use_preview_settings,
     EDIT3D_OT_cancel_job,
     EDIT3D_OT_checkout_turn,
     EDIT3D_OT_resume_turn,

@@ -7,7 +7,7 @@ from typing import Any
 
 import bpy
 
-from . import weights
+from . import edit_preview, weights
 from .events import ACTIVE_JOB_STATES
 
 STATUS_ICONS = {
@@ -34,6 +34,12 @@ def format_eta(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def progress_text(phase: str, step: int, total: int) -> str:
+    """What the one bar says beside its share: the running phase and its steps."""
+    counted = f"{step}/{total}" if total else ""
+    return f"{phase} {counted}".strip()
+
+
 def draw_job(layout: Any, status: Any) -> None:
     """Progress bar, ETA and cancel of the current job (every panel that starts one)."""
     if status.job_state == "NONE":
@@ -46,7 +52,7 @@ def draw_job(layout: Any, status: Any) -> None:
     if status.job_state == "QUEUED":
         box.label(text=f"{status.queue_position} job(s) ahead")
     elif status.job_state == "RUNNING":
-        text = f"{status.step}/{status.total}" if status.total else "working"
+        text = progress_text(status.phase, status.step, status.total) or "working"
         eta = format_eta(status.eta_s)
         if eta:
             text += f"  ETA {eta}"
@@ -69,7 +75,7 @@ def draw_job_list(layout: Any, status: Any) -> None:
         if row.state == "queued":
             box.label(text=f"queued, {row.queue_position} job(s) ahead")
         elif row.state == "running":
-            text = f"{row.step}/{row.total}" if row.total else "running"
+            text = progress_text(row.phase, row.step, row.total) or "running"
             eta = format_eta(row.eta_s)
             text += f"  ETA {eta}" if eta else ""
             box.progress(factor=row.progress, type="BAR", text=text)
@@ -180,7 +186,8 @@ class VIEW3D_PT_edit3d_scene(Edit3DPanelMixin, bpy.types.Panel):
         props = context.scene.edit3d
         if props.session_id:
             label = status.session_label or props.session_id
-            layout.label(text=f"Open: {label} ({props.session_id})", icon="FILE_3D")
+            backend = status.session_backend or "default backend"
+            layout.label(text=f"Open: {label} ({props.session_id}), {backend}", icon="FILE_3D")
         layout.prop(props, "session_name", text="New session")
         layout.prop(props, "source")
         if props.source == "DATASET":
@@ -190,6 +197,8 @@ class VIEW3D_PT_edit3d_scene(Edit3DPanelMixin, bpy.types.Panel):
         else:
             layout.prop(props, "nerfstudio_run")
         layout.prop(props, "preset")
+        if props.source != "NERFSTUDIO_RUN":  # a run's model decides its backend
+            layout.prop(props, "backend")
         row = layout.row(align=True)
         row.operator("edit3d.create_session", icon="ADD")
         if len(status.sessions):
@@ -241,11 +250,49 @@ class VIEW3D_PT_edit3d_turns(Edit3DPanelMixin, bpy.types.Panel):
         row.prop(props, "mode", expand=True)
         col.prop(props, "turn_steps")
         col.prop(props, "seed")
+        _draw_editor(layout, props)
         row = layout.row(align=True)
         row.operator("edit3d.preview_masks", icon="MOD_MASK")
+        row.operator("edit3d.preview_edit", icon="IMAGE_DATA")
         row.operator("edit3d.run_turn", icon="PLAY")
         _draw_mask_preview(layout, props)
+        _draw_edit_preview(layout, props)
         draw_job(layout, context.window_manager.edit3d)
+
+
+def _draw_editor(layout: Any, props: Any) -> None:
+    """The collapsed Editor box: an override switch per setting, its value when on."""
+    box = layout.box()
+    icon = "DISCLOSURE_TRI_DOWN" if props.show_editor else "DISCLOSURE_TRI_RIGHT"
+    box.prop(props, "show_editor", icon=icon, emboss=False)
+    if not props.show_editor:
+        return
+    editor = props.editor
+    for switch, names in edit_preview.OVERRIDES:
+        row = box.row(align=True)
+        row.prop(editor, switch)
+        if not getattr(editor, switch):
+            row.label(text="method default")
+            continue
+        for name in names:
+            row.prop(editor, name, text="")
+    box.prop(props, "preview_seeds")
+
+
+def _draw_edit_preview(layout: Any, props: Any) -> None:
+    status = bpy.context.window_manager.edit3d
+    if props.edit_preview_image is None:
+        return
+    box = layout.box()
+    seeds = ", ".join(str(item.seed) for item in status.preview_seeds)
+    box.label(text=f"Edit preview: before | mask | after (seeds {seeds})", icon="IMAGE_DATA")
+    box.operator("edit3d.show_image", text="Show Preview").image_name = (
+        props.edit_preview_image.name
+    )
+    row = box.row(align=True)
+    if len(status.preview_seeds) > 1:
+        row.prop(status, "preview_choice")
+    row.operator("edit3d.use_preview_settings", icon="CHECKMARK")
 
 
 def _draw_mask_preview(layout: Any, props: Any) -> None:

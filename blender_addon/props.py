@@ -40,6 +40,14 @@ PRESETS = (
     ("paper", "Paper", "The paper's nerfacto settings (30k iterations)"),
     ("tiny", "Tiny", "Pipeline check only (CPU tests); never a real result"),
 )
+DEFAULT_BACKEND_ITEM = "DEFAULT"
+"""The Backend choice that sends none: the sidecar's edit3d decides."""
+BACKENDS = (
+    (DEFAULT_BACKEND_ITEM, "Default", "The backend the sidecar's edit3d uses by default"),
+    ("nerfacto", "NeRF (nerfacto)", "A neural radiance field, as in the paper"),
+    ("splatfacto", "Gaussian splats (splatfacto)",
+     "3D Gaussian Splatting (needs a sidecar whose edit3d has this backend)"),
+)  # fmt: skip
 
 
 class EDIT3D_PG_turn(bpy.types.PropertyGroup):
@@ -57,6 +65,51 @@ class EDIT3D_PG_turn(bpy.types.PropertyGroup):
         name="Keep region", description="The turn's queries, joined by '; ' for display"
     )
     caption: StringProperty(name="Caption")
+
+
+class EDIT3D_PG_editor(bpy.types.PropertyGroup):
+    """InstructPix2Pix settings of the next turn and its previews. Only a field whose
+    override is on is sent; the others keep the method's defaults, which the sidecar owns.
+    A value is where the field starts when the user turns its override on."""
+
+    use_guidance_scale: BoolProperty(name="Text guidance", description="Override text guidance")
+    guidance_scale: FloatProperty(
+        name="Text guidance", default=7.5, min=0.0, max=100.0,
+        description="How strongly the edit follows the instruction",
+    )  # fmt: skip
+    use_image_guidance_scale: BoolProperty(
+        name="Image guidance", description="Override image guidance"
+    )
+    image_guidance_scale: FloatProperty(
+        name="Image guidance", default=1.5, min=0.0, max=100.0,
+        description="How strongly the edit keeps the rendered view",
+    )  # fmt: skip
+    use_diffusion_steps: BoolProperty(
+        name="Diffusion steps", description="Override the denoising steps"
+    )
+    diffusion_steps: IntProperty(
+        name="Diffusion steps", default=20, min=1, max=1000, description="DDIM steps per edit"
+    )
+    use_noise_range: BoolProperty(name="Noise range", description="Override the noise range")
+    lower_bound: FloatProperty(
+        name="Lowest noise", default=0.02, min=0.0, max=1.0,
+        description="Smallest noise level, as a fraction of the diffusion timesteps",
+    )  # fmt: skip
+    upper_bound: FloatProperty(
+        name="Highest noise", default=0.98, min=0.0, max=1.0,
+        description="Largest noise level, as a fraction of the diffusion timesteps",
+    )  # fmt: skip
+    use_resolution: BoolProperty(name="Resolution", description="Override the resolution")
+    resolution: IntProperty(
+        name="Resolution", default=512, min=8, max=4096,
+        description="Long side in pixels the diffusion runs at",
+    )  # fmt: skip
+
+
+class EDIT3D_PG_seed(bpy.types.PropertyGroup):
+    """One seed of the last edit preview."""
+
+    seed: IntProperty(name="Seed", min=0)
 
 
 class EDIT3D_PG_session(bpy.types.PropertyGroup):
@@ -79,6 +132,7 @@ class EDIT3D_PG_job(bpy.types.PropertyGroup):
     progress: FloatProperty(name="Progress", subtype="FACTOR", min=0.0, max=1.0)
     step: IntProperty(name="Step")
     total: IntProperty(name="Total")
+    phase: StringProperty(name="Phase", description="Running phase, e.g. prerender, masks, turn")
     eta_s: FloatProperty(name="ETA", unit="TIME_ABSOLUTE", default=-1.0)
     message: StringProperty(name="Message")
 
@@ -113,6 +167,11 @@ class EDIT3D_PG_scene(bpy.types.PropertyGroup):
     )
     nerfstudio_run: StringProperty(name="Run config", description="config.yml on the sidecar")
     preset: EnumProperty(name="Preset", items=PRESETS)
+    backend: EnumProperty(
+        name="Backend",
+        items=BACKENDS,
+        description="Field backend of the next session (a nerfstudio run's model decides its own)",
+    )
     base_steps: IntProperty(
         name="Base steps", default=0, min=0, description="Iterations (0: the preset's)"
     )
@@ -149,6 +208,16 @@ class EDIT3D_PG_scene(bpy.types.PropertyGroup):
         name="Steps", default=0, min=0, description="Iterations of a turn (0: the preset's)"
     )
     seed: IntProperty(name="Seed", default=0, min=0)
+    editor: PointerProperty(type=EDIT3D_PG_editor)
+    show_editor: BoolProperty(name="Editor", description="Show the editor's settings")
+    preview_seeds: IntProperty(
+        name="Seeds", default=1, min=1, max=8,
+        description="Preview Edit tries this many seeds: Seed, Seed + 1, ...",
+    )  # fmt: skip
+    edit_preview_image: PointerProperty(
+        name="Edit preview", type=bpy.types.Image,
+        description="The last Preview Edit: before | mask overlay | after per seed",
+    )  # fmt: skip
 
     # previews
     preview_image: PointerProperty(name="Render", type=bpy.types.Image)
@@ -172,6 +241,7 @@ class EDIT3D_PG_scene(bpy.types.PropertyGroup):
         items=(
             ("point_cloud", "Point cloud", "Coloured points on the scene's surfaces"),
             ("mesh", "Mesh", "Coloured triangle mesh"),
+            ("splats", "Gaussian splats", "The Gaussians of a splatting backend (3DGS PLY)"),
         ),
     )
     export_format: EnumProperty(
@@ -203,6 +273,9 @@ class EDIT3D_PG_status(bpy.types.PropertyGroup):
     sessions: CollectionProperty(type=EDIT3D_PG_session)
     active_session_index: IntProperty(name="Sidecar session")
     session_label: StringProperty(name="Open session", description="Name of the open session")
+    session_backend: StringProperty(
+        name="Backend", description="Field backend of the open session (empty: the default)"
+    )
 
     # the panel's current job
     job_id: StringProperty(name="Job")
@@ -212,6 +285,7 @@ class EDIT3D_PG_status(bpy.types.PropertyGroup):
     progress: FloatProperty(name="Progress", subtype="FACTOR", min=0.0, max=1.0)
     step: IntProperty(name="Step")
     total: IntProperty(name="Total")
+    phase: StringProperty(name="Phase", description="Running phase, e.g. prerender, masks, turn")
     loss: FloatProperty(name="Loss", precision=4)
     eta_s: FloatProperty(name="ETA", unit="TIME_ABSOLUTE", default=-1.0)
     job_message: StringProperty(name="Job message")
@@ -220,6 +294,14 @@ class EDIT3D_PG_status(bpy.types.PropertyGroup):
     """Every job of the open session (and this Blender's), newest last."""
 
     mask_caption: StringProperty(name="Mask caption")
+    preview_seeds: CollectionProperty(type=EDIT3D_PG_seed)
+    """Seeds of the last edit preview, in the order of its images."""
+    preview_choice: IntProperty(
+        name="Use seed", default=1, min=1, max=8,
+        description="Which of the preview's edits (1 = left) Use These Settings takes",
+    )  # fmt: skip
+    preview_editor: PointerProperty(type=EDIT3D_PG_editor)
+    """The Editor box as the last edit preview sent it."""
     reports: CollectionProperty(type=EDIT3D_PG_report)
 
     def reset(self) -> None:
@@ -228,12 +310,14 @@ class EDIT3D_PG_status(bpy.types.PropertyGroup):
         self.capabilities, self.weights_missing = "", ""
         self.job_state, self.job_id, self.job_message = "NONE", "", ""
         self.progress, self.step, self.total, self.loss, self.eta_s = 0.0, 0, 0, 0.0, -1.0
+        self.phase = ""
+        self.preview_seeds.clear()
         self.sessions.clear()
         self.jobs.clear()
 
 
-classes = (EDIT3D_PG_turn, EDIT3D_PG_session, EDIT3D_PG_job, EDIT3D_PG_report,
-           EDIT3D_PG_scene, EDIT3D_PG_status)  # fmt: skip
+classes = (EDIT3D_PG_turn, EDIT3D_PG_editor, EDIT3D_PG_seed, EDIT3D_PG_session, EDIT3D_PG_job,
+           EDIT3D_PG_report, EDIT3D_PG_scene, EDIT3D_PG_status)  # fmt: skip
 
 
 def register_properties() -> None:

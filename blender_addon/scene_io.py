@@ -307,7 +307,7 @@ def _set_point_colors(mesh: bpy.types.Mesh, colors: np.ndarray | None) -> None:
     mesh.color_attributes.render_color_index = mesh.color_attributes.active_color_index
 
 
-def _replace_object(name: str, mesh: bpy.types.Mesh, coll: bpy.types.Collection):
+def replace_object(name: str, mesh: bpy.types.Mesh, coll: bpy.types.Collection):
     old = bpy.data.objects.get(name)
     if old is not None:
         old_mesh = old.data
@@ -319,7 +319,7 @@ def _replace_object(name: str, mesh: bpy.types.Mesh, coll: bpy.types.Collection)
     return obj
 
 
-def _add_vertices(mesh: bpy.types.Mesh, points: np.ndarray) -> None:
+def add_vertices(mesh: bpy.types.Mesh, points: np.ndarray) -> None:
     """Append vertices at `points` [N, 3] float32 (through the position attribute: ~20x
     faster than vertices.foreach_set("co") for a million points)."""
     mesh.vertices.add(len(points))
@@ -405,10 +405,10 @@ def point_cloud_object(
     """
     pts = _checked_points(points)
     mesh = bpy.data.meshes.new(name)
-    _add_vertices(mesh, pts)
+    add_vertices(mesh, pts)
     _set_point_colors(mesh, colors)
     mesh.update()
-    obj = _replace_object(name, mesh, collection)
+    obj = replace_object(name, mesh, collection)
     modifier = obj.modifiers.new("Edit3D Points", "NODES")
     group = _points_node_group()
     modifier.node_group = group
@@ -433,7 +433,7 @@ def mesh_object(
     if tris.size and (tris.min() < 0 or tris.max() >= len(verts)):
         raise ValueError(f"faces index outside 0..{len(verts) - 1}")
     mesh = bpy.data.meshes.new(name)
-    _add_vertices(mesh, verts)
+    add_vertices(mesh, verts)
     mesh.loops.add(tris.size)
     mesh.loops.foreach_set("vertex_index", tris.ravel())
     mesh.polygons.add(len(tris))
@@ -443,7 +443,7 @@ def mesh_object(
     mesh.update()
     mesh.validate()
     mesh.materials.append(color_material())
-    return _replace_object(name, mesh, collection)
+    return replace_object(name, mesh, collection)
 
 
 def mesh_points(obj: bpy.types.Object) -> np.ndarray:

@@ -114,19 +114,23 @@ class Workspace:
         dataset: str | Path | None = None,
         nerfstudio_run: str | Path | None = None,
         preset: str = "small",
+        backend: str | None = None,
         config: Any | None = None,
         device: str = "cpu",
     ) -> Workspace:
         """A new workspace over a dataset (base to be trained) or an ns-train run (base given).
 
-        `config` (default: the nerfacto `preset`) is a backend's settings; its type names the
-        field backend the workspace uses."""
+        `config` (default: `backend`'s `preset`; backend None = the registry's default) is a
+        backend's settings; its type names the field backend the workspace uses. An ns-train
+        run's model names its own backend."""
         root = Path(root)
         if (dataset is None) == (nerfstudio_run is None):
             raise ValueError("give exactly one of dataset or nerfstudio_run")
         if (root / WORKSPACE_FILE).exists():
             raise ValueError(f"root already holds a workspace: {str(root)!r}")
-        config = config or get_preset(preset)
+        if backend is not None and config is not None and backend != config.backend:
+            raise ValueError(f"backend {backend!r} and config of {config.backend!r} disagree")
+        config = config or get_preset(preset, backend or DEFAULT_BACKEND)
         data = {
             "version": WORKSPACE_VERSION,
             "backend": config.backend,

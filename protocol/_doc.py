@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .messages import MESSAGE_TYPES, Camera, JobInfo, SessionInfo, TurnInfo
+from .messages import MESSAGE_TYPES, Camera, EditorSettings, JobInfo, SessionInfo, TurnInfo
 from .schema import DEFAULT_MAX_ITEMS, DEFAULT_MAX_STR, Record, Rule, record_fields
 
 SPEC_PATH = Path(__file__).with_name("SPEC.md")
@@ -100,7 +100,7 @@ def _table(cls: type[Record]) -> list[str]:
 def render_message_tables() -> str:
     """Markdown for every nested record and message type."""
     lines = ["### Nested records", ""]
-    for cls in (Camera, SessionInfo, TurnInfo, JobInfo):
+    for cls in (Camera, EditorSettings, SessionInfo, TurnInfo, JobInfo):
         lines += [f"#### `{cls.__name__}` — {cls.__doc__.splitlines()[0]}", "", *_table(cls)]
     for direction, title in (("request", "Requests"), ("reply", "Replies"), ("event", "Events")):
         lines += [f"### {title}", ""]

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from .errors import ErrorCode, ProtocolError
-from .schema import Record, Scalars, param, record
+from .schema import Record, Scalars, param, record, record_fields
 
 ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 """Session, turn, job and upload ids: safe as file names."""
@@ -20,6 +20,7 @@ MSG_ID = r"[0-9a-f]{32}"
 DIGEST = r"[0-9a-f]{64}"
 TYPE_NAME = r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*"
 PRESET = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+BACKEND = r"[a-z][a-z0-9_-]{0,63}"
 MAX_QUERIES = 16
 MAX_VIEWS = 100_000
 MAX_INT32 = 2**31 - 1
@@ -121,6 +122,35 @@ class Camera(Record):
 
 
 @record
+class EditorSettings(Record):
+    """InstructPix2Pix settings of a turn. Only the fields that are set travel to the method;
+    a field left None keeps the method's default (edit3d's `EditorSettings`)."""
+
+    guidance_scale: float | None = param(None, ge=0.0, le=100.0)
+    """Text guidance weight."""
+    image_guidance_scale: float | None = param(None, ge=0.0, le=100.0)
+    """Image guidance weight."""
+    diffusion_steps: int | None = param(None, ge=1, le=1000)
+    """DDIM denoising steps per edit."""
+    lower_bound: float | None = param(None, ge=0.0, le=1.0)
+    """Smallest noise level, as a fraction of the diffusion timesteps."""
+    upper_bound: float | None = param(None, ge=0.0, le=1.0)
+    """Largest noise level, as a fraction of the diffusion timesteps."""
+    resolution: int | None = param(None, ge=8, le=4096)
+    """Long side in pixels the diffusion runs at."""
+
+    def check(self) -> None:
+        low, high = self.lower_bound, self.upper_bound
+        if low is not None and high is not None and low > high:
+            raise _fail("EditorSettings", f"lower_bound {low} must be <= upper_bound {high}")
+
+    def given(self) -> dict[str, Any]:
+        """The fields that were set."""
+        values = {name: getattr(self, name) for name, _, _ in record_fields(type(self))}
+        return {name: value for name, value in values.items() if value is not None}
+
+
+@record
 class SessionInfo(Record):
     """One line of a session list."""
 
@@ -189,6 +219,8 @@ class JobInfo(Record):
     """Progress step."""
     total: int = param(0, ge=0, le=MAX_INT32)
     """Progress total (0 = unknown)."""
+    fraction: float = param(0.0, ge=0.0, le=1.0)
+    """Share of the whole job done, across its phases (the one bar to draw)."""
     submitted_ts: float = param(ge=0.0)
     """Submission time, unix seconds."""
     last_progress_ts: float | None = param(None, ge=0.0)
@@ -309,10 +341,16 @@ class SessionCreate(Message):
     """A nerfstudio run's config.yml on the sidecar machine (its model becomes the base)."""
     preset: str = param("small", pattern=PRESET)
     """Field preset name ("paper", "small", "tiny")."""
+    backend: str | None = param(None, pattern=BACKEND)
+    """Field backend by its edit3d registry name, e.g. "nerfacto" (None = edit3d's default;
+    a nerfstudio run's model decides its own)."""
 
     def check(self) -> None:
         if self.dataset_path is not None and self.nerfstudio_run is not None:
             raise _fail("SessionCreate", "give dataset_path or nerfstudio_run, not both")
+        if self.backend is not None and self.nerfstudio_run is not None:
+            raise _fail("SessionCreate.backend", "a nerfstudio run's model decides the backend; "
+                        "leave backend unset")
 
 
 @message("session.list", "request", idempotent=True)
@@ -363,6 +401,9 @@ class SessionSummary(Message):
     """Human name."""
     preset: str = param("small", pattern=PRESET)
     """Field preset."""
+    backend: str | None = param(None, pattern=BACKEND)
+    """Field backend of the session's turns (None: edit3d's default, named once the session
+    has its workspace)."""
     head: str | None = param(None, pattern=ID)
     """Checked-out turn."""
     turns: tuple[TurnInfo, ...] = param((), max_items=10_000)
@@ -582,6 +623,8 @@ class JobRunTurn(Message):
     """Random seed (None = the method's default)."""
     editor: str | None = param(None, max_len=200, pattern=r"[A-Za-z0-9_.:-]+")
     """Editor spec ("ip2p" or "package.module:Factory"; None = the method's default)."""
+    editor_settings: EditorSettings | None = None
+    """InstructPix2Pix settings (None or unset fields = the method's defaults)."""
     preview_every: int | None = param(None, ge=0, le=10_000_000)
     """Send a job.preview frame every this many iterations (None = sidecar default 50, 0 = none)."""
     preview_interval_s: float | None = param(None, ge=0.0, le=86_400.0)
@@ -656,6 +699,43 @@ class JobRender(Message):
             raise _fail("JobRender.outputs", f"need distinct outputs, got {list(self.outputs)}")
 
 
+@message("job.preview_edit", "request")
+class JobPreviewEdit(Message):
+    """What a turn would do to one camera: render, ADSS mask, edit, fuse (once per seed)."""
+
+    session_id: str = param(pattern=ID)
+    """Session id."""
+    camera: Camera | None = None
+    """Camera in the world frame (or give view_name)."""
+    view_name: str | None = param(None, max_len=1024)
+    """A dataset view (or give camera)."""
+    turn_id: str | None = param(None, pattern=ID)
+    """Turn whose model is edited (None = head)."""
+    instruction: str = param(max_len=2000, pattern=r"(?s).*\S.*")
+    """Edit instruction for InstructPix2Pix."""
+    edit_queries: tuple[str, ...] = param((), max_len=200, max_items=MAX_QUERIES)
+    """Regions to edit (ADSS); empty with no keep queries = edit everywhere."""
+    keep_queries: tuple[str, ...] = param((), max_len=200, max_items=MAX_QUERIES)
+    """Regions to keep (inverse mode)."""
+    caption: str | None = param(None, max_len=500)
+    """Caption for ADSS (None = generated)."""
+    mode: Literal["edit3d", "in2n"] | None = None
+    """As in job.run_turn (None = the method's default)."""
+    seed: int | None = param(None, ge=0, le=2**32 - 1)
+    """The turn's seed: the preview is that turn's first edit of the camera (None = the
+    method's default)."""
+    seeds: int = param(1, ge=1, le=8)
+    """Preview this many seeds, seed, seed + 1, ..."""
+    editor: str | None = param(None, max_len=200, pattern=r"[A-Za-z0-9_.:-]+")
+    """Editor spec, as in job.run_turn (None = the method's default)."""
+    editor_settings: EditorSettings | None = None
+    """InstructPix2Pix settings (None or unset fields = the method's defaults)."""
+
+    def check(self) -> None:
+        if (self.camera is None) == (self.view_name is None):
+            raise _fail("JobPreviewEdit", "give exactly one of camera and view_name")
+
+
 @message("job.export", "request")
 class JobExport(Message):
     """Export geometry in the world frame (and a file inside the session)."""
@@ -664,13 +744,13 @@ class JobExport(Message):
     """Session id."""
     turn_id: str | None = param(None, pattern=ID)
     """Turn (None = head)."""
-    kind: Literal["point_cloud", "mesh"] = "point_cloud"
-    """What to export."""
+    kind: Literal["point_cloud", "mesh", "splats"] = "point_cloud"
+    """What to export; splats: the Gaussians of a splatting backend, as a 3DGS PLY."""
     format: Literal["ply", "obj", "glb"] = "ply"
-    """File format."""
+    """File format (splats: ply only)."""
     budget: int | None = param(None, ge=1, le=20_000_000)
     """Points of a point cloud (None = the method's default; 20M float32 points fit a
-    256 MiB frame). Meshes ignore it."""
+    256 MiB frame). Meshes and splats ignore it."""
     crop_min: tuple[float, float, float] | None = param(None, ge=-1e6, le=1e6)
     """Crop box corner, world frame (None = scene bounds)."""
     crop_max: tuple[float, float, float] | None = param(None, ge=-1e6, le=1e6)
@@ -679,6 +759,8 @@ class JobExport(Message):
     """Send the geometry back as arrays (else only the file path)."""
 
     def check(self) -> None:
+        if self.kind == "splats" and self.format != "ply":
+            raise _fail("JobExport.format", f"splats are written as ply only, got {self.format}")
         if (self.crop_min is None) != (self.crop_max is None):
             raise _fail("JobExport", "give both crop_min and crop_max, or neither")
         if self.crop_min is not None and self.crop_max is not None and not all(
@@ -746,6 +828,10 @@ class RenderResult(Message):
     """[H, W] opacity, as rgb's pixel type."""
 
 
+SPLAT_ARRAYS = ("sh_dc", "opacity_logits", "log_scales", "rotations")
+"""ExportResult arrays that, with points (the centres), carry Gaussian splats."""
+
+
 @message("export.result", "event")
 class ExportResult(Message):
     """Geometry of an export job, world frame."""
@@ -754,7 +840,7 @@ class ExportResult(Message):
     """Job id."""
     turn_id: str | None = param(None, pattern=ID)
     """Turn exported."""
-    kind: Literal["point_cloud", "mesh"]
+    kind: Literal["point_cloud", "mesh", "splats"]
     """What was exported."""
     format: Literal["ply", "obj", "glb"]
     """File format written."""
@@ -768,16 +854,52 @@ class ExportResult(Message):
     """[N, 3] float32 unit normals."""
     faces: np.ndarray | None = param(None, dtypes=("<i4",), shape=(None, 3))
     """[M, 3] int32 vertex indices (meshes)."""
+    sh_dc: np.ndarray | None = param(None, dtypes=("<f4",), shape=(None, 3))
+    """Splats: [N, 3] float32 degree-0 SH coefficients (colour = 0.5 + 0.28209479·sh_dc)."""
+    opacity_logits: np.ndarray | None = param(None, dtypes=("<f4",), ndim=(1,))
+    """Splats: [N] float32 opacity before the sigmoid."""
+    log_scales: np.ndarray | None = param(None, dtypes=("<f4",), shape=(None, 3))
+    """Splats: [N, 3] float32 log of the per-axis standard deviations."""
+    rotations: np.ndarray | None = param(None, dtypes=("<f4",), shape=(None, 4))
+    """Splats: [N, 4] float32 quaternions w, x, y, z (normalised by readers)."""
 
     def check(self) -> None:
         n = None if self.points is None else len(self.points)
-        for name in ("colors", "normals"):
+        for name in ("colors", "normals", *SPLAT_ARRAYS):
             value = getattr(self, name)
             if value is not None and len(value) != n:
                 raise _fail(f"ExportResult.{name}", f"has {len(value)} rows, points has {n}")
+        missing = [name for name in SPLAT_ARRAYS if getattr(self, name) is None]
+        if self.kind == "splats" and n is not None and missing:
+            raise _fail("ExportResult", f"splats with points need {', '.join(missing)} too")
         faces = self.faces
         if faces is not None and faces.size and (n is None or faces.min() < 0 or faces.max() >= n):
             raise _fail("ExportResult.faces", f"indices must lie in [0, {n})")
+
+
+@message("edit_preview.result", "event")
+class EditPreviewResult(Message):
+    """A job.preview_edit's images: the render, the fusion mask and one edit per seed."""
+
+    job_id: str = param(pattern=ID)
+    """Job id."""
+    view_name: str = param(max_len=1024)
+    """Camera name the images show."""
+    seeds: tuple[int, ...] = param(max_items=8)
+    """Seed of each edit."""
+    before: np.ndarray = param(dtypes=("|u1",), shape=(None, None, 3))
+    """[H, W, 3] uint8 render of the model being edited."""
+    mask: np.ndarray = param(dtypes=("<f4",), ndim=(2,))
+    """[H, W] float32 fusion mask, 1 = edited (all ones without queries)."""
+    after: np.ndarray = param(dtypes=("|u1",), ndim=(4,))
+    """[S, H, W, 3] uint8 fused edit per seed."""
+
+    def check(self) -> None:
+        h, w = self.before.shape[:2]
+        if self.mask.shape != (h, w) or self.after.shape[1:] != (h, w, 3):
+            raise _fail("EditPreviewResult", "before, mask and after sizes differ")
+        if self.after.shape[0] != len(self.seeds):
+            raise _fail("EditPreviewResult", "one after image per seed")
 
 
 @message("masks.result", "event")
@@ -847,15 +969,21 @@ class JobProgress(Message):
     job_id: str = param(pattern=ID)
     """Job id."""
     step: int = param(ge=0, le=MAX_INT32)
-    """Steps done."""
+    """Steps done in the current phase."""
     total: int = param(0, ge=0, le=MAX_INT32)
-    """Steps planned (0 = unknown)."""
+    """Steps planned in the current phase (0 = unknown)."""
     loss: float | None = param(None, nonfinite=True)
-    """Current training loss (NaN is reported, not hidden)."""
+    """Current training loss (NaN is reported, not hidden); None in a phase that does not
+    train."""
     eta_s: float | None = param(None, ge=0.0)
-    """Estimated seconds left."""
+    """Estimated seconds left in the whole job."""
     message: str = param("", max_len=4096)
-    """Phase, e.g. "pre-rendering views"."""
+    """"phase: detail", e.g. "prerender: images/frame_00003.png"."""
+    fraction: float = param(0.0, ge=0.0, le=1.0)
+    """Share of the whole job done, across its phases: the one bar to draw (it never goes
+    back)."""
+    phase: str = param("", max_len=64)
+    """Current phase, e.g. "prerender", "masks", "turn"."""
 
 
 @message("job.preview", "event")

@@ -62,11 +62,13 @@ def _workspace(ctx: JobContext, dataset: Path | None = None, preset: str | None 
     meta = _session_meta(ctx)
     source = meta.get("source", {})
     preset = preset or meta.get("preset", "small")
+    backend = meta.get("backend")  # None: edit3d's default
     if dataset is not None:
-        return Workspace.create(root, dataset=dataset, preset=preset, device=ctx.device)
+        return Workspace.create(root, dataset=dataset, preset=preset, backend=backend,
+                                device=ctx.device)
     if source.get("kind") == "dataset":
         return Workspace.create(root, dataset=Path(source["path"]), preset=preset,
-                                device=ctx.device)
+                                backend=backend, device=ctx.device)
     if source.get("kind") == "nerfstudio_run":
         return Workspace.create(root, nerfstudio_run=Path(source["path"]), preset=preset,
                                 device=ctx.device)
@@ -260,13 +262,22 @@ TURN_SPEC_FIELDS = ("instruction", "edit_queries", "keep_queries", "caption", "m
                     "edit_rate", "edit_count", "lr", "seed", "editor")
 """job.run_turn fields that are TurnSpec fields of the same name and meaning."""
 
+PREVIEW_SPEC_FIELDS = ("instruction", "edit_queries", "keep_queries", "caption", "mode", "seed",
+                       "editor")
+"""The job.preview_edit fields among them (a preview trains nothing)."""
 
-def turn_spec(request: m.JobRunTurn):
-    """job.run_turn → TurnSpec: only the fields the request set (None = not set), so the
+
+def turn_spec(request: m.JobRunTurn | m.JobPreviewEdit):
+    """A turn request → TurnSpec: only the fields the request set (None = not set), so the
     spec's own defaults and the field preset (e.g. its turn_steps) decide the rest."""
+    from edit3d.editing.settings import EditorSettings
     from edit3d.editing.turns import TurnSpec
 
-    return TurnSpec(**_set_fields(request, TURN_SPEC_FIELDS))
+    names = TURN_SPEC_FIELDS if isinstance(request, m.JobRunTurn) else PREVIEW_SPEC_FIELDS
+    fields = _set_fields(request, names)
+    if request.editor_settings is not None:
+        fields["editor_settings"] = EditorSettings.from_dict(request.editor_settings.given())
+    return TurnSpec(**fields)
 
 
 REFINE_CONFIG_FIELDS = ("steps", "scale", "faces")
@@ -435,7 +446,7 @@ def _as_dtype(image, dtype: str, *, scaled: bool):
     return image.astype(np.float32 if dtype == "float32" else np.float16)
 
 
-@job_kind("job.render", m.JobRender, check=check_render_request,
+@job_kind("job.render", m.JobRender, check=check_render_request, interactive=True,
           description="render a world-frame camera from a turn")
 def render(ctx: JobContext) -> dict:
     request: m.JobRender = ctx.request
@@ -455,7 +466,7 @@ def render(ctx: JobContext) -> dict:
     return {"turn_id": event.turn_id, "event": event}
 
 
-@job_kind("job.preview_masks", m.JobPreviewMasks,
+@job_kind("job.preview_masks", m.JobPreviewMasks, interactive=True,
           description="ADSS masks for one render (Sec. 3.2)")
 def preview_masks(ctx: JobContext) -> dict:
     import numpy as np
@@ -485,6 +496,50 @@ def preview_masks(ctx: JobContext) -> dict:
     )
     ctx.preview(image, view_name=view.name)
     return {"caption": preview.caption, "tiny_profile": ctx.profile == "tiny", "event": event}
+
+
+@job_kind("job.preview_edit", m.JobPreviewEdit, interactive=True,
+          description="a turn's edit of one camera: before / mask / after")
+def preview_edit(ctx: JobContext) -> dict:
+    import dataclasses
+
+    import numpy as np
+
+    from edit3d.editing.view_edit import preview_edit as edit_preview
+    from edit3d.progress import ProgressEvent
+
+    request: m.JobPreviewEdit = ctx.request
+    workspace = _workspace(ctx)
+    field = _field(ctx, workspace, request.turn_id)
+    view = (cameras.to_method(request.camera) if request.camera is not None
+            else field.view(request.view_name))
+    spec = turn_spec(request)
+    editor = _editor(ctx, _editor_spec(ctx, spec.editor))
+    masks = _segmenter(ctx).mask_provider() if spec.edit_queries or spec.keep_queries else None
+    seeds = tuple(range(spec.seed, spec.seed + request.seeds))
+    edits = []
+    for n, seed in enumerate(seeds):
+
+        def on_step(done: int, total: int, n: int = n) -> None:
+            ctx.progress(ProgressEvent("preview_edit", n * total + done, len(seeds) * total,
+                                       message=f"seed {seeds[n]}"))  # fmt: skip
+
+        edit = edit_preview(field, view, dataclasses.replace(spec, seed=seed), editor, masks,
+                            cancel=ctx.cancel, on_step=on_step)  # fmt: skip
+        edits.append(edit)
+    first = edits[0]
+    mask = np.ones(first.before.shape[:2], np.float32) if first.mask is None else first.mask
+    event = m.EditPreviewResult(
+        job_id=ctx.job_id, view_name=view.name, seeds=seeds, before=_uint8(first.before),
+        mask=mask.astype(np.float32), after=np.stack([_uint8(e.after) for e in edits]),
+    )  # fmt: skip
+    return {"seeds": len(seeds), "tiny_profile": ctx.profile == "tiny", "event": event}
+
+
+def _uint8(image):
+    import numpy as np
+
+    return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
 
 
 @job_kind("job.refine", m.JobRefine, description="super-resolution fine-tune (Sec. 3.3)")
@@ -518,30 +573,40 @@ def _crop(request: m.JobExport):
     return CropBox(request.crop_min, request.crop_max)
 
 
-@job_kind("job.export", m.JobExport, description="point cloud or mesh in the world frame")
+@job_kind("job.export", m.JobExport,
+          description="point cloud, mesh or Gaussian splats in the world frame")
 def export(ctx: JobContext) -> dict:
-    import numpy as np
-
-
     request: m.JobExport = ctx.request
     workspace = _workspace(ctx)
     turn_id = request.turn_id or workspace.head
     field = _field(ctx, workspace, turn_id)
-    kind, fmt, arrays = request.kind, request.format, request.return_arrays
+    kind, fmt = request.kind, request.format
     geometry = _export_geometry(ctx, field, request)
     name = f"{kind}-{turn_id}-{ctx.job_id}.{fmt}"
     write_export(ctx.exports_dir / name, geometry, fmt)
+    arrays = _result_arrays(kind, geometry) if request.return_arrays else {}
+    event = m.ExportResult(job_id=ctx.job_id, turn_id=turn_id, kind=kind, format=fmt,
+                           path=f"exports/{name}", **arrays)
+    count = len(geometry.means if kind == "splats" else
+                geometry.points if kind == "point_cloud" else geometry.vertices)
+    return {"turn_id": turn_id, "path": f"exports/{name}", "count": count, "event": event}
+
+
+def _result_arrays(kind: str, geometry) -> dict:
+    """The export.result arrays of a point cloud, mesh or splats."""
+    import numpy as np
+
+    if kind == "splats":
+        return {"points": geometry.means, "sh_dc": geometry.sh_dc,
+                "opacity_logits": geometry.opacities_logit, "log_scales": geometry.scales_log,
+                "rotations": geometry.quats_wxyz}
     points = geometry.points if kind == "point_cloud" else geometry.vertices
-    event = m.ExportResult(
-        job_id=ctx.job_id, turn_id=turn_id, kind=kind, format=fmt, path=f"exports/{name}",
-        points=points.astype(np.float32) if arrays else None,
-        colors=geometry.colors.astype(np.float32) if arrays else None,
-        normals=None if geometry.normals is None or not arrays
-        else geometry.normals.astype(np.float32),
-        faces=geometry.faces.astype(np.int32) if kind == "mesh" and arrays else None,
-    )
-    return {"turn_id": turn_id, "path": f"exports/{name}", "count": len(points),
-            "event": event}
+    return {
+        "points": points.astype(np.float32),
+        "colors": geometry.colors.astype(np.float32),
+        "normals": None if geometry.normals is None else geometry.normals.astype(np.float32),
+        "faces": geometry.faces.astype(np.int32) if kind == "mesh" else None,
+    }
 
 
 def write_export(path: Path, geometry, fmt: str) -> None:
@@ -557,6 +622,10 @@ def write_export(path: Path, geometry, fmt: str) -> None:
 
 
 def _export_geometry(ctx: JobContext, field, request: m.JobExport):
+    if request.kind == "splats":
+        from edit3d.export.splats import world_gaussians
+
+        return world_gaussians(field)  # a NeRF fails the job: "... has no Gaussians; ..."
     if request.kind == "mesh":
         from edit3d.export.mesh import export_mesh
 

@@ -98,6 +98,8 @@ def heartbeat(sidecar: Sidecar, incoming: Incoming) -> m.Message:
 def session_create(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     request: m.SessionCreate = incoming.message  # type: ignore[assignment]
     check_preset(request.preset)
+    # The backend name is checked where the workspace is made (the worker's first job):
+    # the registry imports every backend (torch, nerfstudio), which the server's loop must not.
     source, path = "upload", None
     if request.dataset_path is not None:
         source, path = "dataset", _allowed_source(sidecar, request.dataset_path, "dataset_path")
@@ -108,7 +110,7 @@ def session_create(sidecar: Sidecar, incoming: Incoming) -> m.Message:
         # Refused before anything is created: a busy answer leaves no session behind.
         sidecar.jobs.check_room()
     meta = sidecar.store.create(request.name, source=source, source_path=path,
-                                preset=request.preset)
+                                preset=request.preset, backend=request.backend)
     session_id = meta["id"]
     sidecar.hub.subscribe(session_id, incoming.identity)
     if path is not None:
@@ -347,6 +349,7 @@ def _summary(sidecar: Sidecar, session_id: str) -> m.SessionSummary:
         session_id=session_id,
         name=meta["name"],
         preset=meta.get("preset", "small"),
+        backend=summary.backend or meta.get("backend"),
         head=summary.head,
         turns=turns,
         view_names=tuple(names),

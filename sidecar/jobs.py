@@ -161,7 +161,8 @@ class _Worker:
 
 
 class JobManager:
-    """FIFO queue + the single worker. Call `poll()` often from the server loop."""
+    """The queue (FIFO, interactive jobs ahead of long ones) + the single worker. Call
+    `poll()` often from the server loop."""
 
     def __init__(
         self,
@@ -246,9 +247,26 @@ class JobManager:
         self._check_after(session_id, getattr(request, "after_job", None))
         job = Job(uuid.uuid4().hex[:16], kind, session_id, request, origin=origin)
         self._jobs[job.id] = job
-        self._queue.append(job.id)
+        overtaken = self._enqueue(job, job_kind.interactive)
         self._emit(job, "job.queued", {})
+        if overtaken:
+            self._announce_positions()
         return job
+
+    def _enqueue(self, job: Job, interactive: bool) -> bool:
+        """Queue a job; an interactive one goes ahead of every waiting long job (of any
+        session). Returns whether it overtook any (their positions changed)."""
+        index = len(self._queue)
+        if interactive:
+            index = next(
+                (i for i, job_id in enumerate(self._queue) if not self._is_interactive(job_id)),
+                index,
+            )
+        self._queue.insert(index, job.id)
+        return index < len(self._queue) - 1
+
+    def _is_interactive(self, job_id: str) -> bool:
+        return get_job_kind(self._jobs[job_id].kind).interactive
 
     def check_room(self) -> None:
         """Raise `queue_full` when no job can be queued now."""

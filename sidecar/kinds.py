@@ -110,6 +110,10 @@ class JobKind:
     check: Callable[[Any], None] | None = None
     """Refuses (ValueError) a request that its fields allow but the job could never serve,
     before it is queued (e.g. a render too large to send)."""
+    interactive: bool = False
+    """A short look the user waits for (a render, a mask or edit preview): queued ahead of
+    every waiting long job, behind earlier interactive ones; it never interrupts the
+    running job."""
 
 
 _KINDS: dict[str, JobKind] = {}
@@ -127,11 +131,14 @@ def job_kind(
     needs_session: bool = True,
     description: str = "",
     check: Callable[[Any], None] | None = None,
+    interactive: bool = False,
 ) -> Callable[[JobFunction], JobFunction]:
     """Decorator form of `register_job_kind`."""
 
     def decorate(run: JobFunction) -> JobFunction:
-        register_job_kind(JobKind(name, run, request, needs_session, description, check))
+        register_job_kind(
+            JobKind(name, run, request, needs_session, description, check, interactive)
+        )
         return run
 
     return decorate

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
+from edit3d.progress import ProgressEvent
 from protocol.connection import (
     ConnectionInfo,
     new_key,
@@ -310,6 +311,7 @@ class Sidecar:
             queue_position=None if job.state not in ("queued", "running") else self.jobs_ahead(job),
             step=int(progress.get("step", 0)),
             total=int(progress.get("total", 0)),
+            fraction=_job_fraction(progress),
             submitted_ts=job.created,
             last_progress_ts=job.last_progress_at,
             message=message[:4096],
@@ -466,7 +468,22 @@ def _progress_message(job_id: str, data: dict) -> JobProgress:
         loss=None if loss is None else float(loss),
         eta_s=None if eta is None or not np.isfinite(eta) else max(0.0, float(eta)),
         message=_phase_message(data),
+        fraction=_job_fraction(data),
+        phase=str(data.get("phase") or "")[:64],
     )
+
+
+def _job_fraction(data: dict) -> float:
+    """The one bar's position of a reported ProgressEvent map (0 before any report)."""
+    given = data.get("fraction")
+    event = ProgressEvent(
+        phase="",
+        step=int(data.get("step", 0)),
+        total=int(data.get("total", 0)),
+        fraction=None if given is None else float(given),
+    )
+    fraction = event.job_fraction
+    return fraction if np.isfinite(fraction) else 0.0
 
 
 def _phase_message(data: dict) -> str:

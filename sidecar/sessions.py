@@ -122,8 +122,10 @@ class SessionStore:
         source: SourceKind,
         source_path: str | None = None,
         preset: str = "small",
+        backend: str | None = None,
     ) -> dict:
-        """Make a new session directory and its session.json; returns the metadata."""
+        """Make a new session directory and its session.json; returns the metadata.
+        `backend` (None: edit3d's default) is checked when the workspace is made."""
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise SidecarError("bad_request", f"name must be 1-200 characters, got {name!r}")
         session_id = uuid.uuid4().hex[:12]
@@ -136,6 +138,7 @@ class SessionStore:
             "created_ts": time.time(),
             "source": {"kind": source, "path": source_path},
             "preset": preset,
+            "backend": backend,
             "workspace_ready": False,
             "jobs": [],
         }

@@ -44,6 +44,8 @@ class WorkspaceSummary:
 
     head: str | None
     turns: list[TurnSummary]
+    backend: str | None = None
+    """The field backend of every node (None before the workspace exists)."""
 
 
 def workspace_exists(root: Path) -> bool:
@@ -58,14 +60,18 @@ def summarize(root: Path) -> WorkspaceSummary:
 
     workspace = Workspace.open(root)
     turns = [_turn_summary(root, record) for record in workspace.turns]
-    return WorkspaceSummary(workspace.head, turns)
+    return WorkspaceSummary(workspace.head, turns, workspace.backend)
 
 
 def _scalar_params(spec: dict) -> dict:
-    """The spec's scalar values (str, int, float, bool, None); lists and maps are left out."""
+    """The spec's scalar values (str, int, float, bool, None), a nested map's (the editor
+    settings) under their own names; lists are left out."""
+    items = []
+    for key, value in (spec or {}).items():
+        items.extend(value.items() if isinstance(value, dict) else [(key, value)])
     return {
         str(key): value
-        for key, value in (spec or {}).items()
+        for key, value in items
         if value is None or isinstance(value, (str, int, float, bool))
     }
 

@@ -1,10 +1,11 @@
-"""`edit3d train | edit | render | history | checkout | resume`: a workspace from the shell."""
+"""`edit3d train | edit | preview | render | history | checkout | resume`: a workspace from the
+shell."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from edit3d.cli_options import (
     PRESET_NAMES,
@@ -19,6 +20,7 @@ from edit3d.cli_options import (
     require_workspace,
     resolve_device,
 )
+from edit3d.editing.settings import EditorSettings, editor_setting_default
 from edit3d.progress import ProgressEvent
 
 CPU_SECONDS_PER_STEP = {"paper": 4.6, "small": 1.3, "tiny": 0.5}
@@ -29,6 +31,7 @@ docs/cli.md): what `train` quotes when it runs without CUDA."""
 def add_commands(subparsers: Any) -> None:
     _add_train(subparsers)
     _add_edit(subparsers)
+    _add_preview(subparsers)
     _add_render(subparsers)
     _add_history(subparsers)
     _add_checkout(subparsers)
@@ -43,7 +46,7 @@ def _workspace_arg(parser: argparse.ArgumentParser) -> None:
 def _add_train(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="create a workspace and train its base nerfacto field",
+        help="create a workspace and train its base field (nerfacto unless --backend)",
         description="Create a workspace over DATA (nerfstudio transforms.json, ns-process-data "
         "output or Blender-synthetic folder) and train the base field (paper Sec. 4.1), or "
         "start from an existing `ns-train nerfacto` run with --nerfstudio-run. On an existing "
@@ -57,6 +60,11 @@ def _add_train(subparsers: Any) -> None:
         choices=PRESET_NAMES,
         default="small",
         help="field size and schedule: paper (Sec. 4.1, GPU), small, tiny (a CPU check)",
+    )
+    parser.add_argument(
+        "--backend",
+        help="field backend by its registry name, e.g. nerfacto (default: the registry's "
+        "default); fixed for the workspace's life, an ns-train run's model decides its own",
     )
     parser.add_argument("--steps", type=positive_int, help="iterations (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0, help="initialisation and ray-sampling seed")
@@ -72,6 +80,60 @@ def _add_edit(subparsers: Any) -> None:
     )
     _workspace_arg(parser)
     parser.add_argument("--turn", action="append", required=True, help="an instruction")
+    _add_turn_options(parser)
+    parser.add_argument(
+        "--steps", type=positive_int, help="iterations per turn (default: the preset's)"
+    )
+    parser.add_argument(
+        "--edit-rate", type=positive_int, default=10, help="iterations between image edits"
+    )
+    parser.add_argument(
+        "--edit-count", type=positive_int, default=1, help="views re-edited each time"
+    )
+    parser.add_argument(
+        "--update",
+        choices=("per_view", "rounds"),
+        default="per_view",
+        help="dataset update: edit-count views every edit-rate iterations (per_view), or "
+        "every view at once every edit-rate iterations (rounds, as instruct-gs2gs)",
+    )
+    parser.add_argument(
+        "--lr", type=positive_float, default=0.0025, help="field learning rate during edits"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="diffusion and sampling seed")
+    parser.set_defaults(func=run_edit)
+
+
+def _add_preview(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "preview",
+        help="preview a turn's edit on one camera (before / mask / after PNGs)",
+        description="Render one camera from the head (or --parent), segment the query regions, "
+        "run the editor and fuse, exactly as the turn's first edit of that view would, once "
+        "per seed. Writes seed_<s>_{before,mask,after}.png and sheet.png (one row per seed).",
+    )
+    _workspace_arg(parser)
+    parser.add_argument("--turn", required=True, help="the instruction to preview")
+    parser.add_argument(
+        "--camera",
+        required=True,
+        help='a dataset view name, or JSON (inline or a .json file) {"c2w": 4x4 rows, '
+        '"fx", "fy", "cx", "cy", "width", "height"} in the dataset\'s world frame',
+    )
+    _add_turn_options(parser)
+    parser.add_argument("--seed", type=int, default=0, help="the turn's seed (default 0)")
+    parser.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=1,
+        help="preview this many seeds from --seed on (default 1)",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.set_defaults(func=run_preview)
+
+
+def _add_turn_options(parser: argparse.ArgumentParser) -> None:
+    """What a turn and a preview of it share: regions, mode, editor and its settings."""
     parser.add_argument(
         "--edit-query", action="append", default=[], help="region to edit (repeatable)"
     )
@@ -100,27 +162,55 @@ def _add_edit(subparsers: Any) -> None:
         help="segmentation models: real weights, or tiny random ones (pipeline check only)",
     )
     parser.add_argument("--parent", help="node to start from (default: head)")
-    parser.add_argument(
-        "--steps", type=positive_int, help="iterations per turn (default: the preset's)"
+    group = parser.add_argument_group("editor settings (InstructPix2Pix)")
+    group.add_argument(
+        "--guidance-scale",
+        type=float,
+        help=_default_help("text guidance weight", "guidance_scale"),
     )
-    parser.add_argument(
-        "--edit-rate", type=positive_int, default=10, help="iterations between image edits"
+    group.add_argument(
+        "--image-guidance-scale",
+        type=float,
+        help=_default_help("image guidance weight", "image_guidance_scale"),
     )
-    parser.add_argument(
-        "--edit-count", type=positive_int, default=1, help="views re-edited each time"
+    group.add_argument(
+        "--diffusion-steps",
+        type=positive_int,
+        help=_default_help("DDIM denoising steps", "diffusion_steps"),
     )
-    parser.add_argument(
-        "--update",
-        choices=("per_view", "rounds"),
-        default="per_view",
-        help="dataset update: edit-count views every edit-rate iterations (per_view), or "
-        "every view at once every edit-rate iterations (rounds, as instruct-gs2gs)",
+    group.add_argument(
+        "--noise-range",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="noise level window as fractions of the diffusion timesteps "
+        f"(default {editor_setting_default('lower_bound')} "
+        f"{editor_setting_default('upper_bound')})",
     )
-    parser.add_argument(
-        "--lr", type=positive_float, default=0.0025, help="field learning rate during edits"
+    group.add_argument(
+        "--resolution",
+        type=positive_int,
+        help="long side in pixels the diffusion runs at (default: the editor's, 512 for ip2p)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="diffusion and sampling seed")
-    parser.set_defaults(func=run_edit)
+
+
+def _default_help(what: str, name: str) -> str:
+    return f"{what} (default {editor_setting_default(name)})"
+
+
+def editor_settings_from_args(args: argparse.Namespace) -> EditorSettings:
+    """The settings the user set on the command line; the rest keep their defaults."""
+    given: dict[str, Any] = {
+        name: getattr(args, name)
+        for name in ("guidance_scale", "image_guidance_scale", "diffusion_steps", "resolution")
+        if getattr(args, name) is not None
+    }
+    if args.noise_range is not None:
+        given["lower_bound"], given["upper_bound"] = args.noise_range
+    try:
+        return EditorSettings.from_dict(given)
+    except ValueError as error:
+        raise CliError(f"editor settings: {error}", "see edit3d edit --help") from error
 
 
 def _add_render(subparsers: Any) -> None:
@@ -200,11 +290,15 @@ def run_train(args: argparse.Namespace) -> int:
         return 0
     else:
         workspace = Workspace.create(
-            args.workspace, dataset=args.data, preset=args.preset, device=device
+            args.workspace,
+            dataset=args.data,
+            preset=args.preset,
+            backend=args.backend,
+            device=device,
         )
     if device == "cpu":
         print(_cpu_hint(existing["preset"] if existing else args.preset, args.steps))
-    with ctrl_c_cancels() as cancel, ProgressBars() as bars:
+    with ctrl_c_cancels() as cancel, ProgressBar() as bars:
         record = workspace.train_base(
             steps=args.steps, progress=bars, seed=args.seed, cancel=cancel
         )
@@ -220,7 +314,27 @@ def _recorded(root: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _check_backend(args: argparse.Namespace, existing: dict[str, Any] | None) -> None:
+    """--backend names a registered backend, and one that a new workspace over DATA can use."""
+    if args.backend is None:
+        return
+    from edit3d.field.registry import DEFAULT_BACKEND, backend_names
+
+    names = backend_names()
+    if args.backend not in names:
+        raise CliError(f"--backend must be one of {names}, got {args.backend!r}")
+    recorded = None if existing is None else existing.get("backend", DEFAULT_BACKEND)
+    if recorded is not None and recorded != args.backend:
+        raise CliError(
+            f"workspace {args.workspace} uses the {recorded} backend, not {args.backend}",
+            "drop --backend to continue it, or give a new -w",
+        )
+    if existing is None and args.nerfstudio_run is not None:
+        raise CliError("an ns-train run's model decides the backend", "drop --backend")
+
+
 def _check_train_inputs(args: argparse.Namespace, existing: dict[str, Any] | None) -> None:
+    _check_backend(args, existing)
     if existing is not None:
         recorded = existing.get("dataset")
         if args.data is not None and recorded != str(args.data.resolve()):
@@ -280,8 +394,9 @@ def run_edit(args: argparse.Namespace) -> int:
             seed=args.seed,
             editor=args.editor,
             segmentation=_segmentation_label(args),
+            editor_settings=editor_settings_from_args(args),
         )
-        with ctrl_c_cancels() as cancel, ProgressBars() as bars:
+        with ctrl_c_cancels() as cancel, ProgressBar() as bars:
             record = workspace.run_turn(
                 spec, parent, editor=editor, mask_provider=mask_provider, progress=bars,
                 cancel=cancel,
@@ -343,6 +458,45 @@ def _segmentation_label(args: argparse.Namespace) -> str:
     if args.edit_query or args.keep_query:
         return "adss" if args.profile == "real" else "adss-tiny"
     return ""
+
+
+def run_preview(args: argparse.Namespace) -> int:
+    from edit3d.editing.preview import camera_from_text, write_preview
+    from edit3d.editing.turns import TurnSpec
+    from edit3d.editing.view_edit import preview_edit
+
+    device = resolve_device(args.device)
+    workspace = open_workspace(args.workspace, device=device)
+    require_node(workspace, args.parent, "--parent")
+    field = workspace.load_field(args.parent)
+    try:
+        camera = camera_from_text(args.camera, field)
+    except ValueError as error:
+        raise CliError(
+            f"--camera: {error}", "give a view name (see `edit3d render --help`) or a camera JSON"
+        ) from error
+    settings = editor_settings_from_args(args)
+    mask_provider = _mask_provider(args, workspace, device, bool(args.caption))
+    editor = _editor(args.editor, device)
+    edits = []
+    for seed in range(args.seed, args.seed + args.seeds):
+        spec = TurnSpec(
+            args.turn,
+            edit_queries=tuple(args.edit_query),
+            keep_queries=tuple(args.keep_query),
+            caption=args.caption,
+            mode=args.mode,
+            seed=seed,
+            editor=args.editor,
+            segmentation=_segmentation_label(args),
+            editor_settings=settings,
+        )
+        edits.append((seed, preview_edit(field, camera, spec, editor, mask_provider)))
+    write_preview(args.out, edits)
+    print(f"previewed {args.turn!r} on {camera.name} with {args.seeds} seed(s): {args.out}")
+    if args.editor.endswith("-tiny") or args.profile == "tiny":
+        print("  (tiny models: a pipeline check, not an edit)")
+    return 0
 
 
 def run_render(args: argparse.Namespace) -> int:
@@ -428,7 +582,7 @@ def run_resume(args: argparse.Namespace) -> int:
     else:
         mask_provider = None
     editor = _editor(args.editor, device) if args.editor is not None else None
-    with ctrl_c_cancels() as cancel, ProgressBars() as bars:
+    with ctrl_c_cancels() as cancel, ProgressBar() as bars:
         record = workspace.resume_turn(
             args.turn_id, editor=editor, mask_provider=mask_provider, progress=bars,
             cancel=cancel,
@@ -473,6 +627,8 @@ def _turn_summary(record: dict[str, Any]) -> str:
         parts.append(f"keep: {', '.join(spec['keep_queries'])}")
     if spec.get("segmentation"):
         parts.append(f"masks: {spec['segmentation']}")
+    settings = EditorSettings.from_dict(spec.get("editor_settings"))
+    parts.append(f"seed {spec.get('seed', 0)} · {settings.summary()}")
     return "  ".join(parts)
 
 
@@ -487,30 +643,43 @@ def _segmenter(profile: str, device: str) -> Any:
     return AdssSegmenter(profile=profile, device=device)
 
 
-class ProgressBars:
-    """A progress callback drawing one tqdm bar per phase (train_base, prerender, turn, ...)."""
+class ProgressBar:
+    """A progress callback drawing one tqdm bar for the whole job: its share done (never
+    restarting between phases), the phase beside it, the job's ETA and the latest loss."""
 
-    def __init__(self) -> None:
-        self._bars: dict[str, Any] = {}
+    def __init__(self, file: TextIO | None = None) -> None:
+        self._file = file
+        self._bar: Any = None
 
     def __call__(self, event: ProgressEvent) -> None:
         from tqdm import tqdm
 
-        bar = self._bars.get(event.phase)
-        if bar is None:
-            bar = self._bars[event.phase] = tqdm(total=event.total, desc=event.phase, unit="it")
-        bar.n = event.step
+        if self._bar is None:
+            self._bar = tqdm(
+                total=1.0, file=self._file, bar_format="{percentage:3.0f}%|{bar}| {desc}{postfix}"
+            )
+        self._bar.n = max(self._bar.n, event.job_fraction)
+        counted = f" {event.step}/{event.total}" if event.total else ""
+        self._bar.set_description_str(f"{event.phase}{counted}", refresh=False)
         postfix = {}
+        if event.eta_s is not None:
+            postfix["eta"] = _format_seconds(event.eta_s)
         if event.loss is not None:
             postfix["loss"] = f"{event.loss:.4f}"
         if event.extra.get("edited_view"):
             postfix["edited"] = str(event.extra["edited_view"])
-        bar.set_postfix(postfix, refresh=False)
-        bar.refresh()
+        self._bar.set_postfix(postfix, refresh=False)
+        self._bar.refresh()
 
-    def __enter__(self) -> ProgressBars:
+    def __enter__(self) -> ProgressBar:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        for bar in self._bars.values():
-            bar.close()
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _format_seconds(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

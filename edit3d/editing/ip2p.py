@@ -12,7 +12,8 @@ One edit, in numbered steps:
    ``from_config`` with ``num_train_timesteps=T`` and the original betas passed explicitly,
    which gives the same timesteps and the same alphas without mutating shared state;
 4. noise the render latents to the first timestep of that schedule and denoise with 3-way
-   classifier-free guidance, checking for cancellation before every UNet call;
+   classifier-free guidance, checking for cancellation before every UNet call and reporting
+   each finished step to an optional `on_step(done, total)`;
 5. decode and resize back to the input size.
 
 Only diffusers' and transformers' public API is used.
@@ -21,7 +22,8 @@ Only diffusers' and transformers' public API is used.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,51 +31,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from edit3d.editing.settings import SIZE_MULTIPLE, EditorSettings
 from edit3d.models.ip2p import IP2PComponents
 from edit3d.progress import CancelToken
-
-SIZE_MULTIPLE = 8
-"""Diffusion image sides are rounded to a multiple of this (the SD VAE downsamples 8×)."""
 
 EMBEDDING_CACHE_SIZE = 16
 """Instructions whose text states are kept (a turn uses one; the sidecar may run many)."""
 
+StepCallback = Callable[[int, int], None]
+"""Called after each denoising step with (steps done, steps in this edit), like diffusers'
+``callback_on_step_end``; raising ``edit3d.progress.Cancelled`` in it stops the edit."""
+
 
 @dataclass(frozen=True)
-class InstructPix2PixConfig:
-    """Settings of one InstructPix2Pix edit (defaults: instruct-nerf2nerf's)."""
+class InstructPix2PixConfig(EditorSettings):
+    """The editor's settings (see `EditorSettings`) with this editor's working resolution."""
 
-    guidance_scale: float = 7.5
-    """Text guidance weight s_text (≥ 0)."""
-    image_guidance_scale: float = 1.5
-    """Image guidance weight s_image (≥ 0)."""
-    diffusion_steps: int = 20
-    """DDIM denoising steps from T down to 0 (one batched UNet call each)."""
-    lower_bound: float = 0.02
-    """Smallest noise level T, as a fraction of the scheduler's training timesteps."""
-    upper_bound: float = 0.98
-    """Largest noise level T, as a fraction of the scheduler's training timesteps."""
     resolution: int | None = 512
     """Long side in pixels of the image the diffusion runs on; None keeps the input size."""
     seed: int = 0
     """Seed of the editor's own random stream, used when an edit gets no seed."""
-
-    def __post_init__(self) -> None:
-        if self.guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
-        if self.image_guidance_scale < 0:
-            raise ValueError(f"image_guidance_scale must be >= 0, got {self.image_guidance_scale}")
-        if self.diffusion_steps < 1:
-            raise ValueError(f"diffusion_steps must be >= 1, got {self.diffusion_steps}")
-        if not 0.0 <= self.lower_bound <= self.upper_bound <= 1.0:
-            raise ValueError(
-                "lower_bound and upper_bound must satisfy 0 <= lower_bound <= upper_bound <= 1, "
-                f"got lower_bound={self.lower_bound}, upper_bound={self.upper_bound}"
-            )
-        if self.resolution is not None and self.resolution < SIZE_MULTIPLE:
-            raise ValueError(
-                f"resolution must be >= {SIZE_MULTIPLE} or None, got {self.resolution}"
-            )
 
 
 def guided_noise(
@@ -143,6 +120,20 @@ class InstructPix2PixEditor:
         self._seed_stream = torch.Generator("cpu").manual_seed(self.config.seed)
         self._embedding_cache: dict[str, torch.Tensor] = {}
 
+    def with_settings(self, settings: EditorSettings) -> InstructPix2PixEditor:
+        """This editor (same networks and text cache) editing with `settings`; a resolution
+        of None keeps this editor's own."""
+        changes = settings.to_dict()
+        if changes["resolution"] is None:
+            del changes["resolution"]
+        configured = InstructPix2PixEditor(
+            self.components,
+            dataclasses.replace(self.config, **changes),
+            is_pipeline_check=self.is_pipeline_check,
+        )
+        configured._embedding_cache = self._embedding_cache
+        return configured
+
     def edit(
         self,
         render: np.ndarray,
@@ -152,11 +143,13 @@ class InstructPix2PixEditor:
         view_name: str,
         seed: int | None = None,
         cancel: CancelToken | None = None,
+        on_step: StepCallback | None = None,
     ) -> np.ndarray:
         """Edit ``render`` ([H, W, 3] float in [0, 1]) conditioned on ``condition``.
 
         Returns float32 [H, W, 3] in [0, 1], the size of ``render``. Raises
-        ``edit3d.progress.Cancelled`` between denoising steps when ``cancel`` is set.
+        ``edit3d.progress.Cancelled`` between denoising steps when ``cancel`` is set;
+        ``on_step(done, total)`` runs after every denoising step.
         ``view_name`` identifies the view (unused by this editor).
         """
         _check_image("render", render)
@@ -170,7 +163,7 @@ class InstructPix2PixEditor:
             embeddings = self._embeddings(instruction)
             latents = self._encode_render(self._to_tensor(render, size), generator)
             image_latents = self._encode_condition(self._to_tensor(condition, size))
-            latents = self._denoise(latents, image_latents, embeddings, generator, cancel)
+            latents = self._denoise(latents, image_latents, embeddings, generator, cancel, on_step)
             edited = self._decode(latents)
         return _to_image(edited, (height, width))
 
@@ -243,6 +236,7 @@ class InstructPix2PixEditor:
         embeddings: torch.Tensor,
         generator: torch.Generator,
         cancel: CancelToken | None,
+        on_step: StepCallback | None,
     ) -> torch.Tensor:
         level = self._noise_level(generator)
         schedule = compressed_schedule(
@@ -254,7 +248,7 @@ class InstructPix2PixEditor:
         latents = schedule.add_noise(latents, noise, timesteps[:1])
         # Guidance batch: (text+image, image only, unconditional) share the noisy latents.
         image_batch = torch.cat([image_latents, image_latents, torch.zeros_like(image_latents)])
-        for timestep in _checked(timesteps, cancel):
+        for done, timestep in enumerate(_checked(timesteps, cancel), start=1):
             model_input = schedule.scale_model_input(torch.cat([latents] * 3), timestep)
             model_input = torch.cat([model_input, image_batch], dim=1)
             eps = self.components.unet(
@@ -269,6 +263,8 @@ class InstructPix2PixEditor:
                 self.config.image_guidance_scale,
             )
             latents = schedule.step(guided, timestep, latents).prev_sample
+            if on_step is not None:
+                on_step(done, len(timesteps))
         return latents
 
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:

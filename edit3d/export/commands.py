@@ -1,4 +1,4 @@
-"""`edit3d export`: a node's field as a point cloud or mesh file, in the world frame."""
+"""`edit3d export`: a node's field as a point cloud, mesh or 3DGS file, in the world frame."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edit3d.cli_options import (
+    CliError,
     add_device_option,
     add_workspace_option,
     fraction,
@@ -20,10 +21,12 @@ from edit3d.export.files import FORMATS
 def add_commands(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="point cloud or mesh of a turn as PLY / OBJ / GLB (dataset world frame)",
+        help="point cloud, mesh or Gaussian splats of a turn as PLY / OBJ / GLB (dataset world "
+        "frame)",
         description="Sample a node's field (default: head) into a point cloud (rendered depth "
         "of the training cameras) or a mesh (TSDF fusion + marching cubes), in the dataset's "
-        "world frame, and write it for other tools.",
+        "world frame, and write it for other tools. A splatting backend's Gaussians export "
+        "as-is (--kind splats) in the reference 3DGS PLY layout.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     add_workspace_option(source, required=False)
@@ -31,10 +34,11 @@ def add_commands(subparsers: Any) -> None:
     parser.add_argument("--turn", help="node to export (default: head)")
     parser.add_argument(
         "--kind",
-        choices=("pointcloud", "mesh", "nerfstudio-run"),
+        choices=("pointcloud", "mesh", "splats", "nerfstudio-run"),
         default="pointcloud",
-        help="what to export; nerfstudio-run: an ns-train output folder under --out (a "
-        "folder) that ns-viewer, ns-render and ns-export open",
+        help="what to export; splats: the field's Gaussians as a 3DGS PLY (splatting "
+        "backends only); nerfstudio-run: an ns-train output folder under --out (a folder) "
+        "that ns-viewer, ns-render and ns-export open",
     )
     parser.add_argument("--format", choices=FORMATS, help="file format (default: from --out)")
     parser.add_argument("--out", type=Path, required=True, help="output file")
@@ -74,8 +78,21 @@ def _write_run(args: argparse.Namespace, field: Any) -> int:
     return 0
 
 
+def _write_splats(args: argparse.Namespace, field: Any) -> int:
+    from edit3d.export.files import write_geometry
+    from edit3d.export.splats import world_gaussians
+
+    try:
+        splats = world_gaussians(field)
+    except ValueError as error:  # a backend without Gaussians: a usage error, not a defect
+        raise CliError(str(error)) from None
+    path = write_geometry(args.out, splats, args.format or "ply")
+    print(f"wrote {path} ({len(splats.means)} Gaussians, 3DGS PLY, dataset world frame)")
+    return 0
+
+
 def run_export(args: argparse.Namespace) -> int:
-    from edit3d.editing.commands import ProgressBars
+    from edit3d.editing.commands import ProgressBar
     from edit3d.export.files import write_geometry
     from edit3d.export.mesh import MeshConfig, export_mesh
     from edit3d.export.pointcloud import PointCloudConfig, export_point_cloud
@@ -84,8 +101,10 @@ def run_export(args: argparse.Namespace) -> int:
     field = _field(args, resolve_device(args.device))
     if args.kind == "nerfstudio-run":
         return _write_run(args, field)
+    if args.kind == "splats":
+        return _write_splats(args, field)
     crop = CropBox.from_values(args.crop) if args.crop else None
-    with ProgressBars() as bars:
+    with ProgressBar() as bars:
         if args.kind == "mesh":
             config = MeshConfig(
                 resolution=args.resolution,

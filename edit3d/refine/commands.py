@@ -51,7 +51,7 @@ def add_commands(subparsers: Any) -> None:
 
 
 def run_refine_command(args: argparse.Namespace) -> int:
-    from edit3d.editing.commands import ProgressBars
+    from edit3d.editing.commands import ProgressBar
     from edit3d.refine.finetune import RefineConfig
     from edit3d.refine.node import run_refine
 
@@ -68,7 +68,7 @@ def run_refine_command(args: argparse.Namespace) -> int:
     )
     workspace = open_workspace(args.workspace, device=resolve_device(args.device))
     require_node(workspace, args.parent, "--parent")
-    with ctrl_c_cancels() as cancel, ProgressBars() as bars:
+    with ctrl_c_cancels() as cancel, ProgressBar() as bars:
         record = run_refine(
             workspace, args.parent, config, profile=args.profile, progress=bars, cancel=cancel
         )

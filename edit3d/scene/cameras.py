@@ -60,10 +60,15 @@ def cameras_from_json(path: str | Path) -> list[CameraView]:
     """Cameras from a JSON file: one record or a list of records, each
     `{"c2w": 4x4, "fx", "fy", "cx", "cy", "width", "height", "name"?}` in the dataset's
     world frame. ValueError names the record and field that is wrong."""
+    return cameras_from_json_text(Path(path).read_text())
+
+
+def cameras_from_json_text(text: str) -> list[CameraView]:
+    """`cameras_from_json` on the file's text."""
     import json
 
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(text)
     except json.JSONDecodeError as error:
         raise ValueError(f"not JSON ({error})") from None
     records = data if isinstance(data, list) else [data]

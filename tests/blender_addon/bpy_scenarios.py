@@ -268,6 +268,87 @@ def point_cloud(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _point_attribute(mesh: Any, name: str, key: str, width: int) -> list:
+    attribute = mesh.attributes[name]
+    values = np.empty(len(mesh.vertices) * width, dtype=np.float32)
+    attribute.data.foreach_get(key, values)
+    return values.reshape(len(mesh.vertices), width).tolist()
+
+
+def _splat_instances(obj: Any) -> list[list[list[float]]]:
+    """World matrices of the evaluated splat instances of `obj`."""
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    return [
+        [list(row) for row in instance.matrix_world]
+        for instance in depsgraph.object_instances
+        if instance.is_instance and instance.parent and instance.parent.original == obj
+    ]
+
+
+def _describe_splats(obj: Any) -> dict[str, Any]:
+    mesh = obj.data
+    modifier = obj.modifiers[0]
+    return {
+        "domains": sorted(
+            {(a.name, a.domain, a.data_type) for a in mesh.attributes if a.name[0] != "."}
+        ),
+        "position": _point_attribute(mesh, "position", "vector", 3),
+        "color": _point_attribute(mesh, "Color", "color", 4),
+        "opacity": _point_attribute(mesh, "opacity", "value", 1),
+        "scale": _point_attribute(mesh, "scale", "vector", 3),
+        "rotation": _point_attribute(mesh, "rotation", "value", 4),
+        "modifier": [modifier.type, modifier.node_group.name if modifier.node_group else None],
+        "materials": [m.name for m in mesh.materials],
+        "instances": _splat_instances(obj),
+    }
+
+
+@scenario
+def splats(args: dict[str, Any]) -> dict[str, Any]:
+    """A 3DGS PLY through File > Import, and the same splats arriving as a sidecar export."""
+    enable_addon()
+    scene = bpy.context.scene
+    for obj in list(scene.objects):  # the start-up cube would hide the splats
+        bpy.data.objects.remove(obj)
+    menu = [f.__name__ for f in getattr(bpy.types.TOPBAR_MT_file_import.draw, "_draw_funcs", [])]
+    outcome: dict[str, Any] = {"import_menu": "menu_entry" in menu}
+    outcome["operator"] = sorted(bpy.ops.edit3d.import_splats(filepath=args["ply"], size=2.0))
+    imported = bpy.data.objects[Path(args["ply"]).stem]
+    outcome["file"] = _describe_splats(imported)
+    outcome["refused"] = []
+    for bad in (args["not_splats"], args["truncated"]):
+        try:
+            bpy.ops.edit3d.import_splats(filepath=bad)
+            outcome["refused"].append(None)
+        except RuntimeError as exc:  # an operator's ERROR report raises in the bpy module
+            outcome["refused"].append(str(exc))
+    camera = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
+    scene.collection.objects.link(camera)
+    camera.location = (0.0, 0.0, 4.0)  # looks down -Z at the splats
+    scene.camera = camera
+    render = scene.render
+    render.engine = "CYCLES"
+    render.resolution_x, render.resolution_y, render.resolution_percentage = 48, 32, 100
+    render.film_transparent = True
+    scene.cycles.samples, scene.cycles.device = 4, "CPU"
+    outcome["render"] = _render_coverage(scene, Path(args["out_dir"]) / "splats.png")
+    if args.get("export_result"):
+        events, connection = addon_module("events"), addon_module("connection")
+        result = connection.messages().ExportResult(**_arrays(args["export_result"]))
+        events.HANDLERS["export.result"](bpy.context, result)
+        name = f"Edit3D splats {result.turn_id}"
+        outcome["sidecar"] = _describe_splats(bpy.data.objects[name])
+        outcome["sidecar_collection"] = bpy.data.objects[name].users_collection[0].name
+    disable_addon()
+    return outcome
+
+
+def _arrays(fields: dict[str, Any]) -> dict[str, Any]:
+    """JSON lists of numbers → float32 arrays (a message's array fields)."""
+    return {k: np.asarray(v, dtype=np.float32) if isinstance(v, list) else v
+            for k, v in fields.items()}  # fmt: skip
+
+
 # --- panels ------------------------------------------------------------------------------
 
 
@@ -743,6 +824,53 @@ def preset_and_queries(args: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+@scenario
+def backend_choice(args: dict[str, Any]) -> dict[str, Any]:
+    """The Backend enum reaches session.create only when chosen (never for a nerfstudio run);
+    the open session's backend shows in the Scene panel."""
+    connection, panels = addon_module("connection"), addon_module("panels")
+    msgs = connection.messages()
+    created: list[Any] = []
+
+    def create(message: Any) -> Any:
+        created.append(message.backend)
+        return msgs.SessionSummary(session_id=f"s{len(created)}", name=message.name,
+                                   backend=message.backend)  # fmt: skip
+
+    def summary(message: Any) -> Any:
+        return msgs.SessionSummary(session_id=message.session_id, name="garden",
+                                   backend=created[-1] if created else None)  # fmt: skip
+
+    fake = FakeSidecar(connection, answers={"session.create": create, "session.open": summary})
+    fake.connect()
+    fake.serve(2.0, until=connection.is_ready)
+    props, status = bpy.context.scene.edit3d, bpy.context.window_manager.edit3d
+    shown: dict[str, Any] = {}
+
+    def create_with(source: str, backend: str, **paths: str) -> None:
+        props.source, props.backend = source, backend
+        for key, value in paths.items():
+            setattr(props, key, value)
+        count = len(created)
+        call_operator(bpy.ops.edit3d.create_session)
+        fake.serve(2.0, until=lambda: len(created) > count and status.session_label == "garden")
+        log: list[tuple[str, Any]] = []
+        panels.VIEW3D_PT_edit3d_scene.draw(_PanelSelf(RecordingLayout(log, [])), bpy.context)
+        shown[f"{source}/{backend}"] = {
+            "open_label": next((t for k, t in log if k == "label" and t.startswith("Open:")), ""),
+            "backend_prop_drawn": ("prop", "backend") in log,
+            "session_backend": status.session_backend,
+        }
+        status.session_label = ""
+
+    create_with("DATASET", "DEFAULT", dataset_path="/data/garden")
+    create_with("DATASET", "splatfacto")
+    create_with("NERFSTUDIO_RUN", "nerfacto", nerfstudio_run="/runs/garden/config.yml")
+    fake.close()
+    disable_addon()
+    return {"sent": created, "shown": shown}
+
+
 def _weights_panel_lines(connection_panel: Any) -> list[str]:
     log: list[tuple[str, Any]] = []
     connection_panel.draw(_PanelSelf(RecordingLayout(log, [])), bpy.context)
@@ -1067,7 +1195,8 @@ def job_list(args: dict[str, Any]) -> dict[str, Any]:
     fake.serve(2.0, until=lambda: len(status.jobs) == 1)
     attached = {"rows": [(r.job_id, r.kind, r.state, r.step) for r in status.jobs],
                 "current": [status.job_id, status.job_state, status.step]}  # fmt: skip
-    fake.push(msgs.JobProgress(job_id="j0", step=60, total=100, eta_s=30.0))
+    fake.push(msgs.JobProgress(job_id="j0", step=60, total=100, eta_s=30.0, fraction=0.6,
+                               phase="train_base"))  # fmt: skip
     fake.serve(1.0, until=lambda: status.jobs[0].step == 60)
     attached["after_progress"] = [status.jobs[0].step, status.jobs[0].eta_s, status.progress]
 
@@ -1117,6 +1246,138 @@ def job_list(args: dict[str, Any]) -> dict[str, Any]:
     fake.close()
     disable_addon()
     return result
+
+
+def _panel_bars(panel_class_name: str) -> list[list[Any]]:
+    """The progress bars a panel draws now: [factor, text] each."""
+    return [entry[1] for entry in _panel_log(panel_class_name, raw=True)["log"]
+            if entry[0] == "progress"]  # fmt: skip
+
+
+def _turn_bar(fake: FakeSidecar, msgs: Any, status: Any) -> list[dict[str, Any]]:
+    """Push a turn's phase events (as the sidecar sends them) and record the panel's bar."""
+    seen = []
+    stream = [("prerender", 1, 4, 0.05, None), ("prerender", 4, 4, 0.2, None),
+              ("masks", 2, 4, 0.4, None), ("turn", 10, 100, 0.6, 0.3),
+              ("turn", 90, 100, 0.9, 0.2), ("turn", 100, 100, 1.0, None)]  # fmt: skip
+    for phase, step, total, fraction, loss in stream:
+        fake.push(msgs.JobProgress(job_id="j1", step=step, total=total, fraction=fraction,
+                                   phase=phase, loss=loss, eta_s=10.0 * (1 - fraction)))
+        fake.serve(1.0, until=lambda f=fraction, p=phase, s=step: (
+            status.progress == f and status.phase == p and status.step == s))  # fmt: skip
+        seen.append({"progress": status.progress, "phase": status.phase, "loss": status.loss,
+                     "eta_s": status.eta_s, "bars": _panel_bars("VIEW3D_PT_edit3d_turns")})
+    return seen
+
+
+@scenario
+def edit_preview(args: dict[str, Any]) -> dict[str, Any]:
+    """A turn's one bar in the panel; Preview Edit on a new camera with the Editor box's
+    overrides; its before | mask | after image; Use These Settings; the turn sends them."""
+    connection = addon_module("connection")
+    msgs = connection.messages()
+    scene_io = addon_module("scene_io")
+    jobs = iter(range(1, 100))
+
+    def accepted(message: Any) -> Any:
+        return msgs.JobAccepted(job_id=f"j{next(jobs)}", kind=message.type_name,
+                                queue_position=0)  # fmt: skip
+
+    def summary(message: Any) -> Any:
+        return msgs.SessionSummary(session_id=message.session_id, name="garden", last_seq=0)
+
+    fake = FakeSidecar(connection, answers={"session.open": summary, "job.run_turn": accepted,
+                                            "job.preview_edit": accepted})  # fmt: skip
+    fake.connect()
+    fake.serve(2.0, until=connection.is_ready)
+    props, status = bpy.context.scene.edit3d, bpy.context.window_manager.edit3d
+    call_operator(bpy.ops.edit3d.open_session, session_id="s1")
+    fake.serve(2.0, until=lambda: status.session_label == "garden")
+    props.instruction, props.seed = "make it red", 5
+    call_operator(bpy.ops.edit3d.run_turn)
+    fake.serve(2.0, until=lambda: status.job_id == "j1")
+    bar = _turn_bar(fake, msgs, status)
+    fake.push(msgs.JobFinished(job_id="j1", kind="job.run_turn"))
+    fake.serve(1.0, until=lambda: status.job_state == "FINISHED")
+
+    camera = bpy.data.objects.new("New Cam", bpy.data.cameras.new("New Cam"))
+    bpy.context.scene.collection.objects.link(camera)
+    camera.location = (1.0, -3.0, 0.5)
+    bpy.context.scene.camera = camera
+    bpy.context.scene.render.resolution_x, bpy.context.scene.render.resolution_y = 40, 30
+    bpy.context.scene.render.resolution_percentage = 100
+    editor = props.editor
+    editor.use_guidance_scale, editor.guidance_scale = True, 6.0
+    editor.use_diffusion_steps, editor.diffusion_steps = True, 3
+    props.preview_seeds = 2
+    pressed = call_operator(bpy.ops.edit3d.preview_edit)
+    fake.serve(2.0, until=lambda: status.job_id == "j2")
+    sent = next(m for m in fake.received if m.type_name == "job.preview_edit")
+    expected_camera = scene_io.camera_from_object(camera, bpy.context.scene)
+
+    rng = np.random.default_rng(7)
+    before = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    mask = np.zeros((30, 40), np.float32)
+    mask[:, 20:] = 1.0
+    after = rng.integers(0, 256, (2, 30, 40, 3), dtype=np.uint8)
+    fake.push(msgs.EditPreviewResult(job_id="j2", view_name="New Cam", seeds=(5, 6),
+                                     before=before, mask=mask, after=after))  # fmt: skip
+    fake.push(msgs.JobFinished(job_id="j2", kind="job.preview_edit"))
+    fake.serve(2.0, until=lambda: props.edit_preview_image is not None
+               and status.job_state == "FINISHED")  # fmt: skip
+    image = props.edit_preview_image
+    pixels = scene_io.datablock_to_image(image)[..., :3]
+
+    props.seed, editor.guidance_scale, editor.use_diffusion_steps = 99, 1.0, False
+    status.preview_choice = 2
+    used = call_operator(bpy.ops.edit3d.use_preview_settings)
+    after_use = {"seed": props.seed, "guidance_scale": editor.guidance_scale,
+                 "use_guidance_scale": editor.use_guidance_scale,
+                 "use_diffusion_steps": editor.use_diffusion_steps,
+                 "diffusion_steps": editor.diffusion_steps}  # fmt: skip
+    call_operator(bpy.ops.edit3d.run_turn)
+    fake.serve(2.0, until=lambda: len([m for m in fake.received
+                                       if m.type_name == "job.run_turn"]) == 2)  # fmt: skip
+    turns = [m for m in fake.received if m.type_name == "job.run_turn"]
+    sent_fields = {
+        "width": sent.camera.width, "height": sent.camera.height,
+        "c2w_error": float(np.abs(sent.camera.c2w - expected_camera.c2w).max()),
+        "seed": sent.seed, "seeds": sent.seeds, "instruction": sent.instruction,
+        "settings": sent.editor_settings.given(),
+    }  # fmt: skip
+    shown = {"name": image.name, "size": list(image.size), "in_data": image.name in bpy.data.images}
+    arrays = {"before": before.tolist(), "mask": mask.tolist(), "after": after.tolist()}
+    props.show_editor = True
+    turn_settings = [None if m.editor_settings is None else m.editor_settings.given()
+                     for m in turns]  # fmt: skip
+    result = {
+        "bar": bar,
+        "after_preview_loss": status.loss,
+        "pressed": pressed,
+        "sent": sent_fields,
+        "image": shown,
+        "pixels": pixels.tolist(),
+        "sent_arrays": arrays,
+        "used": used,
+        "after_use": after_use,
+        "turn_settings": turn_settings,
+        "turn_seeds": [m.seed for m in turns],
+        "turns_panel": _panel_log("VIEW3D_PT_edit3d_turns"),
+    }
+    fake.close()
+    disable_addon()
+    return result
+
+
+def _panel_log(panel_class_name: str, *, raw: bool = False) -> dict[str, Any]:
+    """What a panel draws now (entries as strings unless raw) and the layout's errors."""
+    addon = enable_addon()
+    panel = next(c for c in addon.classes if c.__name__ == panel_class_name)
+    log: list[tuple[str, Any]] = []
+    errors: list[str] = []
+    panel.draw(_PanelSelf(RecordingLayout(log, errors)), bpy.context)
+    entries = log if raw else [list(map(str, entry)) for entry in log]
+    return {"log": entries, "errors": errors}
 
 
 @scenario

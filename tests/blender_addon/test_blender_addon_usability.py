@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from blender_harness import installed_home, run_bpy
 
@@ -26,6 +27,19 @@ def test_unset_steps_leave_the_length_to_the_preset_and_sessions_show_their_own(
     assert result["preset_after_open"] == "paper"  # the session's, not the panel's "small"
     # a query with a comma stays one query
     assert result["turn_queries"] == ["hat, brim; scarf", "face"]
+
+
+def test_the_backend_is_chosen_for_a_new_session_and_shown_for_the_open_one(home: Path) -> None:
+    result = run_bpy("backend_choice", home).result
+    # Default sends nothing (edit3d decides); a chosen backend is sent; a run decides its own
+    assert result["sent"] == [None, "splatfacto", None]
+    shown = result["shown"]
+    assert shown["DATASET/DEFAULT"]["session_backend"] == ""
+    assert shown["DATASET/DEFAULT"]["open_label"].endswith(", default backend")
+    assert shown["DATASET/splatfacto"]["session_backend"] == "splatfacto"
+    assert shown["DATASET/splatfacto"]["open_label"].endswith(", splatfacto")
+    assert shown["DATASET/splatfacto"]["backend_prop_drawn"] is True
+    assert shown["NERFSTUDIO_RUN/nerfacto"]["backend_prop_drawn"] is False
 
 
 def test_point_clouds_and_meshes_render_in_their_colours(home: Path, tmp_path: Path) -> None:
@@ -141,3 +155,53 @@ def test_missing_weights_show_in_the_panel_and_stop_jobs_that_need_them(home: Pa
     assert result["tiny"]["sent"] == ["job.run_turn", "job.run_turn", "job.refine"]
     assert result["complete"]["panel"] == ["All model weights present"]
     assert result["complete"]["sent"] == ["job.run_turn", "job.run_turn", "job.refine"]
+
+
+def test_one_bar_per_job_and_preview_edit_on_a_new_camera(home: Path) -> None:
+    result = run_bpy("edit_preview", home).result
+    # the panel's bar for a turn: one share of the whole job, the phase beside it, never
+    # restarting; the loss shows only while the turn trains
+    bar = result["bar"]
+    shares = [seen["progress"] for seen in bar]
+    assert shares == sorted(shares) and shares[0] > 0 and shares[-1] == 1.0
+    assert [seen["phase"] for seen in bar][:3] == ["prerender", "prerender", "masks"]
+    assert [seen["bars"][0][0] for seen in bar] == pytest.approx(shares)
+    assert bar[2]["bars"][0][1].startswith("masks 2/4  ETA")
+    assert [seen["loss"] for seen in bar] == pytest.approx([0, 0, 0, 0.3, 0.2, 0])
+    assert all(seen["eta_s"] >= 0 for seen in bar)
+
+    # Preview Edit: the active (new) camera, the turn fields, only the overridden settings
+    assert result["pressed"]["result"] == ["FINISHED"]
+    sent = result["sent"]
+    assert (sent["width"], sent["height"]) == (40, 30) and sent["c2w_error"] < 1e-6
+    assert (sent["seed"], sent["seeds"], sent["instruction"]) == (5, 2, "make it red")
+    assert sent["settings"] == {"guidance_scale": 6.0, "diffusion_steps": 3}
+    # one image: before | mask overlay | after per seed, pixels as the sidecar sent them
+    assert result["image"] == {"name": "Edit3D Preview", "size": [160, 30], "in_data": True}
+    pixels = np.array(result["pixels"])
+    before = np.array(result["sent_arrays"]["before"]) / 255.0
+    after = np.array(result["sent_arrays"]["after"]) / 255.0
+    mask = np.array(result["sent_arrays"]["mask"], bool)
+    tolerance = 1 / 255 + 1e-4  # 8-bit image storage
+    np.testing.assert_allclose(pixels[:, :40], before, atol=tolerance)
+    np.testing.assert_allclose(pixels[:, 80:120], after[0], atol=tolerance)
+    np.testing.assert_allclose(pixels[:, 120:], after[1], atol=tolerance)
+    overlay = pixels[:, 40:80]
+    np.testing.assert_allclose(overlay[~mask], before[~mask], atol=tolerance)
+    assert np.abs(overlay[mask] - before[mask]).mean() > 0.05  # the edited region is tinted
+    assert overlay[mask][:, 0].mean() > before[mask][:, 0].mean()  # towards red
+    assert result["after_preview_loss"] == 0.0
+
+    # Use These Settings: the second seed and the preview's settings become the turn's
+    assert result["used"]["result"] == ["FINISHED"]
+    assert result["after_use"] == {"seed": 6, "guidance_scale": 6.0, "use_guidance_scale": True,
+                                   "use_diffusion_steps": True, "diffusion_steps": 3}
+    assert result["turn_seeds"] == [5, 6]
+    assert result["turn_settings"] == [None, {"guidance_scale": 6.0, "diffusion_steps": 3}]
+    panel = result["turns_panel"]
+    assert panel["errors"] == []
+    drawn = [entry for entry in panel["log"] if entry[0] in ("operator", "prop")]
+    assert ["operator", "edit3d.preview_edit"] in drawn
+    assert ["operator", "edit3d.use_preview_settings"] in drawn
+    assert ["prop", "use_guidance_scale"] in drawn and ["prop", "guidance_scale"] in drawn
+    assert ["prop", "use_resolution"] in drawn and ["prop", "resolution"] not in drawn

@@ -4,6 +4,7 @@ line naming the problem and the fix, exit 2, no traceback (`--debug` shows it)."
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -267,3 +268,68 @@ def test_ctrl_c_during_train_saves_a_checkpoint(tmp_path: Path) -> None:
     record = json.loads((workspace / "workspace.json").read_text())["turns"][0]
     assert record["status"] == "cancelled"
     assert (workspace / record["paths"]["checkpoint"]).is_file()
+
+
+# --- the field backend, chosen when a workspace is made -------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _OtherSettings:
+    backend: str = "other"
+
+    def to_dict(self) -> dict:
+        return {"backend": self.backend}
+
+
+@pytest.fixture
+def other_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second registered backend (settings only: nothing here builds its field)."""
+    from edit3d.field import registry
+
+    registry.backend_names()  # the built-in backends first, so they are not re-added later
+    backend = registry.FieldBackend(
+        name="other", checkpoint_format="other-v1", config_from_dict=lambda d: _OtherSettings(),
+        presets={"tiny": _OtherSettings()}, from_dataset=None, from_state=None,  # type: ignore[arg-type]
+    )
+    monkeypatch.setitem(registry._BACKENDS, "other", backend)
+
+
+def test_train_backend_is_recorded_with_the_workspace(tmp_path: Path) -> None:
+    scene = make_tiny_scene(tmp_path / "scene", num_views=6, resolution=16)
+    argv = ["train", str(scene.root), "-w", str(tmp_path / "ws"), "--preset", "tiny",
+            "--steps", "1", "--backend", "nerfacto", "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads((tmp_path / "ws" / "workspace.json").read_text())["backend"] == "nerfacto"
+
+
+def test_a_chosen_backend_makes_the_workspace_with_its_own_preset(other_backend, tmp_path):
+    from edit3d.workspace import Workspace
+
+    scene = make_tiny_scene(tmp_path / "scene", num_views=6, resolution=16)
+    workspace = Workspace.create(tmp_path / "ws", dataset=scene.root, preset="tiny",
+                                 backend="other")  # fmt: skip
+    assert workspace.backend == "other"
+    assert json.loads((tmp_path / "ws" / "workspace.json").read_text())["config"] == {
+        "backend": "other"
+    }
+
+
+def test_unknown_backend_is_refused_naming_the_registered_ones(tmp_path: Path, capsys) -> None:
+    scene = make_tiny_scene(tmp_path / "scene", num_views=6, resolution=16)
+    argv = ["train", str(scene.root), "-w", str(tmp_path / "ws"), "--backend", "nerf-o-matic"]
+    _fails(argv, capsys, "--backend must be one of", "'nerfacto'", "'nerf-o-matic'")
+    assert not (tmp_path / "ws").exists()
+
+
+def test_a_workspace_keeps_its_backend(trained, other_backend, capsys) -> None:
+    workspace, _, _ = trained
+    argv = ["train", "-w", str(workspace), "--backend", "other"]
+    _fails(argv, capsys, "uses the nerfacto backend, not other", "drop --backend")
+
+
+def test_an_ns_train_run_decides_its_own_backend(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "config.yml"
+    run.write_text("")
+    argv = ["train", "-w", str(tmp_path / "ws"), "--nerfstudio-run", str(run),
+            "--backend", "nerfacto"]  # fmt: skip
+    _fails(argv, capsys, "an ns-train run's model decides the backend", "drop --backend")

@@ -103,6 +103,12 @@ def count(ctx: JobContext) -> dict:
     return {"counted": steps, "worker_pid": os.getpid(), "warm_runs": ctx.cache["runs"]}
 
 
+@job_kind("test.look", NoFields, needs_session=False, interactive=True)
+def look(ctx: JobContext) -> dict:
+    """A short interactive job (as a render or a preview is)."""
+    return {"looked": True}
+
+
 @job_kind("test.turn", TestTurn, needs_session=False)
 def make_turn(ctx: JobContext) -> dict:
     """Makes a "turn" named by the request, on the parent the job was given."""

@@ -15,9 +15,16 @@ from protocol import messages as m
 from sidecar import pipe
 from sidecar.errors import SidecarError
 from sidecar.jobs import Job, JobLimits, JobManager
-from sidecar.kinds import JobKind, get_job_kind, register_job_kind
+from sidecar.kinds import (
+    DEFAULT_JOB_MODULES,
+    JobKind,
+    get_job_kind,
+    load_job_modules,
+    register_job_kind,
+)
 from sidecar.worker import WorkerOptions
 
+load_job_modules(DEFAULT_JOB_MODULES)  # the built-in kinds, to check which are interactive
 OPTIONS = WorkerOptions(device="cpu", profile="tiny", job_modules=("sidecar_test_jobs",))
 
 
@@ -81,6 +88,28 @@ def test_fifo_positions_progress_and_warm_worker(manager) -> None:
     assert previews[0]["image"].shape == (4, 6, 3)
     assert previews[0]["image"][0, 0].tolist() == [1.0, 0.5, 0.25]
     assert first.last_progress_at is not None
+
+
+def test_previews_go_ahead_of_waiting_long_jobs_of_any_session(manager) -> None:
+    """The rule in docs/sidecar.md: an interactive job (render, mask or edit preview) waits
+    for the running job only, never behind a queued turn, whichever session queued it."""
+    running = manager.submit("test.count", None, tj.TestCount(session_id="s1", steps=10_000))
+    pump_until(manager, lambda: running.state == "running")
+    turn = manager.submit("test.count", None, tj.TestCount(session_id="s2", steps=1))
+    first_look = manager.submit("test.look", None, tj.NoFields())
+    second_look = manager.submit("test.look", None, tj.NoFields())
+    assert [manager.position(j) for j in (first_look, second_look, turn)] == [1, 2, 3]
+    moved = [d["position"] for jid, k, d in manager.recorder.events
+             if jid == turn.id and k == "job.position"]
+    assert moved[-1] == 3  # the overtaken job is told its new place
+    manager.cancel(running.id)
+    pump_until(manager, lambda: turn.state == "finished")
+    started = [jid for jid, kind, _ in manager.recorder.events if kind == "job.started"]
+    assert started == [running.id, first_look.id, second_look.id, turn.id]
+    for kind in ("job.render", "job.preview_masks", "job.preview_edit"):
+        assert get_job_kind(kind).interactive, kind
+    for kind in ("job.train_base", "job.run_turn", "job.resume_turn", "job.refine"):
+        assert not get_job_kind(kind).interactive, kind
 
 
 def test_cancel_running_is_prompt_and_queued_is_immediate(manager) -> None:

@@ -82,11 +82,22 @@ def test_training_jobs_send_live_frames_of_the_field_being_trained(tmp_path, sce
     # the last live frame and the result's frame: the same field state, the same view
     np.testing.assert_allclose(frames[1].image.astype(int), frames[2].image, atol=1)
 
+    settings = m.EditorSettings(guidance_scale=6.0, diffusion_steps=2)
     quiet = client.request(m.JobRunTurn(session_id=sid, instruction="paint it blue", steps=2,
                                         preview_every=0, edit_queries=("shirt", "trousers"),
-                                        keep_queries=("face",), caption="a person"))
+                                        keep_queries=("face",), caption="a person",
+                                        editor_settings=settings))
     seen, _ = finished(client, quiet.job_id)
     assert [f.step for f in of_type(seen, "job.preview", quiet.job_id)] == [2]  # result only
+    # one bar for the whole turn: pre-render → masks → training, never restarting, with ETA
+    bar = of_type(seen, "job.progress", quiet.job_id)
+    phases = [p.phase for p in bar]
+    assert sorted(set(phases), key=phases.index) == ["prerender", "masks", "turn"]
+    assert phases == sorted(phases, key=["prerender", "masks", "turn"].index)
+    fractions = [p.fraction for p in bar]
+    assert fractions == sorted(fractions) and fractions[0] > 0.0 and fractions[-1] == 1.0
+    assert all(p.eta_s is not None for p in bar)
+    assert {p.loss is None for p in bar if p.phase != "turn"} == {True}
 
     # the turn list shows a turn's queries (as lists) and caption
     turns = {t.turn_id: t for t in client.request(m.SessionOpen(session_id=sid)).turns}
@@ -94,6 +105,30 @@ def test_training_jobs_send_live_frames_of_the_field_being_trained(tmp_path, sce
     assert turn.edit_queries == ("shirt", "trousers") and turn.keep_queries == ("face",)
     assert turn.params["caption"] == "a person" and turn.params["edit_rate"] == 10
     assert turns["turn-0001"].edit_queries == ()  # none given
+    params = turn.params
+    # the editor settings the client set, the method's defaults for the others
+    assert params["guidance_scale"] == 6.0 and params["diffusion_steps"] == 2
+    assert params["image_guidance_scale"] == turns["turn-0001"].params["image_guidance_scale"]
+    assert turns["turn-0001"].params["guidance_scale"] != 6.0
+
+    # job.preview_edit: the head's render at the asked camera and one fused edit per seed
+    ask = client.request(m.JobPreviewEdit(session_id=sid, camera=camera, seed=3, seeds=2,
+                                          instruction="paint it red",
+                                          editor_settings=m.EditorSettings(diffusion_steps=2)))
+    seen, done = finished(client, ask.job_id)
+    result = of_type(seen, "edit_preview.result", ask.job_id)[0]
+    assert result.seeds == (3, 4) and result.view_name == "preview-camera"
+    assert result.before.shape == (30, 40, 3) and result.after.shape == (2, 30, 40, 3)
+    reopened = Workspace.open(work / "sessions" / sid / "workspace")
+    head = reopened.render(view, "turn-0002").rgb
+    np.testing.assert_allclose(result.before / 255.0, head, atol=1 / 255 + 1e-4)
+    np.testing.assert_array_equal(result.mask, 1.0)  # no queries: the whole view
+    assert np.abs(result.after[0].astype(int) - result.after[1]).mean() > 0.5  # seeds differ
+    assert np.abs(result.after[0].astype(int) - result.before).mean() > 0.5
+    progress = of_type(seen, "job.progress", ask.job_id)
+    assert progress[-1].step == progress[-1].total == 4  # 2 seeds × 2 denoising steps
+    assert [p.step for p in progress] == sorted(p.step for p in progress)
+    assert done.result["seeds"] == 2 and done.result["tiny_profile"] is True
     assert client.request(m.Heartbeat()).gpu_memory_free is None  # a CPU sidecar
     client.close()
     assert sidecar.terminate() == 0

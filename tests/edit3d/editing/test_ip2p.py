@@ -343,3 +343,60 @@ def test_compressed_schedule_equals_in2n_overwriting_num_train_timesteps() -> No
         torch.testing.assert_close(ours.step(eps, timestep, latents).prev_sample, expected)
         latents = expected
     assert base.config.num_train_timesteps == 1000  # the shared scheduler is untouched
+
+
+class SlowUNet:
+    """A tiny UNet that takes `seconds` per call (a long edit on a small machine)."""
+
+    def __init__(self, unet, seconds: float) -> None:
+        self.unet, self.seconds, self.calls = unet, seconds, 0
+
+    def __call__(self, sample, timestep, *, encoder_hidden_states):
+        import time
+
+        time.sleep(self.seconds)
+        self.calls += 1
+        return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states)
+
+
+def test_step_callback_reports_every_step_and_a_cancel_from_another_thread_stops_within_one(
+    tiny: IP2PComponents,
+) -> None:
+    import threading
+    import time
+
+    step_s = 0.4
+    unet = SlowUNet(tiny.unet, step_s)
+    editor = InstructPix2PixEditor(
+        _with(tiny, unet=unet), dataclasses.replace(FAST, diffusion_steps=50)
+    )
+    cancel = CancelToken()
+    reported: list[tuple[int, int, float]] = []
+
+    def on_step(done: int, total: int) -> None:
+        reported.append((done, total, time.monotonic()))
+        if done == 2:  # the user presses Cancel while step 3 is running
+            threading.Timer(step_s / 2, cancel.cancel).start()
+
+    render = _image(16, 16, seed=5)
+    with pytest.raises(Cancelled):
+        editor.edit(render, render, INSTRUCTION, view_name="v.png", seed=0, cancel=cancel,
+                    on_step=on_step)  # fmt: skip
+    assert [(d, t) for d, t, _ in reported] == [(1, 50), (2, 50), (3, 50)]
+    assert unet.calls == 3  # the running step finished, none of the other 47 started
+
+
+def test_with_settings_shares_the_networks_and_uses_the_new_settings(tiny: IP2PComponents) -> None:
+    from edit3d.editing.settings import EditorSettings
+
+    unet = RecordingUNet(tiny.unet)
+    editor = InstructPix2PixEditor(_with(tiny, unet=unet), FAST)
+    configured = editor.with_settings(EditorSettings(diffusion_steps=2, guidance_scale=3.0))
+    assert configured.components is editor.components
+    assert configured.config.resolution == FAST.resolution  # None keeps the editor's own
+    assert configured.config.guidance_scale == 3.0 and editor.config.guidance_scale == 7.5
+    render = _image(16, 16, seed=5)
+    configured.edit(render, render, INSTRUCTION, view_name="v.png", seed=0)
+    assert len(unet.calls) == 2
+    resized = editor.with_settings(EditorSettings(resolution=16))
+    assert resized.config.resolution == 16

@@ -61,10 +61,14 @@ def test_smoke_run_reports_consistent_numbers(bench, tmp_path: Path, capsys) -> 
     assert splat_turn["edit3d_turn_minutes"] == pytest.approx(
         splat_turn["train_minutes"] + splat_turn["edit_minutes"] + splat_turn["prerender_minutes"]
     )
+    preview = result["preview"]  # the edit preview of a new camera, through view_edit
+    assert preview["preview_size_hw"] == [48, 64] and len(preview["preview_seconds"]) == 1
+    assert preview["preview_seconds_mean"] > 0 and preview["preview_target_seconds"] == 3.0
     printed = capsys.readouterr().out
     assert "splatfacto turn" in printed
     assert "44.62 min" in printed
     assert "SMOKE RUN" in printed
+    assert "edit preview of a new 64x48 camera" in printed and "target 3.0 s" in printed
 
 
 def test_full_size_request_without_cuda_refuses(bench, capsys) -> None:

@@ -284,3 +284,27 @@ def test_rounds_update_edits_every_view_at_once(
     assert sorted(saved["extra"]["targets"]["replaced"]) == sorted(names)
     with pytest.raises(ValueError, match="update"):
         TurnSpec("x", update="sometimes")  # type: ignore[arg-type]
+
+
+def test_one_bar_for_the_whole_turn(base: tuple[TinyScene, Path], tmp_path: Path) -> None:
+    """Pre-render → masks → training report one share of the whole turn, rising from the
+    first pre-rendered view to exactly 1 at the last iteration, with an ETA in every phase."""
+    scene, checkpoint = base
+    field = field_from_checkpoint(checkpoint)
+    events: list[ProgressEvent] = []
+
+    def left_half(_name: str, image: np.ndarray, _spec: TurnSpec) -> np.ndarray:
+        mask = np.zeros(image.shape[:2], np.float32)
+        mask[:, : image.shape[1] // 2] = 1.0
+        return mask
+
+    spec = TurnSpec("paint sphere_a red", steps=6, edit_rate=3)
+    run_turn(field, spec, tmp_path, ObjectPainter(scene), left_half, progress=events.append)
+    phases = [event.phase for event in events]
+    views = len(field.views)
+    assert phases == ["prerender"] * views + ["masks"] * views + ["turn"] * 6
+    fractions = [event.job_fraction for event in events]
+    assert 0.0 < fractions[0] < fractions[views] < fractions[2 * views] < 1.0
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert all(event.eta_s is not None and event.eta_s >= 0.0 for event in events)
+    assert events[-1].eta_s == 0.0 and events[-1].loss is not None
