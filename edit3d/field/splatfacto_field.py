@@ -169,6 +169,7 @@ class SplatfactoField(DatasetField):
                 seed_points=seed_points,
             )
         model.rasterizer = config.rasterizer
+        model.strategy.verbose = False  # counts go to no console here; `num_gaussians` has them
         self.model = model.to(device)
         self.step = 0
         self.generator = torch.Generator().manual_seed(seed)
