@@ -129,15 +129,10 @@ class RadianceField(Protocol):
         """[2, 3] world-frame box around the region the field models."""
         ...
 
-    @property
-    def world_to_field(self) -> np.ndarray:
-        """[4, 4] similarity taking world points to the field's frame (scale · rotation,
-        translation): what maps field-frame geometry such as `gaussians()` to the world."""
-        ...
-
     def gaussians(self) -> Any:
         """The field's 3D Gaussians as `edit3d.export.geometry.GaussianSplats` in the field
-        frame, or None for a field that is not made of Gaussians."""
+        frame (`edit3d.export.splats` carries them to the world), or None for a field that is
+        not made of Gaussians."""
         ...
 
     def state_dict(self) -> dict[str, Any]:
