@@ -1,10 +1,11 @@
 """A splatfacto base on the project's sample scene reproduces its training views.
 
 Measured under load on the 2-core machine (32 px, 24 views, "tiny" preset, 600 iterations,
-~90 s): PSNR 20.8 dB over every third view. The Gaussians' centres are not yet on the
-ground-truth surfaces at this scale: median distance 1.64 scene units over all Gaussians
-and 0.85 over those with opacity > 0.5 (the background colour is painted by Gaussians far
-from any surface, and 32 px views leave floaters), so no test claims the 0.05 target here.
+~1000 Gaussians, 290 s with the scene's generation): PSNR 21.9 dB over every third view
+(a flat colour: 11.2 dB). The Gaussians' centres are not on the ground-truth surfaces at
+this scale (an earlier tiny preset: median distance 1.64 scene units over all Gaussians,
+0.85 over those with opacity > 0.5; the background colour is painted by Gaussians far from
+any surface, and 32 px views leave floaters), so no test claims the 0.05 target here.
 """
 
 from __future__ import annotations
@@ -39,5 +40,5 @@ def test_splat_base_reproduces_the_sample_scene(tmp_path) -> None:
         f"splatfacto sample scene, {STEPS} tiny iterations, {field.gaussians().means.shape[0]} "
         f"Gaussians: PSNR {np.mean(scores):.2f} dB (flat colour {np.mean(blank):.2f} dB)"
     )
-    assert np.mean(scores) > 19.5
-    assert np.mean(scores) > np.mean(blank) + 5.0
+    assert np.mean(scores) > 20.0
+    assert np.mean(scores) > np.mean(blank) + 8.0
