@@ -23,6 +23,7 @@ dataset's `ply_file_path`), random in a cube otherwise.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,7 +41,7 @@ from edit3d.field.splat_presets import SPLAT_PRESETS, SplatConfig
 from edit3d.field.splat_raster import Rasterizer, rasterize
 from edit3d.field.targets import TargetStore
 from edit3d.scene.cameras import CameraView
-from edit3d.scene.dataset import SceneDataset, world_c2w_to_nerfstudio
+from edit3d.scene.dataset import SceneDataset, confined_path, world_c2w_to_nerfstudio
 
 CHECKPOINT_FORMAT = "edit3d-splatfacto-field"
 CHECKPOINT_VERSION = 1
@@ -456,10 +457,6 @@ def seed_points(dataset: SceneDataset) -> tuple[torch.Tensor, torch.Tensor] | No
 
 
 def _dataset_points(dataset: SceneDataset) -> tuple[np.ndarray, np.ndarray] | None:
-    import json
-
-    from edit3d.scene.dataset import confined_path
-
     if dataset.format == "nerfstudio":
         meta = json.loads((dataset.root / "transforms.json").read_text())
         if "ply_file_path" not in meta:
