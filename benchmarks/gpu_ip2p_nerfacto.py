@@ -462,6 +462,8 @@ def project_turn(
     train_min = settings.turn_iters * iter_seconds / 60.0
     edit_count = settings.turn_iters // settings.edit_rate
     edit_min = edit_count * edits["edit_seconds_mean"] / 60.0
+    # With an editor pool the training process still renders every view it hands out.
+    render_min = edit_count * prerender_min / max(settings.views, 1)
     return {
         "basis": basis,
         "train_minutes": train_min,
@@ -470,7 +472,22 @@ def project_turn(
         "prerender_minutes": prerender_min,
         "in2n_turn_minutes": train_min + edit_min,
         "edit3d_turn_minutes": train_min + edit_min + prerender_min,
+        "pool_turn_minutes": {
+            gpus: pool_turn_minutes(train_min + render_min, edit_min, gpus) + prerender_min
+            for gpus in POOL_GPUS
+        },
     }
+
+
+POOL_GPUS = (1, 2, 4, 8)
+"""Editor GPUs the projection of an editor-pool turn is printed for."""
+
+
+def pool_turn_minutes(field_minutes: float, edit_minutes: float, editor_gpus: int) -> float:
+    """A turn with `editor_gpus` editors working while the field trains (docs/cluster.md):
+    the slower of the field's own work and the edits shared among the editors (the bound
+    once enough editors keep up with the field is the field's step)."""
+    return max(field_minutes, edit_minutes / editor_gpus)
 
 
 def report(
@@ -510,6 +527,12 @@ def report(
         f"  paper (Tab. 2, RTX 3090): {PAPER_TURN_MINUTES:.2f} min per 10k-iteration edit; "
         f"ratio here / paper = {turn['edit3d_turn_minutes'] / PAPER_TURN_MINUTES:.2f}"
         + ("" if settings.turn_iters == 10_000 else " (different iteration count!)"),
+        "  editor pool (edits on other GPUs while the field trains; field renders each view "
+        "it hands out): "
+        + ", ".join(
+            f"{gpus} GPU{'s' if gpus > 1 else ''} {minutes:.2f} min"
+            for gpus, minutes in turn["pool_turn_minutes"].items()
+        ),
     ]
     lines += _splat_lines(settings, splat, splat_turn)
     if not settings.full_size_ip2p:

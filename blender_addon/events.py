@@ -412,6 +412,10 @@ def _on_masks_result(context: Any, result: Any) -> None:
 def _on_export_result(context: Any, result: Any) -> None:
     LINK.export_results = [*LINK.export_results[-3:], result]
     route = LINK.jobs.get(result.job_id)
+    if result.kind == "nerfstudio_run":
+        add_report(context, "INFO", f"saved a nerfstudio run on the sidecar: {result.path} "
+                   "(open it there with ns-viewer --load-config)")  # fmt: skip
+        return
     if route is not None and not route.into_scene:
         add_report(context, "INFO", f"exported {result.path} on the sidecar; Download fetches it")
         return

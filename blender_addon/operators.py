@@ -609,7 +609,8 @@ class EDIT3D_OT_show_image(bpy.types.Operator):
 
 
 class EDIT3D_OT_export(_SidecarOperator, bpy.types.Operator):
-    """Export the head turn's point cloud or mesh, into the scene and/or as a file"""
+    """Export the head turn's point cloud or mesh, into the scene and/or as a file, or save
+    it as a nerfstudio run on the sidecar"""
 
     bl_idname = "edit3d.export"
     bl_label = "Export"
@@ -618,15 +619,17 @@ class EDIT3D_OT_export(_SidecarOperator, bpy.types.Operator):
 
     def run(self, context: bpy.types.Context) -> set[str]:
         props = context.scene.edit3d
+        # A nerfstudio run is a folder for nerfstudio's tools: always saved on the sidecar.
+        into_scene = self.into_scene and props.export_kind != "nerfstudio_run"
         msg = connection.messages().JobExport(
             session_id=props.session_id,
             turn_id=props.head or None,
             kind=props.export_kind,
             format=props.export_format,
             budget=props.export_points,
-            return_arrays=self.into_scene,
+            return_arrays=into_scene,
         )
-        route = connection.JobRoute("job.export", into_scene=self.into_scene)
+        route = connection.JobRoute("job.export", into_scene=into_scene)
         return self.submit(context, msg, route)
 
 

@@ -242,8 +242,11 @@ class EDIT3D_PG_scene(bpy.types.PropertyGroup):
             ("point_cloud", "Point cloud", "Coloured points on the scene's surfaces"),
             ("mesh", "Mesh", "Coloured triangle mesh"),
             ("splats", "Gaussian splats", "The Gaussians of a splatting backend (3DGS PLY)"),
+            ("nerfstudio_run", "nerfstudio run",
+             "An ns-train output folder on the sidecar that ns-viewer, ns-render and ns-export "
+             "open (saved on the sidecar, beside the session's dataset)"),
         ),
-    )
+    )  # fmt: skip
     export_format: EnumProperty(
         name="Format", items=(("ply", "PLY", ""), ("obj", "OBJ", ""), ("glb", "glTF binary", ""))
     )

@@ -8,7 +8,8 @@ way instruct-nerf2nerf overrides one step of nerfstudio's pipeline:
 
 * base training: a plain `TrainingRun` (phase "train_base");
 * an editing turn (`edit3d.editing.turns`): `before_iteration` swaps edited targets in,
-  `checkpoint_extra` saves the turn's own state;
+  `checkpoint_extra` saves the turn's own state, and its `objective` (the preset's turn loss,
+  e.g. IN2N's L1 + LPIPS on patches) replaces the backend's own;
 * the super-resolution fine-tune (`edit3d.refine.finetune`): `checkpoint_extra` saves its
   iteration count.
 
@@ -25,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from edit3d.field.objective import TrainingObjective
 from edit3d.field.radiance import RadianceField, StepResult
 from edit3d.field.registry import read_checkpoint
 from edit3d.field.targets import TargetStore
@@ -63,6 +65,7 @@ class TrainingRun:
         progress: ProgressCallback = no_progress,
         cancel: CancelToken | None = None,
         timings: dict[str, float] | None = None,
+        objective: TrainingObjective | None = None,
     ) -> None:
         if total < 0 or done < 0:
             raise ValueError(f"total and done must be ≥ 0, got {total} and {done}")
@@ -82,6 +85,8 @@ class TrainingRun:
         self.timings = timings if timings is not None else {}
         """Seconds per phase: "train" (training steps), "preview" (the step hook) and what
         overrides time with `timed` (e.g. "edit"); added to across resumed runs."""
+        self.objective = objective
+        """Loss and batch of every step (None: the backend's own, e.g. nerfacto's MSE)."""
         self.next_step = done
         """The run's next iteration (what a checkpoint taken now resumes at)."""
         self.last: StepResult | None = None
@@ -143,7 +148,9 @@ class TrainingRun:
                     if self.checkpoint_every and i % self.checkpoint_every == 0:
                         self.save()  # the state before iteration i
                 self.before_iteration(i)
-                self.last = self.field.train_step(self.targets, lr=self.lr_at(i))
+                self.last = self.field.train_step(
+                    self.targets, lr=self.lr_at(i), objective=self.objective
+                )
                 self.next_step = i + 1
                 event = ProgressEvent(
                     self.phase, i + 1, self.total, loss=self.last.loss, eta_s=clock.eta(i + 1)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from edit3d.editing.dispatch import EditDispatcher
 from edit3d.editing.turns import (
     CHECKPOINT_NAME,
     STATE_NAME,
@@ -311,10 +312,12 @@ class Workspace:
         cancel: CancelToken | None = None,
         checkpoint_every: int | None = None,
         on_step: StepHook | None = None,
+        dispatcher: EditDispatcher | None = None,
     ) -> TurnRecord:
         """Run one editing turn from `parent` (default: head); the new node becomes head.
 
         `on_step(field, n)` runs after each iteration n, e.g. to render a live preview.
+        `dispatcher` runs the edits elsewhere (an editor pool); then no editor loads here.
         """
         parent = parent or self.head
         if parent is None:
@@ -322,7 +325,7 @@ class Workspace:
         self._require_finished(parent)
         record = self._start_node(self._next_turn_id(), parent, "edit", spec.to_dict())
         return self._run_turn_node(
-            record, editor, mask_provider, progress, cancel, checkpoint_every, on_step
+            record, editor, mask_provider, progress, cancel, checkpoint_every, on_step, dispatcher
         )
 
     def resume_turn(
@@ -335,9 +338,10 @@ class Workspace:
         cancel: CancelToken | None = None,
         checkpoint_every: int | None = None,
         on_step: StepHook | None = None,
+        dispatcher: EditDispatcher | None = None,
     ) -> TurnRecord:
-        """Continue an interrupted or cancelled node from its last checkpoint (`on_step`: as
-        in `run_turn`).
+        """Continue an interrupted or cancelled node from its last checkpoint (`on_step`,
+        `dispatcher`: as in `run_turn`).
 
         Edit turns and refine nodes resume; a refine node reuses its saved upscaled targets
         (`editor`, `mask_provider` and `checkpoint_every` do not apply to it).
@@ -349,7 +353,7 @@ class Workspace:
             return resume_refine(self, turn_id, progress=progress, cancel=cancel, on_step=on_step)
         record = self.reopen_node(turn_id, "edit")
         return self._run_turn_node(
-            record, editor, mask_provider, progress, cancel, checkpoint_every, on_step
+            record, editor, mask_provider, progress, cancel, checkpoint_every, on_step, dispatcher
         )
 
     def _run_turn_node(
@@ -361,11 +365,13 @@ class Workspace:
         cancel: CancelToken | None,
         checkpoint_every: int | None,
         on_step: StepHook | None,
+        dispatcher: EditDispatcher | None = None,
     ) -> TurnRecord:
         """Run a running edit node's turn, from its checkpoint if it has one (a resume)."""
         spec = record.turn_spec
         assert spec is not None and record.parent is not None
-        editor = editor or load_editor_for(spec.editor, self.device)
+        if dispatcher is None:
+            editor = editor or load_editor_for(spec.editor, self.device)
         turn_dir = self.root / record.paths["dir"]
         checkpoint = turn_dir / CHECKPOINT_NAME
         with self.node_outcome(record.id) as timings:
@@ -384,6 +390,7 @@ class Workspace:
                     resume_from=checkpoint if checkpoint.is_file() else None,
                     checkpoint_every=checkpoint_every,
                     on_step=on_step,
+                    dispatcher=dispatcher,
                 )
             finally:
                 timings.update(_turn_timings(turn_dir))

@@ -24,6 +24,7 @@ BACKEND = r"[a-z][a-z0-9_-]{0,63}"
 MAX_QUERIES = 16
 MAX_VIEWS = 100_000
 MAX_INT32 = 2**31 - 1
+MAX_EDITORS = 64
 GiB = 1 << 30
 
 MESSAGE_TYPES: dict[str, type[Message]] = {}
@@ -148,6 +149,22 @@ class EditorSettings(Record):
         """The fields that were set."""
         values = {name: getattr(self, name) for name, _, _ in record_fields(type(self))}
         return {name: value for name, value in values.items() if value is not None}
+
+
+@record
+class EditorStatus(Record):
+    """One actor of a session's editor pool, as job progress reports it."""
+
+    editor: str = param(max_len=100)
+    """Actor name ("editor-0", ...)."""
+    device: str = param(max_len=300)
+    """Where it edits, e.g. "cuda (NVIDIA H200) on node-3" or "cpu on node-1"."""
+    edits: int = param(0, ge=0, le=MAX_INT32)
+    """Edits it finished since the pool started (pools stay warm across a session's turns)."""
+    s_per_edit: float | None = param(None, ge=0.0)
+    """Mean seconds per edit (None before its first)."""
+    alive: bool = True
+    """False once the actor died (its edit was queued again elsewhere)."""
 
 
 @record
@@ -344,8 +361,16 @@ class SessionCreate(Message):
     backend: str | None = param(None, pattern=BACKEND)
     """Field backend by its edit3d registry name, e.g. "nerfacto" (None = edit3d's default;
     a nerfstudio run's model decides its own)."""
+    editors: int | None = param(None, ge=0, le=MAX_EDITORS)
+    """Edit this session's turns on an editor pool of this many Ray actors on the sidecar's
+    Ray instance or cluster (0 = one per GPU; None = in the sidecar's worker)."""
+    staleness: int | None = param(None, ge=0, le=MAX_EDITORS)
+    """Edit rounds in flight while the field trains (None = one per editor; 0 = wait for
+    every edit). Only with `editors`."""
 
     def check(self) -> None:
+        if self.staleness is not None and self.editors is None:
+            raise _fail("SessionCreate", "staleness applies to an editor pool: set editors")
         if self.dataset_path is not None and self.nerfstudio_run is not None:
             raise _fail("SessionCreate", "give dataset_path or nerfstudio_run, not both")
         if self.backend is not None and self.nerfstudio_run is not None:
@@ -744,10 +769,13 @@ class JobExport(Message):
     """Session id."""
     turn_id: str | None = param(None, pattern=ID)
     """Turn (None = head)."""
-    kind: Literal["point_cloud", "mesh", "splats"] = "point_cloud"
-    """What to export; splats: the Gaussians of a splatting backend, as a 3DGS PLY."""
+    kind: Literal["point_cloud", "mesh", "splats", "nerfstudio_run"] = "point_cloud"
+    """What to export; splats: the Gaussians of a splatting backend, as a 3DGS PLY;
+    nerfstudio_run: an ns-train output folder (config.yml, nerfstudio_models/step-N.ckpt,
+    dataparser_transforms.json) pointing at the session's dataset on the sidecar's disk, for
+    ns-viewer, ns-render and ns-export there."""
     format: Literal["ply", "obj", "glb"] = "ply"
-    """File format (splats: ply only)."""
+    """File format (splats: ply only; a nerfstudio run ignores it)."""
     budget: int | None = param(None, ge=1, le=20_000_000)
     """Points of a point cloud (None = the method's default; 20M float32 points fit a
     256 MiB frame). Meshes and splats ignore it."""
@@ -763,6 +791,8 @@ class JobExport(Message):
             raise _fail("JobExport.format", f"splats are written as ply only, got {self.format}")
         if (self.crop_min is None) != (self.crop_max is None):
             raise _fail("JobExport", "give both crop_min and crop_max, or neither")
+        if self.kind == "nerfstudio_run" and self.crop_min is not None:
+            raise _fail("JobExport", "a nerfstudio_run export is the whole field: no crop box")
         if self.crop_min is not None and self.crop_max is not None and not all(
             lo < hi for lo, hi in zip(self.crop_min, self.crop_max, strict=True)
         ):
@@ -840,10 +870,10 @@ class ExportResult(Message):
     """Job id."""
     turn_id: str | None = param(None, pattern=ID)
     """Turn exported."""
-    kind: Literal["point_cloud", "mesh", "splats"]
+    kind: Literal["point_cloud", "mesh", "splats", "nerfstudio_run"]
     """What was exported."""
-    format: Literal["ply", "obj", "glb"]
-    """File format written."""
+    format: Literal["ply", "obj", "glb", "yml"]
+    """File format written (yml: a nerfstudio run, `path` names its config.yml)."""
     path: str = param(path="relative", max_len=1024)
     """File, relative to the session folder."""
     points: np.ndarray | None = param(None, dtypes=("<f4",), shape=(None, 3))
@@ -864,6 +894,8 @@ class ExportResult(Message):
     """Splats: [N, 4] float32 quaternions w, x, y, z (normalised by readers)."""
 
     def check(self) -> None:
+        if (self.kind == "nerfstudio_run") != (self.format == "yml"):
+            raise _fail("ExportResult.format", f"{self.format!r} does not fit kind {self.kind!r}")
         n = None if self.points is None else len(self.points)
         for name in ("colors", "normals", *SPLAT_ARRAYS):
             value = getattr(self, name)
@@ -984,6 +1016,8 @@ class JobProgress(Message):
     back)."""
     phase: str = param("", max_len=64)
     """Current phase, e.g. "prerender", "masks", "turn"."""
+    editors: tuple[EditorStatus, ...] = param((), max_items=MAX_EDITORS)
+    """The session's editor pool during a turn (empty without one)."""
 
 
 @message("job.preview", "event")

@@ -1,3 +1,3 @@
 """Protocol version: the major number must match between peers; minor adds fields/types."""
 
-PROTOCOL_VERSION: tuple[int, int] = (2, 0)
+PROTOCOL_VERSION: tuple[int, int] = (2, 1)

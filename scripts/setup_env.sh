@@ -2,6 +2,7 @@
 # Creates (or refreshes) the two environments the project needs; idempotent and quiet when
 # nothing changed.
 #   .venv          the sidecar/method stack (torch, nerfstudio, diffusers, ...) + dev tools
+#                  + Ray for the editor pool's tests (the `ray` extra)
 #   .venv-blender  bpy 4.5 LTS and nothing else: the add-on must run on the wheels it bundles
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,7 @@ if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 if [ "$(cat .venv/.edit3d-stamp 2>/dev/null)" != "$sidecar_stamp" ]; then
   echo "[setup] installing the sidecar environment into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  .venv/bin/python -m pip install -q -e '.[dev,ray]'
   echo "$sidecar_stamp" > .venv/.edit3d-stamp
 fi
 

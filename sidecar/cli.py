@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "repeat; the work directory's uploads are always allowed)")
     parser.add_argument("--allow-editor", action="append", default=[], metavar="PKG.MOD:FACTORY",
                         help="editor import path clients may name besides ip2p (may repeat)")
+    parser.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                        help="Ray cluster for sessions that ask for an editor pool "
+                        "(ray://head:10001; default: Ray on this machine)")
     parser.add_argument("--advertise", default=None, metavar="HOST[:PORT]",
                         help="endpoint written to the connection file (for a wildcard "
                         "--bind: the name or address clients reach this machine by)")
@@ -153,6 +156,7 @@ def _serve(args: argparse.Namespace, workdir: Path) -> int:
         preload=not args.no_preload,
         data_roots=tuple(root.expanduser().resolve() for root in args.data_root),
         allowed_editors=tuple(args.allow_editor),
+        ray_address=args.ray_address,
         advertise=args.advertise,
     )
     try:

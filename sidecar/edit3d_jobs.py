@@ -313,11 +313,44 @@ def _editor(ctx: JobContext, spec: str):
     return editor
 
 
+def _editor_pool(ctx: JobContext, spec: str):
+    """The session's editor pool (session.create's `editors`), kept warm in the worker
+    between turns like an editor; None when the session edits in the worker."""
+    settings = _session_meta(ctx).get("editor_pool")
+    if not settings:
+        return None
+    from edit3d.editing.ray_pool import open_editor_pool
+    from sidecar.policy import check_editor
+
+    check_editor(spec, ctx.allowed_editors)
+    key = ("editor_pool", spec, settings["editors"], settings["staleness"])
+    cached = ctx.cache.get("editor_pool")
+    if isinstance(cached, tuple) and cached[0] == key:
+        return cached[1]
+    if isinstance(cached, tuple):
+        cached[1].shutdown()
+    ctx.cache.pop("editor", None)  # the pool's actors hold the diffusion model now
+    pool = open_editor_pool(
+        spec, editors=settings["editors"] or None, address=ctx.ray_address,
+        staleness=settings["staleness"], device=ctx.device,
+    )  # fmt: skip
+    ctx.cache["editor_pool"] = (key, pool)
+    return pool
+
+
+def _turn_editor(ctx: JobContext, spec: str) -> dict:
+    """`editor=` or `dispatcher=` for a turn of this session."""
+    pool = _editor_pool(ctx, spec)
+    return {"dispatcher": pool} if pool is not None else {"editor": _editor(ctx, spec)}
+
+
 def _mask_provider(ctx: JobContext, spec):
     """ADSS masks, unless the turn's editor brings its own segmenter (only an editor the
     operator allowed with --allow-editor can: the stand-in editor's ground-truth masks)."""
     if not (spec.edit_queries or spec.keep_queries):
         return None
+    if ":" not in spec.editor:  # the registered editors bring no masks (none is loaded)
+        return _segmenter(ctx).mask_provider()
     own_masks = getattr(_editor(ctx, spec.editor), "mask_provider_for", None)
     if own_masks is not None:
         return own_masks(_dataset_root(ctx))
@@ -343,7 +376,7 @@ def run_turn(ctx: JobContext) -> dict:
     record = workspace.run_turn(
         spec,
         parent=request.parent_turn,
-        editor=_editor(ctx, spec.editor),
+        **_turn_editor(ctx, spec.editor),
         mask_provider=_mask_provider(ctx, spec),
         progress=ctx.progress,
         cancel=ctx.cancel,
@@ -362,7 +395,7 @@ def resume_turn(ctx: JobContext) -> dict:
     _forget_field(ctx)
     record = workspace.resume_turn(
         request.turn_id,
-        editor=_editor(ctx, spec.editor) if spec is not None else None,
+        **(_turn_editor(ctx, spec.editor) if spec is not None else {}),
         mask_provider=_mask_provider(ctx, spec) if spec is not None else None,
         progress=ctx.progress,
         cancel=ctx.cancel,
@@ -574,12 +607,15 @@ def _crop(request: m.JobExport):
 
 
 @job_kind("job.export", m.JobExport,
-          description="point cloud, mesh or Gaussian splats in the world frame")
+          description="point cloud, mesh or Gaussian splats in the world frame, or a "
+                      "nerfstudio run")
 def export(ctx: JobContext) -> dict:
     request: m.JobExport = ctx.request
     workspace = _workspace(ctx)
     turn_id = request.turn_id or workspace.head
     field = _field(ctx, workspace, turn_id)
+    if request.kind == "nerfstudio_run":
+        return _export_nerfstudio_run(ctx, field, turn_id)
     kind, fmt = request.kind, request.format
     geometry = _export_geometry(ctx, field, request)
     name = f"{kind}-{turn_id}-{ctx.job_id}.{fmt}"
@@ -607,6 +643,24 @@ def _result_arrays(kind: str, geometry) -> dict:
         "normals": None if geometry.normals is None else geometry.normals.astype(np.float32),
         "faces": geometry.faces.astype(np.int32) if kind == "mesh" else None,
     }
+
+
+def _export_nerfstudio_run(ctx: JobContext, field, turn_id: str) -> dict:
+    """The turn as an ns-train output folder under exports/ (whole, or not at all)."""
+    import shutil
+
+    from edit3d.field import write_nerfstudio_run
+
+    folder = ctx.exports_dir / f"nerfstudio_run-{turn_id}-{ctx.job_id}"
+    try:
+        config_yml = write_nerfstudio_run(field, folder, timestamp=turn_id)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    path = config_yml.relative_to(ctx.exports_dir.parent).as_posix()
+    event = m.ExportResult(job_id=ctx.job_id, turn_id=turn_id, kind="nerfstudio_run",
+                           format="yml", path=path)
+    return {"turn_id": turn_id, "path": path, "step": field.step, "event": event}
 
 
 def write_export(path: Path, geometry, fmt: str) -> None:

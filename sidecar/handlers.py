@@ -109,8 +109,12 @@ def session_create(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     if path is not None:
         # Refused before anything is created: a busy answer leaves no session behind.
         sidecar.jobs.check_room()
+    pool = None
+    if request.editors is not None:
+        pool = {"editors": request.editors, "staleness": request.staleness}
     meta = sidecar.store.create(request.name, source=source, source_path=path,
-                                preset=request.preset, backend=request.backend)
+                                preset=request.preset, backend=request.backend,
+                                editor_pool=pool)
     session_id = meta["id"]
     sidecar.hub.subscribe(session_id, incoming.identity)
     if path is not None:

@@ -56,6 +56,8 @@ class JobContext:
     allowed_editors: tuple[str, ...] = ()
     """Editor import paths the operator allowed (see `sidecar.policy.check_editor`)."""
     data_roots: tuple[Path, ...] = ()
+    ray_address: str | None = None
+    """The operator's Ray cluster for editor pools (None: Ray on this machine)."""
     """Folders datasets and runs may be read from (see `sidecar.policy.resolve_source_path`)."""
     _last_progress: float = field(default=0.0, repr=False)
 

@@ -30,6 +30,8 @@ from protocol.connection import (
     write_connection_file,
 )
 from protocol.messages import (
+    MAX_EDITORS,
+    EditorStatus,
     JobCancelled,
     JobFailed,
     JobFinished,
@@ -114,6 +116,9 @@ class ServerConfig:
     """Folders datasets and ns-train runs may be opened from (the uploads always may)."""
     allowed_editors: tuple[str, ...] = ()
     """Editor import paths ("pkg.mod:Factory") allowed besides the registered editors."""
+    ray_address: str | None = None
+    """Ray cluster the sessions' editor pools run on (None: a Ray instance on this machine,
+    started by the worker for the first session that asks for a pool)."""
     advertise: str | None = None
     """Endpoint written to the connection file instead of the bound one ("host:port" or
     "tcp://host:port"; a bare "host" keeps the bound port)."""
@@ -140,7 +145,7 @@ class Sidecar:
             WorkerOptions(config.device, config.profile, config.job_modules,
                           PRELOAD_MODULES if config.preload else (),
                           allowed_editors=config.allowed_editors,
-                          data_roots=config.data_roots),
+                          data_roots=config.data_roots, ray_address=config.ray_address),
             self._on_job_event,
             config.job_limits,
             session_dir_resolver=lambda sid: str(self.store.session_dir(sid)),
@@ -470,6 +475,17 @@ def _progress_message(job_id: str, data: dict) -> JobProgress:
         message=_phase_message(data),
         fraction=_job_fraction(data),
         phase=str(data.get("phase") or "")[:64],
+        editors=_editor_statuses(data),
+    )
+
+
+def _editor_statuses(data: dict) -> tuple[EditorStatus, ...]:
+    """The editor pool's actors from a turn's progress details (none without a pool)."""
+    extra = data.get("extra") or {}
+    names = ("editor", "device", "edits", "s_per_edit", "alive")
+    return tuple(
+        EditorStatus(**{name: actor[name] for name in names})
+        for actor in extra.get("editors", ())[:MAX_EDITORS]
     )
 
 

@@ -123,9 +123,11 @@ class SessionStore:
         source_path: str | None = None,
         preset: str = "small",
         backend: str | None = None,
+        editor_pool: dict | None = None,
     ) -> dict:
         """Make a new session directory and its session.json; returns the metadata.
-        `backend` (None: edit3d's default) is checked when the workspace is made."""
+        `backend` (None: edit3d's default) is checked when the workspace is made;
+        `editor_pool` ({"editors", "staleness"}) makes its turns edit on Ray actors."""
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise SidecarError("bad_request", f"name must be 1-200 characters, got {name!r}")
         session_id = uuid.uuid4().hex[:12]
@@ -139,6 +141,7 @@ class SessionStore:
             "source": {"kind": source, "path": source_path},
             "preset": preset,
             "backend": backend,
+            "editor_pool": editor_pool,
             "workspace_ready": False,
             "jobs": [],
         }

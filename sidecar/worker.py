@@ -58,6 +58,8 @@ class WorkerOptions:
     """Editor import paths the operator allowed (besides the registered editors)."""
     data_roots: tuple[Path, ...] = ()
     """Folders datasets and ns-train runs may be read from (besides the uploads)."""
+    ray_address: str | None = None
+    """Ray cluster for editor pools (None: Ray on this machine, started on first use)."""
 
 
 def _die_with_parent() -> None:
@@ -174,6 +176,7 @@ def _run_job(
         send=memory.send,
         allowed_editors=options.allowed_editors,
         data_roots=options.data_roots,
+        ray_address=options.ray_address,
     )
     conn.send(JobBegan(job.job_id))
     try:

@@ -74,3 +74,27 @@ def test_only_the_field_package_names_a_field_backend() -> None:
             if named:
                 offenders.append(f"{path.relative_to(ROOT)} names {named}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_ray_is_optional_and_only_the_editor_pool_imports_it_lazily() -> None:
+    """Ray (the `ray` extra) is imported by edit3d/editing/ray_pool.py alone and only inside
+    functions, so nothing else needs it installed; the Blender zip bundles none of it."""
+    import build_addon
+
+    importers = [
+        path.relative_to(ROOT).as_posix()
+        for package in sorted(ALLOWED)
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if "ray" in imported_top_level_names(path)
+    ]
+    assert importers == ["edit3d/editing/ray_pool.py"]
+    module = ast.parse((ROOT / importers[0]).read_text())
+    top_level = [node for node in module.body if isinstance(node, ast.Import | ast.ImportFrom)]
+    assert not any("ray" in imported_names(node) for node in top_level)
+    assert not any(pin.lower().startswith("ray") for pin in build_addon.PINNED)
+
+
+def imported_names(node: ast.Import | ast.ImportFrom) -> set[str]:
+    if isinstance(node, ast.Import):
+        return {alias.name.split(".")[0] for alias in node.names}
+    return {node.module.split(".")[0]} if node.level == 0 and node.module else set()

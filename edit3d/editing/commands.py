@@ -4,6 +4,8 @@ shell."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -13,6 +15,7 @@ from edit3d.cli_options import (
     add_device_option,
     add_workspace_option,
     ctrl_c_cancels,
+    non_negative_int,
     open_workspace,
     positive_float,
     positive_int,
@@ -22,6 +25,9 @@ from edit3d.cli_options import (
 )
 from edit3d.editing.settings import EditorSettings, editor_setting_default
 from edit3d.progress import ProgressEvent
+
+ONE_PER_GPU = "gpus"
+"""`--editors` without a number: one editor per GPU Ray sees."""
 
 CPU_SECONDS_PER_STEP = {"paper": 4.6, "small": 1.3, "tiny": 0.5}
 """Base-training seconds per iteration of each preset on a 2-core CPU (measured; see
@@ -101,6 +107,7 @@ def _add_edit(subparsers: Any) -> None:
         "--lr", type=positive_float, default=0.0025, help="field learning rate during edits"
     )
     parser.add_argument("--seed", type=int, default=0, help="diffusion and sampling seed")
+    _add_pool_options(parser)
     parser.set_defaults(func=run_edit)
 
 
@@ -267,7 +274,34 @@ def _add_resume(subparsers: Any) -> None:
         default="real",
         help="segmentation models: real weights, or tiny random ones (pipeline check only)",
     )
+    _add_pool_options(parser)
     parser.set_defaults(func=run_resume)
+
+
+def _add_pool_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "editor pool (Ray, pip install 'edit3d[ray]'; docs/cluster.md)"
+    )
+    group.add_argument(
+        "--editors",
+        nargs="?",
+        const=ONE_PER_GPU,
+        type=positive_int,
+        metavar="N",
+        help="edit on N Ray actors while the field trains (no N: one per GPU); "
+        "without GPUs, N CPU actors",
+    )
+    group.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="join this Ray cluster (ray://host:10001) instead of starting Ray here",
+    )
+    group.add_argument(
+        "--staleness",
+        type=non_negative_int,
+        help="edit rounds in flight while the field trains (default: one per editor; "
+        "0: wait for every edit, the result of a turn without a pool)",
+    )
 
 
 # --- commands --------------------------------------------------------------------------
@@ -370,15 +404,29 @@ def _cpu_hint(preset: str, steps: int | None) -> str:
 
 
 def run_edit(args: argparse.Namespace) -> int:
-    from edit3d.editing.turns import TurnSpec
-
     device = resolve_device(args.device)
     workspace = open_workspace(args.workspace, device=device)
     require_node(workspace, args.parent, "--parent")
     workspace.recover()
     parent = args.parent
     mask_provider = _mask_provider(args, workspace, device, bool(args.caption))
-    editor = _editor(args.editor, device)  # once for all turns, before any render
+    with _edit_dispatcher(args, args.editor, device) as dispatcher:
+        # the editor loads once for all turns, before any render (here, or on the pool)
+        editor = None if dispatcher is not None else _editor(args.editor, device)
+        _run_edit_turns(args, workspace, parent, editor, mask_provider, dispatcher)
+    return 0
+
+
+def _run_edit_turns(
+    args: argparse.Namespace,
+    workspace: Any,
+    parent: str | None,
+    editor: Any,
+    mask_provider: Any,
+    dispatcher: Any,
+) -> str | None:
+    from edit3d.editing.turns import TurnSpec
+
     for instruction in args.turn:
         spec = TurnSpec(
             instruction,
@@ -399,13 +447,34 @@ def run_edit(args: argparse.Namespace) -> int:
         with ctrl_c_cancels() as cancel, ProgressBar() as bars:
             record = workspace.run_turn(
                 spec, parent, editor=editor, mask_provider=mask_provider, progress=bars,
-                cancel=cancel,
+                cancel=cancel, dispatcher=dispatcher,
             )  # fmt: skip
         parent = record.id
         print(f"{record.id}: {instruction!r} finished ({_seconds(record.timings)})")
         if args.editor.endswith("-tiny") or args.profile == "tiny":
             print("  (tiny models: a pipeline check, not an edit)")
-    return 0
+    return parent
+
+
+@contextmanager
+def _edit_dispatcher(args: argparse.Namespace, editor_spec: str, device: str) -> Iterator[Any]:
+    """The editor pool `--editors` / `--ray-address` ask for, or None (edits run here)."""
+    if args.editors is None and args.ray_address is None:
+        if args.staleness is not None:
+            raise CliError("--staleness applies to an editor pool", "add --editors N")
+        yield None
+        return
+    try:
+        from edit3d.editing.ray_pool import editor_pool
+
+        with editor_pool(
+            editor_spec, editors=None if args.editors == ONE_PER_GPU else args.editors,
+            address=args.ray_address,
+            staleness=args.staleness, device=device,
+        ) as pool:  # fmt: skip
+            yield pool
+    except (ImportError, ValueError) as error:
+        raise CliError(f"--editors: {error}", "see docs/cluster.md") from error
 
 
 def _editor(spec: str, device: str) -> Any:
@@ -581,12 +650,14 @@ def run_resume(args: argparse.Namespace) -> int:
         mask_provider = segmenter.mask_provider()
     else:
         mask_provider = None
-    editor = _editor(args.editor, device) if args.editor is not None else None
-    with ctrl_c_cancels() as cancel, ProgressBar() as bars:
-        record = workspace.resume_turn(
-            args.turn_id, editor=editor, mask_provider=mask_provider, progress=bars,
-            cancel=cancel,
-        )  # fmt: skip
+    editor_spec = args.editor or (spec.editor if spec is not None else "ip2p")
+    with _edit_dispatcher(args, editor_spec, device) as dispatcher:
+        editor = _editor(args.editor, device) if args.editor and dispatcher is None else None
+        with ctrl_c_cancels() as cancel, ProgressBar() as bars:
+            record = workspace.resume_turn(
+                args.turn_id, editor=editor, mask_provider=mask_provider, progress=bars,
+                cancel=cancel, dispatcher=dispatcher,
+            )  # fmt: skip
     print(f"{record.id} finished ({_seconds(record.timings)})")
     return 0
 

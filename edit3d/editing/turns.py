@@ -8,11 +8,16 @@ dataset images and starts from them, as instruct-nerf2nerf does.
 
 The turn is the field's training (`edit3d.training.TrainingRun`) with one override: before
 every `edit_rate`-th iteration, `edit_count` views (round-robin; every view with
-`update="rounds"`) are rendered from the current model, edited, fused with their pre-render
-through the view's mask, and replace that view's target.
+`update="rounds"`) are rendered from the current model and handed to an edit dispatcher
+(`edit3d.editing.dispatch`), which edits them and fuses each with its pre-render through the
+view's mask; the results replace the views' targets in order at step boundaries — at once
+without an editor pool, within the pool's staleness with one. Its steps use the field
+preset's turn objective (`config.turn_objective()`: the paper preset trains as IN2N's
+`in2n` does, L1 + LPIPS on 32×32 patches at 16,384 rays; None: the backend's own loss).
 
 On disk (`turn_dir`): `params.json` (the spec), `prerenders/` (npz + PNGs), `masks/`,
-`checkpoint.pt` (resumable: field + optimizer + targets + round-robin + RNG) and
+`checkpoint.pt` (resumable: field + optimizer + targets + round-robin + RNG + the edits
+submitted and not yet applied, with their renders) and
 `turn_state.json` (its step, edits and timings, readable without loading the model).
 """
 
@@ -26,7 +31,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
+from edit3d.editing.dispatch import EditDispatcher, EditJob, EditRounds, LocalDispatcher
 from edit3d.editing.editors import Editor
 from edit3d.editing.settings import EditorSettings
 from edit3d.editing.view_edit import (
@@ -35,11 +42,11 @@ from edit3d.editing.view_edit import (
     checked_mask,
     configured_editor,
     edit_seed,
-    edit_view,
 )
-from edit3d.field.radiance import RadianceField
+from edit3d.field.radiance import RadianceField, StepResult
 from edit3d.field.targets import TargetStore
 from edit3d.progress import (
+    Cancelled,
     CancelToken,
     JobProgress,
     PhasePlan,
@@ -158,6 +165,11 @@ class _TurnState:
     next_step: int = 0
     next_view: int = 0
     edits: int = 0
+    """Edits applied to targets (in submission order)."""
+    submitted: int = 0
+    """Edits handed to the dispatcher; those past `edits` are in the checkpoint's "pending"."""
+    last_round: int = -1
+    """The iteration of the last edit round submitted (a resume never submits it twice)."""
     last_edited: str = ""
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -169,7 +181,7 @@ def run_turn(
     field_: RadianceField,
     spec: TurnSpec,
     turn_dir: str | Path,
-    editor: Editor,
+    editor: Editor | None,
     mask_provider: MaskProvider | None = None,
     *,
     progress: ProgressCallback = no_progress,
@@ -177,20 +189,27 @@ def run_turn(
     resume_from: str | Path | None = None,
     checkpoint_every: int | None = None,
     on_step: StepHook | None = None,
+    dispatcher: EditDispatcher | None = None,
 ) -> TurnResult:
     """Run (or resume) one turn on `field_` in place; see the module docstring.
 
     Periodic checkpoints go to `turn_dir/checkpoint.pt` every `checkpoint_every` iterations
     (default: the preset's). A cancel saves a resumable checkpoint and raises `Cancelled`.
     `on_step(field_, n)` runs after each iteration n (its time is the "preview" phase).
+    `dispatcher` runs the edits (default: `editor` in this process, before the iteration
+    that asked for them); with one, `editor` may be None.
     """
+    if editor is None and dispatcher is None:
+        raise ValueError("run_turn needs an editor or a dispatcher, got neither")
     turn_dir = Path(turn_dir)
     turn_dir.mkdir(parents=True, exist_ok=True)
     (turn_dir / "params.json").write_text(json.dumps(spec.to_dict(), indent=2))
-    state, saved_targets = _TurnState(), None
+    state, saved_targets, saved_jobs = _TurnState(), None, []
     if resume_from is not None:
         extra = resume_state(field_, resume_from)
         state, saved_targets = _TurnState(**extra["turn"]), extra["targets"]
+        state.submitted = max(state.submitted, state.edits)
+        saved_jobs = list(extra.get("pending", []))
     progress = JobProgress(_turn_phases(field_, spec, mask_provider is not None), progress)
     inputs = _prepare_inputs(field_, spec, turn_dir, editor, mask_provider, state, progress, cancel)
     targets = field_.make_targets(inputs.initial_targets)
@@ -198,6 +217,7 @@ def run_turn(
         targets.load_state_dict(saved_targets)
     training = _TurnTraining(
         field_, targets, spec, inputs, state, turn_dir,
+        dispatcher or LocalDispatcher(inputs.editor), saved_jobs,  # type: ignore[arg-type]
         checkpoint_every=checkpoint_every or field_.config.checkpoint_every,
         on_step=on_step, progress=progress, cancel=cancel,
     )  # fmt: skip
@@ -242,27 +262,88 @@ class _TurnTraining(TrainingRun):
         inputs: _TurnInputs,
         state: _TurnState,
         turn_dir: Path,
+        dispatcher: EditDispatcher,
+        saved_jobs: list[dict[str, Any]],
         **run: Any,
     ) -> None:
         super().__init__(
             field_, targets, total=_turn_steps(field_, spec), lr=spec.lr,
             done=state.next_step, phase="turn",
-            checkpoint=turn_dir / CHECKPOINT_NAME, timings=state.timings, **run,
+            checkpoint=turn_dir / CHECKPOINT_NAME, timings=state.timings,
+            objective=field_.config.turn_objective(), **run,
         )  # fmt: skip
         self.spec, self.inputs, self.state, self.turn_dir = spec, inputs, state, turn_dir
         self.names = [view.name for view in field_.views]
+        self.dispatcher = dispatcher
+        self.rounds = EditRounds(dispatcher, self._apply_edit)
+        self.rounds.submit([self._saved_job(saved) for saved in saved_jobs])
 
     def before_iteration(self, i: int) -> None:
-        if i % self.spec.edit_rate == 0:
+        new_round = i % self.spec.edit_rate == 0 and i > self.state.last_round
+        if not (new_round or self.rounds.pending):
+            return
+        with self.timed("edit"):
+            if new_round:
+                self.rounds.submit(self._round_jobs(i))
+            self.rounds.settle(self.cancel)
+
+    def run(self) -> StepResult | None:
+        """Train, then wait for the edits still in flight (a cancel there saves as well)."""
+        try:
+            result = super().run()  # saves on cancel itself
             with self.timed("edit"):
-                _edit_views(
-                    self.field, self.spec, self.inputs, self.targets, self.names, self.state, i,
-                    self.cancel,
-                )  # fmt: skip
+                self.rounds.drain(self.cancel)
+        except BaseException as error:
+            self.dispatcher.cancel_pending()
+            if isinstance(error, Cancelled) and self.next_step >= self.total:
+                self.save()  # cancelled while draining
+            raise
+        return result
 
     def checkpoint_extra(self) -> dict[str, Any]:
         self.state.next_step = self.next_step
-        return {"turn": dataclasses.asdict(self.state), "targets": self.targets.state_dict()}
+        return {
+            "turn": dataclasses.asdict(self.state),
+            "targets": self.targets.state_dict(),
+            "pending": [_job_record(job) for job in self.rounds.pending.values()],
+        }
+
+    def _round_jobs(self, step: int) -> list[EditJob]:
+        """Render the round's `edit_count` views (round-robin; every view with
+        `update="rounds"`) from the current field."""
+        count = len(self.names) if self.spec.update == "rounds" else self.spec.edit_count
+        jobs = []
+        for k in range(count):
+            name = self.names[(self.state.next_view + k) % len(self.names)]
+            height, width = self.targets.size_of(name)
+            before = self.field.render(self.field.view(name), width=width, height=height).rgb
+            seed = edit_seed(self.spec.seed, step, k)
+            jobs.append(self._job(self.state.submitted + k, step, k, name, seed, before))
+        self.state.next_view = (self.state.next_view + count) % len(self.names)
+        self.state.submitted += len(jobs)
+        self.state.last_round = step
+        return jobs
+
+    def _job(
+        self, seq: int, step: int, index: int, name: str, seed: int, before: np.ndarray
+    ) -> EditJob:
+        view_inputs = ViewInputs(
+            condition=self.inputs.conditions[name],
+            base=self.inputs.prerenders[name] if self.spec.mode == "edit3d" else None,
+            mask=self.inputs.masks.get(name),
+        )
+        return EditJob(seq, step, index, name, seed, before, view_inputs, self.spec)
+
+    def _saved_job(self, saved: dict[str, Any]) -> EditJob:
+        return self._job(
+            int(saved["seq"]), int(saved["step"]), int(saved["index"]), str(saved["view"]),
+            int(saved["seed"]), saved["before"].numpy(),
+        )  # fmt: skip
+
+    def _apply_edit(self, job: EditJob, after: np.ndarray) -> None:
+        self.targets.replace(job.view_name, after)
+        self.state.edits += 1
+        self.state.last_edited = job.view_name
 
     def after_save(self) -> None:
         # A small readable copy, so the history can show timings without loading the model.
@@ -272,48 +353,21 @@ class _TurnTraining(TrainingRun):
 
     def progress_event(self, event: ProgressEvent) -> ProgressEvent:
         last = self.state.last_edited
+        extra: dict[str, object] = {"edited_view": last, "edits": self.state.edits}
+        editors = self.dispatcher.stats()
+        if editors:
+            extra["editors"] = editors
         return dataclasses.replace(
-            event,
-            message=f"last edited: {last}" if last else "",
-            extra={"edited_view": last, "edits": self.state.edits},
+            event, message=f"last edited: {last}" if last else "", extra=extra
         )
 
 
-def _edit_views(
-    field_: RadianceField,
-    spec: TurnSpec,
-    inputs: _TurnInputs,
-    targets: TargetStore,
-    names: list[str],
-    state: _TurnState,
-    step: int,
-    cancel: CancelToken | None,
-) -> None:
-    """Edit the next `edit_count` views round-robin (every view in "rounds") and replace
-    their targets.
-
-    All edits are computed before any target changes, so a cancel inside the editor leaves
-    the turn exactly at the start of this step (resumable).
-    """
-    count = len(names) if spec.update == "rounds" else spec.edit_count
-    replacements = []
-    for k in range(count):
-        name = names[(state.next_view + k) % len(names)]
-        view_inputs = ViewInputs(
-            condition=inputs.conditions[name],
-            base=inputs.prerenders[name] if spec.mode == "edit3d" else None,
-            mask=inputs.masks.get(name),
-        )
-        result = edit_view(
-            field_, field_.view(name), spec, inputs.editor, view_inputs,
-            size=targets.size_of(name), seed=edit_seed(spec.seed, step, k), cancel=cancel,
-        )  # fmt: skip
-        replacements.append((name, result.after))
-    for name, image in replacements:
-        targets.replace(name, image)
-    state.next_view = (state.next_view + count) % len(names)
-    state.edits += len(replacements)
-    state.last_edited = replacements[-1][0]
+def _job_record(job: EditJob) -> dict[str, Any]:
+    """What a checkpoint keeps of an edit in flight: enough to submit it again unchanged."""
+    return {
+        "seq": job.seq, "step": job.step, "index": job.index, "view": job.view_name,
+        "seed": job.seed, "before": torch.from_numpy(np.ascontiguousarray(job.before)),
+    }  # fmt: skip
 
 
 @dataclass

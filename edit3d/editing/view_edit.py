@@ -87,6 +87,25 @@ def edit_view(
     before = field_.render(view, width=width, height=height).rgb
     if inputs is None:
         inputs = _inputs_from_render(field_, view, before, spec, mask_provider)
+    return edit_render(
+        before, view.name, spec, editor, inputs, seed=seed, cancel=cancel, on_step=on_step
+    )
+
+
+def edit_render(
+    before: np.ndarray,
+    view_name: str,
+    spec: TurnSpec,
+    editor: Editor,
+    inputs: ViewInputs,
+    *,
+    seed: int,
+    cancel: CancelToken | None = None,
+    on_step: StepCallback | None = None,
+) -> ViewEdit:
+    """Edit one already rendered view (`before`, float32 [H, W, 3]) and fuse: the part of
+    `edit_view` that needs no field, so an editor in another process can run it."""
+    height, width = before.shape[:2]
     mask = _resized_mask(inputs.mask, height, width)
     extra: dict[str, Any] = {"on_step": on_step} if on_step is not None else {}
     edited = check_edit_result(
@@ -94,7 +113,7 @@ def edit_view(
             before,
             _resized(inputs.condition, height, width),
             spec.instruction,
-            view_name=view.name,
+            view_name=view_name,
             seed=seed,
             cancel=cancel,
             **extra,

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -31,6 +31,12 @@ from edit3d.field.dataset_field import (
     view_to_dict,
 )
 from edit3d.field.model import OfflineNerfactoModel, build_nerfacto
+from edit3d.field.objective import (
+    LPIPS_MODEL,
+    PerceptualDistance,
+    TrainingObjective,
+    photometric_losses,
+)
 from edit3d.field.presets import PRESETS, FieldConfig
 from edit3d.field.radiance import FieldCapabilities, RenderResult, StepResult
 from edit3d.field.registry import FieldBackend, read_checkpoint, register_backend
@@ -92,6 +98,7 @@ class NerfactoField(DatasetField):
         self.grad_scaler = torch.amp.GradScaler("cuda", enabled=self.mixed_precision)
         self._callbacks = _training_callbacks(model)
         self._ray_cameras: tuple[int, int, Any] | None = None
+        self._lpips: tuple[str, PerceptualDistance] | None = None
 
     # --- construction ----------------------------------------------------------------
 
@@ -265,8 +272,15 @@ class NerfactoField(DatasetField):
 
     # --- training --------------------------------------------------------------------
 
-    def train_step(self, targets: TargetStore, *, lr: float) -> StepResult:
-        """One nerfacto training iteration on a random ray batch drawn across all views."""
+    def train_step(
+        self, targets: TargetStore, *, lr: float, objective: TrainingObjective | None = None
+    ) -> StepResult:
+        """One nerfacto training iteration on a ray batch drawn across all views.
+
+        `objective` None: nerfacto's own loss on `rays_per_batch` independent rays; else its
+        batch (whole patches when patch_size > 1) and photometric loss replace those, and
+        nerfacto's other terms (interlevel, distortion, camera regulariser) stay.
+        """
         from nerfstudio.engine.callbacks import TrainingCallbackLocation
 
         self.model.train()
@@ -275,7 +289,7 @@ class NerfactoField(DatasetField):
             callback.run_callback_at_location(
                 self.step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION
             )
-        view_index, coords, rgb = targets.sample(self.config.rays_per_batch, self.generator)
+        view_index, coords, rgb = self._sample_batch(targets, objective)
         ray_bundle = self._ray_cameras_for(targets).generate_rays(
             camera_indices=view_index[:, None], coords=coords
         )
@@ -285,6 +299,8 @@ class NerfactoField(DatasetField):
             batch = {"image": rgb}
             metrics = self.model.get_metrics_dict(outputs, batch)
             losses = self.model.get_loss_dict(outputs, batch, metrics)
+            if objective is not None:
+                losses.update(self._objective_losses(outputs, rgb, objective))
             loss = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)
         self.grad_scaler.scale(loss).backward()
@@ -296,6 +312,37 @@ class NerfactoField(DatasetField):
             )
         self.step += 1
         return StepResult(self.step, float(loss.detach()), float(losses["rgb_loss"].detach()))
+
+    def _sample_batch(
+        self, targets: TargetStore, objective: TrainingObjective | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if objective is None:
+            return targets.sample(self.config.rays_per_batch, self.generator)
+        if objective.patch_size == 1:
+            return targets.sample(objective.rays_per_batch, self.generator)
+        return targets.sample_patches(
+            objective.patches_per_batch, objective.patch_size, self.generator
+        )
+
+    def _objective_losses(
+        self, outputs: Mapping[str, torch.Tensor], rgb: torch.Tensor, objective: TrainingObjective
+    ) -> dict[str, torch.Tensor]:
+        # The same background blending nerfacto applies before its own MSE.
+        rendered, target = self.model.renderer_rgb.blend_background_for_loss_computation(
+            pred_image=outputs["rgb"], pred_accumulation=outputs["accumulation"], gt_image=rgb
+        )
+        lpips = self.perceptual_distance(objective) if objective.uses_lpips else None
+        return photometric_losses(rendered, target, objective, lpips)
+
+    def perceptual_distance(self, objective: TrainingObjective) -> PerceptualDistance:
+        """The LPIPS network of `objective`'s profile, loaded once per field (fixed weights,
+        not part of the field's state)."""
+        if self._lpips is None or self._lpips[0] != objective.lpips_profile:
+            from edit3d.models.registry import load_model
+
+            network = load_model(LPIPS_MODEL, objective.lpips_profile, device=self.device)
+            self._lpips = (objective.lpips_profile, cast(PerceptualDistance, network))
+        return self._lpips[1]
 
     def sync_schedule(self, iteration: int) -> None:
         """Set step-dependent model state (proposal annealing) as before `iteration`."""

@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from edit3d.field.objective import TrainingObjective
 from edit3d.field.targets import TargetStore
 from edit3d.scene.cameras import CameraView
 
@@ -113,8 +114,11 @@ class RadianceField(Protocol):
         camera is an ideal pinhole with no correction and the mean appearance."""
         ...
 
-    def train_step(self, targets: TargetStore, *, lr: float) -> StepResult:
-        """One training iteration toward `targets` at learning rate `lr`."""
+    def train_step(
+        self, targets: TargetStore, *, lr: float, objective: TrainingObjective | None = None
+    ) -> StepResult:
+        """One training iteration toward `targets` at learning rate `lr`, with the loss and
+        batch of `objective` (None: the backend's own, as base training uses)."""
         ...
 
     def sync_schedule(self, iteration: int) -> None:

@@ -132,6 +132,11 @@ class SplatConfig:
         if self.base_lr <= 0:
             raise ValueError(f"SplatConfig.base_lr must be positive, got {self.base_lr}")
 
+    def turn_objective(self) -> None:
+        """None: turns train with splatfacto's own whole-image loss (L1 + SSIM), as
+        instruct-gs2gs does; IN2N's ray-patch objectives do not apply to whole images."""
+        return None
+
     def splatfacto_config(self) -> Any:
         """nerfstudio's SplatfactoModelConfig for these settings."""
         from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig

@@ -35,6 +35,7 @@ from nerfstudio.models.splatfacto import RGB2SH, SplatfactoModel
 
 from edit3d.field.dataset_field import DatasetField, keep_aspect, view_from_dict, view_to_dict
 from edit3d.field.model import _lpips_deferred
+from edit3d.field.objective import TrainingObjective
 from edit3d.field.radiance import FieldCapabilities, RenderResult, StepResult
 from edit3d.field.registry import FieldBackend, register_backend
 from edit3d.field.splat_presets import SPLAT_PRESETS, SplatConfig
@@ -288,9 +289,17 @@ class SplatfactoField(DatasetField):
 
     # --- training --------------------------------------------------------------------
 
-    def train_step(self, targets: TargetStore, *, lr: float) -> StepResult:
+    def train_step(
+        self, targets: TargetStore, *, lr: float, objective: TrainingObjective | None = None
+    ) -> StepResult:
         """One splatfacto iteration: render one whole view, L1 + SSIM to its target, Adam
-        on every group, then densification (splatfacto's post-backward callback)."""
+        on every group, then densification (splatfacto's post-backward callback). Only the
+        backend's own loss exists here (`objective` None; see `SplatConfig.turn_objective`)."""
+        if objective is not None:
+            raise ValueError(
+                "objective must be None for the splatfacto backend (it trains whole images "
+                f"with splatfacto's L1 + SSIM), got {objective}"
+            )
         self.model.train()
         optimizers = self.optimizers(lr)
         self.model.step = self.step

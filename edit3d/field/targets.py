@@ -81,6 +81,41 @@ class TargetStore:
         coords = torch.stack([y, x], dim=-1).float() + 0.5
         return view.to(self.device), coords.to(self.device), self._flat[flat_index.to(self.device)]
 
+    def sample_patches(
+        self, num_patches: int, patch_size: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`num_patches` whole square patches, as `sample` returns pixels: [N·P·P] view
+        indices, (y, x) pixel centres and target rgb, patch by patch, row-major inside one.
+
+        A view is drawn uniformly, then the patch's top-left corner uniformly among the
+        positions where the whole patch fits (nerfstudio's PatchPixelSampler draws the same
+        way, from the global RNG over one image size; targets here differ in size per view
+        and draw from `generator`, which checkpoints save, so a resumed run repeats them).
+        """
+        too_small = [
+            name
+            for name, height, width in zip(self.names, self._heights, self._widths, strict=True)
+            if min(int(height), int(width)) < patch_size
+        ]
+        if too_small:
+            raise ValueError(
+                f"patch_size {patch_size} does not fit in the targets of {too_small[:3]} "
+                f"(sizes {[self.size_of(n) for n in too_small[:3]]})"
+            )
+        view = torch.randint(len(self.names), (num_patches,), generator=generator)
+        u = torch.rand((num_patches, 2), generator=generator)
+        heights, widths = self._heights[view], self._widths[view]
+        top = torch.minimum((u[:, 0] * (heights - patch_size + 1)).long(), heights - patch_size)
+        left = torch.minimum((u[:, 1] * (widths - patch_size + 1)).long(), widths - patch_size)
+        offsets = torch.arange(patch_size)
+        y = (top[:, None, None] + offsets[None, :, None]).expand(-1, patch_size, patch_size)
+        x = (left[:, None, None] + offsets[None, None, :]).expand(-1, patch_size, patch_size)
+        view = view[:, None, None].expand(-1, patch_size, patch_size).reshape(-1)
+        y, x = y.reshape(-1), x.reshape(-1)
+        flat_index = self._offsets[view] + y * self._widths[view] + x
+        coords = torch.stack([y, x], dim=-1).float() + 0.5
+        return view.to(self.device), coords.to(self.device), self._flat[flat_index.to(self.device)]
+
     def state_dict(self) -> dict[str, object]:
         """The replaced views' current targets (the rest is rebuilt from its source)."""
         return {

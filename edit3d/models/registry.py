@@ -43,6 +43,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "edit3d.models.sr",
     "edit3d.models.clip",
     "edit3d.models.face_detector",
+    "edit3d.models.lpips",
 )
 """Modules that register model families, imported on first use of the registry."""
 

@@ -161,6 +161,19 @@ CLIP_VIT_B32 = HubSource(
     required_files=_CLIP_FILES,
 )
 
+# --- LPIPS for the turn's perceptual loss (IN2N's `in2n` objective) ------------------------
+
+# torchvision's ImageNet AlexNet, the backbone of LPIPS "alex" (what torchmetrics' LPIPS
+# downloads through torch.hub). torchvision publishes only the first 8 hex digits of the
+# file's SHA-256, in its name; torch.hub checks the same prefix. LPIPS's linear layers are
+# not downloaded: torchmetrics ships them (`edit3d.models.lpips` checks their SHA-256).
+ALEXNET_IMAGENET = UrlSource(
+    url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+    sha256="7be5be79",
+    filename="alexnet-owt-7be5be79.pth",
+    license="BSD-3-Clause (torchvision)",
+)
+
 ALL_SOURCES: dict[str, HubSource | UrlSource] = {
     "instruct-pix2pix": INSTRUCT_PIX2PIX,
     "blip-caption-large": BLIP_CAPTION_LARGE,

@@ -871,6 +871,34 @@ def backend_choice(args: dict[str, Any]) -> dict[str, Any]:
     return {"sent": created, "shown": shown}
 
 
+@scenario
+def save_nerfstudio_run(args: dict[str, Any]) -> dict[str, Any]:
+    """Export as a nerfstudio run: sent without arrays even from "Into Scene", reported as a
+    run folder on the sidecar."""
+    connection = addon_module("connection")
+    msgs = connection.messages()
+
+    def accepted(message: Any) -> Any:
+        return msgs.JobAccepted(job_id="j1", kind=message.type_name, queue_position=0)
+
+    fake = FakeSidecar(connection, answers={"job.export": accepted})
+    fake.connect()
+    fake.serve(2.0, until=connection.is_ready)
+    props = bpy.context.scene.edit3d
+    props.session_id, props.export_kind = "s1", "nerfstudio_run"
+    call_operator(bpy.ops.edit3d.export, into_scene=True)
+    fake.serve(2.0, until=lambda: any(m.type_name == "job.export" for m in fake.received))
+    sent = [(m.kind, m.return_arrays) for m in fake.received if m.type_name == "job.export"]
+    path = "exports/nerfstudio_run-base-j1/edit3d/nerfacto/base/config.yml"
+    result = msgs.ExportResult(job_id="j1", turn_id="base", kind="nerfstudio_run",
+                               format="yml", path=path)  # fmt: skip
+    sys.modules[f"{ADDON}.events"]._on_export_result(bpy.context, result)
+    reports = [r.message for r in bpy.context.window_manager.edit3d.reports]
+    fake.close()
+    disable_addon()
+    return {"sent": sent, "reports": reports}
+
+
 def _weights_panel_lines(connection_panel: Any) -> list[str]:
     log: list[tuple[str, Any]] = []
     connection_panel.draw(_PanelSelf(RecordingLayout(log, [])), bpy.context)

@@ -42,6 +42,12 @@ def test_the_backend_is_chosen_for_a_new_session_and_shown_for_the_open_one(home
     assert shown["NERFSTUDIO_RUN/nerfacto"]["backend_prop_drawn"] is False
 
 
+def test_save_offers_a_nerfstudio_run_kept_on_the_sidecar(home: Path) -> None:
+    result = run_bpy("save_nerfstudio_run", home).result
+    assert result["sent"] == [["nerfstudio_run", False]]
+    assert any("saved a nerfstudio run on the sidecar: exports/" in r for r in result["reports"])
+
+
 def test_point_clouds_and_meshes_render_in_their_colours(home: Path, tmp_path: Path) -> None:
     result = run_bpy("visible_results", home, {"out_dir": str(tmp_path)}).result
     assert result["modifier"] == ["NODES", "Edit3D Points"]

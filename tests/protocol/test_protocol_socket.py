@@ -193,6 +193,9 @@ CASES: list[tuple[str, Callable[[], list[bytes]], str]] = [
     ("bad-combination", lambda: signed(header("job.export"), {
         "session_id": "s", "crop_min": [1.0, 1.0, 1.0], "crop_max": [0.0, 0.0, 0.0]}),
      "invalid_field"),
+    ("cropped-nerfstudio-run", lambda: signed(header("job.export"), {
+        "session_id": "s", "kind": "nerfstudio_run", "crop_min": [0.0, 0.0, 0.0],
+        "crop_max": [1.0, 1.0, 1.0]}), "invalid_field"),
 ]
 
 

@@ -5,6 +5,7 @@ restart, cancel + discard, checkout, and a dataset uploaded by a remote client."
 from __future__ import annotations
 
 import hashlib
+import json
 import signal
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 from sidecar_harness import of_type, start_sidecar, wait_for_events
 
+from edit3d.field.ns_config import read_trainer_config
 from edit3d.scene.sample import make_sample_scene
 from protocol import messages as m
 
@@ -195,6 +197,24 @@ def test_uploaded_dataset_then_masks_export_and_refine(tmp_path, scene) -> None:
     assert cloud.colors.shape == cloud.points.shape
     written = tmp_path / "work" / "sessions" / sid / cloud.path
     assert written.is_file() and written.read_bytes().startswith(b"ply")
+
+    run_export = client.request(m.JobExport(session_id=sid, kind="nerfstudio_run"))
+    seen, done = finished(client, run_export.job_id)
+    run = of_type(seen, "export.result", run_export.job_id)[0]
+    assert (run.kind, run.format, run.points) == ("nerfstudio_run", "yml", None)
+    config_yml = tmp_path / "work" / "sessions" / sid / run.path
+    assert run.path.startswith("exports/") and config_yml.name == "config.yml"
+    run_dir = config_yml.parent
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "config.yml", "dataparser_transforms.json", "nerfstudio_models"]
+    # ns-train names its checkpoint after the last iteration's index: 10 steps → step 9
+    assert [p.name for p in (run_dir / "nerfstudio_models").iterdir()] == [
+        "step-000000009.ckpt"]
+    trainer = read_trainer_config(config_yml)
+    data = Path(trainer.pipeline.datamanager.dataparser.data)
+    assert data == tmp_path / "work" / "sessions" / sid / "uploads" / "capture"
+    transform = json.loads((run_dir / "dataparser_transforms.json").read_text())
+    assert np.array(transform["transform"]).shape == (3, 4) and transform["scale"] > 0
 
     refine = client.request(m.JobRefine(session_id=sid, steps=3, faces=False))
     _, done = finished(client, refine.job_id)

@@ -64,11 +64,21 @@ def test_smoke_run_reports_consistent_numbers(bench, tmp_path: Path, capsys) -> 
     preview = result["preview"]  # the edit preview of a new camera, through view_edit
     assert preview["preview_size_hw"] == [48, 64] and len(preview["preview_seconds"]) == 1
     assert preview["preview_seconds_mean"] > 0 and preview["preview_target_seconds"] == 3.0
+    # Editor pool: the field's work (training + one render per edit) or the edits shared by
+    # the editor GPUs, whichever is slower; never more than the synchronous turn.
+    field_minutes = turn["train_minutes"] + 50 * view_seconds / 60
+    pool = {int(gpus): minutes for gpus, minutes in turn["pool_turn_minutes"].items()}
+    assert sorted(pool) == [1, 2, 4, 8]
+    for gpus, minutes in pool.items():
+        expected = max(field_minutes, turn["edit_minutes"] / gpus) + turn["prerender_minutes"]
+        assert minutes == pytest.approx(expected)
+    assert pool[8] <= pool[4] <= pool[2] <= pool[1]
     printed = capsys.readouterr().out
     assert "splatfacto turn" in printed
     assert "44.62 min" in printed
     assert "SMOKE RUN" in printed
     assert "edit preview of a new 64x48 camera" in printed and "target 3.0 s" in printed
+    assert "editor pool" in printed and "8 GPUs" in printed
 
 
 def test_full_size_request_without_cuda_refuses(bench, capsys) -> None:

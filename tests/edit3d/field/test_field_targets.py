@@ -65,3 +65,33 @@ def test_rejects_bad_images(bad: np.ndarray) -> None:
         store.replace("a.png", bad)
     with pytest.raises(ValueError, match="name"):
         store.replace("nope.png", np.zeros((4, 4, 3)))
+
+
+def test_patches_are_whole_squares_inside_one_view() -> None:
+    store = TargetStore({"a.png": _coded_image(0, 40, 36), "b.png": _coded_image(1, 33, 50)})
+    size, count = 32, 60
+    view, coords, rgb = store.sample_patches(count, size, torch.Generator().manual_seed(2))
+    assert view.shape == (count * size * size,)
+    decoded = _decode(rgb).reshape(count, size, size, 3)
+    yx = (coords.numpy() - 0.5).astype(int).reshape(count, size, size, 2)
+    views = view.numpy().reshape(count, size, size)
+    # one view per patch, the pixel each sample names is the one it carries
+    assert (views == views[:, :1, :1]).all()
+    np.testing.assert_array_equal(decoded[..., 0], views)
+    np.testing.assert_array_equal(decoded[..., 1:], yx)
+    # row-major squares of consecutive pixels, wholly inside their view
+    top, left = yx[:, 0, 0, 0], yx[:, 0, 0, 1]
+    rows, cols = np.mgrid[0:size, 0:size]
+    np.testing.assert_array_equal(yx[..., 0], top[:, None, None] + rows)
+    np.testing.assert_array_equal(yx[..., 1], left[:, None, None] + cols)
+    heights = np.where(views[:, 0, 0] == 0, 40, 33)
+    widths = np.where(views[:, 0, 0] == 0, 36, 50)
+    assert (top >= 0).all() and (top + size <= heights).all()
+    assert (left >= 0).all() and (left + size <= widths).all()
+    assert set(views[:, 0, 0]) == {0, 1}
+
+
+def test_patches_refuse_a_view_smaller_than_the_patch() -> None:
+    store = TargetStore({"a.png": _coded_image(0, 40, 40), "b.png": _coded_image(1, 20, 50)})
+    with pytest.raises(ValueError, match=r"patch_size 32 does not fit.*b\.png"):
+        store.sample_patches(1, 32, torch.Generator().manual_seed(0))
