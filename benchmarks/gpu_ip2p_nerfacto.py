@@ -1,4 +1,5 @@
-"""GPU timing of one Edit3D turn's two costs: InstructPix2Pix edits and nerfacto iterations.
+"""GPU timing of one Edit3D turn's costs: InstructPix2Pix edits and field iterations (nerfacto,
+splatfacto).
 
 Measures, on one device:
 
@@ -14,8 +15,13 @@ Measures, on one device:
   fp16 autocast on CUDA as ``ns-train nerfacto`` does), and render throughput for the
   turn's pre-render of every view;
 
-then projects the time of a 10k-iteration turn that edits one view every 10 iterations and
-prints it next to the paper's 44.62 min on an RTX 3090 (Tab. 2, 497×369 images).
+* splatfacto (3D Gaussian splatting, ``edit3d.field`` splatfacto backend) training
+  iterations per second on whole images of the sample scene, peak memory and a view render
+  (gsplat's CUDA kernels; ``--smoke`` uses the PyTorch rasterizer on the CPU);
+
+then projects the time of a 10k-iteration turn that edits one view every 10 iterations, for
+nerfacto and for splatfacto, and prints both next to the paper's 44.62 min on an RTX 3090
+(Tab. 2, 497×369 images).
 
     python benchmarks/gpu_ip2p_nerfacto.py                 # CUDA, full size
     python benchmarks/gpu_ip2p_nerfacto.py --smoke         # CPU, tiny sizes (plumbing check)
@@ -373,6 +379,70 @@ def time_edit3d_field(settings: BenchSettings) -> dict[str, Any]:
     }
 
 
+def time_splatfacto(settings: BenchSettings) -> dict[str, Any]:
+    """The splatfacto backend's training step (one whole view per iteration) and renders.
+
+    Sample scene at the paper's image size (smoke: 32 px), the field preset's splatfacto
+    settings with gsplat's CUDA rasterizer ("torch" on the CPU). Returns {"error": ...}
+    when the backend cannot run, so the other numbers still come out.
+    """
+    try:
+        from edit3d.field import field_from_dataset, get_preset
+        from edit3d.scene.sample import make_sample_scene
+    except ImportError as error:
+        return {"error": f"edit3d.field not available: {error}"}
+    height, width = PAPER_IMAGE_SIZE
+    resolution = max(height, width) if settings.full_size_ip2p else 32
+    config = dataclasses.replace(
+        get_preset(settings.field_preset, "splatfacto"),
+        rasterizer="cuda" if settings.device.startswith("cuda") else "torch",
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        scene = make_sample_scene(Path(folder) / "scene", num_views=24, resolution=resolution)
+        field = field_from_dataset(scene.root, config, settings.device)
+        field.model.strategy.verbose = False
+        targets = field.make_targets(field.dataset_images())
+        for _ in range(settings.warmup_iters):
+            field.train_step(targets, lr=config.edit_lr)
+        _reset_peak_memory(settings.device)
+        seconds = _timed_total(
+            lambda _: field.train_step(targets, lr=config.edit_lr), settings.iters, settings.device
+        )
+        train_memory = _peak_memory_gib(settings.device)
+        view = field.views[0]
+        render_seconds = _timed_repeats(lambda _: field.render(view), 2, settings.device)
+    image_h, image_w = field.training_size(view)
+    per_view = float(np.mean(render_seconds)) * (height * width) / (image_h * image_w)
+    return {
+        "field_settings": f"splatfacto preset {settings.field_preset!r}, {config.rasterizer} "
+        f"rasterizer, sample scene {image_w}x{image_h}",
+        "gaussians": field.num_gaussians,
+        "iters_per_s": settings.iters / seconds,
+        "iter_seconds": seconds / settings.iters,
+        "train_peak_memory_gib": train_memory,
+        "render_seconds": render_seconds,
+        "paper_view_render_seconds": per_view,
+    }
+
+
+def project_splat_turn(settings: BenchSettings, edits: dict, splat: dict) -> dict[str, Any]:
+    """Minutes of one splatfacto turn (same edits and pre-render count as nerfacto's)."""
+    if "error" in splat:
+        return {"error": splat["error"]}
+    edit_count = settings.turn_iters // settings.edit_rate
+    train_min = settings.turn_iters * splat["iter_seconds"] / 60.0
+    edit_min = edit_count * edits["edit_seconds_mean"] / 60.0
+    prerender_min = settings.views * splat["paper_view_render_seconds"] / 60.0
+    return {
+        "train_minutes": train_min,
+        "edits": edit_count,
+        "edit_minutes": edit_min,
+        "seconds_per_edit": edits["edit_seconds_mean"],
+        "prerender_minutes": prerender_min,
+        "edit3d_turn_minutes": train_min + edit_min + prerender_min,
+    }
+
+
 def project_turn(
     settings: BenchSettings, edits: dict, nerf: dict, field: dict
 ) -> dict[str, float | str]:
@@ -427,6 +497,8 @@ def report(
     field: dict,
     turn: dict,
     device: str,
+    splat: dict,
+    splat_turn: dict,
     preview: dict | None = None,
 ) -> str:
     height, width = PAPER_IMAGE_SIZE
@@ -462,9 +534,28 @@ def report(
             for gpus, minutes in turn["pool_turn_minutes"].items()
         ),
     ]
+    lines += _splat_lines(settings, splat, splat_turn)
     if not settings.full_size_ip2p:
         lines.append("  SMOKE RUN: tiny networks; these numbers say nothing about real timings")
     return "\n".join(lines)
+
+
+def _splat_lines(settings: BenchSettings, splat: dict, turn: dict) -> list[str]:
+    if "error" in splat:
+        return [f"splatfacto: not measured ({splat['error']})"]
+    return [
+        f"splatfacto ({splat['field_settings']}), {splat['gaussians']} Gaussians after "
+        f"{settings.warmup_iters + settings.iters} iterations",
+        f"  iterations per second: {splat['iters_per_s']:.2f} "
+        f"({1000 * splat['iter_seconds']:.1f} ms/iter); peak memory "
+        f"{splat['train_peak_memory_gib']:.2f} GiB; view render "
+        f"{np.mean(splat['render_seconds']):.3f} s",
+        f"projected {settings.turn_iters}-iteration splatfacto turn: training "
+        f"{turn['train_minutes']:.2f} min + edits {turn['edit_minutes']:.2f} min "
+        f"({turn['seconds_per_edit']:.2f} s per edit) + pre-render "
+        f"{turn['prerender_minutes']:.2f} min = {turn['edit3d_turn_minutes']:.2f} min; "
+        f"ratio splatfacto / paper = {turn['edit3d_turn_minutes'] / PAPER_TURN_MINUTES:.2f}",
+    ]
 
 
 def _preview_lines(preview: dict) -> list[str]:
@@ -627,8 +718,12 @@ def parse_settings(argv: list[str] | None) -> tuple[BenchSettings, Path | None]:
     parser.add_argument("--turn-iters", type=int, default=10_000)
     parser.add_argument("--edit-rate", type=int, default=10)
     parser.add_argument("--views", type=int, default=100, help="views pre-rendered per turn")
-    parser.add_argument("--preview-size", type=int, default=None,
-                        help="long side of the edit preview camera (512; smoke: 64)")
+    parser.add_argument(
+        "--preview-size",
+        type=int,
+        default=None,
+        help="long side of the edit preview camera (512; smoke: 64)",
+    )
     parser.add_argument("--previews", type=int, default=None, help="timed edit previews")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args(argv)
@@ -665,9 +760,11 @@ def main(argv: list[str] | None = None) -> int:
         preview = time_preview(settings, editor)
         nerf = time_nerfacto(settings)
         field = time_edit3d_field(settings)
+        splat = time_splatfacto(settings)
     turn = project_turn(settings, edits, nerf, field)
+    splat_turn = project_splat_turn(settings, edits, splat)
     device = _device_name(settings.device)
-    print(report(settings, edits, nerf, field, turn, device, preview))
+    print(report(settings, edits, nerf, field, turn, device, splat, splat_turn, preview))
     if json_path is not None:
         payload = {
             "device": device,
@@ -677,6 +774,8 @@ def main(argv: list[str] | None = None) -> int:
             "nerfacto": nerf,
             "edit3d_field": field,
             "turn": turn,
+            "splatfacto": splat,
+            "splatfacto_turn": splat_turn,
             "paper_turn_minutes": PAPER_TURN_MINUTES,
         }
         json_path.write_text(json.dumps(payload, indent=2))

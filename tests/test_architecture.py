@@ -54,9 +54,16 @@ def test_only_the_field_package_names_a_field_backend() -> None:
     """Everything else goes through `RadianceField` and the backend registry."""
     from edit3d.field.registry import backend_names, get_backend
 
-    modules = {"edit3d.field.nerfacto_field", "edit3d.field.model", "edit3d.field.nerfstudio_run"}
-    concrete = {"NerfactoField", "OfflineNerfactoModel", *modules}
-    assert backend_names() == ["nerfacto"] and get_backend("nerfacto").name == "nerfacto"
+    modules = {
+        "edit3d.field.nerfacto_field", "edit3d.field.model", "edit3d.field.nerfstudio_run",
+        "edit3d.field.splatfacto_field", "edit3d.field.splat_raster", "edit3d.field.splat_presets",
+    }  # fmt: skip
+    concrete = {
+        "NerfactoField", "OfflineNerfactoModel", "SplatfactoField", "OfflineSplatfactoModel",
+        "SplatConfig", *modules,
+    }  # fmt: skip
+    assert backend_names() == ["nerfacto", "splatfacto"]
+    assert [get_backend(name).name for name in backend_names()] == ["nerfacto", "splatfacto"]
     offenders = []
     for package in ("edit3d", "sidecar", "benchmarks", "scripts"):
         for path in sorted((ROOT / package).rglob("*.py")):

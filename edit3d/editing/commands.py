@@ -109,6 +109,13 @@ def _add_edit(subparsers: Any) -> None:
         "--edit-count", type=positive_int, default=1, help="views re-edited each time"
     )
     parser.add_argument(
+        "--update",
+        choices=("per_view", "rounds"),
+        default="per_view",
+        help="dataset update: edit-count views every edit-rate iterations (per_view), or "
+        "every view at once every edit-rate iterations (rounds, as instruct-gs2gs)",
+    )
+    parser.add_argument(
         "--lr", type=positive_float, default=0.0025, help="field learning rate during edits"
     )
     parser.add_argument("--seed", type=int, default=0, help="diffusion and sampling seed")
@@ -326,7 +333,10 @@ def run_train(args: argparse.Namespace) -> int:
         return 0
     else:
         workspace = Workspace.create(
-            args.workspace, dataset=args.data, preset=args.preset, backend=args.backend,
+            args.workspace,
+            dataset=args.data,
+            preset=args.preset,
+            backend=args.backend,
             device=device,
         )
     if device == "cpu":
@@ -436,6 +446,7 @@ def _run_edit_turns(
             steps=args.steps,
             edit_rate=args.edit_rate,
             edit_count=args.edit_count,
+            update=args.update,
             lr=args.lr,
             seed=args.seed,
             editor=args.editor,

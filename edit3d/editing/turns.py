@@ -7,13 +7,13 @@ editor is asked to keep. IN2N mode (the ablation, `mode="in2n"`) conditions on t
 dataset images and starts from them, as instruct-nerf2nerf does.
 
 The turn is the field's training (`edit3d.training.TrainingRun`) with one override: before
-every `edit_rate`-th iteration, `edit_count` views (round-robin) are rendered from the current
-model and handed to an edit dispatcher (`edit3d.editing.dispatch`), which edits them and
-fuses each with its pre-render through the view's mask; the results replace the views'
-targets in order at step boundaries — at once without an editor pool, within the pool's
-staleness with one. Its steps use the field preset's turn objective
-(`config.turn_objective()`: the paper preset trains as IN2N's `in2n` does, L1 + LPIPS on
-32×32 patches at 16,384 rays).
+every `edit_rate`-th iteration, `edit_count` views (round-robin; every view with
+`update="rounds"`) are rendered from the current model and handed to an edit dispatcher
+(`edit3d.editing.dispatch`), which edits them and fuses each with its pre-render through the
+view's mask; the results replace the views' targets in order at step boundaries — at once
+without an editor pool, within the pool's staleness with one. Its steps use the field
+preset's turn objective (`config.turn_objective()`: the paper preset trains as IN2N's
+`in2n` does, L1 + LPIPS on 32×32 patches at 16,384 rays; None: the backend's own loss).
 
 On disk (`turn_dir`): `params.json` (the spec), `prerenders/` (npz + PNGs), `masks/`,
 `checkpoint.pt` (resumable: field + optimizer + targets + round-robin + RNG + the edits
@@ -89,7 +89,11 @@ class TurnSpec:
     edit_rate: int = 10
     """Iterations between target updates (IN2N default 10)."""
     edit_count: int = 1
-    """Views edited at each update (IN2N default 1)."""
+    """Views edited at each update (IN2N default 1; "rounds" edits every view)."""
+    update: Literal["per_view", "rounds"] = "per_view"
+    """Dataset-update schedule: "per_view" replaces `edit_count` views round-robin every
+    `edit_rate` iterations (Edit3D, IN2N); "rounds" edits every view at once every
+    `edit_rate` iterations (instruct-gs2gs: 2500). See docs/method.md for the default."""
     lr: float = 0.0025
     """Learning rate of the NeRF parameters during the turn (paper: 0.0025)."""
     seed: int = 0
@@ -108,6 +112,8 @@ class TurnSpec:
             raise ValueError(f"instruction must not be empty, got {self.instruction!r}")
         if self.mode not in ("edit3d", "in2n"):
             raise ValueError(f"mode must be 'edit3d' or 'in2n', got {self.mode!r}")
+        if self.update not in ("per_view", "rounds"):
+            raise ValueError(f"update must be 'per_view' or 'rounds', got {self.update!r}")
         for name in ("edit_rate", "edit_count"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
@@ -234,11 +240,12 @@ def _turn_steps(field_: RadianceField, spec: TurnSpec) -> int:
 
 def _turn_phases(field_: RadianceField, spec: TurnSpec, masked: bool) -> list[PhasePlan]:
     """The turn's phases in order, for its one progress bar."""
-    step_cost = _TRAIN_STEP_COST + _EDIT_COST * spec.edit_count / spec.edit_rate
+    views = len(field_.views)
+    per_update = views if spec.update == "rounds" else spec.edit_count
+    step_cost = _TRAIN_STEP_COST + _EDIT_COST * per_update / spec.edit_rate
     training = PhasePlan("turn", _turn_steps(field_, spec), step_cost)
     if spec.mode == "in2n":
         return [training]
-    views = len(field_.views)
     return [
         PhasePlan("prerender", views),
         PhasePlan("masks", views if masked else 0, _MASK_COST),
@@ -304,15 +311,17 @@ class _TurnTraining(TrainingRun):
         }
 
     def _round_jobs(self, step: int) -> list[EditJob]:
-        """Render the round's `edit_count` views (round-robin) from the current field."""
+        """Render the round's `edit_count` views (round-robin; every view with
+        `update="rounds"`) from the current field."""
+        count = len(self.names) if self.spec.update == "rounds" else self.spec.edit_count
         jobs = []
-        for k in range(self.spec.edit_count):
+        for k in range(count):
             name = self.names[(self.state.next_view + k) % len(self.names)]
             height, width = self.targets.size_of(name)
             before = self._before(name, height, width)
             seed = edit_seed(self.spec.seed, step, k)
             jobs.append(self._job(self.state.submitted + k, step, k, name, seed, before))
-        self.state.next_view = (self.state.next_view + self.spec.edit_count) % len(self.names)
+        self.state.next_view = (self.state.next_view + count) % len(self.names)
         self.state.submitted += len(jobs)
         self.state.last_round = step
         return jobs

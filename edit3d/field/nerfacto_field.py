@@ -16,7 +16,6 @@ no correction and nerfstudio's mean appearance embedding (see docs/method.md).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +24,12 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from edit3d.field.dataset_field import (
+    DatasetField,
+    keep_aspect,
+    view_from_dict,
+    view_to_dict,
+)
 from edit3d.field.model import OfflineNerfactoModel, build_nerfacto
 from edit3d.field.objective import (
     LPIPS_MODEL,
@@ -36,7 +41,7 @@ from edit3d.field.presets import PRESETS, FieldConfig
 from edit3d.field.radiance import FieldCapabilities, RenderResult, StepResult
 from edit3d.field.registry import FieldBackend, read_checkpoint, register_backend
 from edit3d.field.targets import TargetStore
-from edit3d.scene.cameras import CameraView, Intrinsics
+from edit3d.scene.cameras import CameraView
 from edit3d.scene.dataset import SceneDataset, load_dataset, world_c2w_to_nerfstudio
 
 CHECKPOINT_FORMAT = "edit3d-nerfacto-field"
@@ -47,7 +52,7 @@ SUPPORTED_CAMERA_MODELS = ("PERSPECTIVE",)
 """nerfstudio camera types trained and rendered exactly (pinhole + OpenCV k1..k4, p1, p2)."""
 
 
-class NerfactoField:
+class NerfactoField(DatasetField):
     """A nerfacto radiance field over a dataset's views (see module docstring)."""
 
     backend = "nerfacto"
@@ -72,19 +77,9 @@ class NerfactoField:
         model: OfflineNerfactoModel | None = None,
         seed: int = 0,
     ) -> None:
-        if not views:
-            raise ValueError("views must hold at least one camera, got none")
+        self._init_frames(views, transform, scale, scene_aabb, dataset_root, distortion)
         self.config = config
-        self.views = list(views)
         self.device = device
-        self.dataset_root = dataset_root
-        self.transform = np.asarray(transform, dtype=np.float64).reshape(3, 4)
-        self.scale = float(scale)
-        self.scene_aabb = np.asarray(scene_aabb, dtype=np.float64)
-        self.distortion = dict(distortion or {})
-        self._view_index = {view.name: i for i, view in enumerate(self.views)}
-        if len(self._view_index) != len(self.views):
-            raise ValueError("views must have unique names")
         if model is None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
@@ -103,7 +98,6 @@ class NerfactoField:
         self.grad_scaler = torch.amp.GradScaler("cuda", enabled=self.mixed_precision)
         self._callbacks = _training_callbacks(model)
         self._ray_cameras: tuple[int, int, Any] | None = None
-        self._dataset: SceneDataset | None = None
         self._lpips: tuple[str, PerceptualDistance] | None = None
 
     # --- construction ----------------------------------------------------------------
@@ -148,7 +142,7 @@ class NerfactoField:
         `load_state_dict` moves the model's and optimizer's tensors to `device`)."""
         field = cls(
             FieldConfig.from_dict(state["config"]),
-            [_view_from_dict(v) for v in state["views"]],
+            [view_from_dict(v) for v in state["views"]],
             state["transform"].numpy(),
             float(state["scale"]),
             state["scene_aabb"].numpy(),
@@ -170,85 +164,7 @@ class NerfactoField:
 
     # --- frames ----------------------------------------------------------------------
 
-    @property
-    def world_to_field(self) -> np.ndarray:
-        """[4, 4] matrix taking world points to field (nerfstudio) points: scale · T."""
-        matrix = np.vstack([self.transform, [0.0, 0.0, 0.0, 1.0]])
-        matrix[:3] *= self.scale
-        return matrix
-
-    @property
-    def field_to_world(self) -> np.ndarray:
-        """[4, 4] inverse of `world_to_field`."""
-        return np.linalg.inv(self.world_to_field)
-
-    def points_to_world(self, points_field: np.ndarray) -> np.ndarray:
-        """[N, 3] field-frame points → world points."""
-        m = self.field_to_world
-        return np.asarray(points_field, dtype=np.float64) @ m[:3, :3].T + m[:3, 3]
-
-    def points_to_field(self, points_world: np.ndarray) -> np.ndarray:
-        """[N, 3] world points → field-frame points."""
-        m = self.world_to_field
-        return np.asarray(points_world, dtype=np.float64) @ m[:3, :3].T + m[:3, 3]
-
-    def scene_bounds_world(self) -> np.ndarray:
-        """[2, 3] world-frame axis-aligned box around nerfstudio's scene box."""
-        lo, hi = self.scene_aabb
-        corners = np.array(
-            [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
-        )
-        world = self.points_to_world(corners)
-        return np.stack([world.min(axis=0), world.max(axis=0)])
-
-    def view(self, name: str) -> CameraView:
-        if name not in self._view_index:
-            raise ValueError(f"name must be a view of this field, got {name!r}")
-        return self.views[self._view_index[name]]
-
-    # --- data ------------------------------------------------------------------------
-
-    def dataset_images(self) -> dict[str, np.ndarray]:
-        """The images of the field's views (an imported run's training split, not any
-        held-out view), keyed by view name, at the preset's training size."""
-        dataset = self._dataset
-        if dataset is None:
-            if self.dataset_root is None or not self.dataset_root.exists():
-                raise FileNotFoundError(
-                    f"dataset of this field is not available: {self.dataset_root}"
-                )
-            dataset = self._dataset = load_dataset(self.dataset_root)
-        size = self.config.max_image_size
-        return {view.name: dataset.image(view.name, max_size=size) for view in self.views}
-
-    def training_size(self, view: CameraView) -> tuple[int, int]:
-        """(height, width) the view's dataset image has once loaded at the preset's size."""
-        intr = view.intrinsics
-        longest = max(intr.width, intr.height)
-        limit = self.config.max_image_size
-        if limit is None or longest <= limit:
-            return intr.height, intr.width
-        ratio = limit / longest
-        return max(1, round(intr.height * ratio)), max(1, round(intr.width * ratio))
-
-    def make_targets(self, images: Mapping[str, np.ndarray]) -> TargetStore:
-        """A target store over `images` (keys must be view names of this field)."""
-        unknown = [name for name in images if name not in self._view_index]
-        if unknown:
-            raise ValueError(f"images must be keyed by view names of this field, got {unknown[:3]}")
-        return TargetStore(images, device=self.device)
-
     # --- rendering -------------------------------------------------------------------
-
-    def training_index(self, view: CameraView) -> int | None:
-        """The view's index if it is a training view (same name, pose and intrinsics)."""
-        index = self._view_index.get(view.name)
-        if index is None:
-            return None
-        own = self.views[index]
-        same_pose = np.allclose(own.c2w, view.c2w, atol=1e-6)
-        same_lens = np.allclose(_lens(own.intrinsics), _lens(view.intrinsics), atol=1e-6)
-        return index if same_pose and same_lens else None
 
     def nerfstudio_camera(
         self, view: CameraView, width: int | None = None, height: int | None = None
@@ -263,7 +179,7 @@ class NerfactoField:
         intr = view.intrinsics
         if width is not None or height is not None:
             intr = intr.scaled_to(
-                width or _keep_aspect(intr, height, "w"), height or _keep_aspect(intr, width, "h")
+                width or keep_aspect(intr, height, "w"), height or keep_aspect(intr, width, "h")
             )
         c2w = torch.tensor(
             world_c2w_to_nerfstudio(view.c2w, self.transform, self.scale), dtype=torch.float32
@@ -501,7 +417,7 @@ class NerfactoField:
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
             "config": self.config.to_dict(),
-            "views": [_view_to_dict(v) for v in self.views],
+            "views": [view_to_dict(v) for v in self.views],
             "transform": torch.from_numpy(self.transform.copy()),
             "scale": self.scale,
             "scene_aabb": torch.from_numpy(self.scene_aabb.copy()),
@@ -548,22 +464,6 @@ class NerfactoField:
         sampler._steps_since_update = int(state["steps_since_update"])
         sampler._anneal = float(state["anneal"])
 
-    def save_checkpoint(self, path: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
-        """Write the field (and `extra` state, e.g. a turn's) atomically to one torch file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = self.state_dict()
-        if extra:
-            state["extra"] = dict(extra)
-        tmp = path.with_name(f".{path.name}.{time.monotonic_ns()}.tmp")
-        try:
-            torch.save(state, tmp)
-            tmp.replace(path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)  # e.g. a full disk: no stray temp file stays behind
-            raise
-        return path
-
 
 class _IndexedCameras:
     """Training cameras in target-store order whose rays carry dataset view indices."""
@@ -587,21 +487,10 @@ def _training_callbacks(model: OfflineNerfactoModel) -> list[Any]:
     return list(model.get_training_callbacks(attributes))
 
 
-def _keep_aspect(intr: Intrinsics, other: int | None, which: str) -> int:
-    if other is None:
-        return intr.width if which == "w" else intr.height
-    ratio = intr.width / intr.height
-    return max(1, round(other * ratio)) if which == "w" else max(1, round(other / ratio))
-
-
 def _write_run(field: Any, out: Path, *, experiment: str, timestamp: str) -> Path:
     from edit3d.field.nerfstudio_export import write_nerfstudio_run
 
     return write_nerfstudio_run(field, out, experiment=experiment, timestamp=timestamp)
-
-
-def _lens(intr: Intrinsics) -> tuple[float, ...]:
-    return (intr.fx, intr.fy, intr.cx, intr.cy, float(intr.width), float(intr.height))
 
 
 def check_camera_model(dataset: SceneDataset) -> None:
@@ -613,22 +502,6 @@ def check_camera_model(dataset: SceneDataset) -> None:
             "cameras with OpenCV k1..k4, p1, p2 distortion); undistort the images first "
             "(e.g. ns-process-data or COLMAP image_undistorter)"
         )
-
-
-def _view_to_dict(view: CameraView) -> dict[str, Any]:
-    i = view.intrinsics
-    return {
-        "name": view.name,
-        "c2w": torch.from_numpy(view.c2w.copy()),
-        "intrinsics": [i.fx, i.fy, i.cx, i.cy, i.width, i.height],
-    }
-
-
-def _view_from_dict(data: Mapping[str, Any]) -> CameraView:
-    fx, fy, cx, cy, width, height = data["intrinsics"]
-    return CameraView(
-        data["name"], data["c2w"].numpy(), Intrinsics(fx, fy, cx, cy, int(width), int(height))
-    )
 
 
 register_backend(

@@ -1,6 +1,6 @@
-"""Write a nerfacto field as an `ns-train` output folder that nerfstudio's tools open.
+"""Write a field as an `ns-train` output folder that nerfstudio's tools open.
 
-    <out>/<experiment>/nerfacto/<timestamp>/
+    <out>/<experiment>/<nerfacto|splatfacto>/<timestamp>/
       config.yml                      nerfstudio's TrainerConfig (yaml.dump of a real one)
       dataparser_transforms.json      written by nerfstudio's own dataparser outputs
       nerfstudio_models/step-N.ckpt   {"step", "pipeline": {"_model.<param>": tensor}, ...}
@@ -8,6 +8,8 @@
 The config points at the field's dataset with the dataparser settings edit3d reads it with
 (every image a training view, no downscale), so the dataparser reproduces the field's frame
 and image order, and `eval_setup` (ns-viewer, ns-render, ns-export) rebuilds the same model.
+A splatfacto field is written with splatfacto's full-image data manager; nerfstudio's model
+loading rebuilds its Gaussians at the checkpoint's count.
 """
 
 from __future__ import annotations
@@ -22,10 +24,15 @@ from edit3d.scene.dataset import load_dataset, nerfstudio_dataparser_config
 
 if TYPE_CHECKING:
     from edit3d.field.nerfacto_field import NerfactoField
+    from edit3d.field.splatfacto_field import SplatfactoField
 
 
 def write_nerfstudio_run(
-    field: NerfactoField, out_dir: str | Path, *, experiment: str = "edit3d", timestamp: str
+    field: NerfactoField | SplatfactoField,
+    out_dir: str | Path,
+    *,
+    experiment: str = "edit3d",
+    timestamp: str,
 ) -> Path:
     """Write the run folder under `out_dir`; returns its config.yml."""
     import yaml
@@ -42,15 +49,25 @@ def write_nerfstudio_run(
             "held-out views); it cannot be written as a run over the whole dataset"
         )
     parser = nerfstudio_dataparser_config(dataset.root, dataset.format, dataset.colmap_model)
+    if field.backend == "splatfacto":
+        from nerfstudio.data.datamanagers.full_images_datamanager import (
+            FullImageDatamanagerConfig,
+        )
+
+        datamanager = FullImageDatamanagerConfig(dataparser=parser)
+        mixed_precision = False  # as ns-train splatfacto
+    else:
+        datamanager = VanillaDataManagerConfig(dataparser=parser)
+        mixed_precision = field.config.mixed_precision
     config = TrainerConfig(
-        method_name="nerfacto",
+        method_name=field.backend,
         experiment_name=experiment,
         timestamp=timestamp,
         output_dir=Path(out_dir).resolve(),
         max_num_iterations=max(field.step, 1),
-        mixed_precision=field.config.mixed_precision,
+        mixed_precision=mixed_precision,
         pipeline=VanillaPipelineConfig(
-            datamanager=VanillaDataManagerConfig(dataparser=parser),
+            datamanager=datamanager,
             model=copy.deepcopy(field.model.config),
         ),
     )

@@ -229,3 +229,53 @@ def run_folders(config_yml: Path) -> tuple[Path, Path]:
     run_dir = config_yml.parent
     model_dir = run_dir / str(getattr(config, "relative_model_dir", "nerfstudio_models"))
     return _data_dir(config, run_dir, None), model_dir
+
+
+def load_splatfacto_run(config_yml: Path, device: str, *, data: str | Path | None = None) -> Any:
+    """A SplatfactoField holding an `ns-train splatfacto` run's latest checkpoint: its
+    Gaussians (any count), camera corrections, step and per-group Adam state."""
+    from nerfstudio.models.splatfacto import SplatfactoModelConfig
+
+    from edit3d.field.splat_presets import SplatConfig
+    from edit3d.field.splatfacto_field import SplatfactoField, check_cameras
+
+    config = read_trainer_config(config_yml)
+    model_config = config.pipeline.model
+    if not isinstance(model_config, SplatfactoModelConfig):
+        raise ValueError(f"config_yml must be a splatfacto run, got {type(model_config).__name__}")
+    run_dir = config_yml.parent
+    dataset = load_dataset(_data_dir(config, run_dir, data))
+    check_cameras(dataset)
+    transform, scale = _run_transform(run_dir, dataset.root)
+    state = _latest_checkpoint(
+        run_dir / str(getattr(config, "relative_model_dir", "nerfstudio_models"))
+    )
+    views, downscale = _training_views(config, dataset)
+    field_config = SplatConfig.from_splatfacto(
+        model_config,
+        rasterizer="cuda" if device.startswith("cuda") else "torch",
+        max_image_size=_downscaled_long_side(views, downscale),
+    )
+    field = SplatfactoField(
+        field_config, views, transform, scale, dataset.scene_aabb, device=device,
+        dataset_root=dataset.root, seed_points=(torch.zeros(4, 3), torch.zeros(0, 3)),
+    )  # fmt: skip
+    weights = _model_weights(state["pipeline"])
+    expected = set(field.model.state_dict())
+    missing = sorted(expected - set(weights))
+    unexpected = sorted(set(weights) - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"{config_yml}: checkpoint does not fit a splatfacto model (missing {missing[:4]}, "
+            f"unexpected {unexpected[:4]})"
+        )
+    # nerfstudio's own load rebuilds the Gaussian parameters at the checkpoint's count.
+    field.model.load_state_dict(weights)
+    field.model.to(device)
+    field.step = int(state.get("step", 0)) + 1
+    field.model.step = field.step
+    if state.get("optimizers"):
+        for name, optimizer in field.optimizers(field_config.base_lr).items():
+            if name in state["optimizers"]:
+                optimizer.load_state_dict(state["optimizers"][name])
+    return field

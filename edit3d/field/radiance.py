@@ -133,6 +133,12 @@ class RadianceField(Protocol):
         """[2, 3] world-frame box around the region the field models."""
         ...
 
+    def gaussians(self) -> Any:
+        """The field's 3D Gaussians as `edit3d.export.geometry.GaussianSplats` in the field
+        frame (`edit3d.export.splats` carries them to the world), or None for a field that is
+        not made of Gaussians."""
+        ...
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to rebuild the field, as tensors and plain values."""
         ...

@@ -147,7 +147,8 @@ def write_nerfstudio_run(
 
 def _load_builtin_backends() -> None:
     """Import the backends that ship with edit3d (each registers itself on import)."""
-    import edit3d.field.nerfacto_field  # noqa: F401
+    import edit3d.field.nerfacto_field
+    import edit3d.field.splatfacto_field  # noqa: F401
 
 
 def nerfstudio_run_folders(config_yml: Path) -> tuple[Path, Path]:

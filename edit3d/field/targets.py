@@ -39,6 +39,13 @@ class TargetStore:
     def __getitem__(self, name: str) -> np.ndarray:
         return self._images[name].numpy().copy()
 
+    def image(self, name: str) -> torch.Tensor:
+        """The view's current target, float32 [H, W, 3] on the store's device (whole-image
+        training; do not modify it)."""
+        if name not in self._index:
+            raise ValueError(f"name must be a view of this target store, got {name!r}")
+        return self._images[name].to(self.device)
+
     def size_of(self, name: str) -> tuple[int, int]:
         """(height, width) of the view's current target."""
         height, width = self._images[name].shape[:2]

@@ -17,7 +17,11 @@ from edit3d.field.testing import make_tiny_scene
 from edit3d.progress import Cancelled, CancelToken, ProgressEvent
 from edit3d.workspace import Workspace
 
-CONFIG = dataclasses.replace(get_preset("tiny"), checkpoint_every=5, rays_per_batch=256)
+CONFIGS = {
+    "nerfacto": dataclasses.replace(get_preset("tiny"), checkpoint_every=5, rays_per_batch=256),
+    "splatfacto": dataclasses.replace(get_preset("tiny", "splatfacto"), checkpoint_every=5),
+}
+"""Every test here runs on each field backend: the workspace never asks which one it has."""
 
 
 class Tint:
@@ -33,12 +37,13 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=sorted(CONFIGS))
+def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace with a (briefly) trained base, copied per test."""
     scene = make_tiny_scene(tmp_path_factory.mktemp("ws-scene"), num_views=8, resolution=24)
     root = tmp_path_factory.mktemp("ws") / "workspace"
-    workspace = Workspace.create(root, dataset=scene.root, preset="tiny", config=CONFIG)
+    config = CONFIGS[request.param]
+    workspace = Workspace.create(root, dataset=scene.root, preset="tiny", config=config)
     events: list[ProgressEvent] = []
     record = workspace.train_base(steps=12, progress=events.append)
     assert record.status == "finished" and workspace.head == "base"
@@ -230,9 +235,12 @@ def test_sigkill_mid_turn(workspace: Workspace) -> None:
     assert reopened.turn("turn-0002").status == "cancelled"
 
 
-def test_cancelled_base_training_resumes_where_it_stopped(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", sorted(CONFIGS))
+def test_cancelled_base_training_resumes_where_it_stopped(tmp_path: Path, backend: str) -> None:
     scene = make_tiny_scene(tmp_path / "scene", num_views=8, resolution=16)
-    workspace = Workspace.create(tmp_path / "ws", dataset=scene.root, preset="tiny", config=CONFIG)
+    workspace = Workspace.create(
+        tmp_path / "ws", dataset=scene.root, preset="tiny", config=CONFIGS[backend]
+    )
     cancel = CancelToken()
 
     def cancel_at_7(event: ProgressEvent) -> None:
@@ -249,3 +257,4 @@ def test_cancelled_base_training_resumes_where_it_stopped(tmp_path: Path) -> Non
     assert [e.step for e in events] == list(range(8, 13))
     assert record.status == "finished" and record.steps == 12 and workspace.head == "base"
     assert workspace.load_field().step == 12
+    assert workspace.backend == backend == workspace.load_field().backend

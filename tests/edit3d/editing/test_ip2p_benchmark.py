@@ -52,6 +52,15 @@ def test_smoke_run_reports_consistent_numbers(bench, tmp_path: Path, capsys) -> 
     assert turn["edit3d_turn_minutes"] == pytest.approx(
         turn["train_minutes"] + turn["edit_minutes"] + turn["prerender_minutes"]
     )
+    splat, splat_turn = result["splatfacto"], result["splatfacto_turn"]
+    assert "error" not in splat, splat
+    assert splat["iters_per_s"] > 0 and splat["gaussians"] > 0
+    assert "torch rasterizer" in splat["field_settings"]
+    assert splat_turn["train_minutes"] == pytest.approx(500 * splat["iter_seconds"] / 60)
+    assert splat_turn["edit_minutes"] == pytest.approx(turn["edit_minutes"])
+    assert splat_turn["edit3d_turn_minutes"] == pytest.approx(
+        splat_turn["train_minutes"] + splat_turn["edit_minutes"] + splat_turn["prerender_minutes"]
+    )
     preview = result["preview"]  # the edit preview of a new camera, through view_edit
     assert preview["preview_size_hw"] == [48, 64] and len(preview["preview_seconds"]) == 1
     assert preview["preview_seconds_mean"] > 0 and preview["preview_target_seconds"] == 3.0
@@ -65,6 +74,7 @@ def test_smoke_run_reports_consistent_numbers(bench, tmp_path: Path, capsys) -> 
         assert minutes == pytest.approx(expected)
     assert pool[8] <= pool[4] <= pool[2] <= pool[1]
     printed = capsys.readouterr().out
+    assert "splatfacto turn" in printed
     assert "44.62 min" in printed
     assert "SMOKE RUN" in printed
     assert "edit preview of a new 64x48 camera" in printed and "target 3.0 s" in printed

@@ -1,4 +1,5 @@
-"""Editing turns (paper Sec. 3.1): retention across turns, IN2N ablation, resume, cancel."""
+"""Editing turns (paper Sec. 3.1): retention across turns, IN2N ablation, resume, cancel;
+on every field backend (the turn never asks which one it drives)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 
 from edit3d.editing.fusion import fuse
 from edit3d.editing.turns import TurnSpec, load_image_archive, run_turn
-from edit3d.field import RadianceField, field_from_checkpoint
+from edit3d.field import RadianceField, field_from_checkpoint, get_preset
 from edit3d.field.testing import TinyScene, cached_tiny_base
 from edit3d.progress import Cancelled, CancelToken, ProgressEvent
 
@@ -53,9 +54,18 @@ class ObjectPainter:
         return out
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> tuple[TinyScene, Path]:
-    return cached_tiny_base(tmp_path_factory.getbasetemp() / "core-tiny-base")
+BASES = {"nerfacto": "core-tiny-base", "splatfacto": "core-tiny-splat-base"}
+"""Shared trained bases per backend (the same folders as the field tests use)."""
+
+
+@pytest.fixture(scope="module", params=sorted(BASES))
+def base(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[TinyScene, Path]:
+    backend = request.param
+    return cached_tiny_base(
+        tmp_path_factory.getbasetemp() / BASES[backend], config=get_preset("tiny", backend)
+    )
 
 
 def colour_error(field: RadianceField, scene: TinyScene, object_id: str, colour: tuple) -> float:
@@ -109,7 +119,11 @@ def test_edit3d_keeps_turn_one_while_in2n_forgets_it(
     in2n_a, in2n_b = outcomes["in2n"]
     assert edit3d_a < 0.12 and edit3d_b < 0.12  # both edits present
     assert in2n_b < 0.12  # IN2N applies the new edit...
-    assert in2n_a > edit3d_a + 0.2  # ...and forgets the old one (catastrophic forgetting)
+    # ...and forgets the old one (catastrophic forgetting): it loses more than half of what
+    # turn 1 gained. Measured on splatfacto's tiny base: A base 0.297, turn 1 0.099, Edit3D
+    # 0.097, IN2N 0.252.
+    assert in2n_a - a_after_1 > 0.5 * (original_a - a_after_1)
+    assert in2n_a > edit3d_a + 0.12
 
 
 def test_prerenders_are_condition_and_initial_targets(
@@ -246,7 +260,7 @@ def test_resume_after_kill_equals_running_through(
     assert turn_events[0].step == 11 and turn_events[-1].step == 24 == turn_events[-1].total
     assert result.edits == 8 and resumed.step == straight.step
     for (name, a), b in zip(
-        straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+        straight.state_dict()["model"].items(), resumed.state_dict()["model"].values(), strict=True
     ):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
 
@@ -281,6 +295,23 @@ def test_turn_spec_validates_and_round_trips() -> None:
         TurnSpec("x", mode="other")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="edit_rate"):
         TurnSpec("x", edit_rate=0)
+
+
+def test_rounds_update_edits_every_view_at_once(
+    base: tuple[TinyScene, Path], tmp_path: Path
+) -> None:
+    scene, checkpoint = base
+    field = field_from_checkpoint(checkpoint)
+    painter = ObjectPainter(scene)
+    spec = TurnSpec("paint sphere_a red", steps=5, edit_rate=3, update="rounds")
+    result = run_turn(field, spec, tmp_path, painter)
+    names = [view.name for view in field.views]
+    assert result.edits == 2 * len(names)  # rounds before iterations 0 and 3
+    assert [name for name, _ in painter.calls] == names + names
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert sorted(saved["extra"]["targets"]["replaced"]) == sorted(names)
+    with pytest.raises(ValueError, match="update"):
+        TurnSpec("x", update="sometimes")  # type: ignore[arg-type]
 
 
 def test_one_bar_for_the_whole_turn(base: tuple[TinyScene, Path], tmp_path: Path) -> None:

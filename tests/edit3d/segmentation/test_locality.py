@@ -91,10 +91,10 @@ class Scene:
         return np.concatenate(pixels).mean(axis=0)
 
 
-def make_scene(root: Path, base_steps: int, eval_every: int) -> Scene:
+def make_scene(root: Path, base_steps: int, eval_every: int, backend: str = "nerfacto") -> Scene:
     scene = sample.make_sample_scene(root / "scene", num_views=24, resolution=32, seed=0)
     torch.manual_seed(0)  # nerfacto's samplers draw from the global generator
-    field = field_from_dataset(scene.root, get_preset("tiny"))
+    field = field_from_dataset(scene.root, get_preset("tiny", backend))
     fit(field, field.make_targets(field.dataset_images()), base_steps, lr=field.config.base_lr)
     names = [view.name for view in field.views][::eval_every]
     return Scene(scene.root, field.save_checkpoint(root / "base.pt"), names)
@@ -125,8 +125,9 @@ def recolour(scene: Scene, object_id: str, colour, steps: int):
     return spec, RecolourAndTint(scene.root / "masks", object_id, colour)
 
 
-def test_a_masked_turn_keeps_the_rest_of_the_scene_and_an_unmasked_one_drifts(tmp_path):
-    scene = make_scene(tmp_path, base_steps=100, eval_every=4)
+@pytest.mark.parametrize("backend", ["nerfacto", "splatfacto"])
+def test_a_masked_turn_keeps_the_rest_of_the_scene_and_an_unmasked_one_drifts(tmp_path, backend):
+    scene = make_scene(tmp_path, base_steps=100, eval_every=4, backend=backend)
     provider = GroundTruthMaskProvider(scene.root / "masks")
     before = render_all(field_from_checkpoint(scene.base), scene.names)
     spec, editor = recolour(scene, "red_box", GREEN, steps=50)
@@ -136,14 +137,16 @@ def test_a_masked_turn_keeps_the_rest_of_the_scene_and_an_unmasked_one_drifts(tm
     psnr_masked = psnr_where(masked, before, regions)
     psnr_unmasked = psnr_where(unmasked, before, regions)
     print(f"outside the box: masked {psnr_masked:.1f} dB, unmasked {psnr_unmasked:.1f} dB")
-    # Measured 25.8 dB masked, 15.1 dB unmasked (50 turn steps on a 100-step base).
+    # Measured 25.8 dB masked, 15.1 dB unmasked (50 turn steps on a 100-step base, nerfacto).
     assert psnr_masked >= 24.0
     assert psnr_unmasked <= psnr_masked - 8.0
     green = np.array(GREEN)
     gap_before = np.linalg.norm(scene.object_mean(before, "red_box") - green)
     gap_after = np.linalg.norm(scene.object_mean(masked, "red_box") - green)
     print(f"box colour distance to green: before {gap_before:.3f}, after {gap_after:.3f}")
-    assert gap_after < gap_before - 0.08  # measured 0.59 -> 0.47: the edit is being learned
+    # The edit is being learned. Measured: nerfacto 0.59 -> 0.47; splatfacto 0.673 -> 0.594
+    # (masked 32.7 dB, unmasked 19.6 dB): 50 whole-image steps show each view only twice.
+    assert gap_after < gap_before - {"nerfacto": 0.08, "splatfacto": 0.05}[backend]
 
 
 @pytest.mark.slow
