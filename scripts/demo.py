@@ -406,6 +406,7 @@ def turn_figures(base: list[np.ndarray], turn1: list[np.ndarray], turn2: list[np
 
 
 def run_demo(out: Path, args: argparse.Namespace) -> Report:
+    out = out.resolve()  # the sidecar reads a relative dataset path under its data roots
     notes: list[str] = []
     profile = choose_profile(args.profile, notes)
     report = Report(profile)
