@@ -160,6 +160,11 @@ class Sidecar:
         from sidecar.handlers import HANDLERS  # late: handlers import this module's types
 
         self._handlers = HANDLERS
+        # Written last: a client that sees the file gets answered at once (its handshake
+        # limit is 2 s), not after the set-up above.
+        self.connection_file = write_connection_file(
+            self.config.workdir / CONNECTION_FILE, self._connection_info
+        )
 
     # ----- setup -------------------------------------------------------------------------
     def _bind(self) -> ServerEndpoint:
@@ -178,12 +183,10 @@ class Sidecar:
             curve_secret_key=curve_secret,
             allow_insecure_remote=self.config.allow_insecure_remote,
         )
-        self.connection_file = write_connection_file(
-            self.config.workdir / CONNECTION_FILE,
-            ConnectionInfo(advertised_endpoint(endpoint.endpoint, self.config.advertise), key,
-                           pid=os.getpid(),
-                           curve_server_public_key=curve_public),
-        )
+        self._connection_info = ConnectionInfo(
+            advertised_endpoint(endpoint.endpoint, self.config.advertise), key,
+            pid=os.getpid(), curve_server_public_key=curve_public,
+        )  # fmt: skip
         return endpoint
 
     def recover_sessions(self) -> dict[str, list[str]]:

@@ -301,3 +301,30 @@ def test_job_events_name_the_request_that_created_the_job(client, session_id) ->
     events = [e for e in seen if getattr(e.message, "job_id", None) == job_id and e.header.seq]
     assert {e.header.type for e in events} >= {"job.queued", "job.started", "job.finished"}
     assert {e.header.parent_id for e in events} == {msg_id}
+
+
+def test_a_client_that_sees_the_connection_file_is_answered_at_once(tmp_path) -> None:
+    """The connection file says "ready": a client that connects the moment it appears is
+    answered within the add-on's 2 s handshake limit, not after the server's set-up."""
+    from protocol.client import Client
+    from protocol.connection import load_connection_file
+
+    workdir = tmp_path / "work"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sidecar.cli", "--workdir", str(workdir), "--profile", "tiny",
+         "--device", "cpu"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (workdir / "connection.json").exists():
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        client = Client(load_connection_file(workdir / "connection.json"))
+        started = time.monotonic()
+        reply = client.connect(timeout_s=1.5)
+        assert reply.device == "cpu" and time.monotonic() - started < 1.5
+        client.close()
+    finally:
+        process.terminate()
+        process.wait(30)
