@@ -44,6 +44,7 @@ from edit3d.editing.view_edit import (
     edit_seed,
     resized_image,
 )
+from edit3d.field.objective import require_weights
 from edit3d.field.radiance import RadianceField, StepResult
 from edit3d.field.targets import TargetStore
 from edit3d.progress import (
@@ -203,6 +204,7 @@ def run_turn(
     """
     if editor is None and dispatcher is None:
         raise ValueError("run_turn needs an editor or a dispatcher, got neither")
+    require_weights(field_.config.turn_objective())
     turn_dir = Path(turn_dir)
     turn_dir.mkdir(parents=True, exist_ok=True)
     (turn_dir / "params.json").write_text(json.dumps(spec.to_dict(), indent=2))

@@ -100,3 +100,12 @@ def photometric_losses(
         distance = lpips(as_patches(rendered, size), as_patches(target, size))
         losses["lpips_loss"] = objective.lpips_weight * distance
     return losses
+
+
+def require_weights(objective: TrainingObjective | None) -> None:
+    """ModelNotAvailable now if `objective`'s networks lack real weights here (nothing is
+    loaded): a turn calls this before its pre-renders, not at its first training step."""
+    if objective is not None and objective.uses_lpips and objective.lpips_profile == "real":
+        from edit3d.models.registry import resolve_path
+
+        resolve_path(LPIPS_MODEL)

@@ -187,6 +187,7 @@ ALL_SOURCES: dict[str, HubSource | UrlSource] = {
     "facexlib-parsing-parsenet": FACEXLIB_PARSING_PARSENET,
     "clip-vit-l14": CLIP_VIT_L14,
     "clip-vit-b32": CLIP_VIT_B32,
+    "lpips-alex": ALEXNET_IMAGENET,
 }
 """The source each registered name is expected to use, by the names in the shared contract."""
 

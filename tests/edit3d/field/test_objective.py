@@ -110,3 +110,22 @@ def test_a_turn_with_the_in2n_loss_trains_on_whole_32px_patches(
         assert (yx >= 0).all() and (yx < 48).all()
         patch_views = view.reshape(2, 32 * 32)
         assert (patch_views == patch_views[:, :1]).all()
+
+
+def test_a_turn_whose_loss_lacks_real_weights_stops_before_its_prerenders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edit3d.models.registry import MODELS_DIR_ENV, ModelNotAvailable
+
+    monkeypatch.setenv(MODELS_DIR_ENV, str(tmp_path / "no-models"))
+    scene = make_tiny_scene(tmp_path / "scene", num_views=2, resolution=32)
+    config = dataclasses.replace(
+        get_preset("tiny"), turn_loss="l1+lpips", turn_rays_per_batch=32 * 32, turn_patch_size=32
+    )  # lpips_profile "real", as the paper and small presets
+    field = field_from_dataset(scene.root, config)
+    renders: list[str] = []
+    monkeypatch.setattr(field, "render", lambda view, **_: renders.append(view.name))
+
+    with pytest.raises(ModelNotAvailable, match="edit3d models fetch lpips-alex"):
+        run_turn(field, TurnSpec("keep it", steps=2), tmp_path / "turn", KeepCondition())
+    assert renders == [] and field.step == 0 and not (tmp_path / "turn").exists()
