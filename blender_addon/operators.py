@@ -19,7 +19,7 @@ from . import (
     weights,
 )
 from .preferences import get_preferences
-from .props import DEFAULT_BACKEND_ITEM
+from .props import DEFAULT_BACKEND_ITEM, DEFAULT_UPDATE_ITEM
 
 
 def split_queries(text: str) -> tuple[str, ...]:
@@ -367,6 +367,7 @@ class EDIT3D_OT_run_turn(_SidecarOperator, bpy.types.Operator):
             keep_queries=split_queries(props.keep_queries),
             caption=None if props.auto_caption or not props.caption else props.caption,
             mode=props.mode,
+            update=None if props.update == DEFAULT_UPDATE_ITEM else props.update,
             steps=props.turn_steps or None,  # 0: the preset decides
             parent_turn=None if under is not None else props.head or None,
             after_job=None if under is None else under.job_id,
@@ -439,6 +440,8 @@ def _turn_needs(props: Any) -> tuple[str, ...]:
         editor="ip2p",
         has_queries=bool(split_queries(props.edit_queries) or split_queries(props.keep_queries)),
         has_caption=not props.auto_caption and bool(props.caption),
+        preset=props.preset,
+        backend=bpy.context.window_manager.edit3d.session_backend,
     )
 
 

@@ -248,6 +248,7 @@ class VIEW3D_PT_edit3d_turns(Edit3DPanelMixin, bpy.types.Panel):
         sub.prop(props, "caption", text="")
         row = col.row(align=True)
         row.prop(props, "mode", expand=True)
+        col.prop(props, "update")
         col.prop(props, "turn_steps")
         col.prop(props, "seed")
         _draw_editor(layout, props)

@@ -42,6 +42,8 @@ PRESETS = (
 )
 DEFAULT_BACKEND_ITEM = "DEFAULT"
 """The Backend choice that sends none: the sidecar's edit3d decides."""
+DEFAULT_UPDATE_ITEM = "DEFAULT"
+"""The Dataset update choice that sends none: the method's default schedule."""
 BACKENDS = (
     (DEFAULT_BACKEND_ITEM, "Default", "The backend the sidecar's edit3d uses by default"),
     ("nerfacto", "NeRF (nerfacto)", "A neural radiance field, as in the paper"),
@@ -203,6 +205,15 @@ class EDIT3D_PG_scene(bpy.types.PropertyGroup):
             ("edit3d", "Edit3D", "Multi-turn: condition on the previous turn's renders"),
             ("in2n", "IN2N", "Baseline: condition on the original dataset images"),
         ),
+    )
+    update: EnumProperty(
+        name="Dataset update",
+        items=(
+            (DEFAULT_UPDATE_ITEM, "Default", "The method's default schedule"),
+            ("per_view", "Per view", "Re-edit a few views, round-robin, every few iterations"),
+            ("rounds", "Rounds", "Re-edit every view at once every few iterations"),
+        ),
+        description="When the turn's edited images are renewed while the field trains",
     )
     turn_steps: IntProperty(
         name="Steps", default=0, min=0, description="Iterations of a turn (0: the preset's)"

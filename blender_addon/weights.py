@@ -24,6 +24,13 @@ SR_MODELS: tuple[str, ...] = ("realesrgan-x4plus",)
 """The super-resolution fine-tune's upscaler."""
 FACE_MODELS: tuple[str, ...] = ("gfpgan-v1.4", "yunet-face")
 """Face restoration in the fine-tune (when its `faces` option is on)."""
+LPIPS_MODEL = "lpips-alex"
+"""The perceptual term of a turn's loss (instruct-nerf2nerf's L1 + LPIPS)."""
+PERCEPTUAL_LOSS_PRESETS: dict[str, tuple[str, ...]] = {
+    "": ("paper", "small"),
+    "nerfacto": ("paper", "small"),
+}
+"""Per field backend ("": the default one), the presets whose turns train with LPIPS."""
 
 
 def segmentation_needs(*, has_queries: bool, has_caption: bool) -> tuple[str, ...]:
@@ -33,10 +40,15 @@ def segmentation_needs(*, has_queries: bool, has_caption: bool) -> tuple[str, ..
     return (*(() if has_caption else (CAPTION_MODEL,)), *SEGMENTATION_MODELS)
 
 
-def turn_needs(*, editor: str, has_queries: bool, has_caption: bool) -> tuple[str, ...]:
-    """Models an editing turn loads (an operator-allowed editor brings its own)."""
+def turn_needs(
+    *, editor: str, has_queries: bool, has_caption: bool, preset: str = "", backend: str = ""
+) -> tuple[str, ...]:
+    """Models an editing turn loads (an operator-allowed editor brings its own); `preset`
+    and `backend` (empty: the default) are the session's."""
     editor_models = EDITOR_MODELS.get(editor, ())
-    return (*editor_models, *segmentation_needs(has_queries=has_queries, has_caption=has_caption))
+    loss_models = (LPIPS_MODEL,) if preset in PERCEPTUAL_LOSS_PRESETS.get(backend, ()) else ()
+    segmentation = segmentation_needs(has_queries=has_queries, has_caption=has_caption)
+    return (*editor_models, *segmentation, *loss_models)
 
 
 def refine_needs(*, faces: bool) -> tuple[str, ...]:

@@ -642,6 +642,9 @@ class JobRunTurn(Message):
     """Re-edit views every this many iterations (None = the method's default)."""
     edit_count: int | None = param(None, ge=1, le=1000)
     """Views re-edited each time (None = the method's default)."""
+    update: Literal["per_view", "rounds"] | None = None
+    """Dataset-update schedule: per_view = edit_count views every edit_rate iterations;
+    rounds = every view at once every edit_rate iterations (None = the method's default)."""
     lr: float | None = param(None, ge=1e-9, le=1.0)
     """Field learning rate during the turn (None = the method's default)."""
     seed: int | None = param(None, ge=0, le=2**32 - 1)

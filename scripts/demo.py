@@ -119,9 +119,10 @@ class Report:
 
     @contextmanager
     def timed(self, phase: str) -> Iterator[None]:
+        """Add the block's seconds to `phase` (a phase may run several times)."""
         started = time.monotonic()
         yield
-        self.timings[phase] = time.monotonic() - started
+        self.timings[phase] = self.timings.get(phase, 0.0) + time.monotonic() - started
 
     def folder(self, out: Path, kind: str) -> Path:
         """Where outputs of `kind` go; tiny and stand-in outputs say so in their folder name."""
@@ -414,23 +415,28 @@ def run_demo(out: Path, args: argparse.Namespace) -> Report:
         report.add(note)
     if out.exists():
         shutil.rmtree(out)
-    scene = make_sample_scene(out / "scene", num_views=args.views, resolution=args.resolution)
+    with report.timed("sample scene"):
+        scene = make_sample_scene(out / "scene", num_views=args.views, resolution=args.resolution)
     report.add(f"Sample scene: {len(scene.views)} views at {args.resolution} px in {scene.root}")
+    sidecar_started = time.monotonic()
     with running_sidecar(out / "sidecar", profile, scene.root) as connection_file:
         client = Client(connection_file, client_name="edit3d-demo")
         hello = client.connect(timeout_s=60)
+        report.timings["sidecar start"] = time.monotonic() - sidecar_started
         report.add(f"Sidecar: protocol {hello.server_version}, device {hello.device}")
         created = client.request(SessionCreate(name="demo", dataset_path=str(scene.root),
                                                preset=args.preset), timeout_s=60)
         assert isinstance(created, SessionSummary)
         session = Session(client, created.session_id)
         rows = _run_stages(session, preview_views(scene), out, report, args)
-        report.sheet = contact_sheet(_sheet_rows(rows, report, args),
-                                     report.folder(out, "previews") / "contact_sheet.png",
-                                     title=_sheet_title(report.profile))
-        if profile == "standin":
-            report.figures = _report_figures(scene, rows, report)
-        _export(session, out, report)
+        with report.timed("contact sheet and figures"):
+            report.sheet = contact_sheet(_sheet_rows(rows, report, args),
+                                         report.folder(out, "previews") / "contact_sheet.png",
+                                         title=_sheet_title(report.profile))
+            if profile == "standin":
+                report.figures = _report_figures(scene, rows, report)
+        with report.timed("export"):
+            _export(session, out, report)
         _write_history(session.summary(), report)
         client.close()
     return report
@@ -447,7 +453,8 @@ def _run_stages(session: Session, views: list[str], out: Path, report: Report,
                                  preview_every=0), "base")
     summary = session.summary()
     cameras = cameras_of(summary, views)
-    rows["base"] = render_previews(session, cameras, folder, "0-base")
+    with report.timed("preview renders"):
+        rows["base"] = render_previews(session, cameras, folder, "0-base")
     for number, plan in enumerate(report.turns, start=1):
         if report.profile != "standin":  # the stand-in's masks are the ground truth
             _preview_masks(session, cameras[0], plan, out, number, report)
@@ -457,7 +464,8 @@ def _run_stages(session: Session, views: list[str], out: Path, report: Report,
             session.run(request, f"turn {number}")
         report.add(f"Turn {number}: {plan.instruction!r} (edit {list(plan.edit_queries)}, "
                    f"keep {list(plan.keep_queries)}) in {report.timings[f'turn {number}']:.0f} s")
-        rows[f"turn {number}"] = render_previews(session, cameras, folder, f"{number}-turn")
+        with report.timed("preview renders"):
+            rows[f"turn {number}"] = render_previews(session, cameras, folder, f"{number}-turn")
     classical = report.profile == "standin"
     with report.timed("super-resolution fine-tune"):
         session.run(JobRefine(session_id=session.session_id, steps=args.refine_steps,
@@ -465,8 +473,9 @@ def _run_stages(session: Session, views: list[str], out: Path, report: Report,
                     "refine")
     report.add(f"Super-resolution fine-tune: {args.refine_steps} iterations on x{REFINE_SCALE} "
                f"targets by the {CLASSICAL_UPSCALER_LABEL if classical else 'SR networks'}")
-    rows["refine"] = render_previews(session, [enlarged(c, REFINE_SCALE) for c in cameras],
-                                     folder, f"{len(report.turns) + 1}-refine")
+    with report.timed("preview renders"):
+        rows["refine"] = render_previews(session, [enlarged(c, REFINE_SCALE) for c in cameras],
+                                         folder, f"{len(report.turns) + 1}-refine")
     return rows
 
 

@@ -259,7 +259,7 @@ def train_base(ctx: JobContext) -> dict:
 
 
 TURN_SPEC_FIELDS = ("instruction", "edit_queries", "keep_queries", "caption", "mode", "steps",
-                    "edit_rate", "edit_count", "lr", "seed", "editor")
+                    "edit_rate", "edit_count", "update", "lr", "seed", "editor")
 """job.run_turn fields that are TurnSpec fields of the same name and meaning."""
 
 PREVIEW_SPEC_FIELDS = ("instruction", "edit_queries", "keep_queries", "caption", "mode", "seed",
@@ -346,15 +346,17 @@ def _turn_editor(ctx: JobContext, spec: str) -> dict:
 
 def _mask_provider(ctx: JobContext, spec):
     """ADSS masks, unless the turn's editor brings its own segmenter (only an editor the
-    operator allowed with --allow-editor can: the stand-in editor's ground-truth masks)."""
+    operator allowed with --allow-editor can: the stand-in editor's ground-truth masks); and
+    what made them, as `TurnSpec.segmentation` records it."""
     if not (spec.edit_queries or spec.keep_queries):
-        return None
+        return None, ""
+    adss = "adss" if ctx.profile == "real" else "adss-tiny"
     if ":" not in spec.editor:  # the registered editors bring no masks (none is loaded)
-        return _segmenter(ctx).mask_provider()
+        return _segmenter(ctx).mask_provider(), adss
     own_masks = getattr(_editor(ctx, spec.editor), "mask_provider_for", None)
     if own_masks is not None:
-        return own_masks(_dataset_root(ctx))
-    return _segmenter(ctx).mask_provider()
+        return own_masks(_dataset_root(ctx)), f"provider:{spec.editor}"
+    return _segmenter(ctx).mask_provider(), adss
 
 
 def _dataset_root(ctx: JobContext) -> Path:
@@ -372,12 +374,14 @@ def run_turn(ctx: JobContext) -> dict:
     workspace = _workspace(ctx)
     spec = turn_spec(request)
     spec = dataclasses.replace(spec, editor=_editor_spec(ctx, spec.editor))
+    mask_provider, segmentation = _mask_provider(ctx, spec)
+    spec = dataclasses.replace(spec, segmentation=segmentation)
     _forget_field(ctx)
     record = workspace.run_turn(
         spec,
         parent=request.parent_turn,
         **_turn_editor(ctx, spec.editor),
-        mask_provider=_mask_provider(ctx, spec),
+        mask_provider=mask_provider,
         progress=ctx.progress,
         cancel=ctx.cancel,
         on_step=LivePreview.of_request(ctx),
@@ -396,7 +400,7 @@ def resume_turn(ctx: JobContext) -> dict:
     record = workspace.resume_turn(
         request.turn_id,
         **(_turn_editor(ctx, spec.editor) if spec is not None else {}),
-        mask_provider=_mask_provider(ctx, spec) if spec is not None else None,
+        mask_provider=_mask_provider(ctx, spec)[0] if spec is not None else None,
         progress=ctx.progress,
         cancel=ctx.cancel,
         on_step=LivePreview.of_request(ctx),

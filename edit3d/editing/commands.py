@@ -24,6 +24,7 @@ from edit3d.cli_options import (
     resolve_device,
 )
 from edit3d.editing.settings import EditorSettings, editor_setting_default
+from edit3d.editing.spec import turn_choices, turn_default
 from edit3d.progress import ProgressEvent
 
 ONE_PER_GPU = "gpus"
@@ -103,22 +104,33 @@ def _add_edit(subparsers: Any) -> None:
         "--steps", type=positive_int, help="iterations per turn (default: the preset's)"
     )
     parser.add_argument(
-        "--edit-rate", type=positive_int, default=10, help="iterations between image edits"
+        "--edit-rate",
+        type=positive_int,
+        default=turn_default("edit_rate"),
+        help="iterations between image edits",
     )
     parser.add_argument(
-        "--edit-count", type=positive_int, default=1, help="views re-edited each time"
+        "--edit-count",
+        type=positive_int,
+        default=turn_default("edit_count"),
+        help="views re-edited each time",
     )
     parser.add_argument(
         "--update",
-        choices=("per_view", "rounds"),
-        default="per_view",
+        choices=turn_choices("update"),
+        default=turn_default("update"),
         help="dataset update: edit-count views every edit-rate iterations (per_view), or "
         "every view at once every edit-rate iterations (rounds, as instruct-gs2gs)",
     )
     parser.add_argument(
-        "--lr", type=positive_float, default=0.0025, help="field learning rate during edits"
+        "--lr",
+        type=positive_float,
+        default=turn_default("lr"),
+        help="field learning rate during edits",
     )
-    parser.add_argument("--seed", type=int, default=0, help="diffusion and sampling seed")
+    parser.add_argument(
+        "--seed", type=int, default=turn_default("seed"), help="diffusion and sampling seed"
+    )
     _add_pool_options(parser)
     parser.set_defaults(func=run_edit)
 
@@ -140,7 +152,7 @@ def _add_preview(subparsers: Any) -> None:
         '"fx", "fy", "cx", "cy", "width", "height"} in the dataset\'s world frame',
     )
     _add_turn_options(parser)
-    parser.add_argument("--seed", type=int, default=0, help="the turn's seed (default 0)")
+    parser.add_argument("--seed", type=int, default=turn_default("seed"), help="the turn's seed")
     parser.add_argument(
         "--seeds",
         type=positive_int,
@@ -167,12 +179,14 @@ def _add_turn_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--mode",
-        choices=("edit3d", "in2n"),
-        default="edit3d",
+        choices=turn_choices("mode"),
+        default=turn_default("mode"),
         help="edit3d: condition on the previous turn's renders (Sec. 3.1); in2n: on the "
         "dataset images (the baseline)",
     )
-    parser.add_argument("--editor", default="ip2p", help="ip2p | ip2p-tiny | package.module:Class")
+    parser.add_argument(
+        "--editor", default=turn_default("editor"), help="ip2p | ip2p-tiny | package.module:Class"
+    )
     parser.add_argument(
         "--profile",
         choices=("real", "tiny"),

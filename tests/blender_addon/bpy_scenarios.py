@@ -807,14 +807,16 @@ def preset_and_queries(args: dict[str, Any]) -> dict[str, Any]:
                 if m.type_name.startswith("job.")}  # fmt: skip
 
     defaults = steps_sent()
-    props.base_steps, props.turn_steps = 123, 45
+    props.base_steps, props.turn_steps, props.update = 123, 45, "rounds"
     chosen = steps_sent()
+    updates = [m.update for m in fake.received if m.type_name == "job.run_turn"]
     props.preset = "small"
     call_operator(bpy.ops.edit3d.open_session, session_id="s1")
     fake.serve(2.0, until=lambda: len(props.turns) == 1)
     result = {
         "defaults": defaults,
         "chosen": chosen,
+        "updates": updates,
         "preset_after_open": props.preset,
         "turn_queries": [props.turns[0].edit_queries, props.turns[0].keep_queries]
         if len(props.turns) else None,

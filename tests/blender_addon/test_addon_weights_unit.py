@@ -36,6 +36,21 @@ def test_turn_needs_match_the_editor_and_adss_loaders() -> None:
     assert weights.turn_needs(editor="pkg.mod:Factory", has_queries=False, has_caption=False) == ()
 
 
+def test_turn_needs_lpips_exactly_where_the_preset_trains_with_it() -> None:
+    from edit3d.field.objective import LPIPS_MODEL
+    from edit3d.field.registry import DEFAULT_BACKEND, backend_names, get_backend
+
+    assert weights.LPIPS_MODEL == LPIPS_MODEL and LPIPS_MODEL in ALL_SOURCES
+    for backend in backend_names():
+        for preset, config in get_backend(backend).presets.items():
+            objective = config.turn_objective()
+            trains_with_lpips = objective is not None and objective.uses_lpips
+            for named in {backend, *([""] if backend == DEFAULT_BACKEND else [])}:
+                needs = weights.turn_needs(editor="x:Y", has_queries=False, has_caption=False,
+                                           preset=preset, backend=named)  # fmt: skip
+                assert (needs == (LPIPS_MODEL,)) == trains_with_lpips, (backend, preset)
+
+
 def test_refine_needs_match_the_fine_tune_loaders() -> None:
     assert weights.refine_needs(faces=False) == (REALESRGAN_X4PLUS,)
     assert weights.refine_needs(faces=True) == (REALESRGAN_X4PLUS, GFPGAN_V14, "yunet-face")

@@ -24,6 +24,7 @@ def test_unset_steps_leave_the_length_to_the_preset_and_sessions_show_their_own(
     # default panel: no steps sent, so the session's preset decides (Small: 5,000 / 3,000)
     assert result["defaults"] == {"job.train_base": None, "job.run_turn": None}
     assert result["chosen"] == {"job.train_base": 123, "job.run_turn": 45}
+    assert result["updates"] == [None, "rounds"]  # Default sends none: the method decides
     assert result["preset_after_open"] == "paper"  # the session's, not the panel's "small"
     # a query with a comma stays one query
     assert result["turn_queries"] == ["hat, brim; scarf", "face"]

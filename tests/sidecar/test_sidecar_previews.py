@@ -105,6 +105,9 @@ def test_training_jobs_send_live_frames_of_the_field_being_trained(tmp_path, sce
     assert turn.edit_queries == ("shirt", "trousers") and turn.keep_queries == ("face",)
     assert turn.params["caption"] == "a person" and turn.params["edit_rate"] == 10
     assert turns["turn-0001"].edit_queries == ()  # none given
+    # what made the masks: ADSS on random networks here, and the history says so
+    assert turn.params["segmentation"] == "adss-tiny"
+    assert turns["turn-0001"].params["segmentation"] == ""
     params = turn.params
     # the editor settings the client set, the method's defaults for the others
     assert params["guidance_scale"] == 6.0 and params["diffusion_steps"] == 2

@@ -3,6 +3,7 @@ set; turn summaries keep query lists."""
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 from edit3d.editing.turns import TurnSpec
@@ -22,10 +23,11 @@ def test_a_turn_with_only_an_instruction_is_the_method_defaults() -> None:
 def test_set_fields_reach_the_spec_and_queries_stay_whole() -> None:
     request = m.JobRunTurn(session_id="s1", instruction="x", steps=7, lr=0.01, seed=3,
                            edit_rate=4, edit_count=2, mode="in2n", editor="ip2p-tiny",
-                           edit_queries=("hat, brim", "scarf"), keep_queries=("face",))
+                           update="rounds", edit_queries=("hat, brim", "scarf"),
+                           keep_queries=("face",))
     spec = edit3d_jobs.turn_spec(request)
     assert spec == TurnSpec(instruction="x", steps=7, lr=0.01, seed=3, edit_rate=4,
-                            edit_count=2, mode="in2n", editor="ip2p-tiny",
+                            edit_count=2, mode="in2n", editor="ip2p-tiny", update="rounds",
                             edit_queries=("hat, brim", "scarf"), keep_queries=("face",))
 
 
@@ -36,6 +38,12 @@ def test_every_turn_spec_field_but_the_instruction_is_optional_in_the_request() 
         if name not in ("instruction", "edit_queries", "keep_queries"):
             assert fields[name].default is None, f"JobRunTurn.{name} restates a default"
     assert "preset" not in fields  # was never read
+
+
+def test_every_turn_setting_travels_on_the_wire() -> None:
+    # editor_settings travel as their own record; segmentation is what the sidecar used
+    by_wire = {*edit3d_jobs.TURN_SPEC_FIELDS, "editor_settings", "segmentation"}
+    assert by_wire == {f.name for f in dataclasses.fields(TurnSpec)}
 
 
 def test_refine_and_export_leave_unset_fields_to_the_method() -> None:
@@ -84,8 +92,8 @@ def test_only_an_operator_allowed_editor_brings_its_own_masks(tmp_path) -> None:
     stand_in = "edit3d.editing.standin:RecolourEditor"
     spec = SimpleNamespace(editor=stand_in, edit_queries=("shirt",), keep_queries=())
     allowed = _turn_context(tmp_path, scene.root, (stand_in,))
-    provider = edit3d_jobs._mask_provider(allowed, spec)
-    assert isinstance(provider, GroundTruthMaskProvider)
+    provider, made_by = edit3d_jobs._mask_provider(allowed, spec)
+    assert isinstance(provider, GroundTruthMaskProvider) and made_by == f"provider:{stand_in}"
     assert provider.masks_dir == scene.root / "masks"
     with pytest.raises(SidecarError, match="not allowed"):
         edit3d_jobs._mask_provider(_turn_context(tmp_path, scene.root, ()), spec)
