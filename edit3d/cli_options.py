@@ -16,9 +16,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 WORKSPACE_FILE = "workspace.json"
-PRESET_NAMES = ("paper", "small", "tiny")
-"""`edit3d.field.presets.PRESETS`' names, listed here so `--help` needs no torch (a test
-keeps the two equal)."""
 
 
 class CliError(Exception):

@@ -835,10 +835,11 @@ def backend_choice(args: dict[str, Any]) -> dict[str, Any]:
     def create(message: Any) -> Any:
         created.append(message.backend)
         return msgs.SessionSummary(session_id=f"s{len(created)}", name=message.name,
+                                   preset=message.preset or "small",
                                    backend=message.backend)  # fmt: skip
 
     def summary(message: Any) -> Any:
-        return msgs.SessionSummary(session_id=message.session_id, name="garden",
+        return msgs.SessionSummary(session_id=message.session_id, name="garden", preset="small",
                                    backend=created[-1] if created else None)  # fmt: skip
 
     fake = FakeSidecar(connection, answers={"session.create": create, "session.open": summary})
@@ -1077,10 +1078,10 @@ def honest_state(args: dict[str, Any]) -> dict[str, Any]:
     msgs = connection.messages()
 
     def summary(message: Any) -> Any:
-        return msgs.SessionSummary(session_id=message.session_id, name="garden")
+        return msgs.SessionSummary(session_id=message.session_id, name="garden", preset="small")
 
     def created(message: Any) -> Any:
-        return msgs.SessionSummary(session_id="s2", name=message.name)
+        return msgs.SessionSummary(session_id="s2", name=message.name, preset="small")
 
     def accepted(message: Any) -> Any:
         return msgs.JobAccepted(job_id="j1", kind=message.type_name, queue_position=0)
@@ -1211,7 +1212,8 @@ def job_list(args: dict[str, Any]) -> dict[str, Any]:
         return msgs.JobStateReply(jobs=(job,))
 
     def summary(message: Any) -> Any:
-        return msgs.SessionSummary(session_id=message.session_id, name="garden", last_seq=0)
+        return msgs.SessionSummary(session_id=message.session_id, name="garden", preset="small",
+                                   last_seq=0)  # fmt: skip
 
     fake = FakeSidecar(connection, answers={
         "session.open": summary, "job.status": elsewhere, "job.run_turn": accepted,
@@ -1312,7 +1314,8 @@ def edit_preview(args: dict[str, Any]) -> dict[str, Any]:
                                 queue_position=0)  # fmt: skip
 
     def summary(message: Any) -> Any:
-        return msgs.SessionSummary(session_id=message.session_id, name="garden", last_seq=0)
+        return msgs.SessionSummary(session_id=message.session_id, name="garden", preset="small",
+                                   last_seq=0)  # fmt: skip
 
     fake = FakeSidecar(connection, answers={"session.open": summary, "job.run_turn": accepted,
                                             "job.preview_edit": accepted})  # fmt: skip

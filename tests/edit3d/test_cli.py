@@ -18,7 +18,7 @@ import pytest
 
 from edit3d import __version__
 from edit3d.cli import build_parser, main
-from edit3d.cli_options import PRESET_NAMES, CliError, ctrl_c_cancels
+from edit3d.cli_options import CliError, ctrl_c_cancels
 from edit3d.field.testing import make_tiny_scene
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -199,10 +199,14 @@ def test_every_option_has_help_and_shows_its_default() -> None:
                 assert shown, f"{parser.prog} {name}: default {action.default!r} not shown"
 
 
-def test_preset_choices_are_the_presets() -> None:
-    from edit3d.field.presets import PRESETS
+def test_preset_choices_are_every_backends_presets() -> None:
+    from edit3d.field import backend_names, get_backend
 
-    assert set(PRESET_NAMES) == set(PRESETS)
+    train = next(p for p in _subparsers(build_parser()) if p.prog.endswith(" train"))
+    preset = next(a for a in train._actions if a.dest == "preset")
+    for backend in backend_names():
+        assert sorted(preset.choices) == sorted(get_backend(backend).presets)
+        assert preset.default in get_backend(backend).presets
 
 
 def test_history_shows_queries_and_imports_no_torch(trained, tmp_path: Path) -> None:
