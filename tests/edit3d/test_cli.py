@@ -12,13 +12,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import huggingface_hub
 import pytest
 
 from edit3d import __version__
 from edit3d.cli import build_parser, main
-from edit3d.cli_options import CliError, ctrl_c_cancels
+from edit3d.cli_options import (
+    CliError,
+    ctrl_c_cancels,
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from edit3d.field.testing import make_tiny_scene
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -133,6 +141,33 @@ def test_render_size_must_be_positive(trained, value: str, capsys) -> None:
     workspace, _, _ = trained
     argv = ["render", "-w", str(workspace), "--out", "x", "--width", value]
     _fails(argv, capsys, "--width", value, "edit3d render --help")
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "expected"),
+    [
+        (positive_int, "3", 3),
+        (positive_int, "0", "must be at least 1, got 0"),
+        (positive_int, "2.5", "must be a whole number, got '2.5'"),
+        (non_negative_int, "0", 0),
+        (non_negative_int, "-1", "must be 0 or more, got -1"),
+        (positive_float, "1e-3", 1e-3),
+        (positive_float, "inf", "must be greater than 0, got inf"),
+        (positive_float, "0", "must be greater than 0, got 0"),
+        (fraction, "0.25", 0.25),
+        (fraction, "1.5", "must be between 0 and 1, got 1.5"),
+        (fraction, "half", "must be a number, got 'half'"),
+    ],
+)
+def test_number_options_accept_their_range_and_name_what_was_given(
+    parse: Any, text: str, expected: object
+) -> None:
+    if isinstance(expected, str):
+        with pytest.raises(argparse.ArgumentTypeError) as error:
+            parse(text)
+        assert str(error.value) == expected
+    else:
+        assert parse(text) == expected and type(parse(text)) is type(expected)
 
 
 def test_unknown_view_lists_the_valid_form(trained, capsys: pytest.CaptureFixture[str]) -> None:
