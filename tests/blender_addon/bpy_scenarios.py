@@ -539,6 +539,21 @@ def _configure(prefs: Any, args: dict[str, Any]) -> None:
 
 
 @scenario
+def preference_durations(args: dict[str, Any]) -> dict[str, Any]:
+    """The timing preferences as a fresh install shows them, beside the link's defaults."""
+    connection = addon_module("connection")
+    prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
+    names = ("request_timeout_s", "heartbeat_interval_s", "lost_after_s", "poll_interval_s")
+    defaults, settings = connection.LinkSettings(), connection.settings_from_preferences(prefs)
+    rna = prefs.bl_rna.properties
+    return {name: {
+        "shown": getattr(prefs, name), "sent": getattr(settings, name),
+        "link_default": getattr(defaults, name), "unit": rna[name].unit,
+        "range": [rna[name].hard_min, rna[name].hard_max],
+    } for name in names}  # fmt: skip
+
+
+@scenario
 def no_sidecar(args: dict[str, Any]) -> dict[str, Any]:
     connection = addon_module("connection")
     status = bpy.context.window_manager.edit3d
