@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
+
+from .connection import LinkSettings
 
 
 def addon_package() -> str:
     """The add-on's package name (bl_ext.<repo>.edit3d when installed as an extension)."""
     return __package__ or "edit3d"
+
+
+def _seconds(name: str, setting: str, low: float, high: float, description: str) -> Any:
+    """A duration preference whose default is `LinkSettings`' `setting` (its one owner)."""
+    return FloatProperty(
+        name=name,
+        default=getattr(LinkSettings, setting),
+        min=low,
+        max=high,
+        unit="TIME_ABSOLUTE",
+        description=description,
+    )
 
 
 def get_preferences(context: bpy.types.Context | None = None) -> EDIT3D_AP_preferences:
@@ -33,38 +49,22 @@ class EDIT3D_AP_preferences(bpy.types.AddonPreferences):
     key_hex: StringProperty(
         name="Key", subtype="PASSWORD", description="Shared HMAC key (hex) of the sidecar"
     )
-    request_timeout_s: FloatProperty(
-        name="Request timeout",
-        default=10.0,
-        min=0.5,
-        max=600.0,
-        unit="TIME_ABSOLUTE",
-        description="A request with no reply after this long is reported as failed",
-    )
-    heartbeat_interval_s: FloatProperty(
-        name="Heartbeat interval",
-        default=2.0,
-        min=0.2,
-        max=60.0,
-        unit="TIME_ABSOLUTE",
-        description="How often a connected add-on checks that the sidecar still answers",
-    )
-    lost_after_s: FloatProperty(
-        name="Lost after",
-        default=6.0,
-        min=0.5,
-        max=600.0,
-        unit="TIME_ABSOLUTE",
-        description="Silence after which the sidecar is shown as lost (and reconnected)",
-    )
-    poll_interval_s: FloatProperty(
-        name="Poll interval",
-        default=0.1,
-        min=0.02,
-        max=2.0,
-        unit="TIME_ABSOLUTE",
-        description="How often the add-on reads the socket (never blocking)",
-    )
+    request_timeout_s: _seconds(
+        "Request timeout", "request_timeout_s", 0.5, 600.0,
+        "A request with no reply after this long is reported as failed",
+    )  # fmt: skip
+    heartbeat_interval_s: _seconds(
+        "Heartbeat interval", "heartbeat_interval_s", 0.2, 60.0,
+        "How often a connected add-on checks that the sidecar still answers",
+    )  # fmt: skip
+    lost_after_s: _seconds(
+        "Lost after", "lost_after_s", 0.5, 600.0,
+        "Silence after which the sidecar is shown as lost (and reconnected)",
+    )  # fmt: skip
+    poll_interval_s: _seconds(
+        "Poll interval", "poll_interval_s", 0.02, 2.0,
+        "How often the add-on reads the socket (never blocking)",
+    )  # fmt: skip
     sidecar_python: StringProperty(
         name="Sidecar Python",
         subtype="FILE_PATH",

@@ -11,14 +11,12 @@ import argparse
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 WORKSPACE_FILE = "workspace.json"
-PRESET_NAMES = ("paper", "small", "tiny")
-"""`edit3d.field.presets.PRESETS`' names, listed here so `--help` needs no torch (a test
-keeps the two equal)."""
+Number = TypeVar("Number", int, float)
 
 
 class CliError(Exception):
@@ -54,48 +52,34 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _checked_number(
+    convert: Callable[[str], Number], kind: str, accepts: Callable[[Number], bool], bound: str
+) -> Callable[[str], Number]:
+    """An argparse type: `convert`s the text (else "must be `kind`") and `accepts` the value
+    (else "must be `bound`"), each error naming what was given."""
+
+    def parse(text: str) -> Number:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}") from None
+        if not accepts(value):
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
+positive_int = _checked_number(int, "a whole number", lambda v: v >= 1, "at least 1")
+"""argparse type: an integer >= 1."""
+non_negative_int = _checked_number(int, "a whole number", lambda v: v >= 0, "0 or more")
+"""argparse type: an integer >= 0."""
+positive_float = _checked_number(
+    float, "a number", lambda v: 0 < v < float("inf"), "greater than 0"
+)
+"""argparse type: a finite number > 0."""
+fraction = _checked_number(float, "a number", lambda v: 0.0 <= v <= 1.0, "between 0 and 1")
+"""argparse type: a number in [0, 1]."""
 
 
 def eval_subcommands(subparsers: Any) -> Any:

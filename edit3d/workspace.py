@@ -36,6 +36,7 @@ from edit3d.editing.turns import (
     TurnSpec,
     run_turn,
 )
+from edit3d.field.catalogue import DEFAULT_PRESET
 from edit3d.field.radiance import RadianceField, RenderResult
 from edit3d.field.registry import (
     DEFAULT_BACKEND,
@@ -114,7 +115,7 @@ class Workspace:
         *,
         dataset: str | Path | None = None,
         nerfstudio_run: str | Path | None = None,
-        preset: str = "small",
+        preset: str = DEFAULT_PRESET,
         backend: str | None = None,
         config: Any | None = None,
         device: str = "cpu",

@@ -44,14 +44,24 @@ class Envelope:
 # --------------------------------------------------------------------------- body <-> records
 
 
-def encode_record(record: Record, buffers: list[memoryview]) -> dict[str, Any]:
-    """Body map of a record; arrays are appended to `buffers` and replaced by descriptors."""
-    return {
+def encode_record(
+    record: Record, buffers: list[memoryview], *, leave_out_unset: bool = True
+) -> dict[str, Any]:
+    """Body map of a record; arrays are appended to `buffers` and replaced by descriptors.
+
+    With `leave_out_unset`, a field at its None default is left out: the receiver applies its
+    own default, so a peer whose version of the field has a value default (e.g. a 2.1
+    sidecar's `session.create` `preset`) reads "unset" as that default instead of refusing nil.
+    """
+    unset_when_none = _none_default_fields(type(record)) if leave_out_unset else frozenset()
+    body = {}
+    for name, _, _, holds_wire_refs in _wire_fields(type(record)):
+        value = getattr(record, name)
+        if value is None and name in unset_when_none:
+            continue
         # Plain values go as they are: msgpack writes tuples as arrays.
-        name: _to_wire(getattr(record, name), buffers) if holds_wire_refs
-        else getattr(record, name)
-        for name, _, _, holds_wire_refs in _wire_fields(type(record))
-    }
+        body[name] = _to_wire(value, buffers) if holds_wire_refs else value
+    return body
 
 
 def _to_wire(value: Any, buffers: list[memoryview]) -> Any:
@@ -105,6 +115,13 @@ def _holds_wire_refs(annotation: Any) -> bool:
         return True
     return any(_holds_wire_refs(arg) for arg in typing.get_args(annotation)
                if arg is not Ellipsis and not isinstance(arg, str | int))
+
+
+@cache
+def _none_default_fields(cls: type) -> frozenset[str]:
+    """Fields whose default is None (None means "unset" for them)."""
+    fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
+    return frozenset(name for name, f in fields.items() if f.default is None)
 
 
 def _has_default(cls: type, name: str) -> bool:
@@ -374,7 +391,7 @@ class Codec:
             sizes=tuple(memoryview(f).nbytes for f in payload),
             digests=tuple(frame_digest(f) for f in (payload if self.buffer_digests else [body])),
         )
-        header_frame = pack_map(encode_record(header, []))
+        header_frame = pack_map(encode_record(header, [], leave_out_unset=False))
         if len(header_frame) > self.send_limits.max_header_bytes:
             raise ProtocolError(ErrorCode.TOO_LARGE, f"{message.type_name}: header is "
                                 f"{len(header_frame)} bytes (cap "

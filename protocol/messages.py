@@ -356,8 +356,9 @@ class SessionCreate(Message):
     """Dataset folder on the sidecar machine (transforms.json or COLMAP)."""
     nerfstudio_run: str | None = param(None, path="absolute_or_relative")
     """A nerfstudio run's config.yml on the sidecar machine (its model becomes the base)."""
-    preset: str = param("small", pattern=PRESET)
-    """Field preset name ("paper", "small", "tiny")."""
+    preset: str | None = param(None, pattern=PRESET)
+    """Field preset name, e.g. "tiny" (None = edit3d's default preset; sent as an absent
+    field, which a 2.1 sidecar reads as its own default)."""
     backend: str | None = param(None, pattern=BACKEND)
     """Field backend by its edit3d registry name, e.g. "nerfacto" (None = edit3d's default;
     a nerfstudio run's model decides its own)."""
@@ -424,8 +425,8 @@ class SessionSummary(Message):
     """Session id."""
     name: str = param(max_len=200)
     """Human name."""
-    preset: str = param("small", pattern=PRESET)
-    """Field preset."""
+    preset: str = param(pattern=PRESET)
+    """Field preset (the sidecar always names it, its default resolved)."""
     backend: str | None = param(None, pattern=BACKEND)
     """Field backend of the session's turns (None: edit3d's default, named once the session
     has its workspace)."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edit3d.field.catalogue import DEFAULT_PRESET
 from protocol import messages as m
 from sidecar import cameras, workspaces
 from sidecar.kinds import JobContext, job_kind
@@ -61,7 +62,7 @@ def _workspace(ctx: JobContext, dataset: Path | None = None, preset: str | None 
         return Workspace.open(root, device=ctx.device)
     meta = _session_meta(ctx)
     source = meta.get("source", {})
-    preset = preset or meta.get("preset", "small")
+    preset = preset or meta.get("preset", DEFAULT_PRESET)
     backend = meta.get("backend")  # None: edit3d's default
     if dataset is not None:
         return Workspace.create(root, dataset=dataset, preset=preset, backend=backend,

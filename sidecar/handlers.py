@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edit3d.field.catalogue import DEFAULT_PRESET
 from edit3d.models.sources import weights_presence
 from protocol import messages as m
 from protocol.server import Incoming
@@ -21,7 +22,7 @@ from sidecar import __version__, downloads, workspaces
 from sidecar.edit3d_jobs import PREPARE_KIND, PrepareSession
 from sidecar.errors import SidecarError
 from sidecar.kinds import job_kinds
-from sidecar.policy import check_editor, check_preset, resolve_source_path
+from sidecar.policy import check_backend, check_editor, check_preset, resolve_source_path
 
 if TYPE_CHECKING:
     from sidecar.server import Sidecar
@@ -97,9 +98,7 @@ def heartbeat(sidecar: Sidecar, incoming: Incoming) -> m.Message:
 
 def session_create(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     request: m.SessionCreate = incoming.message  # type: ignore[assignment]
-    check_preset(request.preset)
-    # The backend name is checked where the workspace is made (the worker's first job):
-    # the registry imports every backend (torch, nerfstudio), which the server's loop must not.
+    check_preset(request.preset, check_backend(request.backend))
     source, path = "upload", None
     if request.dataset_path is not None:
         source, path = "dataset", _allowed_source(sidecar, request.dataset_path, "dataset_path")
@@ -231,9 +230,9 @@ def submit_job(sidecar: Sidecar, incoming: Incoming) -> m.Message:
     editor = getattr(request, "editor", None)
     if editor is not None:
         check_editor(editor, sidecar.config.allowed_editors)
-    if request.type_name == "job.train_base" and request.preset is not None:
-        check_preset(request.preset)
     sidecar.store.session_dir(session_id)  # not_found before queueing
+    if request.type_name == "job.train_base":
+        check_preset(request.preset, sidecar.store.read(session_id).get("backend"))
     sidecar.hub.subscribe(session_id, incoming.identity)
     job = sidecar.jobs.submit(request.type_name, session_id, request,
                               origin=incoming.envelope.msg_id)
@@ -352,7 +351,7 @@ def _summary(sidecar: Sidecar, session_id: str) -> m.SessionSummary:
     return m.SessionSummary(
         session_id=session_id,
         name=meta["name"],
-        preset=meta.get("preset", "small"),
+        preset=meta.get("preset", DEFAULT_PRESET),
         backend=summary.backend or meta.get("backend"),
         head=summary.head,
         turns=turns,

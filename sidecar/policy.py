@@ -7,13 +7,11 @@ is one the operator allowed.
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from edit3d.field.catalogue import DEFAULT_BACKEND, builtin_backend_names, preset_names
 from sidecar.errors import SidecarError
 
 REGISTERED_EDITORS: tuple[str, ...] = ("ip2p", "ip2p-tiny")
@@ -36,30 +34,22 @@ def check_editor(spec: object, allowed: Sequence[str]) -> str:
     )
 
 
-def check_preset(name: object) -> str:
-    """`name` if edit3d defines a field preset of that name (refused before anything is made)."""
-    names = preset_names()
-    if name not in names:
-        raise SidecarError("bad_request", f"preset must be one of {sorted(names)}, got {name!r}")
-    return name  # type: ignore[return-value]
+def check_backend(name: str | None) -> str | None:
+    """`name` if it is a field backend edit3d ships (None: edit3d's default), checked before
+    anything is made; the names come from edit3d's catalogue, which does not load torch."""
+    names = builtin_backend_names()
+    if name is not None and name not in names:
+        raise SidecarError("bad_request", f"backend must be one of {names}, got {name!r}")
+    return name
 
 
-@functools.cache
-def preset_names() -> frozenset[str]:
-    """Names of edit3d's field presets, read from its presets module alone: importing the
-    `edit3d.field` package would load torch and nerfstudio inside the server's loop."""
-    loaded = sys.modules.get("edit3d.field.presets")
-    if loaded is None:
-        import edit3d
-
-        name = "_sidecar_edit3d_field_presets"
-        path = Path(edit3d.__file__).parent / "field" / "presets.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        loaded = importlib.util.module_from_spec(spec)
-        sys.modules[name] = loaded  # dataclasses look their module up while it executes
-        spec.loader.exec_module(loaded)
-    return frozenset(loaded.PRESETS)
+def check_preset(name: str | None, backend: str | None = None) -> str | None:
+    """`name` if `backend` (None: edit3d's default) has a field preset of that name (None:
+    the default preset), checked before anything is made."""
+    names = preset_names(backend or DEFAULT_BACKEND)
+    if name is not None and name not in names:
+        raise SidecarError("bad_request", f"preset must be one of {names}, got {name!r}")
+    return name
 
 
 def resolve_source_path(

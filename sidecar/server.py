@@ -48,7 +48,6 @@ from sidecar.events import EventHub
 from sidecar.fsutil import is_disk_full
 from sidecar.jobs import Job, JobLimits, JobManager
 from sidecar.kinds import DEFAULT_JOB_MODULES, job_kinds, load_job_modules
-from sidecar.policy import preset_names
 from sidecar.sessions import SessionLimits, SessionStore
 from sidecar.worker import WorkerOptions
 
@@ -154,7 +153,6 @@ class Sidecar:
         if config.preload:
             threading.Thread(target=_preload, args=(SERVER_PRELOAD,), daemon=True,
                              name="sidecar-preload").start()
-        preset_names()  # read once now (cheap), not in the first session.create
         self.recovered: dict[str, list[str]] = {}
         self._running = True
         from sidecar.handlers import HANDLERS  # late: handlers import this module's types

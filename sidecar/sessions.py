@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from edit3d.field.catalogue import DEFAULT_PRESET
 from sidecar.errors import SidecarError
 from sidecar.fsutil import (
     UnsafePathError,
@@ -121,13 +122,14 @@ class SessionStore:
         *,
         source: SourceKind,
         source_path: str | None = None,
-        preset: str = "small",
+        preset: str | None = None,
         backend: str | None = None,
         editor_pool: dict | None = None,
     ) -> dict:
         """Make a new session directory and its session.json; returns the metadata.
-        `backend` (None: edit3d's default) is checked when the workspace is made;
-        `editor_pool` ({"editors", "staleness"}) makes its turns edit on Ray actors."""
+        `preset` None is edit3d's default preset, stored by name; `backend` None stays None
+        (edit3d's default, named once the workspace exists); `editor_pool` ({"editors",
+        "staleness"}) makes its turns edit on Ray actors."""
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise SidecarError("bad_request", f"name must be 1-200 characters, got {name!r}")
         session_id = uuid.uuid4().hex[:12]
@@ -139,7 +141,7 @@ class SessionStore:
             "created": _now_iso(),
             "created_ts": time.time(),
             "source": {"kind": source, "path": source_path},
-            "preset": preset,
+            "preset": preset or DEFAULT_PRESET,
             "backend": backend,
             "editor_pool": editor_pool,
             "workspace_ready": False,

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edit3d.cli_options import (
-    PRESET_NAMES,
     CliError,
     add_device_option,
     add_workspace_option,
@@ -25,6 +24,7 @@ from edit3d.cli_options import (
 )
 from edit3d.editing.settings import EditorSettings, editor_setting_default
 from edit3d.editing.spec import turn_choices, turn_default
+from edit3d.field.catalogue import DEFAULT_PRESET, preset_names
 from edit3d.progress import ProgressEvent
 
 ONE_PER_GPU = "gpus"
@@ -76,8 +76,8 @@ def _add_train(subparsers: Any) -> None:
     parser.add_argument("--nerfstudio-run", type=Path, help="config.yml of an ns-train run")
     parser.add_argument(
         "--preset",
-        choices=PRESET_NAMES,
-        default="small",
+        choices=preset_names(),
+        default=DEFAULT_PRESET,
         help="field size and schedule: paper (Sec. 4.1, GPU), small, tiny (a CPU check)",
     )
     parser.add_argument(

@@ -67,12 +67,16 @@ PAINT_COLOURS = {"red": (0.9, 0.1, 0.1), "blue": (0.1, 0.2, 0.9)}
 class ObjectPainter:
     """Paints one object of a tiny test scene (`edit3d.field.testing.TinyScene`) in the
     *condition* image: "paint sphere_a red" sets sphere_a's pixels to red and keeps the rest
-    of the condition, so what the condition carries is what the edit keeps (retention)."""
+    of the condition, so what the condition carries is what the edit keeps (retention).
+
+    `calls` records ``(view_name, seed)`` of every edit in order, for tests that count or
+    order the edits a turn asks for."""
 
     is_pipeline_check = True
 
     def __init__(self, scene: Any) -> None:
         self.scene = scene
+        self.calls: list[tuple[str, int | None]] = []
 
     def edit(
         self,
@@ -90,6 +94,12 @@ class ObjectPainter:
         _, object_id, colour = instruction.split()
         view = next(v for v in self.scene.views if v.name == view_name)
         mask = self.scene.object_mask(object_id, view)
+        if not mask.shape == render.shape[:2] == condition.shape[:2]:
+            raise ValueError(
+                f"view {view_name!r}: render {render.shape} and condition {condition.shape} "
+                f"do not match the view's {mask.shape} pixels"
+            )
         out = np.array(condition, dtype=np.float32, copy=True)
         out[mask] = PAINT_COLOURS[colour]
+        self.calls.append((view_name, seed))
         return out

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:  # the settings records (presets) import this module and stay torch-free
+    import torch
 
 LossKind = Literal["mse", "l1", "l1+lpips"]
 LOSS_KINDS: tuple[str, ...] = ("mse", "l1", "l1+lpips")
@@ -24,7 +25,7 @@ LOSS_KINDS: tuple[str, ...] = ("mse", "l1", "l1+lpips")
 LPIPS_MODEL = "lpips-alex"
 """Registered name of the perceptual network (`edit3d.models.lpips`)."""
 
-PerceptualDistance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+PerceptualDistance = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 """(rendered [B, 3, P, P], target [B, 3, P, P], both in [0, 1]) → mean distance (scalar)."""
 
 

@@ -7,19 +7,20 @@ reloads with exactly the settings it was trained with.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from edit3d.field.objective import LossKind, TrainingObjective
+from edit3d.field.plain_config import PlainConfig, carry_unmapped, from_plain, require_positive
 
 
 @dataclass(frozen=True)
-class FieldConfig:
+class FieldConfig(PlainConfig):
     """Settings of one nerfacto field and of its training loop."""
 
     backend: ClassVar[str] = "nerfacto"
     """The field backend these settings are for (`edit3d.field.registry`)."""
+    tuple_fields: ClassVar[tuple[str, ...]] = ("proposal_samples", "proposal_max_res")
 
     base_steps: int = 30_000
     """Iterations of base training on the dataset (paper Sec. 4.1: 30k)."""
@@ -89,9 +90,9 @@ class FieldConfig:
             self.turn_objective()
         except ValueError as error:
             raise ValueError(f"FieldConfig turn loss settings (turn_*, lpips_*): {error}") from None
-        for name in ("base_steps", "turn_steps", "rays_per_batch", "render_chunk", "nerf_samples"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"FieldConfig.{name} must be positive, got {getattr(self, name)}")
+        require_positive(
+            self, ("base_steps", "turn_steps", "rays_per_batch", "render_chunk", "nerf_samples")
+        )
         if len(self.proposal_samples) != len(self.proposal_max_res):
             raise ValueError(
                 "FieldConfig.proposal_samples and proposal_max_res need one entry per proposal "
@@ -142,7 +143,7 @@ class FieldConfig:
             implementation=implementation,
             camera_optimizer=CameraOptimizerConfig(mode=self.camera_optimizer),
         )
-        kwargs.update(_from_plain(self.extra))
+        kwargs.update(from_plain(self.extra))
         return NerfactoModelConfig(**kwargs)
 
     @classmethod
@@ -170,47 +171,8 @@ class FieldConfig:
             background_color=model_config.background_color,
             **overrides,
         )
-        rebuilt = mapped.nerfacto_config("cpu")
-        skip = {"_target", "camera_optimizer", "implementation", "collider_params"}
-        extra = {
-            f.name: _to_plain(getattr(model_config, f.name))
-            for f in dataclasses.fields(model_config)
-            if f.name not in skip and getattr(model_config, f.name) != getattr(rebuilt, f.name)
-        }
-        return dataclasses.replace(mapped, extra=extra)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FieldConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        for name in ("proposal_samples", "proposal_max_res"):
-            if name in values:
-                values[name] = tuple(values[name])
-        return cls(**values)
-
-
-def _to_plain(value: Any) -> Any:
-    """A config value as JSON-able data (tuples become {"__tuple__": [...]} to round-trip)."""
-    if isinstance(value, tuple):
-        return {"__tuple__": [_to_plain(v) for v in value]}
-    if isinstance(value, list):
-        return [_to_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _to_plain(v) for k, v in value.items()}
-    return value
-
-
-def _from_plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"__tuple__"}:
-            return tuple(_from_plain(v) for v in value["__tuple__"])
-        return {k: _from_plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_plain(v) for v in value]
-    return value
+        skip = ("_target", "camera_optimizer", "implementation", "collider_params")
+        return carry_unmapped(mapped, model_config, mapped.nerfacto_config("cpu"), skip)
 
 
 def _tcnn_available() -> bool:

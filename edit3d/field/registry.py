@@ -8,6 +8,7 @@ checkpoints name their format, which names the backend.
 
 from __future__ import annotations
 
+import importlib
 import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,10 +17,9 @@ from typing import Any
 
 import torch
 
+from edit3d.field.catalogue import BUILTIN_BACKENDS, DEFAULT_BACKEND
 from edit3d.field.radiance import RadianceField
 from edit3d.scene.dataset import SceneDataset, load_dataset
-
-DEFAULT_BACKEND = "nerfacto"
 
 
 @dataclass(frozen=True)
@@ -147,8 +147,8 @@ def write_nerfstudio_run(
 
 def _load_builtin_backends() -> None:
     """Import the backends that ship with edit3d (each registers itself on import)."""
-    import edit3d.field.nerfacto_field
-    import edit3d.field.splatfacto_field  # noqa: F401
+    for builtin in BUILTIN_BACKENDS.values():
+        importlib.import_module(builtin.module)
 
 
 def nerfstudio_run_folders(config_yml: Path) -> tuple[Path, Path]:

@@ -13,11 +13,10 @@ halves the NeRF's rate while editing.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from edit3d.field.presets import _from_plain, _to_plain
+from edit3d.field.plain_config import PlainConfig, carry_unmapped, from_plain, require_positive
 
 MODEL_FIELDS = (
     "warmup_length", "refine_every", "resolution_schedule", "background_color", "num_downscales",
@@ -30,7 +29,7 @@ MODEL_FIELDS = (
 
 
 @dataclass(frozen=True)
-class SplatConfig:
+class SplatConfig(PlainConfig):
     """Settings of one splatfacto field and of its training."""
 
     backend: ClassVar[str] = "splatfacto"
@@ -126,11 +125,10 @@ class SplatConfig:
             raise ValueError(
                 f"SplatConfig.rasterizer must be 'cuda' or 'torch', got {self.rasterizer!r}"
             )
-        for name in ("base_steps", "turn_steps", "num_random", "refine_every", "lr_decay_steps"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"SplatConfig.{name} must be positive, got {getattr(self, name)}")
-        if self.base_lr <= 0:
-            raise ValueError(f"SplatConfig.base_lr must be positive, got {self.base_lr}")
+        require_positive(
+            self,
+            ("base_steps", "turn_steps", "num_random", "refine_every", "lr_decay_steps", "base_lr"),
+        )
 
     def turn_objective(self) -> None:
         """None: turns train with splatfacto's own whole-image loss (L1 + SSIM), as
@@ -144,7 +142,7 @@ class SplatConfig:
 
         kwargs = {name: getattr(self, name) for name in MODEL_FIELDS}
         kwargs["camera_optimizer"] = CameraOptimizerConfig(mode=self.camera_optimizer)
-        kwargs.update(_from_plain(self.extra))
+        kwargs.update(from_plain(self.extra))
         return SplatfactoModelConfig(**kwargs)
 
     @classmethod
@@ -155,22 +153,8 @@ class SplatConfig:
             **{name: getattr(model_config, name) for name in MODEL_FIELDS},
             **overrides,
         )
-        rebuilt = mapped.splatfacto_config()
-        skip = {"_target", "camera_optimizer", *MODEL_FIELDS}
-        extra = {
-            f.name: _to_plain(getattr(model_config, f.name))
-            for f in dataclasses.fields(model_config)
-            if f.name not in skip and getattr(model_config, f.name) != getattr(rebuilt, f.name)
-        }
-        return dataclasses.replace(mapped, extra=extra)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SplatConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        skip = ("_target", "camera_optimizer", *MODEL_FIELDS)
+        return carry_unmapped(mapped, model_config, mapped.splatfacto_config(), skip)
 
 
 SPLAT_PRESETS: dict[str, SplatConfig] = {

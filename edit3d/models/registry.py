@@ -33,8 +33,9 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 FAMILY_MODULES: tuple[str, ...] = (
     "edit3d.models.ip2p",
@@ -126,8 +127,9 @@ class UrlSource:
     sha256: str
     """Lower-case hex SHA-256 of the file; a prefix (>= 8 hex digits) where only that is
     published."""
-    filename: str
-    """Name the file is stored under in the models directory."""
+    filename: str = ""
+    """Name the file is stored under in the models directory ("": the URL's last path
+    component, the publisher's own name)."""
     size_bytes: int | None = None
     """Exact size in bytes when known; checked after download."""
     license: str = ""
@@ -136,6 +138,9 @@ class UrlSource:
     def __post_init__(self) -> None:
         if not (8 <= len(self.sha256) <= 64) or not _HEX.match(self.sha256):
             raise ValueError(f"sha256 must be 8-64 lower-case hex digits, got {self.sha256!r}")
+        if not self.filename:
+            published = PurePosixPath(unquote(urlsplit(self.url).path)).name
+            object.__setattr__(self, "filename", published)
         if not self.filename or "/" in self.filename or "\\" in self.filename:
             raise ValueError(f"filename must be a bare file name, got {self.filename!r}")
 

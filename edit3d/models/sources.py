@@ -3,7 +3,8 @@
 The one declaration of each source: family modules import these constants for their
 `ModelSpec`s, so a revision, checksum or pattern changes in one place. Hub revisions are
 full commit ids; release files carry their SHA-256 and exact size, each cross-checked
-against several independent published records.
+against several independent published records, and are stored under the publisher's file
+name (the URL's last component).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ INSTRUCT_PIX2PIX = HubSource(
 # What the transformers loaders read from a BLIP or CLIP repository folder.
 _BLIP_FILES = ("config.json", "preprocessor_config.json", "tokenizer_config.json", "*model*")
 _CLIP_FILES = ("config.json", "vocab.json", "merges.txt", "*model*")
+# The PyTorch weights and tokenizer/config files of a CLIP repository (not its TF/Flax copies).
+_CLIP_DOWNLOAD = ("*.json", "*.txt", "*.safetensors")
 
 # --- BLIP large (ADSS, paper Sec. 3.2) ----------------------------------------------------
 
@@ -77,7 +80,6 @@ BLIP_ITM_LARGE_COCO = HubSource(
 SAM_VIT_H = UrlSource(
     url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
     sha256="a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
-    filename="sam_vit_h_4b8939.pth",
     size_bytes=2_564_550_879,
     license="Apache-2.0",
 )
@@ -85,7 +87,6 @@ SAM_VIT_H = UrlSource(
 SAM_VIT_B = UrlSource(
     url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
     sha256="ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
-    filename="sam_vit_b_01ec64.pth",
     size_bytes=375_042_383,
     license="Apache-2.0",
 )
@@ -95,7 +96,6 @@ SAM_VIT_B = UrlSource(
 REALESRGAN_X4PLUS = UrlSource(
     url="https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth",
     sha256="4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1",
-    filename="RealESRGAN_x4plus.pth",
     size_bytes=67_040_989,
     license="BSD-3-Clause",
 )
@@ -103,7 +103,6 @@ REALESRGAN_X4PLUS = UrlSource(
 GFPGAN_V14 = UrlSource(
     url="https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth",
     sha256="e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad",
-    filename="GFPGANv1.4.pth",
     size_bytes=348_632_874,
     license="Apache-2.0 (code; the publisher states no separate weight licence)",
 )
@@ -113,7 +112,6 @@ GFPGAN_V14 = UrlSource(
 FACEXLIB_DETECTION_RESNET50 = UrlSource(
     url="https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_Resnet50_Final.pth",
     sha256="6d1de9c2944f2ccddca5f5e010ea5ae64a39845a86311af6fdf30841b0a5a16d",
-    filename="detection_Resnet50_Final.pth",
     size_bytes=109_497_761,
     license="MIT",
 )
@@ -121,7 +119,6 @@ FACEXLIB_DETECTION_RESNET50 = UrlSource(
 FACEXLIB_PARSING_PARSENET = UrlSource(
     url="https://github.com/xinntao/facexlib/releases/download/v0.2.2/parsing_parsenet.pth",
     sha256="3d558d8d0e42c20224f13cf5a29c79eba2d59913419f945545d8cf7b72920de2",
-    filename="parsing_parsenet.pth",
     size_bytes=85_331_193,
     license="MIT",
 )
@@ -134,7 +131,6 @@ YUNET_FACE_2023MAR = UrlSource(
     "47534e27c9851bb1128ccc0102f1145e27f23f98/models/face_detection_yunet/"
     "face_detection_yunet_2023mar.onnx",
     sha256="8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
-    filename="face_detection_yunet_2023mar.onnx",
     size_bytes=232_589,
     license="MIT",
 )
@@ -144,8 +140,7 @@ YUNET_FACE_2023MAR = UrlSource(
 CLIP_VIT_L14 = HubSource(
     repo_id="openai/clip-vit-large-patch14",
     revision="32bd64288804d66eefd0ccbe215aa642df71cc41",
-    # The PyTorch weights and tokenizer/config files only (not the TF/Flax copies).
-    allow_patterns=("*.json", "*.txt", "*.safetensors"),
+    allow_patterns=_CLIP_DOWNLOAD,
     license="MIT",
     size_bytes=1_710_000_000,
     required_files=_CLIP_FILES,
@@ -154,8 +149,7 @@ CLIP_VIT_L14 = HubSource(
 CLIP_VIT_B32 = HubSource(
     repo_id="openai/clip-vit-base-patch32",
     revision="3d74acf9a28c67741b2f4f2ea7635f0aaf6f0268",
-    # The PyTorch weights and tokenizer/config files only (not the TF/Flax copies).
-    allow_patterns=("*.json", "*.txt", "*.safetensors"),
+    allow_patterns=_CLIP_DOWNLOAD,
     license="MIT",
     size_bytes=605_000_000,
     required_files=_CLIP_FILES,
@@ -170,7 +164,6 @@ CLIP_VIT_B32 = HubSource(
 ALEXNET_IMAGENET = UrlSource(
     url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
     sha256="7be5be79",
-    filename="alexnet-owt-7be5be79.pth",
     license="BSD-3-Clause (torchvision)",
 )
 

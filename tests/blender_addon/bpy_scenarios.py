@@ -539,6 +539,21 @@ def _configure(prefs: Any, args: dict[str, Any]) -> None:
 
 
 @scenario
+def preference_durations(args: dict[str, Any]) -> dict[str, Any]:
+    """The timing preferences as a fresh install shows them, beside the link's defaults."""
+    connection = addon_module("connection")
+    prefs = sys.modules[f"{ADDON}.preferences"].get_preferences()
+    names = ("request_timeout_s", "heartbeat_interval_s", "lost_after_s", "poll_interval_s")
+    defaults, settings = connection.LinkSettings(), connection.settings_from_preferences(prefs)
+    rna = prefs.bl_rna.properties
+    return {name: {
+        "shown": getattr(prefs, name), "sent": getattr(settings, name),
+        "link_default": getattr(defaults, name), "unit": rna[name].unit,
+        "range": [rna[name].hard_min, rna[name].hard_max],
+    } for name in names}  # fmt: skip
+
+
+@scenario
 def no_sidecar(args: dict[str, Any]) -> dict[str, Any]:
     connection = addon_module("connection")
     status = bpy.context.window_manager.edit3d
@@ -837,10 +852,11 @@ def backend_choice(args: dict[str, Any]) -> dict[str, Any]:
     def create(message: Any) -> Any:
         created.append(message.backend)
         return msgs.SessionSummary(session_id=f"s{len(created)}", name=message.name,
+                                   preset=message.preset or "small",
                                    backend=message.backend)  # fmt: skip
 
     def summary(message: Any) -> Any:
-        return msgs.SessionSummary(session_id=message.session_id, name="garden",
+        return msgs.SessionSummary(session_id=message.session_id, name="garden", preset="small",
                                    backend=created[-1] if created else None)  # fmt: skip
 
     fake = FakeSidecar(connection, answers={"session.create": create, "session.open": summary})
@@ -1079,10 +1095,10 @@ def honest_state(args: dict[str, Any]) -> dict[str, Any]:
     msgs = connection.messages()
 
     def summary(message: Any) -> Any:
-        return msgs.SessionSummary(session_id=message.session_id, name="garden")
+        return msgs.SessionSummary(session_id=message.session_id, name="garden", preset="small")
 
     def created(message: Any) -> Any:
-        return msgs.SessionSummary(session_id="s2", name=message.name)
+        return msgs.SessionSummary(session_id="s2", name=message.name, preset="small")
 
     def accepted(message: Any) -> Any:
         return msgs.JobAccepted(job_id="j1", kind=message.type_name, queue_position=0)
@@ -1213,7 +1229,8 @@ def job_list(args: dict[str, Any]) -> dict[str, Any]:
         return msgs.JobStateReply(jobs=(job,))
 
     def summary(message: Any) -> Any:
-        return msgs.SessionSummary(session_id=message.session_id, name="garden", last_seq=0)
+        return msgs.SessionSummary(session_id=message.session_id, name="garden", preset="small",
+                                   last_seq=0)  # fmt: skip
 
     fake = FakeSidecar(connection, answers={
         "session.open": summary, "job.status": elsewhere, "job.run_turn": accepted,
@@ -1314,7 +1331,8 @@ def edit_preview(args: dict[str, Any]) -> dict[str, Any]:
                                 queue_position=0)  # fmt: skip
 
     def summary(message: Any) -> Any:
-        return msgs.SessionSummary(session_id=message.session_id, name="garden", last_seq=0)
+        return msgs.SessionSummary(session_id=message.session_id, name="garden", preset="small",
+                                   last_seq=0)  # fmt: skip
 
     fake = FakeSidecar(connection, answers={"session.open": summary, "job.run_turn": accepted,
                                             "job.preview_edit": accepted})  # fmt: skip

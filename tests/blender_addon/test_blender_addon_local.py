@@ -323,6 +323,18 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def test_timing_preferences_start_at_the_links_defaults(home: Path) -> None:
+    durations = run_bpy("preference_durations", home).result
+    ranges = {"request_timeout_s": [0.5, 600.0], "heartbeat_interval_s": [0.2, 60.0],
+              "lost_after_s": [0.5, 600.0], "poll_interval_s": [0.02, 2.0]}  # fmt: skip
+    assert set(durations) == set(ranges)
+    for name, shown in durations.items():
+        assert shown["shown"] == pytest.approx(shown["link_default"]), name
+        assert shown["sent"] == pytest.approx(shown["link_default"]), name
+        assert shown["unit"] == "TIME_ABSOLUTE", name
+        assert shown["range"] == pytest.approx(ranges[name]), name
+
+
 def test_no_sidecar_is_reported_within_the_timeout_without_freezing(home: Path) -> None:
     args = {
         "endpoint": f"tcp://127.0.0.1:{_free_port()}",

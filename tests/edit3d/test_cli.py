@@ -12,13 +12,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import huggingface_hub
 import pytest
 
 from edit3d import __version__
 from edit3d.cli import build_parser, main
-from edit3d.cli_options import PRESET_NAMES, CliError, ctrl_c_cancels
+from edit3d.cli_options import (
+    CliError,
+    ctrl_c_cancels,
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from edit3d.field.testing import make_tiny_scene
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -135,6 +143,33 @@ def test_render_size_must_be_positive(trained, value: str, capsys) -> None:
     _fails(argv, capsys, "--width", value, "edit3d render --help")
 
 
+@pytest.mark.parametrize(
+    ("parse", "text", "expected"),
+    [
+        (positive_int, "3", 3),
+        (positive_int, "0", "must be at least 1, got 0"),
+        (positive_int, "2.5", "must be a whole number, got '2.5'"),
+        (non_negative_int, "0", 0),
+        (non_negative_int, "-1", "must be 0 or more, got -1"),
+        (positive_float, "1e-3", 1e-3),
+        (positive_float, "inf", "must be greater than 0, got inf"),
+        (positive_float, "0", "must be greater than 0, got 0"),
+        (fraction, "0.25", 0.25),
+        (fraction, "1.5", "must be between 0 and 1, got 1.5"),
+        (fraction, "half", "must be a number, got 'half'"),
+    ],
+)
+def test_number_options_accept_their_range_and_name_what_was_given(
+    parse: Any, text: str, expected: object
+) -> None:
+    if isinstance(expected, str):
+        with pytest.raises(argparse.ArgumentTypeError) as error:
+            parse(text)
+        assert str(error.value) == expected
+    else:
+        assert parse(text) == expected and type(parse(text)) is type(expected)
+
+
 def test_unknown_view_lists_the_valid_form(trained, capsys: pytest.CaptureFixture[str]) -> None:
     workspace, _, view = trained
     argv = ["render", "-w", str(workspace), "--out", "x", "--views", "frame_00000.png"]
@@ -199,10 +234,14 @@ def test_every_option_has_help_and_shows_its_default() -> None:
                 assert shown, f"{parser.prog} {name}: default {action.default!r} not shown"
 
 
-def test_preset_choices_are_the_presets() -> None:
-    from edit3d.field.presets import PRESETS
+def test_preset_choices_are_every_backends_presets() -> None:
+    from edit3d.field import backend_names, get_backend
 
-    assert set(PRESET_NAMES) == set(PRESETS)
+    train = next(p for p in _subparsers(build_parser()) if p.prog.endswith(" train"))
+    preset = next(a for a in train._actions if a.dest == "preset")
+    for backend in backend_names():
+        assert sorted(preset.choices) == sorted(get_backend(backend).presets)
+        assert preset.default in get_backend(backend).presets
 
 
 def test_history_shows_queries_and_imports_no_torch(trained, tmp_path: Path) -> None:

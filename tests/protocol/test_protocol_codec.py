@@ -31,8 +31,8 @@ from protocol import (
     UploadChunk,
 )
 from protocol.examples import example_camera, example_messages
-from protocol.messages import Message, message
-from protocol.schema import Rule, Scalars, param
+from protocol.messages import Message, SessionCreate, SessionList, message
+from protocol.schema import Record, Rule, Scalars, param, record
 
 KEY = b"k" * 32
 
@@ -67,6 +67,34 @@ def test_header_carries_routing_fields() -> None:
     assert (header.type, header.parent_id, header.session, header.seq) == (
         "job.progress", "a" * 32, "s-1", 7)
     assert header.v == PROTOCOL_VERSION and len(header.msg_id) == 32
+
+
+@record
+class _CreateAsIn21(Record):
+    """`session.create` as a 2.1 sidecar declared it: `preset` a string defaulting to a name."""
+
+    name: str = param(max_len=200)
+    preset: str = param("small", pattern=r"[a-z]+")
+    backend: str | None = param(None, pattern=r"[a-z]+")
+
+
+def test_fields_left_unset_are_left_out_and_read_as_the_receivers_default() -> None:
+    frames = Codec(KEY).pack(SessionCreate(name="garden"))
+    body = msgpack.unpackb(frames[2])
+    assert body == {"name": "garden"}  # every None-default field unset: none sent
+    assert roundtrip(SessionCreate(name="garden")) == SessionCreate(name="garden")
+    # a 2.1 sidecar reads the absent preset as its own default instead of refusing nil
+    older = codec_module.decode_record(_CreateAsIn21, body, (), "session.create", set())
+    assert (older.preset, older.backend) == ("small", None)
+    chosen = msgpack.unpackb(Codec(KEY).pack(SessionCreate(name="g", preset="tiny"))[2])
+    assert chosen == {"name": "g", "preset": "tiny"}
+    # value defaults always travel, and an older sender's explicit nil still reads as unset
+    assert msgpack.unpackb(Codec(KEY).pack(SessionList())[2]) == {"limit": 1000}
+    explicit = {"name": "garden", "preset": None, "backend": None, "dataset_path": None}
+    decoded = codec_module.decode_record(SessionCreate, explicit, (), "session.create", set())
+    assert decoded == SessionCreate(name="garden")
+    # the header keeps every key (its layout is documented key by key)
+    assert {"parent_id", "session", "seq", "sender"} <= set(msgpack.unpackb(frames[1]))
 
 
 def test_arrays_travel_as_separate_frames_without_copy() -> None:

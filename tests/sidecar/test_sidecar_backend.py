@@ -1,6 +1,6 @@
 """The field backend chosen at session.create, through a real sidecar (tiny profile): kept
-with the session, shown in its summary, an unknown name refused by the job that makes the
-workspace; a splats export of a NeRF session fails naming what to export instead."""
+with the session, shown in its summary, an unknown name refused by session.create before
+anything is made; a splats export of a NeRF session fails naming what to export instead."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sidecar_harness import of_type, start_sidecar, wait_for_events
 from edit3d.export.ply import read_gaussian_splat_ply
 from edit3d.field.testing import make_tiny_scene
 from protocol import messages as m
+from protocol.errors import RemoteError
 
 
 def ended(client, job_id: str, timeout: float = 180.0):
@@ -28,16 +29,15 @@ def test_the_backend_is_chosen_at_session_create_and_kept(tmp_path) -> None:
     client = sidecar.client()
     sessions = tmp_path / "work" / "sessions"
 
-    # an unknown name fails the job that makes the workspace, naming the registered ones
-    bogus = client.request(m.SessionCreate(name="bogus", dataset_path=str(scene.root),
-                                           backend="no-such-backend"))  # fmt: skip
-    client.follow(bogus.session_id, bogus.last_seq)
-    failed = wait_for_events(client, lambda e: e.header.type in ("job.finished", "job.failed"))
-    assert failed[-1].header.type == "job.failed"
-    reason = failed[-1].message.reason
-    assert "backend must be one of" in reason and "'nerfacto'" in reason, reason
-    assert "no-such-backend" in reason
-    assert not (sessions / bogus.session_id / "workspace" / "workspace.json").exists()
+    # an unknown name is refused at once, naming the backends edit3d ships; nothing is made
+    with pytest.raises(RemoteError) as refused:
+        client.request(m.SessionCreate(name="bogus", dataset_path=str(scene.root),
+                                       backend="no-such-backend"))  # fmt: skip
+    assert refused.value.code == "invalid_field"
+    assert "backend must be one of ['nerfacto', 'splatfacto'], got 'no-such-backend'" in (
+        refused.value.message
+    )
+    assert not sessions.exists() or not list(sessions.iterdir())
 
     created = client.request(m.SessionCreate(name="nerf", dataset_path=str(scene.root),
                                              preset="tiny", backend="nerfacto"))  # fmt: skip

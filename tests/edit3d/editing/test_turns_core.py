@@ -11,48 +11,14 @@ import pytest
 import torch
 
 from edit3d.editing.fusion import fuse
+from edit3d.editing.testing import PAINT_COLOURS, ObjectPainter
 from edit3d.editing.turns import TurnSpec, load_image_archive, run_turn
 from edit3d.field import RadianceField, field_from_checkpoint, get_preset
 from edit3d.field.testing import TinyScene, cached_tiny_base
 from edit3d.progress import Cancelled, CancelToken, ProgressEvent
 
-RED = (0.9, 0.1, 0.1)
-BLUE = (0.1, 0.2, 0.9)
-
-
-class ObjectPainter:
-    """Deterministic test editor: paints one ground-truth object of the *condition* image.
-
-    "paint sphere_a red" → the condition with sphere_a's pixels set to red. Everything else
-    is the condition unchanged, so what the condition image carries is what the edit keeps.
-    """
-
-    def __init__(self, scene: TinyScene) -> None:
-        self.colours = {"red": RED, "blue": BLUE}
-        self.scene = scene
-        self.calls: list[tuple[str, int | None]] = []
-
-    def edit(
-        self,
-        render: np.ndarray,
-        condition: np.ndarray,
-        instruction: str,
-        *,
-        view_name: str,
-        seed: int | None = None,
-        cancel: CancelToken | None = None,
-    ) -> np.ndarray:
-        if cancel is not None:
-            cancel.raise_if_cancelled()
-        _, object_id, colour = instruction.split()
-        view = next(v for v in self.scene.views if v.name == view_name)
-        mask = self.scene.object_mask(object_id, view)
-        assert mask.shape == render.shape[:2] == condition.shape[:2]
-        out = condition.copy()
-        out[mask] = self.colours[colour]
-        self.calls.append((view_name, seed))
-        return out
-
+RED = PAINT_COLOURS["red"]
+BLUE = PAINT_COLOURS["blue"]
 
 BASES = {"nerfacto": "core-tiny-base", "splatfacto": "core-tiny-splat-base"}
 """Shared trained bases per backend (the same folders as the field tests use)."""

@@ -491,6 +491,10 @@ def test_source_validation() -> None:
         UrlSource(url="https://x/y.pth", sha256="XYZ", filename="y.pth")
     with pytest.raises(ValueError, match="filename"):
         UrlSource(url="https://x/y.pth", sha256="ab" * 32, filename="../y.pth")
+    # unnamed: the publisher's name, the URL's last path component (unquoted, no query)
+    assert UrlSource(url="https://x/v1/my%20w.pth?dl=1", sha256="ab" * 32).filename == "my w.pth"
+    with pytest.raises(ValueError, match="filename must be a bare file name, got ''"):
+        UrlSource(url="https://x/", sha256="ab" * 32)
     with pytest.raises(ValueError, match="repo_id"):
         HubSource(repo_id="nameonly", revision=HUB_REVISION)
     assert not HubSource(repo_id="a/b", revision="main").pinned
