@@ -17,13 +17,13 @@ renders; a distorted or fisheye dataset is refused with a clear error (undistort
 A training view renders with its learned pose correction (when the camera optimiser is on);
 any other camera as an ideal pinhole without correction.
 
-Initialisation, as splatfacto: from the dataset's points when it has any (a nerfstudio
-dataset's `ply_file_path`), random in a cube otherwise.
+Initialisation, as splatfacto: from the dataset's sparse points when it has any
+(`SceneDataset.points`: a nerfstudio dataset's `ply_file_path`, a COLMAP model's points3D),
+`num_random` Gaussians in a cube otherwise.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,7 +42,7 @@ from edit3d.field.splat_presets import SPLAT_PRESETS, SplatConfig
 from edit3d.field.splat_raster import Rasterizer, rasterize
 from edit3d.field.targets import TargetStore
 from edit3d.scene.cameras import CameraView
-from edit3d.scene.dataset import SceneDataset, confined_path, world_c2w_to_nerfstudio
+from edit3d.scene.dataset import SceneDataset, world_c2w_to_nerfstudio
 
 CHECKPOINT_FORMAT = "edit3d-splatfacto-field"
 CHECKPOINT_VERSION = 1
@@ -450,37 +450,13 @@ def check_cameras(dataset: SceneDataset) -> None:
 
 
 def seed_points(dataset: SceneDataset) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(positions [N, 3] field frame, colours [N, 3] uint8 values) of the dataset's sparse
-    points (a nerfstudio dataset's `ply_file_path`), or None when it has none."""
-    world = _dataset_points(dataset)
-    if world is None or len(world[0]) < 4:
+    """splatfacto's `seed_points` (positions [N, 3] field frame, colours [N, 3] uint8 values)
+    from the dataset's sparse points, or None when it has none (random initialisation)."""
+    points = dataset.points
+    # nerfstudio's scale initialisation averages each seed's three nearest other seeds.
+    if points is None or len(points.xyz) < 4:
         return None
-    points, colours = world
-    matrix = np.vstack([dataset.transform, [0.0, 0.0, 0.0, 1.0]])
-    matrix[:3] *= dataset.scale
-    field = points @ matrix[:3, :3].T + matrix[:3, 3]
-    return (
-        torch.tensor(field, dtype=torch.float32),
-        torch.tensor(colours, dtype=torch.float32),
-    )
-
-
-def _dataset_points(dataset: SceneDataset) -> tuple[np.ndarray, np.ndarray] | None:
-    if dataset.format == "nerfstudio":
-        meta = json.loads((dataset.root / "transforms.json").read_text())
-        if "ply_file_path" not in meta:
-            return None
-        from edit3d.export.ply import read_ply
-
-        ply = read_ply(confined_path(dataset.root, str(meta["ply_file_path"])))
-        vertex = ply["vertex"]
-        points = np.stack([vertex[a] for a in "xyz"], axis=-1).astype(np.float64)
-        if all(c in vertex for c in ("red", "green", "blue")):
-            colours = np.stack([vertex[c] for c in ("red", "green", "blue")], axis=-1)
-        else:
-            colours = np.full((len(points), 3), 128)
-        return points, colours.astype(np.float64)
-    return None
+    return torch.from_numpy(points.xyz.copy()), torch.from_numpy(points.rgb.copy())
 
 
 def _load_run(config_yml: Path, device: str, data: Path | None) -> SplatfactoField:
