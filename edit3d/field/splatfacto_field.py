@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from nerfstudio.models.splatfacto import RGB2SH, SplatfactoModel
 
-from edit3d.field.dataset_field import DatasetField, keep_aspect, view_from_dict, view_to_dict
+from edit3d.field.dataset_field import DatasetField, keep_aspect, write_run
 from edit3d.field.model import _lpips_deferred
 from edit3d.field.objective import TrainingObjective
 from edit3d.field.radiance import FieldCapabilities, RenderResult, StepResult
@@ -56,10 +56,19 @@ class OfflineSplatfactoModel(SplatfactoModel):
     constructor downloads weights); seed colours are set on the model's own device (the
     original puts them on CUDA unconditionally); `get_outputs` rasterizes through
     `splat_raster.rasterize` (the original calls gsplat's CUDA rasterization and moves the
-    intrinsics to CUDA). Parameters, losses, strategy and callbacks are nerfstudio's.
+    intrinsics to CUDA); a known background colour can be set (nerfstudio's config names
+    only "random", "black" and "white"). Parameters, losses, strategy and callbacks are
+    nerfstudio's.
     """
 
     rasterizer: Rasterizer = "cuda"
+    fixed_background: torch.Tensor | None = None
+    """[3] a known background colour (`SplatConfig.background_rgb`), or None."""
+
+    def _get_background_color(self) -> torch.Tensor:
+        if self.fixed_background is not None:
+            return self.fixed_background.to(self.device)
+        return super()._get_background_color()
 
     def populate_modules(self) -> None:
         colours = None
@@ -171,6 +180,8 @@ class SplatfactoField(DatasetField):
                 seed_points=seed_points,
             )
         model.rasterizer = config.rasterizer
+        if config.background_rgb is not None:
+            model.fixed_background = torch.tensor(config.background_rgb, dtype=torch.float32)
         model.strategy.verbose = False  # counts go to no console here; `num_gaussians` has them
         self.model = model.to(device)
         self.step = 0
@@ -200,12 +211,10 @@ class SplatfactoField(DatasetField):
         """The field a `state_dict()` describes (any Gaussian count)."""
         field = cls(
             SplatConfig.from_dict(state["config"]),
-            [view_from_dict(v) for v in state["views"]],
-            state["transform"].numpy(), float(state["scale"]), state["scene_aabb"].numpy(),
+            **cls.frame_arguments(state),
             device=device,
-            dataset_root=Path(state["dataset_root"]) if state["dataset_root"] else None,
             seed_points=(torch.zeros(4, 3), torch.zeros(0, 3)),  # replaced by the state
-        )  # fmt: skip
+        )
         field.load_state_dict(state)
         return field
 
@@ -374,11 +383,7 @@ class SplatfactoField(DatasetField):
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
             "config": self.config.to_dict(),
-            "views": [view_to_dict(v) for v in self.views],
-            "transform": torch.from_numpy(self.transform.copy()),
-            "scale": self.scale,
-            "scene_aabb": torch.from_numpy(self.scene_aabb.copy()),
-            "dataset_root": str(self.dataset_root) if self.dataset_root else "",
+            **self.frame_state(),
             "model": self.model.state_dict(),
             "optimizers": (
                 {k: o.state_dict() for k, o in self._optimizers.items()}
@@ -388,8 +393,7 @@ class SplatfactoField(DatasetField):
             "strategy": strategy,
             "step": self.step,
             "unseen": list(self.unseen),
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            **self.rng_state(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -407,10 +411,7 @@ class SplatfactoField(DatasetField):
             {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in strategy.items()}
         )
         self.unseen = [int(i) for i in state.get("unseen", [])]
-        if state.get("generator") is not None:
-            self.generator.set_state(state["generator"].cpu())
-        if state.get("torch_rng") is not None:
-            torch.set_rng_state(state["torch_rng"].cpu())
+        self.load_rng_state(state)
 
 
 def _log_lerp(start: float, end: float, t: float) -> float:
@@ -465,12 +466,6 @@ def _load_run(config_yml: Path, device: str, data: Path | None) -> SplatfactoFie
     return load_splatfacto_run(config_yml, device, data=data)
 
 
-def _write_run(field: Any, out: Path, experiment: str, timestamp: str) -> Path:
-    from edit3d.field.nerfstudio_export import write_nerfstudio_run
-
-    return write_nerfstudio_run(field, out, experiment=experiment, timestamp=timestamp)
-
-
 register_backend(
     FieldBackend(
         name=SplatfactoField.backend,
@@ -483,8 +478,6 @@ register_backend(
         from_state=SplatfactoField.from_state,
         nerfstudio_model="SplatfactoModelConfig",
         from_nerfstudio_run=lambda config_yml, device, data: _load_run(config_yml, device, data),
-        to_nerfstudio_run=lambda field, out, experiment, timestamp: _write_run(
-            field, out, experiment, timestamp
-        ),
+        to_nerfstudio_run=write_run,
     )
 )
