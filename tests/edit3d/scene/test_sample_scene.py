@@ -294,9 +294,12 @@ def test_nerfstudio_reads_the_dataset_with_a_nontrivial_transform(scene: SampleS
 
 def test_cli_writes_a_scene(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli"
-    assert cli_main(["sample-scene", str(out), "--views", "24", "--resolution", "32"]) == 0
+    args = ["sample-scene", str(out), "--views", "24", "--resolution", "32", "--points", "100"]
+    assert cli_main(args) == 0
     assert "24 views" in capsys.readouterr().out
-    frames = json.loads((out / "transforms.json").read_text())["frames"]
+    meta = json.loads((out / "transforms.json").read_text())
+    assert len(read_ply(out / meta["ply_file_path"])["vertex"]["x"]) == 100
+    frames = meta["frames"]
     assert len(frames) == 24
     assert Image.open(out / frames[0]["file_path"]).size == (32, 32)
     assert len(list((out / "masks" / "person").glob("*.png"))) == 24
