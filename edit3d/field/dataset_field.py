@@ -196,7 +196,7 @@ class DatasetField:
         return path
 
 
-def write_run(field: DatasetField, out: Path, experiment: str, timestamp: str) -> Path:
+def write_run(field: Any, out: Path, experiment: str, timestamp: str) -> Path:
     """A dataset field as an ns-train run folder (every backend's `to_nerfstudio_run`)."""
     from edit3d.field.nerfstudio_export import write_nerfstudio_run  # imports the backends
 
