@@ -8,7 +8,8 @@ Layouts written:
 * Gaussian splats: the reference 3DGS layout (see `write_gaussian_splat_ply`).
 
 `read_ply` reads back binary little-endian files with scalar properties and list faces
-(what this module writes, and what most tools write).
+(what this module writes, and what most tools write), and ASCII files (what
+`ns-process-data` writes for a capture's sparse points).
 """
 
 from __future__ import annotations
@@ -157,10 +158,17 @@ def read_gaussian_splat_ply(path: Path) -> GaussianSplats:
 # --- reading ---------------------------------------------------------------------------
 
 
-def _parse_header(f) -> list[tuple[str, int, list[tuple[str, ...]]]]:
+PlyElements = list[tuple[str, int, list[tuple[str, ...]]]]
+"""A header's elements: (name, count, properties), a property ("type", "name") or
+("list", "count type", "item type", "name")."""
+
+
+def _parse_header(f) -> tuple[str, PlyElements]:
+    """(format, elements) of a PLY header; the file is left at the first data byte."""
     if f.readline().strip() != b"ply":
         raise ValueError("path: not a PLY file (no 'ply' magic)")
-    elements: list[tuple[str, int, list[tuple[str, ...]]]] = []
+    elements: PlyElements = []
+    encoding = ""
     while True:
         line = f.readline()
         if not line:
@@ -168,22 +176,28 @@ def _parse_header(f) -> list[tuple[str, int, list[tuple[str, ...]]]]:
         words = line.decode("ascii").split()
         if not words or words[0] in ("comment", "obj_info"):
             continue
-        if words[0] == "format" and words[1] != "binary_little_endian":
-            raise ValueError(f"path: only binary_little_endian PLY is read, got {words[1]}")
+        if words[0] == "format":
+            encoding = words[1]
+            if encoding not in ("binary_little_endian", "ascii"):
+                raise ValueError(
+                    f"path: only binary_little_endian and ascii PLY are read, got {encoding}"
+                )
         if words[0] == "element":
             elements.append((words[1], int(words[2]), []))
         elif words[0] == "property":
             elements[-1][2].append(tuple(words[1:]))
         elif words[0] == "end_header":
-            return elements
+            return encoding, elements
 
 
 def read_ply(path: Path) -> dict[str, dict[str, np.ndarray]]:
     """{element: {property: array}}; list properties of fixed length become [N, k] arrays."""
-    data = Path(path).read_bytes()
     with Path(path).open("rb") as f:
-        elements = _parse_header(f)
+        encoding, elements = _parse_header(f)
         offset = f.tell()
+    data = Path(path).read_bytes()
+    if encoding == "ascii":
+        return _read_ascii(data[offset:], elements)
     result: dict[str, dict[str, np.ndarray]] = {}
     for name, count, properties in elements:
         if any(p[0] == "list" for p in properties):
@@ -232,3 +246,32 @@ def _read_fixed_length_list(
     if not np.all(table["n"] == k):
         return None
     return table["v"].copy().reshape(count, k), offset + row.itemsize * count
+
+
+def _read_ascii(body: bytes, elements: PlyElements) -> dict[str, dict[str, np.ndarray]]:
+    """The elements of an ASCII PLY body: whitespace-separated values, row after row."""
+    tokens = iter(body.split())
+    result: dict[str, dict[str, np.ndarray]] = {}
+    try:
+        for name, count, properties in elements:
+            columns: dict[str, list] = {p[-1]: [] for p in properties}
+            for _ in range(count):
+                for prop in properties:
+                    if prop[0] == "list":
+                        items = [next(tokens) for _ in range(int(next(tokens)))]
+                        columns[prop[-1]].append(np.array(items, dtype=_PLY_TYPES[prop[2]]))
+                    else:
+                        columns[prop[-1]].append(next(tokens))
+            result[name] = {
+                p[-1]: _ascii_column(columns[p[-1]], p) for p in properties
+            }
+    except StopIteration:
+        raise ValueError("path: ASCII PLY ends before its header's element counts") from None
+    return result
+
+
+def _ascii_column(values: list, prop: tuple[str, ...]) -> np.ndarray:
+    if prop[0] != "list":
+        return np.array(values, dtype=np.float64).astype(_PLY_TYPES[prop[0]])
+    lengths = {len(row) for row in values}
+    return np.stack(values) if len(lengths) == 1 else np.array(values, dtype=object)

@@ -28,6 +28,8 @@ class DatasetField:
 
     config: Any
     device: str
+    generator: torch.Generator
+    """The backend's own sampling generator (views, rays), saved with its checkpoints."""
 
     def _init_frames(
         self,
@@ -53,6 +55,43 @@ class DatasetField:
 
     def state_dict(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    # --- checkpoint parts every backend saves ----------------------------------------
+
+    def frame_state(self) -> dict[str, Any]:
+        """The views and frames part of a checkpoint (tensors and plain values)."""
+        return {
+            "views": [view_to_dict(v) for v in self.views],
+            "transform": torch.from_numpy(self.transform.copy()),
+            "scale": self.scale,
+            "scene_aabb": torch.from_numpy(self.scene_aabb.copy()),
+            "dataset_root": str(self.dataset_root) if self.dataset_root else "",
+        }
+
+    @staticmethod
+    def frame_arguments(state: Mapping[str, Any]) -> dict[str, Any]:
+        """The constructor arguments (views, transform, scale, scene_aabb, dataset_root) of
+        a checkpoint's `frame_state()` part."""
+        return {
+            "views": [view_from_dict(v) for v in state["views"]],
+            "transform": state["transform"].numpy(),
+            "scale": float(state["scale"]),
+            "scene_aabb": state["scene_aabb"].numpy(),
+            "dataset_root": Path(state["dataset_root"]) if state["dataset_root"] else None,
+        }
+
+    def rng_state(self) -> dict[str, Any]:
+        """The random states a resumed field needs to continue exactly: the field's own
+        generator and torch's global one (nerfstudio's samplers and splatfacto's
+        densification draw from it)."""
+        return {"generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()}
+
+    def load_rng_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what `rng_state()` saved (either part may be absent)."""
+        if state.get("generator") is not None:
+            self.generator.set_state(state["generator"].cpu())
+        if state.get("torch_rng") is not None:
+            torch.set_rng_state(state["torch_rng"].cpu())
 
     # --- frames ----------------------------------------------------------------------
 
@@ -155,6 +194,13 @@ class DatasetField:
             tmp.unlink(missing_ok=True)  # e.g. a full disk: no stray temp file stays behind
             raise
         return path
+
+
+def write_run(field: Any, out: Path, experiment: str, timestamp: str) -> Path:
+    """A dataset field as an ns-train run folder (every backend's `to_nerfstudio_run`)."""
+    from edit3d.field.nerfstudio_export import write_nerfstudio_run  # imports the backends
+
+    return write_nerfstudio_run(field, out, experiment=experiment, timestamp=timestamp)
 
 
 def keep_aspect(intr: Intrinsics, other: int | None, which: str) -> int:

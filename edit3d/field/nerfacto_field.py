@@ -24,12 +24,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from edit3d.field.dataset_field import (
-    DatasetField,
-    keep_aspect,
-    view_from_dict,
-    view_to_dict,
-)
+from edit3d.field.dataset_field import DatasetField, keep_aspect, write_run
 from edit3d.field.model import OfflineNerfactoModel, build_nerfacto
 from edit3d.field.objective import (
     LPIPS_MODEL,
@@ -142,12 +137,8 @@ class NerfactoField(DatasetField):
         `load_state_dict` moves the model's and optimizer's tensors to `device`)."""
         field = cls(
             FieldConfig.from_dict(state["config"]),
-            [view_from_dict(v) for v in state["views"]],
-            state["transform"].numpy(),
-            float(state["scale"]),
-            state["scene_aabb"].numpy(),
+            **cls.frame_arguments(state),
             device=device,
-            dataset_root=Path(state["dataset_root"]) if state["dataset_root"] else None,
             distortion={k: v.numpy() for k, v in state["distortion"].items()},
         )
         field.load_state_dict(state)
@@ -417,11 +408,7 @@ class NerfactoField(DatasetField):
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
             "config": self.config.to_dict(),
-            "views": [view_to_dict(v) for v in self.views],
-            "transform": torch.from_numpy(self.transform.copy()),
-            "scale": self.scale,
-            "scene_aabb": torch.from_numpy(self.scene_aabb.copy()),
-            "dataset_root": str(self.dataset_root) if self.dataset_root else "",
+            **self.frame_state(),
             "distortion": {
                 k: torch.from_numpy(np.asarray(v, dtype=np.float64))
                 for k, v in self.distortion.items()
@@ -431,8 +418,7 @@ class NerfactoField(DatasetField):
             "step": self.step,
             "grad_scaler": self.grad_scaler.state_dict(),
             "sampler": self._sampler_state(),
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            **self.rng_state(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -445,10 +431,7 @@ class NerfactoField(DatasetField):
             self.optimizer(1.0).load_state_dict(state["optimizer"])
         if state.get("grad_scaler"):
             self.grad_scaler.load_state_dict(state["grad_scaler"])
-        if state.get("generator") is not None:
-            self.generator.set_state(state["generator"].cpu())
-        if state.get("torch_rng") is not None:
-            torch.set_rng_state(state["torch_rng"].cpu())
+        self.load_rng_state(state)
 
     def _sampler_state(self) -> dict[str, float]:
         sampler = self.model.proposal_sampler
@@ -487,12 +470,6 @@ def _training_callbacks(model: OfflineNerfactoModel) -> list[Any]:
     return list(model.get_training_callbacks(attributes))
 
 
-def _write_run(field: Any, out: Path, *, experiment: str, timestamp: str) -> Path:
-    from edit3d.field.nerfstudio_export import write_nerfstudio_run
-
-    return write_nerfstudio_run(field, out, experiment=experiment, timestamp=timestamp)
-
-
 def check_camera_model(dataset: SceneDataset) -> None:
     """Refuse a dataset whose camera model this backend would silently treat as a pinhole."""
     if dataset.camera_model not in SUPPORTED_CAMERA_MODELS:
@@ -518,8 +495,6 @@ register_backend(
         from_nerfstudio_run=lambda config_yml, device, data: NerfactoField.from_nerfstudio_run(
             config_yml, device, data=data
         ),
-        to_nerfstudio_run=lambda field, out, experiment, timestamp: _write_run(
-            field, out, experiment=experiment, timestamp=timestamp
-        ),
+        to_nerfstudio_run=write_run,
     )
 )

@@ -81,6 +81,12 @@ class SplatConfig(PlainConfig):
     """Initial resolution halvings (0: always full resolution)."""
     background_color: Literal["random", "black", "white"] = "random"
     """Background behind the Gaussians while training ("random": a new colour per step)."""
+    background_rgb: tuple[float, float, float] | None = None
+    """A known uniform background (a studio backdrop, a synthetic scene's sky), RGB in
+    [0, 1], drawn behind the Gaussians in training and in renders instead of
+    `background_color`, so that no Gaussians have to paint it. None: `background_color`.
+    nerfstudio's config cannot name a colour: a run written for ns-train keeps
+    `background_color`."""
     cull_alpha_thresh: float = 0.1
     """Gaussians below this opacity are culled."""
     cull_scale_thresh: float = 0.5
@@ -129,6 +135,14 @@ class SplatConfig(PlainConfig):
             self,
             ("base_steps", "turn_steps", "num_random", "refine_every", "lr_decay_steps", "base_lr"),
         )
+        if self.background_rgb is not None:
+            rgb = tuple(float(v) for v in self.background_rgb)
+            if len(rgb) != 3 or not all(0.0 <= v <= 1.0 for v in rgb):
+                raise ValueError(
+                    "SplatConfig.background_rgb must be three values in [0, 1], got "
+                    f"{self.background_rgb!r}"
+                )
+            object.__setattr__(self, "background_rgb", rgb)  # a JSON list comes back a tuple
 
     def turn_objective(self) -> None:
         """None: turns train with splatfacto's own whole-image loss (L1 + SSIM), as

@@ -17,13 +17,13 @@ renders; a distorted or fisheye dataset is refused with a clear error (undistort
 A training view renders with its learned pose correction (when the camera optimiser is on);
 any other camera as an ideal pinhole without correction.
 
-Initialisation, as splatfacto: from the dataset's points when it has any (a nerfstudio
-dataset's `ply_file_path`), random in a cube otherwise.
+Initialisation, as splatfacto: from the dataset's sparse points when it has any
+(`SceneDataset.points`: a nerfstudio dataset's `ply_file_path`, a COLMAP model's points3D),
+`num_random` Gaussians in a cube otherwise.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from nerfstudio.models.splatfacto import RGB2SH, SplatfactoModel
 
-from edit3d.field.dataset_field import DatasetField, keep_aspect, view_from_dict, view_to_dict
+from edit3d.field.dataset_field import DatasetField, keep_aspect, write_run
 from edit3d.field.model import _lpips_deferred
 from edit3d.field.objective import TrainingObjective
 from edit3d.field.radiance import FieldCapabilities, RenderResult, StepResult
@@ -42,7 +42,7 @@ from edit3d.field.splat_presets import SPLAT_PRESETS, SplatConfig
 from edit3d.field.splat_raster import Rasterizer, rasterize
 from edit3d.field.targets import TargetStore
 from edit3d.scene.cameras import CameraView
-from edit3d.scene.dataset import SceneDataset, confined_path, world_c2w_to_nerfstudio
+from edit3d.scene.dataset import SceneDataset, world_c2w_to_nerfstudio
 
 CHECKPOINT_FORMAT = "edit3d-splatfacto-field"
 CHECKPOINT_VERSION = 1
@@ -56,10 +56,19 @@ class OfflineSplatfactoModel(SplatfactoModel):
     constructor downloads weights); seed colours are set on the model's own device (the
     original puts them on CUDA unconditionally); `get_outputs` rasterizes through
     `splat_raster.rasterize` (the original calls gsplat's CUDA rasterization and moves the
-    intrinsics to CUDA). Parameters, losses, strategy and callbacks are nerfstudio's.
+    intrinsics to CUDA); a known background colour can be set (nerfstudio's config names
+    only "random", "black" and "white"). Parameters, losses, strategy and callbacks are
+    nerfstudio's.
     """
 
     rasterizer: Rasterizer = "cuda"
+    fixed_background: torch.Tensor | None = None
+    """[3] a known background colour (`SplatConfig.background_rgb`), or None."""
+
+    def _get_background_color(self) -> torch.Tensor:
+        if self.fixed_background is not None:
+            return self.fixed_background.to(self.device)
+        return super()._get_background_color()
 
     def populate_modules(self) -> None:
         colours = None
@@ -171,6 +180,8 @@ class SplatfactoField(DatasetField):
                 seed_points=seed_points,
             )
         model.rasterizer = config.rasterizer
+        if config.background_rgb is not None:
+            model.fixed_background = torch.tensor(config.background_rgb, dtype=torch.float32)
         model.strategy.verbose = False  # counts go to no console here; `num_gaussians` has them
         self.model = model.to(device)
         self.step = 0
@@ -200,12 +211,10 @@ class SplatfactoField(DatasetField):
         """The field a `state_dict()` describes (any Gaussian count)."""
         field = cls(
             SplatConfig.from_dict(state["config"]),
-            [view_from_dict(v) for v in state["views"]],
-            state["transform"].numpy(), float(state["scale"]), state["scene_aabb"].numpy(),
+            **cls.frame_arguments(state),
             device=device,
-            dataset_root=Path(state["dataset_root"]) if state["dataset_root"] else None,
             seed_points=(torch.zeros(4, 3), torch.zeros(0, 3)),  # replaced by the state
-        )  # fmt: skip
+        )
         field.load_state_dict(state)
         return field
 
@@ -374,11 +383,7 @@ class SplatfactoField(DatasetField):
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
             "config": self.config.to_dict(),
-            "views": [view_to_dict(v) for v in self.views],
-            "transform": torch.from_numpy(self.transform.copy()),
-            "scale": self.scale,
-            "scene_aabb": torch.from_numpy(self.scene_aabb.copy()),
-            "dataset_root": str(self.dataset_root) if self.dataset_root else "",
+            **self.frame_state(),
             "model": self.model.state_dict(),
             "optimizers": (
                 {k: o.state_dict() for k, o in self._optimizers.items()}
@@ -388,8 +393,7 @@ class SplatfactoField(DatasetField):
             "strategy": strategy,
             "step": self.step,
             "unseen": list(self.unseen),
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            **self.rng_state(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -407,10 +411,7 @@ class SplatfactoField(DatasetField):
             {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in strategy.items()}
         )
         self.unseen = [int(i) for i in state.get("unseen", [])]
-        if state.get("generator") is not None:
-            self.generator.set_state(state["generator"].cpu())
-        if state.get("torch_rng") is not None:
-            torch.set_rng_state(state["torch_rng"].cpu())
+        self.load_rng_state(state)
 
 
 def _log_lerp(start: float, end: float, t: float) -> float:
@@ -450,49 +451,19 @@ def check_cameras(dataset: SceneDataset) -> None:
 
 
 def seed_points(dataset: SceneDataset) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(positions [N, 3] field frame, colours [N, 3] uint8 values) of the dataset's sparse
-    points (a nerfstudio dataset's `ply_file_path`), or None when it has none."""
-    world = _dataset_points(dataset)
-    if world is None or len(world[0]) < 4:
+    """splatfacto's `seed_points` (positions [N, 3] field frame, colours [N, 3] uint8 values)
+    from the dataset's sparse points, or None when it has none (random initialisation)."""
+    points = dataset.points
+    # nerfstudio's scale initialisation averages each seed's three nearest other seeds.
+    if points is None or len(points.xyz) < 4:
         return None
-    points, colours = world
-    matrix = np.vstack([dataset.transform, [0.0, 0.0, 0.0, 1.0]])
-    matrix[:3] *= dataset.scale
-    field = points @ matrix[:3, :3].T + matrix[:3, 3]
-    return (
-        torch.tensor(field, dtype=torch.float32),
-        torch.tensor(colours, dtype=torch.float32),
-    )
-
-
-def _dataset_points(dataset: SceneDataset) -> tuple[np.ndarray, np.ndarray] | None:
-    if dataset.format == "nerfstudio":
-        meta = json.loads((dataset.root / "transforms.json").read_text())
-        if "ply_file_path" not in meta:
-            return None
-        from edit3d.export.ply import read_ply
-
-        ply = read_ply(confined_path(dataset.root, str(meta["ply_file_path"])))
-        vertex = ply["vertex"]
-        points = np.stack([vertex[a] for a in "xyz"], axis=-1).astype(np.float64)
-        if all(c in vertex for c in ("red", "green", "blue")):
-            colours = np.stack([vertex[c] for c in ("red", "green", "blue")], axis=-1)
-        else:
-            colours = np.full((len(points), 3), 128)
-        return points, colours.astype(np.float64)
-    return None
+    return torch.from_numpy(points.xyz.copy()), torch.from_numpy(points.rgb.copy())
 
 
 def _load_run(config_yml: Path, device: str, data: Path | None) -> SplatfactoField:
     from edit3d.field.nerfstudio_run import load_splatfacto_run
 
     return load_splatfacto_run(config_yml, device, data=data)
-
-
-def _write_run(field: Any, out: Path, experiment: str, timestamp: str) -> Path:
-    from edit3d.field.nerfstudio_export import write_nerfstudio_run
-
-    return write_nerfstudio_run(field, out, experiment=experiment, timestamp=timestamp)
 
 
 register_backend(
@@ -507,8 +478,6 @@ register_backend(
         from_state=SplatfactoField.from_state,
         nerfstudio_model="SplatfactoModelConfig",
         from_nerfstudio_run=lambda config_yml, device, data: _load_run(config_yml, device, data),
-        to_nerfstudio_run=lambda field, out, experiment, timestamp: _write_run(
-            field, out, experiment, timestamp
-        ),
+        to_nerfstudio_run=write_run,
     )
 )

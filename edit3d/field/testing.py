@@ -261,3 +261,37 @@ def cached_tiny_base(
         fit(trained, images, steps, lr=trained.config.base_lr)
         trained.save_checkpoint(checkpoint)
     return scene_, checkpoint
+
+
+def write_colmap_text_model(
+    scene_views: list[CameraView],
+    model_dir: Path,
+    points: tuple[np.ndarray, np.ndarray] | None = None,
+) -> None:
+    """The views as a COLMAP sparse text model (OpenCV camera axes, world-to-camera
+    quaternions), with `points` (world positions [N, 3], uint8 colours [N, 3]) as its
+    points3D (none if not given)."""
+    from nerfstudio.data.utils import colmap_parsing_utils as colmap
+
+    intr = scene_views[0].intrinsics
+    cameras = {1: colmap.Camera(1, "PINHOLE", intr.width, intr.height,
+                                np.array([intr.fx, intr.fy, intr.cx, intr.cy]))}  # fmt: skip
+    images = {}
+    for i, view in enumerate(scene_views, start=1):
+        c2w = view.c2w.copy()
+        c2w[:3, 1:3] *= -1  # OpenGL → OpenCV camera axes
+        w2c = np.linalg.inv(c2w)
+        images[i] = colmap.Image(
+            i, colmap.rotmat2qvec(w2c[:3, :3]), w2c[:3, 3], 1, Path(view.name).name,
+            np.zeros((0, 2)), np.zeros(0, dtype=int),
+        )  # fmt: skip
+    model_dir.mkdir(parents=True)
+    colmap.write_cameras_text(cameras, model_dir / "cameras.txt")
+    colmap.write_images_text(images, model_dir / "images.txt")
+    xyz, rgb = points if points is not None else (np.zeros((0, 3)), np.zeros((0, 3), np.uint8))
+    points3d = {
+        i: colmap.Point3D(i, np.asarray(p, np.float64), np.asarray(c), 0.5, np.array([1]),
+                          np.array([0]))
+        for i, (p, c) in enumerate(zip(xyz, rgb, strict=True), start=1)
+    }  # fmt: skip
+    colmap.write_points3D_text(points3d, model_dir / "points3D.txt")

@@ -15,6 +15,10 @@ exactly the transform an `ns-train` run on the same folder uses:
 
 with `T` the 3x4 `dataparser_transform` (for `ns-process-data` output, the part of it that
 undoes `applied_transform` is folded in, because the file's poses already carry it).
+
+A dataset's sparse points (structure from motion: a transforms.json `ply_file_path`, a
+COLMAP model's `points3D.bin|txt`) are read into `SceneDataset.points` in that training frame,
+as nerfstudio's dataparsers hand them to splatfacto (`load_3D_points`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,17 @@ DatasetFormat = Literal["nerfstudio", "blender", "colmap"]
 
 COLMAP_MODEL_DIRS = ("colmap/sparse/0", "sparse/0")
 """Where a COLMAP sparse model is looked for inside a dataset folder (images in images/)."""
+
+
+@dataclass(frozen=True)
+class SparsePoints:
+    """A dataset's sparse 3D points as nerfstudio's dataparsers give them to splatfacto
+    (`metadata["points3D_xyz"]`, `metadata["points3D_rgb"]`)."""
+
+    xyz: np.ndarray
+    """[N, 3] float32 positions in the field frame: dataparser transform, then scale."""
+    rgb: np.ndarray
+    """[N, 3] uint8 colours; [0, 3] when the points file has none."""
 
 
 @dataclass
@@ -62,6 +77,9 @@ class SceneDataset:
     camera_model: str = "PERSPECTIVE"
     """nerfstudio's camera type of the views ("PERSPECTIVE", "FISHEYE", "EQUIRECTANGULAR",
     ...; types joined by "+" if views differ), as its dataparser reads the dataset."""
+    points: SparsePoints | None = None
+    """The dataset's sparse points in the field frame (nerfstudio's `ply_file_path`, a
+    COLMAP model's points3D), or None when it has none."""
 
     def image(self, name: str, *, max_size: int | None = None) -> np.ndarray:
         """The view's image, float32 [H, W, 3] in [0, 1], shrunk so its longest side ≤ max_size."""
@@ -174,9 +192,15 @@ def _load_nerfstudio(root: Path) -> SceneDataset:
         float(outputs.dataparser_scale),
         meta,
     )
-    return _checked_dataset(
+    dataset = _checked_dataset(
         outputs, root, "nerfstudio", views, paths, transform, scale, distortion=distortion
     )
+    if "ply_file_path" in meta:
+        # nerfstudio maps the file's points with the transform of the file's poses but with
+        # its reported scale (which includes any `applied_scale`); so does this.
+        points = _ply_points(root, meta["ply_file_path"])
+        dataset.points = _to_field_frame(points, transform, float(outputs.dataparser_scale))
+    return dataset
 
 
 def nerfstudio_transform_for_file_poses(
@@ -276,7 +300,7 @@ def _load_colmap(root: Path, model_dir: str) -> SceneDataset:
         paths[name] = Path(filename)
         if cameras.distortion_params is not None and bool(cameras.distortion_params[i].any()):
             distortion[name] = cameras.distortion_params[i].double().numpy()
-    return _checked_dataset(
+    dataset = _checked_dataset(
         outputs,
         root,
         "colmap",
@@ -287,6 +311,74 @@ def _load_colmap(root: Path, model_dir: str) -> SceneDataset:
         distortion=distortion,
         colmap_model=model_dir,
     )
+    points = _colmap_points(root / model_dir)
+    if points is not None:
+        dataset.points = _to_field_frame(points, transform, scale)
+    return dataset
+
+
+# --- sparse points -----------------------------------------------------------------------
+
+
+def _ply_points(root: Path, name: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(positions [N, 3] float32, colours [N, 3] uint8) of the PLY a transforms.json names.
+
+    Colours are the file's `red green blue` (uchar as stored, floats in [0, 1] times 255
+    truncated, as nerfstudio reads them through open3d); a file without colours gives none.
+    """
+    from edit3d.export.ply import read_ply
+
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"dataset {str(root)!r}: ply_file_path must be a file name, got {name!r}")
+    path = confined_path(root, name)
+    if not path.is_file():
+        raise ValueError(f"dataset {str(root)!r}: ply_file_path {name!r} names no file")
+    try:
+        vertex = read_ply(path).get("vertex", {})
+    except (ValueError, KeyError) as error:
+        raise ValueError(f"dataset {str(root)!r}: ply_file_path {name!r}: {error}") from None
+    if not all(axis in vertex for axis in "xyz"):
+        raise ValueError(f"dataset {str(root)!r}: ply_file_path {name!r} has no x y z vertices")
+    xyz = np.stack([vertex[axis] for axis in "xyz"], axis=-1).astype(np.float32)
+    channels = ("red", "green", "blue")
+    if not all(c in vertex for c in channels):
+        return xyz, np.zeros((0, 3), np.uint8)
+    rgb = np.stack([vertex[c] for c in channels], axis=-1)
+    if rgb.dtype.kind == "f":
+        rgb = np.clip(rgb.astype(np.float64), 0.0, 1.0) * 255.0
+    return xyz, rgb.astype(np.uint8)
+
+
+def _colmap_points(model: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(positions, colours) of a COLMAP model's points3D.bin|txt, or None without points."""
+    from nerfstudio.data.utils import colmap_parsing_utils as colmap
+
+    if (model / "points3D.bin").is_file():
+        points = colmap.read_points3D_binary(model / "points3D.bin")
+    elif (model / "points3D.txt").is_file():
+        points = colmap.read_points3D_text(model / "points3D.txt")
+    else:
+        return None
+    if not points:
+        return None
+    xyz = np.array([p.xyz for p in points.values()], dtype=np.float32)
+    return xyz, np.array([p.rgb for p in points.values()], dtype=np.uint8)
+
+
+def _to_field_frame(
+    points: tuple[np.ndarray, np.ndarray], transform: np.ndarray, scale: float
+) -> SparsePoints | None:
+    """Points of the file's frame in the field frame, computed as nerfstudio's dataparsers
+    compute `points3D_xyz` (float32: homogeneous points times the transform, then scale)."""
+    import torch
+
+    xyz, rgb = points
+    if len(xyz) == 0:
+        return None  # nerfstudio: no points, random initialisation
+    homogeneous = torch.cat([torch.from_numpy(xyz), torch.ones(len(xyz), 1)], dim=-1)
+    field = homogeneous @ torch.tensor(transform, dtype=torch.float32).T
+    field *= scale
+    return SparsePoints(xyz=field.numpy(), rgb=rgb)
 
 
 # --- nerfstudio's dataparsers ------------------------------------------------------------

@@ -5,7 +5,10 @@ A few coloured solids on a round ground plate, and a person-like figure made of 
 nerfstudio dataset (`transforms.json` + `images/`) with, per view, a ground-truth mask of
 every object (`masks/<object_id>/<image stem>.png`), the ray depth (`depth/<stem>.npy`) and
 the analytic geometry (`objects.json`), so tests can check poses, masks, depths and
-exported geometry against the truth.
+exported geometry against the truth. Like a capture run through structure from motion, it
+also has sparse points (`sparse_pc.ply`, named by transforms.json's `ply_file_path` as
+`ns-process-data` names it): a few thousand seeded points of the surfaces the cameras see,
+with the colours the images show there (none in the sky, where SfM finds nothing).
 
 The world frame is Z-up and deliberately neither centred nor unit-scaled (the scene sits
 around (2, -1, 0) and the cameras ~3.4 m away), so a pipeline that forgets nerfstudio's
@@ -50,6 +53,10 @@ CHECKER_DARK = 0.82
 BACKGROUND_COLOR = (0.78, 0.85, 0.95)
 LIGHT_DIRECTION = (0.45, 0.3, 0.84)
 AMBIENT = 0.35
+SPARSE_POINTS_FILE = "sparse_pc.ply"
+"""The scene's sparse point file (transforms.json `ply_file_path`)."""
+SPARSE_POINTS = 4000
+"""Points in it by default."""
 
 
 # --- geometry primitives -----------------------------------------------------------------
@@ -585,10 +592,15 @@ def _shade(
 # --- nerfstudio files --------------------------------------------------------------------
 
 
-def transforms_json(views: Sequence[CameraView]) -> dict[str, Any]:
-    """A nerfstudio transforms.json for views sharing one pinhole camera."""
+def transforms_json(
+    views: Sequence[CameraView], ply_file_path: str | None = None
+) -> dict[str, Any]:
+    """A nerfstudio transforms.json for views sharing one pinhole camera (and naming a
+    sparse point file, if given)."""
     k = views[0].intrinsics
+    points = {"ply_file_path": ply_file_path} if ply_file_path else {}
     return {
+        **points,
         "camera_model": "OPENCV",
         "fl_x": k.fx,
         "fl_y": k.fy,
@@ -623,7 +635,7 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
 
 
-def _write_view(root: Path, objects: Sequence[SceneObject], view: CameraView) -> None:
+def _write_view(root: Path, objects: Sequence[SceneObject], view: CameraView) -> SampleRender:
     result = _trace(objects, view)
     stem = Path(view.name).stem
     _write_png(root / view.name, _to_uint8(result.image))
@@ -636,6 +648,30 @@ def _write_view(root: Path, objects: Sequence[SceneObject], view: CameraView) ->
         else:
             mask = result.object_index == index
         _write_png(root / "masks" / obj.id / f"{stem}.png", mask.astype(np.uint8) * 255)
+    return result
+
+
+def _seen_surface(view: CameraView, result: SampleRender) -> tuple[np.ndarray, np.ndarray]:
+    """World points [M, 3] of the view's pixels that hit a surface, and their colours."""
+    origins, dirs = camera_rays(view)
+    depth = result.depth.reshape(-1)
+    hit = np.isfinite(depth)
+    points = origins[hit] + dirs[hit] * depth[hit, None]
+    return points, result.image.reshape(-1, 3)[hit]
+
+
+def _write_sparse_points(
+    path: Path, seen: list[tuple[np.ndarray, np.ndarray]], count: int, rng: np.random.Generator
+) -> None:
+    """`count` of the seen surface points (a seeded draw over every view's pixels, as dense
+    where the views see more) as a PLY with 8-bit colours, as SfM leaves them."""
+    from edit3d.export.geometry import PointCloud
+    from edit3d.export.ply import write_point_cloud_ply
+
+    points = np.concatenate([p for p, _ in seen])
+    colours = np.concatenate([c for _, c in seen])
+    pick = np.sort(rng.choice(len(points), min(count, len(points)), replace=False))
+    write_point_cloud_ply(path, PointCloud(points[pick], colours[pick]))
 
 
 def _prepare_out_dir(root: Path) -> Path:
@@ -658,23 +694,36 @@ def _is_sample_scene(root: Path) -> bool:
 
 
 def make_sample_scene(
-    out_dir: str | Path, *, num_views: int = 36, resolution: int = 64, seed: int = 0
+    out_dir: str | Path,
+    *,
+    num_views: int = 36,
+    resolution: int = 64,
+    seed: int = 0,
+    num_points: int = SPARSE_POINTS,
 ) -> SampleScene:
     """Write the sample scene to `out_dir` and return it. Same arguments, same bytes.
 
     `out_dir` must be empty, missing, or an earlier sample scene (which is replaced).
+    `num_points`: sparse points written (0: no point file, as a capture without SfM).
     """
     if not 24 <= num_views <= 60:
         raise ValueError(f"num_views must be in [24, 60], got {num_views}")
     if not 32 <= resolution <= 128:
         raise ValueError(f"resolution must be in [32, 128], got {resolution}")
+    if num_points < 0:
+        raise ValueError(f"num_points must be >= 0, got {num_points}")
     root = _prepare_out_dir(Path(out_dir))
     rng = np.random.default_rng(seed)
     objects = _build_objects(rng)
     views = _orbit_views(num_views, resolution, rng)
-    for view in views:
-        _write_view(root, objects, view)
-    (root / "transforms.json").write_text(json.dumps(transforms_json(views), indent=2))
+    seen = [_seen_surface(view, _write_view(root, objects, view)) for view in views]
+    (root / SPARSE_POINTS_FILE).unlink(missing_ok=True)
+    if num_points:
+        _write_sparse_points(root / SPARSE_POINTS_FILE, seen, num_points, rng)
+    points_file = SPARSE_POINTS_FILE if num_points else None
+    (root / "transforms.json").write_text(
+        json.dumps(transforms_json(views, points_file), indent=2)
+    )
     meta = {
         "format": SCENE_FORMAT,
         "version": SCENE_FORMAT_VERSION,

@@ -160,3 +160,25 @@ def test_gaussian_splat_ply_layout_and_round_trip(tmp_path):
 def test_unknown_format_names_the_argument(tmp_path):
     with pytest.raises(ValueError, match="file_format"):
         write_geometry(tmp_path / "x.stl", _cloud())
+
+
+def test_read_ply_reads_ascii_files(tmp_path) -> None:
+    """ASCII PLY, as ns-process-data writes a capture's sparse points (plus a face list)."""
+    header = (
+        "ply\nformat ascii 1.0\ncomment sparse points\nelement vertex 2\n"
+        "property float x\nproperty float y\nproperty float z\n"
+        "property uint8 red\nproperty uint8 green\nproperty uint8 blue\n"
+        "element face 1\nproperty list uchar int vertex_indices\nend_header\n"
+    )
+    path = tmp_path / "ascii.ply"
+    path.write_text(header + "1.000000 -2.5 3e-1 255 0 7\n4 5 6 1 2 3\n3 0 1 1\n")
+    ply = read_ply(path)
+    vertex = ply["vertex"]
+    np.testing.assert_array_equal(vertex["y"], np.array([-2.5, 5.0], np.float32))
+    assert vertex["z"].dtype == np.float32 and vertex["z"][0] == np.float32(0.3)
+    np.testing.assert_array_equal(vertex["red"], np.array([255, 1], np.uint8))
+    assert vertex["blue"].dtype == np.uint8
+    np.testing.assert_array_equal(ply["face"]["vertex_indices"], [[0, 1, 1]])
+    path.write_text(header + "1 2 3 4 5 6\n")
+    with pytest.raises(ValueError, match="ends before"):
+        read_ply(path)

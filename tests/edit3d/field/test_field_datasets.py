@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from edit3d.field import field_from_dataset, get_preset
-from edit3d.field.testing import make_tiny_scene, ring_views
+from edit3d.field.testing import make_tiny_scene, ring_views, write_colmap_text_model
 from edit3d.scene.dataset import load_dataset, world_c2w_to_nerfstudio
 
 
@@ -89,32 +89,10 @@ def test_images_downscale_on_load(tmp_path: Path) -> None:
     np.testing.assert_allclose(small, full.reshape(16, 2, 16, 2, 3).mean(axis=(1, 3)), atol=2 / 255)
 
 
-def _write_colmap_text_model(scene_views: list, model_dir: Path) -> None:
-    """The views as a COLMAP sparse model (OpenCV camera axes, world-to-camera quaternions)."""
-    from nerfstudio.data.utils import colmap_parsing_utils as colmap
-
-    intr = scene_views[0].intrinsics
-    cameras = {1: colmap.Camera(1, "PINHOLE", intr.width, intr.height,
-                                np.array([intr.fx, intr.fy, intr.cx, intr.cy]))}  # fmt: skip
-    images = {}
-    for i, view in enumerate(scene_views, start=1):
-        c2w = view.c2w.copy()
-        c2w[:3, 1:3] *= -1  # OpenGL → OpenCV camera axes
-        w2c = np.linalg.inv(c2w)
-        images[i] = colmap.Image(
-            i, colmap.rotmat2qvec(w2c[:3, :3]), w2c[:3, 3], 1, Path(view.name).name,
-            np.zeros((0, 2)), np.zeros(0, dtype=int),
-        )  # fmt: skip
-    model_dir.mkdir(parents=True)
-    colmap.write_cameras_text(cameras, model_dir / "cameras.txt")
-    colmap.write_images_text(images, model_dir / "images.txt")
-    colmap.write_points3D_text({}, model_dir / "points3D.txt")
-
-
 def test_colmap_sparse_model(tmp_path: Path) -> None:
     scene = make_tiny_scene(tmp_path, num_views=8, resolution=16)
     (scene.root / "transforms.json").unlink()
-    _write_colmap_text_model(scene.views, scene.root / "sparse" / "0")
+    write_colmap_text_model(scene.views, scene.root / "sparse" / "0")
     dataset = load_dataset(scene.root)
     assert dataset.format == "colmap"
     by_name = {v.name: v for v in scene.views}

@@ -155,3 +155,21 @@ def test_dataset_points_seed_the_gaussians(tmp_path: Path) -> None:
     np.testing.assert_allclose(field.points_to_world(field.gaussians().means), points, atol=1e-5)
     rgb = 0.5 + 0.28209479177387814 * field.gaussians().sh_dc
     np.testing.assert_allclose(rgb, colours, atol=1e-5)
+
+
+def test_a_known_background_is_drawn_in_training_and_renders(tmp_path: Path) -> None:
+    scene = make_tiny_scene(tmp_path / "scene", num_views=4, resolution=16)
+    colour = (0.2, 0.4, 0.6)
+    config = dataclasses.replace(TINY, background_rgb=list(colour))  # as JSON gives it back
+    assert config.background_rgb == colour
+    field: RadianceField = field_from_dataset(scene.root, config)
+    with torch.no_grad():
+        field.model.gauss_params["opacities"].fill_(-30.0)  # nothing covers any pixel
+    rgb = field.render(CameraView("new", field.views[0].c2w, field.views[0].intrinsics)).rgb
+    np.testing.assert_allclose(rgb, np.broadcast_to(colour, rgb.shape), atol=1e-6)
+    field.model.train()  # splatfacto's "random" would draw a new colour for every step
+    for _ in range(2):
+        np.testing.assert_allclose(field.model._get_background_color().numpy(), colour)
+    assert field_from_state(field.state_dict()).config.background_rgb == colour
+    with pytest.raises(ValueError, match="background_rgb must be three values in"):
+        dataclasses.replace(TINY, background_rgb=(0.2, 1.5, 0.0))

@@ -17,12 +17,15 @@ import pytest
 from PIL import Image
 
 from edit3d.cli import main as cli_main
+from edit3d.export.ply import read_ply
 from edit3d.scene.cameras import CameraView, Intrinsics
 from edit3d.scene.sample import (
     AMBIENT,
     BACKGROUND_COLOR,
     CHECKER_DARK,
     LIGHT_DIRECTION,
+    SPARSE_POINTS,
+    SPARSE_POINTS_FILE,
     SampleScene,
     look_at,
     make_sample_scene,
@@ -152,6 +155,55 @@ def test_image_colours_are_object_colours_under_lambert_shading(scene: SampleSce
             assert shade.min() >= low - 0.01 and shade.max() <= 1.01, obj.id
 
 
+def test_sparse_points_lie_on_seen_surfaces_with_their_image_colours(
+    scene: SampleScene,
+) -> None:
+    """What SfM would leave: points on surfaces the cameras see, coloured as the images show
+    them (albedo times the Lambert factor, in 8 bits), none in the sky."""
+    meta = json.loads((scene.root / "transforms.json").read_text())
+    vertex = read_ply(scene.root / meta["ply_file_path"])["vertex"]
+    points = np.stack([vertex[a] for a in "xyz"], axis=1).astype(np.float64)
+    colours = np.stack([vertex[c] for c in ("red", "green", "blue")], axis=1) / 255.0
+    assert meta["ply_file_path"] == SPARSE_POINTS_FILE and len(points) == SPARSE_POINTS
+    assert len(np.unique(points, axis=0)) == len(points)
+    assert scene.surface_distance(points).max() < 1e-5  # float32 positions
+    owners = scene.object_at(points, tol=1e-4)
+    assert None not in owners
+    seen = {owner: owners.count(owner) for owner in set(owners)}
+    assert set(seen) == {o.id for o in scene.objects if not o.is_group}, seen
+    albedo = np.stack([scene.object_color(owner) for owner in owners]).astype(np.float64)
+    shade = np.sum(colours * albedo, axis=1) / np.sum(albedo * albedo, axis=1)
+    assert np.abs(colours - shade[:, None] * albedo).max() <= 1.5 / 255
+    assert shade.min() >= AMBIENT * CHECKER_DARK - 0.01 and shade.max() <= 1.01
+    assert _seen_by_some_view(scene, points).all()  # no hidden surface (e.g. a box bottom)
+
+
+def _seen_by_some_view(scene: SampleScene, points: np.ndarray) -> np.ndarray:
+    """[N] bool: the point is the first hit of some view's pixel ray (its ground-truth depth
+    there is the point's distance from that camera)."""
+    seen = np.zeros(len(points), bool)
+    for view in scene.views:
+        k, c2w = view.intrinsics, view.c2w
+        local = (points - c2w[:3, 3]) @ c2w[:3, :3]  # OpenGL camera axes
+        in_front = local[:, 2] < 0
+        depth = np.where(in_front, -local[:, 2], 1.0)
+        u = k.fx * local[:, 0] / depth + k.cx
+        v = -k.fy * local[:, 1] / depth + k.cy
+        col, row = np.floor(u).astype(int), np.floor(v).astype(int)
+        inside = in_front & (col >= 0) & (col < k.width) & (row >= 0) & (row < k.height)
+        truth = np.full(len(points), np.inf)
+        truth[inside] = scene.depth(view.name)[row[inside], col[inside]]
+        distance = np.linalg.norm(points - c2w[:3, 3], axis=1)
+        seen |= inside & (np.abs(truth - distance) < 1e-4)
+    return seen
+
+
+def test_without_sparse_points_no_file_is_named(tmp_path: Path) -> None:
+    scene = make_sample_scene(tmp_path / "s", num_views=24, resolution=32, num_points=0)
+    assert "ply_file_path" not in json.loads((scene.root / "transforms.json").read_text())
+    assert not (scene.root / SPARSE_POINTS_FILE).exists()
+
+
 def test_render_any_pose_matches_the_analytic_truth(scene: SampleScene) -> None:
     sphere = scene.get("blue_sphere").primitives[0].params
     center, radius = np.asarray(sphere["center"]), sphere["radius"]
@@ -242,16 +294,24 @@ def test_nerfstudio_reads_the_dataset_with_a_nontrivial_transform(scene: SampleS
 
 def test_cli_writes_a_scene(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli"
-    assert cli_main(["sample-scene", str(out), "--views", "24", "--resolution", "32"]) == 0
+    args = ["sample-scene", str(out), "--views", "24", "--resolution", "32", "--points", "100"]
+    assert cli_main(args) == 0
     assert "24 views" in capsys.readouterr().out
-    frames = json.loads((out / "transforms.json").read_text())["frames"]
+    meta = json.loads((out / "transforms.json").read_text())
+    assert len(read_ply(out / meta["ply_file_path"])["vertex"]["x"]) == 100
+    frames = meta["frames"]
     assert len(frames) == 24
     assert Image.open(out / frames[0]["file_path"]).size == (32, 32)
     assert len(list((out / "masks" / "person").glob("*.png"))) == 24
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "name"), [({"num_views": 10}, "num_views"), ({"resolution": 512}, "resolution")]
+    ("kwargs", "name"),
+    [
+        ({"num_views": 10}, "num_views"),
+        ({"resolution": 512}, "resolution"),
+        ({"num_points": -1}, "num_points"),
+    ],
 )
 def test_rejects_out_of_range_arguments(tmp_path: Path, kwargs: dict, name: str) -> None:
     with pytest.raises(ValueError, match=name):
