@@ -6,14 +6,20 @@ the same field settings from the same trained base on the same scene through
 `edit3d.training.TrainingRun`: base training (progress, ETA, checkpoint schedule), an
 editing turn with its edits taken out (edit_rate beyond the run, so only iteration 0 edits,
 and it is dropped with the warm-up) and the super-resolution fine-tune on given targets.
-What remains is exactly what the runner and its overrides add to every iteration. Kinds
-alternate in a rotating order so drift in machine load hits all alike.
+What remains is exactly what the runner and its overrides add to every iteration.
+
+The kinds run in lock step: each in its own thread, and a baton lets exactly one of them
+run one iteration at a time, in turn. A kind's iteration is timed from the moment it takes
+the baton to the end of that iteration's progress event, so it includes everything the loop
+does between two iterations (step hook, checkpoint schedule, `before_iteration`) and nothing
+of the others. On a shared or virtual machine the speed drifts by ±15% over seconds; in lock
+step every kind sees the same drift, where runs one after another did not.
 
 A turn trains with its preset's turn objective (`FieldConfig.turn_objective()`); where that
 is not the backend's own loss and batch (e.g. the paper preset's L1 + LPIPS on patches), the
 turn is compared with a plain loop of that objective ("plain-turn") instead.
 
-    python benchmarks/bench_turn_overhead.py [--steps 80] [--repeats 4] [--quick]
+    python benchmarks/bench_turn_overhead.py [--steps 300] [--quick]
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import argparse
 import functools
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +44,8 @@ from edit3d.refine.finetune import RefineConfig, RefineState, finetune_super_res
 from edit3d.training import TrainingRun
 
 WARMUP = 5
+"""Iterations dropped from each kind's figures (set-up, first allocations, the turn's
+pre-renders and its one edit all fall in iteration 0)."""
 
 
 class Unchanged:
@@ -46,31 +55,67 @@ class Unchanged:
         return np.asarray(condition, dtype=np.float32)
 
 
+class Baton:
+    """Lets the registered kinds run one iteration each, in turn, never two at once."""
+
+    def __init__(self, kinds: list[str]) -> None:
+        self._order = list(kinds)
+        self._holder = self._order[0]
+        self._changed = threading.Condition()
+
+    def take(self, kind: str) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: self._holder == kind)
+
+    def pass_on(self, kind: str, *, retire: bool = False) -> None:
+        with self._changed:
+            index = self._order.index(kind)
+            if retire:
+                self._order.remove(kind)
+            if self._order:
+                self._holder = self._order[(index if retire else index + 1) % len(self._order)]
+            self._changed.notify_all()
+
+
 class StepClock:
-    """Seconds between consecutive progress events of one phase."""
+    """Per-iteration seconds of one kind, from taking the baton to the iteration's end."""
 
-    def __init__(self, phase: str) -> None:
-        self.phase = phase
-        self.stamps: list[float] = []
+    def __init__(self, kind: str, baton: Baton, total: int) -> None:
+        self.kind, self.baton, self.total = kind, baton, total
+        self.seconds: list[float] = []
+        self._started = 0.0
 
-    def __call__(self, event: ProgressEvent) -> None:
-        if event.phase == self.phase:
-            self.stamps.append(time.perf_counter())
+    def start(self) -> None:
+        self.baton.take(self.kind)
+        self._started = time.perf_counter()
+
+    def iteration_done(self, step: int) -> None:
+        self.seconds.append(time.perf_counter() - self._started)
+        if step < self.total:  # the last iteration keeps the baton until its run has ended
+            self.baton.pass_on(self.kind)
+            self.start()
+
+    def on_progress(self, phase: str) -> Callable[[ProgressEvent], None]:
+        def callback(event: ProgressEvent) -> None:
+            if event.phase == phase:
+                self.iteration_done(event.step - self.first_step)
+
+        return callback
+
+    first_step = 0
 
     def per_step(self) -> list[float]:
-        return list(np.diff(self.stamps)[WARMUP:])
+        return self.seconds[WARMUP:]
 
 
 def plain_steps(
-    checkpoint: Path, steps: int, _work: Path, objective: TrainingObjective | None = None
-) -> list[float]:
+    checkpoint: Path, clock: StepClock, _work: Path, objective: TrainingObjective | None = None
+) -> None:
     field = field_from_checkpoint(checkpoint)
     targets = field.make_targets(field.dataset_images())
-    stamps = []
-    for _ in range(steps):
+    for step in range(1, clock.total + 1):
         field.train_step(targets, lr=field.config.edit_lr, objective=objective)
-        stamps.append(time.perf_counter())
-    return list(np.diff(stamps)[WARMUP:])
+        clock.iteration_done(step)
 
 
 def turn_baseline(config) -> TrainingObjective | None:
@@ -82,83 +127,95 @@ def turn_baseline(config) -> TrainingObjective | None:
     return None if objective == own else objective
 
 
-def base_steps(checkpoint: Path, steps: int, work: Path) -> list[float]:
+def base_steps(checkpoint: Path, clock: StepClock, work: Path) -> None:
     field = field_from_checkpoint(checkpoint)
     targets = field.make_targets(field.dataset_images())
-    clock = StepClock("train_base")
+    clock.first_step = field.step
     TrainingRun(
-        field, targets, total=field.step + steps, lr=field.config.edit_lr, done=field.step,
+        field, targets, total=field.step + clock.total, lr=field.config.edit_lr, done=field.step,
         phase="train_base", checkpoint=work / "base.pt", checkpoint_every=10**9,
-        progress=clock,
+        progress=clock.on_progress("train_base"),
     ).run()  # fmt: skip
-    return clock.per_step()
 
 
-def refine_steps(checkpoint: Path, steps: int, work: Path) -> list[float]:
+def refine_steps(checkpoint: Path, clock: StepClock, work: Path) -> None:
     field = field_from_checkpoint(checkpoint)
-    clock = StepClock("refine")
     finetune_super_resolution(
         field,
-        RefineConfig(steps=steps, lr=field.config.edit_lr),
+        RefineConfig(steps=clock.total, lr=field.config.edit_lr),
         targets=field.dataset_images(),
         state=RefineState(work, checkpoint_every=10**9),
-        progress=clock,
+        progress=clock.on_progress("refine"),
     )
-    return clock.per_step()
 
 
-def turn_steps(checkpoint: Path, steps: int, work: Path) -> list[float]:
+def turn_steps(checkpoint: Path, clock: StepClock, work: Path) -> None:
     field = field_from_checkpoint(checkpoint)
+    steps = clock.total
     spec = TurnSpec("keep everything", steps=steps, edit_rate=steps + 1, lr=field.config.edit_lr)
-    clock = StepClock("turn")
-    run_turn(field, spec, work, Unchanged(), progress=clock, checkpoint_every=10**9)
-    return clock.per_step()
+    run_turn(field, spec, work, Unchanged(), progress=clock.on_progress("turn"),
+             checkpoint_every=10**9)  # fmt: skip
+
+
+Kind = Callable[[Path, StepClock, Path], None]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=80)
-    parser.add_argument("--repeats", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=300, help="iterations of each kind")
     parser.add_argument(
-        "--quick", action="store_true", help="20 steps, 1 repeat: shows the script runs"
+        "--quick", action="store_true", help="20 iterations: shows the script runs"
     )
     parser.add_argument("--cache", type=Path, help="folder for the scene and base (default: temp)")
     args = parser.parse_args()
     if args.quick:
-        args.steps, args.repeats = WARMUP + 15, 1
+        args.steps = WARMUP + 15
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.cache or Path(tmp) / "base"
         _, checkpoint = cached_tiny_base(cache)
         turn_objective = turn_baseline(field_from_checkpoint(checkpoint).config)
-        kinds = {"plain": plain_steps, "base": base_steps, "turn": turn_steps,
-                 "refine": refine_steps}  # fmt: skip
+        kinds: dict[str, Kind] = {"plain": plain_steps, "base": base_steps, "turn": turn_steps,
+                                  "refine": refine_steps}  # fmt: skip
         if turn_objective is not None:
             kinds["plain-turn"] = functools.partial(plain_steps, objective=turn_objective)
-        times = _timed(kinds, checkpoint, args.steps, args.repeats, Path(tmp))
+        times = in_lock_step(kinds, checkpoint, args.steps, Path(tmp))
     _report(times, turn_objective)
 
 
-def _timed(
-    kinds: dict[str, Callable[[Path, int, Path], list[float]]],
-    checkpoint: Path,
-    steps: int,
-    repeats: int,
-    tmp: Path,
+def in_lock_step(
+    kinds: dict[str, Kind], checkpoint: Path, steps: int, tmp: Path
 ) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {kind: [] for kind in kinds}
-    order = list(kinds)
-    for repeat in range(repeats):
-        for kind in order[repeat % len(order) :] + order[: repeat % len(order)]:
-            work = tmp / f"{kind}{repeat}"
+    """Run every kind for `steps` iterations, one iteration at a time in turn."""
+    baton = Baton(list(kinds))
+    clocks = {kind: StepClock(kind, baton, steps) for kind in kinds}
+    errors: list[BaseException] = []
+
+    def run(kind: str) -> None:
+        clock = clocks[kind]
+        try:
+            clock.start()
+            work = tmp / kind
             work.mkdir()
-            times[kind] += kinds[kind](checkpoint, steps, work)
-    return times
+            kinds[kind](checkpoint, clock, work)
+        except BaseException as error:  # reported after the others finish
+            errors.append(error)
+        finally:
+            baton.pass_on(kind, retire=True)
+
+    threads = [threading.Thread(target=run, args=(kind,), name=kind) for kind in kinds]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return {kind: clock.per_step() for kind, clock in clocks.items()}
 
 
 def _report(times: dict[str, list[float]], turn_objective: TrainingObjective | None) -> None:
     plain_s = statistics.median(times["plain"])
     counts = ", ".join(f"{len(v)} {k}" for k, v in times.items())
-    print(f"iterations timed: {counts} ('tiny' preset, 32 px, CPU)")
+    print(f"iterations timed in lock step: {counts} ('tiny' preset, 32 px, CPU)")
     print(f"plain nerfacto step   median {plain_s * 1000:7.1f} ms")
     if turn_objective is not None:
         print(f"turn objective: {turn_objective}")
