@@ -630,6 +630,7 @@ class EDIT3D_OT_export(_SidecarOperator, bpy.types.Operator):
             kind=props.export_kind,
             format=props.export_format,
             budget=props.export_points,
+            max_views=props.export_views or None,  # 0: every view
             return_arrays=into_scene,
         )
         route = connection.JobRoute("job.export", into_scene=into_scene)

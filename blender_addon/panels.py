@@ -348,6 +348,7 @@ class VIEW3D_PT_edit3d_export(Edit3DPanelMixin, bpy.types.Panel):
         layout.prop(props, "export_kind")
         layout.prop(props, "export_format")
         layout.prop(props, "export_points")
+        layout.prop(props, "export_views")
         row = layout.row(align=True)
         row.operator("edit3d.export", text="Into Scene", icon="IMPORT").into_scene = True
         row.operator("edit3d.export", text="Save on Sidecar", icon="FILE_TICK").into_scene = False

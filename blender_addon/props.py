@@ -262,6 +262,11 @@ class EDIT3D_PG_scene(bpy.types.PropertyGroup):
         name="Format", items=(("ply", "PLY", ""), ("obj", "OBJ", ""), ("glb", "glTF binary", ""))
     )
     export_points: IntProperty(name="Points", default=200000, min=1)
+    export_views: IntProperty(
+        name="Views", default=0, min=0,
+        description="Dataset views a point cloud or mesh is rendered from, spread evenly "
+        "(0: every view; fewer is faster on a large capture)",
+    )  # fmt: skip
     export_save_path: StringProperty(
         name="Save to", subtype="DIR_PATH",
         description="Local folder that Download saves exported files into",

@@ -786,6 +786,9 @@ class JobExport(Message):
     budget: int | None = param(None, ge=1, le=20_000_000)
     """Points of a point cloud (None = the method's default; 20M float32 points fit a
     256 MiB frame). Meshes and splats ignore it."""
+    max_views: int | None = param(None, ge=1, le=100_000)
+    """Render at most this many dataset views, spread evenly, for a point cloud or mesh
+    (None = every view): fewer is faster on a large capture."""
     crop_min: tuple[float, float, float] | None = param(None, ge=-1e6, le=1e6)
     """Crop box corner, world frame (None = scene bounds)."""
     crop_max: tuple[float, float, float] | None = param(None, ge=-1e6, le=1e6)

@@ -597,10 +597,18 @@ def refine(ctx: JobContext) -> dict:
 
 
 def point_cloud_config(request: m.JobExport):
-    """job.export → PointCloudConfig: the point budget only when the request set it."""
+    """job.export → PointCloudConfig: the point budget and view count only when set."""
     from edit3d.export.pointcloud import PointCloudConfig
 
-    return PointCloudConfig(**({} if request.budget is None else {"num_points": request.budget}))
+    given = {"num_points": request.budget, "max_views": request.max_views}
+    return PointCloudConfig(**{name: value for name, value in given.items() if value is not None})
+
+
+def mesh_config(request: m.JobExport):
+    """job.export → MeshConfig: the view count only when set."""
+    from edit3d.export.mesh import MeshConfig
+
+    return MeshConfig(**({} if request.max_views is None else {"max_views": request.max_views}))
 
 
 def _crop(request: m.JobExport):
@@ -688,8 +696,8 @@ def _export_geometry(ctx: JobContext, field, request: m.JobExport):
     if request.kind == "mesh":
         from edit3d.export.mesh import export_mesh
 
-        return export_mesh(field, crop=_crop(request), progress=ctx.progress,
-                           cancel=ctx.cancel)
+        return export_mesh(field, mesh_config(request), crop=_crop(request),
+                           progress=ctx.progress, cancel=ctx.cancel)
     from edit3d.export.pointcloud import export_point_cloud
 
     return export_point_cloud(field, point_cloud_config(request), crop=_crop(request),

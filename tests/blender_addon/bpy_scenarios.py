@@ -1695,7 +1695,7 @@ def _live_preview_phase(phase: Phase, connection: Any) -> dict[str, Any]:
 def _export_phase(phase: Phase, connection: Any) -> dict[str, Any]:
     props = phase.props
     props.export_kind = "point_cloud"
-    props.export_points = 3000
+    props.export_points, props.export_views = 3000, 6
     job = phase.run_job("export", lambda: bpy.ops.edit3d.export(into_scene=True), 180)
     phase.wait("export object", lambda: bool(connection.LINK.export_results), 10)
     result = connection.LINK.export_results[-1]

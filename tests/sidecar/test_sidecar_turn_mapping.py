@@ -7,6 +7,7 @@ import dataclasses
 from types import SimpleNamespace
 
 from edit3d.editing.turns import TurnSpec
+from edit3d.export.mesh import MeshConfig
 from edit3d.export.pointcloud import PointCloudConfig
 from edit3d.refine import RefineConfig
 from protocol import messages as m
@@ -55,6 +56,10 @@ def test_refine_and_export_leave_unset_fields_to_the_method() -> None:
     assert edit3d_jobs.point_cloud_config(m.JobExport(session_id="s1")) == PointCloudConfig()
     budget = edit3d_jobs.point_cloud_config(m.JobExport(session_id="s1", budget=1234))
     assert budget == PointCloudConfig(num_points=1234)
+    fewer = m.JobExport(session_id="s1", kind="mesh", max_views=5)
+    assert edit3d_jobs.point_cloud_config(fewer) == PointCloudConfig(max_views=5)
+    assert edit3d_jobs.mesh_config(fewer) == MeshConfig(max_views=5)
+    assert edit3d_jobs.mesh_config(m.JobExport(session_id="s1")) == MeshConfig()
 
 
 def test_turn_summaries_carry_queries_as_lists_and_only_scalars_as_params(tmp_path) -> None:
