@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from edit3d.scene.sample import MAX_RESOLUTION
+
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -13,7 +15,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("out", metavar="OUT", help="folder to write (created if missing)")
     parser.add_argument("--views", type=int, default=36, help="cameras on the orbit (24-60)")
-    parser.add_argument("--resolution", type=int, default=64, help="image side in px (32-128)")
+    parser.add_argument(
+        "--resolution", type=int, default=64, help=f"image side in px (32-{MAX_RESOLUTION})"
+    )
     parser.add_argument("--seed", type=int, default=0, help="layout and camera jitter seed")
     parser.add_argument(
         "--points",

@@ -693,6 +693,10 @@ def _is_sample_scene(root: Path) -> bool:
         return False
 
 
+MAX_RESOLUTION = 512
+"""Largest image side (the GPU benchmark renders the scene at the paper's 497 px)."""
+
+
 def make_sample_scene(
     out_dir: str | Path,
     *,
@@ -708,8 +712,8 @@ def make_sample_scene(
     """
     if not 24 <= num_views <= 60:
         raise ValueError(f"num_views must be in [24, 60], got {num_views}")
-    if not 32 <= resolution <= 128:
-        raise ValueError(f"resolution must be in [32, 128], got {resolution}")
+    if not 32 <= resolution <= MAX_RESOLUTION:
+        raise ValueError(f"resolution must be in [32, {MAX_RESOLUTION}], got {resolution}")
     if num_points < 0:
         raise ValueError(f"num_points must be >= 0, got {num_points}")
     root = _prepare_out_dir(Path(out_dir))

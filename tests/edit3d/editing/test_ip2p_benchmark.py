@@ -88,3 +88,10 @@ def test_full_size_request_without_cuda_refuses(bench, capsys) -> None:
         pytest.skip("CUDA present: the full run would start")
     assert bench.main([]) == 2
     assert "--smoke" in capsys.readouterr().err
+
+
+def test_full_size_scenes_fit_the_sample_scene(bench) -> None:
+    # The full-size splat timing writes the sample scene at the paper's image size.
+    from edit3d.scene.sample import MAX_RESOLUTION
+
+    assert max(bench.PAPER_IMAGE_SIZE) <= MAX_RESOLUTION

@@ -309,7 +309,8 @@ def test_cli_writes_a_scene(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     ("kwargs", "name"),
     [
         ({"num_views": 10}, "num_views"),
-        ({"resolution": 512}, "resolution"),
+        ({"resolution": 1024}, "resolution"),
+        ({"resolution": 16}, "resolution"),
         ({"num_points": -1}, "num_points"),
     ],
 )
