@@ -45,6 +45,21 @@ def editor_settings(editor: Any, message_types: Any) -> Any:
     return message_types.EditorSettings(**given) if given else None
 
 
+def take_method_defaults(editor: Any, defaults: Any) -> None:
+    """Start every setting whose override is off at the sidecar's default (the handshake's
+    `editor_defaults`), so turning an override on starts from what the method would use.
+    Overridden settings and those without a fixed default keep their values."""
+    if defaults is None:  # an older sidecar: the declared starting values stay
+        return
+    for switch, names in OVERRIDES:
+        if getattr(editor, switch):
+            continue
+        for name in names:
+            value = getattr(defaults, name, None)
+            if value is not None:
+                setattr(editor, name, value)
+
+
 def editor_values(editor: Any) -> dict[str, Any]:
     """Every switch and value of an Editor property group, as plain data (a snapshot)."""
     values: dict[str, Any] = {}

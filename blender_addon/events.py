@@ -52,6 +52,7 @@ def on_connected(context: Any, reply: Any) -> None:
     status.gpu_memory_free_gb = (reply.gpu_memory_free or 0) / 2**30
     status.capabilities = ", ".join(reply.capabilities)
     status.weights_missing = ", ".join(reply.weights_missing)
+    edit_preview.take_method_defaults(props.editor, getattr(reply, "editor_defaults", None))
     fill_sessions(status, reply.sessions)
     if props.session_id:
         open_session(context, props.session_id, resync=True)

@@ -72,7 +72,9 @@ class EDIT3D_PG_turn(bpy.types.PropertyGroup):
 class EDIT3D_PG_editor(bpy.types.PropertyGroup):
     """InstructPix2Pix settings of the next turn and its previews. Only a field whose
     override is on is sent; the others keep the method's defaults, which the sidecar owns.
-    A value is where the field starts when the user turns its override on."""
+    A value is where the field starts when the user turns its override on: the sidecar's
+    default once connected (its handshake's `editor_defaults`); the declared defaults below
+    only stand in until then."""
 
     use_guidance_scale: BoolProperty(name="Text guidance", description="Override text guidance")
     guidance_scale: FloatProperty(

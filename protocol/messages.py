@@ -294,6 +294,9 @@ class HandshakeReply(Message):
     weights_missing: tuple[str, ...] = param((), max_len=64, max_items=256)
     """Registered model names without real weights on the server: jobs needing them fail
     until `edit3d models fetch NAME` is run there (the tiny profile needs none)."""
+    editor_defaults: EditorSettings | None = None
+    """The editor settings a turn uses where its request leaves them unset (the method's
+    defaults; a field left None here has no fixed default). None from older servers."""
 
 
 @message("heartbeat", "request", idempotent=True)

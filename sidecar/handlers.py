@@ -7,12 +7,14 @@ or `sidecar.workspaces` (which calls edit3d), and returns the reply message. A r
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edit3d.editing.settings import EditorSettings
 from edit3d.field.catalogue import DEFAULT_PRESET
 from edit3d.models.sources import weights_presence
 from protocol import messages as m
@@ -78,7 +80,13 @@ def handshake(sidecar: Sidecar, incoming: Incoming) -> m.Message:
         session_count=count,
         weights_present=tuple(name for name, present in weights.items() if present),
         weights_missing=tuple(name for name, present in weights.items() if not present),
+        editor_defaults=_editor_defaults(),
     )
+
+
+def _editor_defaults() -> m.EditorSettings:
+    """edit3d's editor settings defaults, the values an unset request field gets."""
+    return m.EditorSettings(**dataclasses.asdict(EditorSettings()))
 
 
 def heartbeat(sidecar: Sidecar, incoming: Incoming) -> m.Message:

@@ -686,6 +686,25 @@ class FakeSidecar:
 
 
 @scenario
+def editor_defaults(args: dict[str, Any]) -> dict[str, Any]:
+    """The handshake's editor defaults become the starting values of settings not
+    overridden; overridden ones keep what the user set."""
+    connection = addon_module("connection")
+    msgs = connection.messages()
+    editor = bpy.context.scene.edit3d.editor
+    editor.use_diffusion_steps, editor.diffusion_steps = True, 5
+    defaults = msgs.EditorSettings(guidance_scale=6.0, image_guidance_scale=1.25,
+                                   diffusion_steps=30, lower_bound=0.1, upper_bound=0.9)
+    fake = FakeSidecar(connection, handshake={"editor_defaults": defaults})
+    fake.connect()
+    fake.serve(2.0, until=connection.is_ready)
+    values = addon_module("edit_preview").editor_values(editor)
+    fake.close()
+    disable_addon()
+    return values
+
+
+@scenario
 def refused_fields(args: dict[str, Any]) -> dict[str, Any]:
     """Values the protocol refuses are reported by the operator and never sent."""
     connection = addon_module("connection")

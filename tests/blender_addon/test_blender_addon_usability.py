@@ -138,6 +138,16 @@ def test_renders_show_the_head_and_its_parent_turn_side_by_side(home: Path) -> N
     assert result["after"] == ["Edit3D Render", [0.0, 0.0, 1.0]]
 
 
+def test_the_sidecars_editor_defaults_are_where_settings_start(home: Path) -> None:
+    values = run_bpy("editor_defaults", home).result
+    assert values["guidance_scale"] == pytest.approx(6.0)  # were 7.5 until connected
+    assert values["image_guidance_scale"] == pytest.approx(1.25)
+    assert values["lower_bound"] == pytest.approx(0.1)
+    assert values["upper_bound"] == pytest.approx(0.9)
+    assert values["use_diffusion_steps"] and values["diffusion_steps"] == 5  # overridden
+    assert values["resolution"] == 512  # no fixed default on the sidecar: unchanged
+
+
 def test_missing_weights_show_in_the_panel_and_stop_jobs_that_need_them(home: Path) -> None:
     no_segmentation = {"capabilities": ("profile.real",),
                        "weights_missing": ("sam-vit-h", "blip-caption-large", "gfpgan-v1.4")}
@@ -145,6 +155,7 @@ def test_missing_weights_show_in_the_panel_and_stop_jobs_that_need_them(home: Pa
         "real": no_segmentation,
         "tiny": {**no_segmentation, "capabilities": ("profile.tiny",)},
         "complete": {"capabilities": ("profile.real",), "weights_missing": ()},
+        "no_lpips": {"capabilities": ("profile.real",), "weights_missing": ("lpips-alex",)},
     }}).result
     real = result["real"]
     assert real["panel"][0] == "Missing weights: sam-vit-h, blip-caption-large, gfpgan-v1.4"
@@ -162,6 +173,10 @@ def test_missing_weights_show_in_the_panel_and_stop_jobs_that_need_them(home: Pa
     assert result["tiny"]["sent"] == ["job.run_turn", "job.run_turn", "job.refine"]
     assert result["complete"]["panel"] == ["All model weights present"]
     assert result["complete"]["sent"] == ["job.run_turn", "job.run_turn", "job.refine"]
+    # the panel's preset (Small) trains turns with L1 + LPIPS: no turn without its weights
+    no_lpips = result["no_lpips"]
+    assert no_lpips["sent"] == ["job.refine"]
+    assert "edit3d models fetch lpips-alex" in no_lpips["attempts"]["turn_without_queries"]["error"]
 
 
 def test_one_bar_per_job_and_preview_edit_on_a_new_camera(home: Path) -> None:

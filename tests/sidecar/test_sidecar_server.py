@@ -3,6 +3,7 @@ events, crash survival, reconnect and resync."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import os
@@ -59,6 +60,15 @@ def test_handshake_connection_file_and_lock(sidecar, client) -> None:
     assert not set(reply.weights_present) & set(reply.weights_missing)
     present = {name for name, here in weights_presence().items() if here}
     assert set(reply.weights_present) == present
+    # The editor settings an unset request field gets: edit3d's own defaults.
+    from edit3d.editing.settings import EditorSettings
+
+    assert reply.editor_defaults.given() == {
+        name: value
+        for name, value in dataclasses.asdict(EditorSettings()).items()
+        if value is not None
+    }
+    assert reply.editor_defaults.guidance_scale == EditorSettings().guidance_scale
     assert stat.S_IMODE(sidecar.connection_file.stat().st_mode) == 0o600
     second = subprocess.run(
         [sys.executable, "-m", "sidecar.cli", "--workdir", str(sidecar.workdir)],
