@@ -8,12 +8,10 @@ editing turn with its edits taken out (edit_rate beyond the run, so only iterati
 and it is dropped with the warm-up) and the super-resolution fine-tune on given targets.
 What remains is exactly what the runner and its overrides add to every iteration.
 
-The kinds run in lock step: each in its own thread, and a baton lets exactly one of them
-run one iteration at a time, in turn. A kind's iteration is timed from the moment it takes
-the baton to the end of that iteration's progress event, so it includes everything the loop
-does between two iterations (step hook, checkpoint schedule, `before_iteration`) and nothing
-of the others. On a shared or virtual machine the speed drifts by ±15% over seconds; in lock
-step every kind sees the same drift, where runs one after another did not.
+The kinds run in lock step (`lockstep.py`: one iteration each in turn), so the machine's
+drift hits them alike; an iteration's time includes everything the loop does between two
+iterations (step hook, checkpoint schedule, `before_iteration`). The turn's pre-renders and
+its one edit fall in its first iteration, dropped with the warm-up.
 
 A turn trains with its preset's turn objective (`FieldConfig.turn_objective()`); where that
 is not the backend's own loss and batch (e.g. the paper preset's L1 + LPIPS on patches), the
@@ -28,24 +26,17 @@ import argparse
 import functools
 import statistics
 import tempfile
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from lockstep import WARMUP, StepClock, in_lock_step
 
 from edit3d.editing.turns import TurnSpec, run_turn
 from edit3d.field import field_from_checkpoint
 from edit3d.field.objective import TrainingObjective
 from edit3d.field.testing import cached_tiny_base
-from edit3d.progress import ProgressEvent
 from edit3d.refine.finetune import RefineConfig, RefineState, finetune_super_resolution
 from edit3d.training import TrainingRun
-
-WARMUP = 5
-"""Iterations dropped from each kind's figures (set-up, first allocations, the turn's
-pre-renders and its one edit all fall in iteration 0)."""
 
 
 class Unchanged:
@@ -55,61 +46,8 @@ class Unchanged:
         return np.asarray(condition, dtype=np.float32)
 
 
-class Baton:
-    """Lets the registered kinds run one iteration each, in turn, never two at once."""
-
-    def __init__(self, kinds: list[str]) -> None:
-        self._order = list(kinds)
-        self._holder = self._order[0]
-        self._changed = threading.Condition()
-
-    def take(self, kind: str) -> None:
-        with self._changed:
-            self._changed.wait_for(lambda: self._holder == kind)
-
-    def pass_on(self, kind: str, *, retire: bool = False) -> None:
-        with self._changed:
-            index = self._order.index(kind)
-            if retire:
-                self._order.remove(kind)
-            if self._order:
-                self._holder = self._order[(index if retire else index + 1) % len(self._order)]
-            self._changed.notify_all()
-
-
-class StepClock:
-    """Per-iteration seconds of one kind, from taking the baton to the iteration's end."""
-
-    def __init__(self, kind: str, baton: Baton, total: int) -> None:
-        self.kind, self.baton, self.total = kind, baton, total
-        self.seconds: list[float] = []
-        self._started = 0.0
-
-    def start(self) -> None:
-        self.baton.take(self.kind)
-        self._started = time.perf_counter()
-
-    def iteration_done(self, step: int) -> None:
-        self.seconds.append(time.perf_counter() - self._started)
-        if step < self.total:  # the last iteration keeps the baton until its run has ended
-            self.baton.pass_on(self.kind)
-            self.start()
-
-    def on_progress(self, phase: str) -> Callable[[ProgressEvent], None]:
-        def callback(event: ProgressEvent) -> None:
-            if event.phase == phase:
-                self.iteration_done(event.step - self.first_step)
-
-        return callback
-
-    first_step = 0
-
-    def per_step(self) -> list[float]:
-        return self.seconds[WARMUP:]
-
-
 def plain_steps(
-    checkpoint: Path, clock: StepClock, _work: Path, objective: TrainingObjective | None = None
+    checkpoint: Path, _work: Path, clock: StepClock, objective: TrainingObjective | None = None
 ) -> None:
     field = field_from_checkpoint(checkpoint)
     targets = field.make_targets(field.dataset_images())
@@ -127,7 +65,7 @@ def turn_baseline(config) -> TrainingObjective | None:
     return None if objective == own else objective
 
 
-def base_steps(checkpoint: Path, clock: StepClock, work: Path) -> None:
+def base_steps(checkpoint: Path, work: Path, clock: StepClock) -> None:
     field = field_from_checkpoint(checkpoint)
     targets = field.make_targets(field.dataset_images())
     clock.first_step = field.step
@@ -138,7 +76,7 @@ def base_steps(checkpoint: Path, clock: StepClock, work: Path) -> None:
     ).run()  # fmt: skip
 
 
-def refine_steps(checkpoint: Path, clock: StepClock, work: Path) -> None:
+def refine_steps(checkpoint: Path, work: Path, clock: StepClock) -> None:
     field = field_from_checkpoint(checkpoint)
     finetune_super_resolution(
         field,
@@ -149,15 +87,12 @@ def refine_steps(checkpoint: Path, clock: StepClock, work: Path) -> None:
     )
 
 
-def turn_steps(checkpoint: Path, clock: StepClock, work: Path) -> None:
+def turn_steps(checkpoint: Path, work: Path, clock: StepClock) -> None:
     field = field_from_checkpoint(checkpoint)
     steps = clock.total
     spec = TurnSpec("keep everything", steps=steps, edit_rate=steps + 1, lr=field.config.edit_lr)
     run_turn(field, spec, work, Unchanged(), progress=clock.on_progress("turn"),
              checkpoint_every=10**9)  # fmt: skip
-
-
-Kind = Callable[[Path, StepClock, Path], None]
 
 
 def main() -> None:
@@ -174,42 +109,16 @@ def main() -> None:
         cache = args.cache or Path(tmp) / "base"
         _, checkpoint = cached_tiny_base(cache)
         turn_objective = turn_baseline(field_from_checkpoint(checkpoint).config)
-        kinds: dict[str, Kind] = {"plain": plain_steps, "base": base_steps, "turn": turn_steps,
-                                  "refine": refine_steps}  # fmt: skip
+        loops = {"plain": plain_steps, "base": base_steps, "turn": turn_steps,
+                 "refine": refine_steps}  # fmt: skip
         if turn_objective is not None:
-            kinds["plain-turn"] = functools.partial(plain_steps, objective=turn_objective)
-        times = in_lock_step(kinds, checkpoint, args.steps, Path(tmp))
+            loops["plain-turn"] = functools.partial(plain_steps, objective=turn_objective)
+        kinds = {}
+        for kind, loop in loops.items():
+            (Path(tmp) / kind).mkdir()
+            kinds[kind] = functools.partial(loop, checkpoint, Path(tmp) / kind)
+        times = in_lock_step(kinds, args.steps)
     _report(times, turn_objective)
-
-
-def in_lock_step(
-    kinds: dict[str, Kind], checkpoint: Path, steps: int, tmp: Path
-) -> dict[str, list[float]]:
-    """Run every kind for `steps` iterations, one iteration at a time in turn."""
-    baton = Baton(list(kinds))
-    clocks = {kind: StepClock(kind, baton, steps) for kind in kinds}
-    errors: list[BaseException] = []
-
-    def run(kind: str) -> None:
-        clock = clocks[kind]
-        try:
-            clock.start()
-            work = tmp / kind
-            work.mkdir()
-            kinds[kind](checkpoint, clock, work)
-        except BaseException as error:  # reported after the others finish
-            errors.append(error)
-        finally:
-            baton.pass_on(kind, retire=True)
-
-    threads = [threading.Thread(target=run, args=(kind,), name=kind) for kind in kinds]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return {kind: clock.per_step() for kind, clock in clocks.items()}
 
 
 def _report(times: dict[str, list[float]], turn_objective: TrainingObjective | None) -> None:
