@@ -24,11 +24,10 @@ import tempfile
 from pathlib import Path
 
 import torch
-from lockstep import StepClock, in_lock_step
+from lockstep import StepClock, base_training, in_lock_step
 
 from edit3d.field import field_from_checkpoint, get_preset
 from edit3d.field.testing import cached_tiny_base
-from edit3d.training import TrainingRun
 
 
 def plain_steps(checkpoint: Path, _work: Path, clock: StepClock) -> None:
@@ -58,13 +57,7 @@ def plain_steps(checkpoint: Path, _work: Path, clock: StepClock) -> None:
 
 def edit3d_steps(checkpoint: Path, work: Path, clock: StepClock) -> None:
     field = field_from_checkpoint(checkpoint)
-    targets = field.make_targets(field.dataset_images())
-    clock.first_step = field.step
-    TrainingRun(
-        field, targets, total=field.step + clock.total, lr=field.config.base_lr, done=field.step,
-        phase="train_base", checkpoint=work / "base.pt", checkpoint_every=10**9,
-        progress=clock.on_progress("train_base"),
-    ).run()  # fmt: skip
+    base_training(field, work, clock, field.config.base_lr)
 
 
 def main() -> None:

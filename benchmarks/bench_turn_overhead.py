@@ -29,14 +29,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from lockstep import WARMUP, StepClock, in_lock_step
+from lockstep import WARMUP, StepClock, base_training, in_lock_step
 
 from edit3d.editing.turns import TurnSpec, run_turn
 from edit3d.field import field_from_checkpoint
 from edit3d.field.objective import TrainingObjective
 from edit3d.field.testing import cached_tiny_base
 from edit3d.refine.finetune import RefineConfig, RefineState, finetune_super_resolution
-from edit3d.training import TrainingRun
 
 
 class Unchanged:
@@ -67,13 +66,7 @@ def turn_baseline(config) -> TrainingObjective | None:
 
 def base_steps(checkpoint: Path, work: Path, clock: StepClock) -> None:
     field = field_from_checkpoint(checkpoint)
-    targets = field.make_targets(field.dataset_images())
-    clock.first_step = field.step
-    TrainingRun(
-        field, targets, total=field.step + clock.total, lr=field.config.edit_lr, done=field.step,
-        phase="train_base", checkpoint=work / "base.pt", checkpoint_every=10**9,
-        progress=clock.on_progress("train_base"),
-    ).run()  # fmt: skip
+    base_training(field, work, clock, field.config.edit_lr)
 
 
 def refine_steps(checkpoint: Path, work: Path, clock: StepClock) -> None:

@@ -17,8 +17,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from edit3d.field.radiance import RadianceField
 from edit3d.progress import ProgressEvent
+from edit3d.training import TrainingRun
 
 WARMUP = 5
 """Iterations dropped from each kind's figures (set-up and first allocations fall in the
@@ -111,3 +114,15 @@ def in_lock_step(kinds: dict[str, Kind], steps: int) -> dict[str, list[float]]:
         if len(clock.seconds) != steps:
             raise RuntimeError(f"{kind} reported {len(clock.seconds)} iterations, not {steps}")
     return {kind: clock.per_step() for kind, clock in clocks.items()}
+
+
+def base_training(field: RadianceField, work: Path, clock: StepClock, lr: float) -> None:
+    """`clock.total` iterations of base training from the field's step, as `TrainingRun`
+    runs it (progress, ETA, checkpoint schedule), timed by `clock`."""
+    targets = field.make_targets(field.dataset_images())
+    clock.first_step = field.step
+    TrainingRun(
+        field, targets, total=field.step + clock.total, lr=lr, done=field.step,
+        phase="train_base", checkpoint=work / "base.pt", checkpoint_every=10**9,
+        progress=clock.on_progress("train_base"),
+    ).run()  # fmt: skip
